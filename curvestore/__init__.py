@@ -1,0 +1,33 @@
+"""curvestore: a store for dense time series (load curves) with pluggable backends and codecs.
+
+>>> import curvestore
+>>> store = curvestore.create_store("memory://doc", keys={"site": str}, freq="1h", tz="UTC")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from curvestore import errors
+from curvestore.errors import *  # noqa: F403  (the error tree is public API)
+
+__version__ = "0.1.0"
+
+__all__ = ["Store", "__version__", "create_store", "errors", "open_store", *errors.__all__]
+
+if TYPE_CHECKING:
+    from curvestore.core.open import create_store, open_store
+    from curvestore.core.store import Store
+
+
+def __getattr__(name: str) -> Any:
+    # pandas and numpy load on first use, so `import curvestore` stays cheap for the CLI.
+    if name in ("create_store", "open_store"):
+        from curvestore.core import open as _open
+
+        return getattr(_open, name)
+    if name == "Store":
+        from curvestore.core.store import Store
+
+        return Store
+    raise AttributeError(f"module 'curvestore' has no attribute {name!r}")

@@ -1,0 +1,12 @@
+"""Registers the built-in backends, exactly as a third-party plugin would."""
+
+from __future__ import annotations
+
+from curvestore.hookspecs import hookimpl
+from curvestore.registry import Registrar
+
+
+@hookimpl
+def register_backends(register: Registrar) -> None:
+    register.backend(("memory",), "curvestore.backends.memory:MemoryBackend")
+    register.backend(("file",), "curvestore.backends.filesystem:FileBackend")

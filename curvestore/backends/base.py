@@ -1,0 +1,150 @@
+"""The backend contract.
+
+A backend stores :class:`~curvestore.core.records.ChunkRecord` s and knows nothing about pandas,
+grids, merging or codecs: the core owns those. What a backend must provide:
+
+* a manifest (the store's frozen config as a JSON-able dict), created once;
+* reads: the live chunks of one series in a chunk-index range, a scan of many series ordered by
+  key (one series' chunks at a time, so callers can stream), payload-free metas, series lists;
+* transactions: ``with backend.transaction(keys) as tx`` gives exclusive access to those series
+  (file locks, row locks, or optimistic conditional writes that raise :class:`ConflictError`
+  at commit, in which case the core re-runs its whole read-merge-write); inside, the core reads
+  current state and ``tx.put``\\ s new chunks and tombstones; leaving the block without an
+  exception commits them all-or-nothing where the medium allows it (a backend that cannot
+  commit several objects atomically documents it and commits each chunk atomically);
+* a change feed: every committed put or tombstone exactly once, in commit order, after an
+  opaque cursor that stays valid across restarts;
+* ``close()``, idempotent.
+
+Versions are assigned by the backend at commit and grow strictly for each chunk; the change
+feed's order is the commit order. Payload checksums are verified by the core on decode; a
+backend that wraps records in its own framing verifies that framing itself.
+
+Key filters (``where``) are dicts of key name -> value over a subset of the store's keys;
+the core validates them before they reach a backend. Backends learn the key schema through
+:meth:`Backend.bind` right after the manifest has been read or created.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from curvestore.errors import ReadOnlyError
+
+if TYPE_CHECKING:
+    from curvestore.core.config import KeySchema
+    from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+    from curvestore.core.url import StoreURL
+
+__all__ = ["Backend", "Transaction"]
+
+
+class Transaction(ABC):
+    """Exclusive read-modify-write access to a set of series, committed on success.
+
+    After a successful commit, ``committed`` lists the changes written, in commit order.
+    """
+
+    committed: list[Change]
+
+    @abstractmethod
+    def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
+        """Metas of the series' live chunks (tombstones excluded), ordered by chunk."""
+
+    @abstractmethod
+    def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+             ) -> list[ChunkRecord]:
+        """The series' live chunks with ``lo <= chunk <= hi``, ordered by chunk."""
+
+    @abstractmethod
+    def put(self, records: Sequence[ChunkRecord]) -> None:
+        """Stage chunks to write; a record whose ``meta.deleted`` is true is a tombstone.
+
+        Only keys passed to :meth:`Backend.transaction` may be written. Versions and
+        ``updated_at`` in the given metas are ignored: the backend assigns them at commit.
+        """
+
+
+class Backend(ABC):
+    """Where chunk records live. Subclasses set ``schemes`` and implement the abstract methods.
+
+    Note for implementers: ``scan`` is the bulk read path. It must stream (one series' chunks
+    in memory at a time) and batch its I/O (bulk listing, server-side cursors, concurrent
+    fetches); a loop calling :meth:`read_chunks` per key is correct but slow.
+    """
+
+    schemes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *, read_only: bool = False) -> None:
+        self.read_only = read_only
+        self.schema: KeySchema | None = None
+        self.closed = False
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: StoreURL, *, read_only: bool = False) -> Backend:
+        """Build from a parsed URL; reject options you do not know (ConfigurationError)."""
+
+    # -- manifest --------------------------------------------------------------------------
+    @abstractmethod
+    def read_manifest(self) -> dict[str, Any] | None:
+        """The stored manifest, or None if no store exists at this location."""
+
+    @abstractmethod
+    def create_manifest(self, manifest: dict[str, Any]) -> None:
+        """Create the store (StoreExistsError if a manifest is already there)."""
+
+    def bind(self, schema: KeySchema) -> None:
+        """Learn the store's key schema (called once the manifest is known)."""
+        self.schema = schema
+
+    # -- reads -----------------------------------------------------------------------------
+    @abstractmethod
+    def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+                    ) -> list[ChunkRecord]:
+        """Live chunks of one series with ``lo <= chunk <= hi`` (None: unbounded), by chunk."""
+
+    @abstractmethod
+    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
+             ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
+        """Each matching series with live chunks in range, ordered by key, chunks by index."""
+
+    @abstractmethod
+    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
+        """Each matching series that has live chunks, with their metas; ordered by key."""
+
+    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
+        """Keys of matching series with at least one live chunk, ordered.
+
+        Note for implementers: the default walks every meta; override it when cheaper.
+        """
+        for key, _metas in self.list_metas(where):
+            yield key
+
+    # -- writes ----------------------------------------------------------------------------
+    @abstractmethod
+    def transaction(self, keys: Sequence[SeriesKey]) -> AbstractContextManager[Transaction]:
+        """Exclusive access to ``keys`` for a read-merge-write, committed on clean exit."""
+
+    def check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{self!r} is open read-only")
+
+    # -- change feed -----------------------------------------------------------------------
+    @abstractmethod
+    def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
+        """Up to ``limit`` changes committed after ``cursor`` (None: from the beginning), in
+        commit order, filtered by ``where``; SyncError for a cursor this store did not issue."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

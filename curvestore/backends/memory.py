@@ -1,0 +1,157 @@
+"""In-process backend: ``memory://name`` (shared by name within a process) or ``memory://``
+(a fresh, private store). The reference implementation for the conformance suites."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from curvestore.backends.base import Backend, Transaction
+from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.url import StoreURL
+from curvestore.errors import ConfigurationError, StoreExistsError
+
+__all__ = ["MemoryBackend"]
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.manifest: dict[str, Any] | None = None
+        self.series: dict[SeriesKey, dict[int, ChunkRecord]] = {}
+        self.log: list[Change] = []
+
+
+_NAMED: dict[str, _State] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+class _MemoryTransaction(Transaction):
+    def __init__(self, backend: MemoryBackend, keys: Sequence[SeriesKey]) -> None:
+        self.backend = backend
+        self.keys = set(keys)
+        self.staged: dict[tuple[SeriesKey, int], ChunkRecord] = {}
+
+    def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
+        return [r.meta for r in self.backend.read_chunks(key)]
+
+    def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+             ) -> list[ChunkRecord]:
+        return self.backend.read_chunks(key, lo, hi)
+
+    def put(self, records: Sequence[ChunkRecord]) -> None:
+        for record in records:
+            if record.key not in self.keys:
+                raise ValueError(f"series {record.key} is not part of this transaction")
+            self.staged[(record.key, record.chunk)] = record
+
+    def commit(self) -> list[Change]:
+        state = self.backend.state
+        now = time.time_ns()
+        changes = []
+        for (key, chunk), record in sorted(self.staged.items()):
+            version = len(state.log) + 1
+            committed = record.with_meta(version=version, updated_at=now)
+            state.series.setdefault(key, {})[chunk] = committed
+            change = Change(key, chunk, version, record.meta.deleted)
+            state.log.append(change)
+            changes.append(change)
+        return changes
+
+
+class MemoryBackend(Backend):
+    """Chunks in a dict, guarded by one lock; nothing survives the process."""
+
+    schemes = ("memory",)
+
+    def __init__(self, name: str = "", *, read_only: bool = False) -> None:
+        super().__init__(read_only=read_only)
+        self.name = name
+        if name:
+            with _NAMED_LOCK:
+                self.state = _NAMED.setdefault(name, _State())
+        else:
+            self.state = _State()
+
+    @classmethod
+    def from_url(cls, url: StoreURL, *, read_only: bool = False) -> MemoryBackend:
+        url.reject_unknown_options(frozenset())
+        name = (url.netloc + url.path).strip("/")
+        if "/" in name:
+            raise ConfigurationError("memory:// URLs take a single name: memory://name")
+        return cls(name, read_only=read_only)
+
+    @staticmethod
+    def forget(name: str) -> None:
+        """Drop a named in-memory store."""
+        with _NAMED_LOCK:
+            _NAMED.pop(name, None)
+
+    def __repr__(self) -> str:
+        return f"MemoryBackend(name={self.name!r})"
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        with self.state.lock:
+            return None if self.state.manifest is None else dict(self.state.manifest)
+
+    def create_manifest(self, manifest: dict[str, Any]) -> None:
+        self.check_writable()
+        with self.state.lock:
+            if self.state.manifest is not None:
+                raise StoreExistsError(f"a store already exists at {self!r}")
+            self.state.manifest = dict(manifest)
+
+    def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+                    ) -> list[ChunkRecord]:
+        with self.state.lock:
+            chunks = self.state.series.get(key, {})
+            return [
+                r for c, r in sorted(chunks.items())
+                if not r.meta.deleted and (lo is None or c >= lo) and (hi is None or c <= hi)
+            ]
+
+    def _matching(self, where: Mapping[str, Any]) -> list[SeriesKey]:
+        assert self.schema is not None
+        with self.state.lock:
+            keys = list(self.state.series)
+        return sorted(k for k in keys if self.schema.matches(k, where))
+
+    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
+             ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
+        for key in self._matching(where):
+            records = self.read_chunks(key, lo, hi)
+            if records:
+                yield key, records
+
+    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
+        for key, records in self.scan(where):
+            yield key, [r.meta for r in records]
+
+    @contextmanager
+    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
+        self.check_writable()
+        with self.state.lock:
+            tx = _MemoryTransaction(self, keys)
+            yield tx
+            tx.committed = tx.commit()
+
+    def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
+        assert self.schema is not None
+        store_id = (self.state.manifest or {}).get("store_id", "")
+        position = 0 if cursor is None else decode_cursor(cursor, store_id)[0]
+        with self.state.lock:
+            log = self.state.log[position:]
+        items = []
+        consumed = 0
+        for change in log:
+            if len(items) >= limit:
+                break
+            consumed += 1
+            if self.schema.matches(change.key, where):
+                items.append(change)
+        end = position + consumed
+        return ChangePage(items, encode_cursor(store_id, (end,)), end < position + len(log))

@@ -1,0 +1,140 @@
+"""Chunk pieces: cutting validated arrays into per-period spans, encoding and decoding them,
+and assembling decoded spans back into a series. Vectorised per chunk, never per point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from curvestore.core.grid import Grid
+from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey, checksum
+from curvestore.errors import IntegrityError
+from curvestore.registry import get_codec
+
+__all__ = ["Piece", "assemble", "decode", "encode", "split", "trim"]
+
+
+@dataclass(slots=True)
+class Piece:
+    """Dense values of one chunk from grid offset ``start`` of its period (NaN: no value)."""
+
+    chunk: int
+    start: int
+    values: np.ndarray
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.values)
+
+
+def split(grid: Grid, positions: np.ndarray, values: np.ndarray) -> list[Piece]:
+    """Cut sorted grid positions and their values into one dense piece per chunk."""
+    if not len(positions):
+        return []
+    chunks = grid.chunk_of_positions(positions)
+    edges = np.concatenate(([0], np.flatnonzero(np.diff(chunks)) + 1, [len(chunks)]))
+    pieces = []
+    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+        chunk = int(chunks[a])
+        period_start, _ = grid.period(chunk)
+        offsets = positions[a:b] - period_start
+        first = int(offsets[0])
+        span = int(offsets[-1]) - first + 1
+        if span == b - a:
+            dense = np.array(values[a:b], dtype=np.float64)
+        else:
+            dense = np.full(span, np.nan)
+            dense[offsets - first] = values[a:b]
+        pieces.append(Piece(chunk, first, dense))
+    return pieces
+
+
+def trim(piece: Piece) -> Piece | None:
+    """The piece cut to its first..last valid point, or None when it holds no value."""
+    valid = ~np.isnan(piece.values)
+    if not valid.any():
+        return None
+    first = int(valid.argmax())
+    last = len(valid) - int(valid[::-1].argmax())
+    if first == 0 and last == len(valid):
+        return piece
+    return Piece(piece.chunk, piece.start + first, piece.values[first:last])
+
+
+def encode(key: SeriesKey, piece: Piece, codec_id: str, dtype: str) -> ChunkRecord:
+    values = np.ascontiguousarray(piece.values, dtype=dtype)
+    payload = get_codec(codec_id).encode(values)
+    meta = ChunkMeta(
+        chunk=piece.chunk, start=piece.start, length=len(values),
+        count=int(len(values) - np.isnan(values).sum()), codec=codec_id, dtype=dtype,
+        checksum=checksum(payload), size=len(payload),
+    )
+    return ChunkRecord(key, meta, payload)
+
+
+def tombstone(key: SeriesKey, chunk: int) -> ChunkRecord:
+    return ChunkRecord(key, ChunkMeta(chunk=chunk, deleted=True))
+
+
+def decode(record: ChunkRecord) -> Piece:
+    """Verify a record's checksum and decode it."""
+    meta = record.meta
+    if checksum(record.payload) != meta.checksum or len(record.payload) != meta.size:
+        raise IntegrityError(
+            f"chunk {meta.chunk} of series {record.key} fails its checksum (stored data is "
+            "corrupt); restore it from a replica or delete it"
+        )
+    values = get_codec(meta.codec).decode(
+        record.payload, dtype=np.dtype(meta.dtype), length=meta.length
+    )
+    return Piece(meta.chunk, meta.start, values)
+
+
+def assemble(
+    grid: Grid,
+    pieces: list[Piece],
+    lo_pos: int | None,
+    hi_pos: int | None,
+    drop_bounds_na: bool,
+) -> pd.Series | None:
+    """Place decoded pieces on the grid and cut the window ``[lo_pos, hi_pos]``.
+
+    With ``drop_bounds_na`` the result runs from the first to the last valid point; without,
+    it covers the full periods of the chunks read, cut to the window. None if no valid point.
+    """
+    if not pieces:
+        return None
+    starts = [grid.period(p.chunk)[0] for p in pieces]
+    if drop_bounds_na:
+        first = starts[0] + pieces[0].start
+        last = starts[-1] + pieces[-1].stop
+    else:
+        first = starts[0]
+        last_start, last_len = grid.period(pieces[-1].chunk)
+        last = last_start + last_len
+    if lo_pos is not None:
+        first = max(first, lo_pos)
+    if hi_pos is not None:
+        last = min(last, hi_pos + 1)
+    if last <= first:
+        return None
+    out = np.full(last - first, np.nan)
+    for piece, period_start in zip(pieces, starts, strict=True):
+        a = period_start + piece.start
+        b = a + len(piece.values)
+        lo, hi = max(a, first), min(b, last)
+        if lo < hi:
+            out[lo - first:hi - first] = piece.values[lo - a:hi - a]
+    if drop_bounds_na:
+        valid = ~np.isnan(out)
+        if not valid.any():
+            return None
+        head = int(valid.argmax())
+        tail = len(out) - int(valid[::-1].argmax())
+        out = out[head:tail]
+        first += head
+    elif np.isnan(out).all():
+        return None
+    return pd.Series(out, index=grid.index(first, len(out)), copy=False)

@@ -1,0 +1,265 @@
+"""A store's frozen configuration and its key schema.
+
+The configuration is written once, as the store's manifest, when the store is created. Opening
+a store with settings that contradict the manifest raises :class:`ConfigMismatchError`: nothing
+may silently change the freq, tz, chunking, dtype or keys of existing data. Only the default
+codec may change over a store's life, since every chunk records the codec that encoded it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curvestore.core.records import SeriesKey
+from curvestore.errors import ConfigMismatchError, ConfigurationError, InvalidKeyError
+
+__all__ = ["KeySchema", "StoreConfig", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+CHUNKINGS = ("month", "year")
+DTYPES = ("float64",)
+KEY_TYPES: dict[str, type] = {"str": str, "int": int}
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Names that the backends use for their own columns and fields.
+RESERVED_NAMES = frozenset(
+    {"chunk", "chunk_index", "start", "start_ts", "length", "count", "codec", "dtype", "data",
+     "checksum", "version", "updated_at", "deleted", "is_deleted", "payload", "id", "seq"}
+)
+
+
+def _type_name(kind: Any) -> str:
+    if kind in (str, "str"):
+        return "str"
+    if kind in (int, "int"):
+        return "int"
+    raise ConfigurationError(f"key types must be str or int, got {kind!r}")
+
+
+@dataclass(frozen=True)
+class KeySchema:
+    """The ordered key attributes of a store: names and types (``"str"`` or ``"int"``)."""
+
+    names: tuple[str, ...]
+    types: tuple[str, ...]
+
+    @classmethod
+    def from_spec(cls, keys: Mapping[str, Any] | Iterable[str]) -> KeySchema:
+        items = list(keys.items()) if isinstance(keys, Mapping) else [(k, str) for k in keys]
+        if not items:
+            raise ConfigurationError("a store needs at least one key attribute")
+        names, types = [], []
+        for name, kind in items:
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise ConfigurationError(
+                    f"key name {name!r} is invalid: use lower-case letters, digits and '_', "
+                    "starting with a letter or '_' (at most 63 characters)"
+                )
+            if name in RESERVED_NAMES:
+                raise ConfigurationError(f"key name {name!r} is reserved")
+            names.append(name)
+            types.append(_type_name(kind))
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"duplicate key names in {names}")
+        return cls(tuple(names), tuple(types))
+
+    def to_json(self) -> list[dict[str, str]]:
+        return [{"name": n, "type": t} for n, t in zip(self.names, self.types, strict=True)]
+
+    @classmethod
+    def from_json(cls, data: list[dict[str, str]]) -> KeySchema:
+        return cls(tuple(d["name"] for d in data), tuple(d["type"] for d in data))
+
+    def _value(self, name: str, kind: str, value: Any, key: Any) -> Any:
+        if kind == "int":
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                raise InvalidKeyError(
+                    f"key {name!r} must be an int, got {type(value).__name__} {value!r}", key
+                )
+            return int(value)
+        if not isinstance(value, str):
+            raise InvalidKeyError(
+                f"key {name!r} must be a str, got {type(value).__name__} {value!r}", key
+            )
+        if "\x00" in value:
+            raise InvalidKeyError(f"key {name!r} contains a NUL character", key)
+        return value
+
+    def key(self, attrs: Mapping[str, Any]) -> SeriesKey:
+        """Validate a complete key dict and return it as a :data:`SeriesKey` tuple."""
+        if not isinstance(attrs, Mapping):
+            raise InvalidKeyError(
+                f"a series key is a dict of {list(self.names)}, got {type(attrs).__name__}", attrs
+            )
+        unknown = set(attrs) - set(self.names)
+        if unknown:
+            raise InvalidKeyError(
+                f"unknown key attributes {sorted(unknown)}; this store's keys are "
+                f"{list(self.names)}", attrs
+            )
+        missing = [n for n in self.names if n not in attrs]
+        if missing:
+            raise InvalidKeyError(
+                f"missing key attributes {missing}: a single series needs all of "
+                f"{list(self.names)}", attrs
+            )
+        return tuple(
+            self._value(n, t, attrs[n], attrs) for n, t in zip(self.names, self.types, strict=True)
+        )
+
+    def key_from_tuple(self, values: Any) -> SeriesKey:
+        """Validate a key given as a tuple in key order (``write_many``'s mapping keys)."""
+        if not isinstance(values, tuple):
+            values = (values,)
+        if len(values) != len(self.names):
+            raise InvalidKeyError(
+                f"key {values!r} has {len(values)} values; expected {len(self.names)} "
+                f"in the order {list(self.names)}", values
+            )
+        return self.key(dict(zip(self.names, values, strict=True)))
+
+    def filter(self, where: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Validate a partial key (a filter): known names, right types. ``None`` is all."""
+        if where is None:
+            return {}
+        if not isinstance(where, Mapping):
+            raise InvalidKeyError(f"a filter is a dict of key attributes, got {where!r}", where)
+        unknown = set(where) - set(self.names)
+        if unknown:
+            raise InvalidKeyError(
+                f"unknown key attributes {sorted(unknown)} in filter; this store's keys are "
+                f"{list(self.names)}", where
+            )
+        return {
+            n: self._value(n, t, where[n], where)
+            for n, t in zip(self.names, self.types, strict=True)
+            if n in where
+        }
+
+    def as_dict(self, key: SeriesKey) -> dict[str, Any]:
+        return dict(zip(self.names, key, strict=True))
+
+    def matches(self, key: SeriesKey, where: Mapping[str, Any]) -> bool:
+        return all(key[self.names.index(n)] == v for n, v in where.items())
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Everything that is frozen when a store is created."""
+
+    keys: KeySchema
+    freq: str
+    tz: str
+    chunking: str = "month"
+    codec: str = "lz4"
+    dtype: str = "float64"
+    store_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        keys: Mapping[str, Any] | Iterable[str],
+        freq: str,
+        tz: str,
+        chunking: str = "month",
+        codec: str = "lz4",
+        dtype: str = "float64",
+    ) -> StoreConfig:
+        schema = keys if isinstance(keys, KeySchema) else KeySchema.from_spec(keys)
+        return cls(
+            keys=schema, freq=normalize_freq(freq), tz=normalize_tz(tz),
+            chunking=_choice("chunking", chunking, CHUNKINGS), codec=str(codec),
+            dtype=_choice("dtype", dtype, DTYPES),
+        )
+
+    @property
+    def freq_ns(self) -> int:
+        return int(pd.Timedelta(self.freq).value)
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format": "curvestore",
+            "format_version": FORMAT_VERSION,
+            "store_id": self.store_id,
+            "keys": self.keys.to_json(),
+            "freq": self.freq,
+            "tz": self.tz,
+            "chunking": self.chunking,
+            "dtype": self.dtype,
+            "codec": self.codec,
+        }
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> StoreConfig:
+        if manifest.get("format") != "curvestore":
+            raise ConfigurationError("the location holds something that is not a curvestore store")
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ConfigurationError(
+                f"store format version {version} is not supported by this curvestore "
+                f"(supports {FORMAT_VERSION}); upgrade curvestore"
+            )
+        return cls(
+            keys=KeySchema.from_json(manifest["keys"]), freq=manifest["freq"], tz=manifest["tz"],
+            chunking=manifest["chunking"], codec=manifest["codec"], dtype=manifest["dtype"],
+            store_id=manifest["store_id"],
+        )
+
+    def check_compatible(self, **wanted: Any) -> None:
+        """Raise ConfigMismatchError if any given setting differs from this frozen config."""
+        differences: dict[str, tuple[Any, Any]] = {}
+        for name, value in wanted.items():
+            if value is None:
+                continue
+            if name == "keys":
+                want = (value if isinstance(value, KeySchema) else KeySchema.from_spec(value))
+                if want != self.keys:
+                    differences["keys"] = (self.keys.to_json(), want.to_json())
+                continue
+            normal = {"freq": normalize_freq, "tz": normalize_tz}.get(name, str)(value)
+            if normal != getattr(self, name):
+                differences[name] = (getattr(self, name), normal)
+        if differences:
+            raise ConfigMismatchError(differences)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigurationError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def normalize_freq(freq: Any) -> str:
+    """Canonical text of a fixed frequency (``"15min"``, ``"1h"``...); calendar ones refused."""
+    try:
+        delta = pd.Timedelta(freq)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            f"freq {freq!r} is not a fixed duration such as '15min', '30min', '1h'"
+        ) from exc
+    if delta <= pd.Timedelta(0):
+        raise ConfigurationError(f"freq must be positive, got {freq!r}")
+    if delta.value % 1_000_000_000:
+        raise ConfigurationError(f"freq must be a whole number of seconds, got {freq!r}")
+    seconds = delta.value // 1_000_000_000
+    for unit, size in (("D", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def normalize_tz(tz: Any) -> str:
+    """The IANA name of a time zone, validated."""
+    try:
+        stamp = pd.Timestamp("2000-01-01", tz=tz)
+    except Exception as exc:  # pandas raises several types for unknown zones
+        raise ConfigurationError(f"unknown time zone {tz!r}") from exc
+    name = str(stamp.tz)
+    return "UTC" if name in ("UTC", "utc", "Etc/UTC") else name

@@ -1,0 +1,155 @@
+"""Exact grid math.
+
+Points live at ``period_start + i * freq`` in absolute time, where periods are calendar months
+or years in the store's time zone. Because every period boundary must itself lie on the grid
+(checked when a store is created), one global grid exists, and everything below works in
+integer *grid positions* counted from the first supported period: no floating point and no
+wall-clock arithmetic, so DST changes (a 15-min March month in Europe/Paris has 4 fewer points)
+come out right by construction.
+
+Chunk indices: ``year`` for yearly chunks, ``year * 12 + month - 1`` for monthly chunks.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curvestore.errors import ConfigurationError, GridError, InvalidDataError
+
+__all__ = ["Grid", "FIRST_YEAR", "LAST_YEAR", "get_grid", "to_utc_ns"]
+
+FIRST_YEAR = 1970
+LAST_YEAR = 2199
+
+
+class Grid:
+    """The grid of one store: freq (ns), time zone and chunking."""
+
+    def __init__(self, freq_ns: int, tz: str, chunking: str) -> None:
+        self.freq_ns = int(freq_ns)
+        self.tz = tz
+        self.chunking = chunking
+        years = np.arange(FIRST_YEAR, LAST_YEAR + 2)
+        if chunking == "year":
+            naive = pd.to_datetime({"year": years, "month": 1, "day": 1})
+            self.first_chunk = FIRST_YEAR
+        else:
+            yy = np.repeat(years[:-1], 12)
+            mm = np.tile(np.arange(1, 13), len(years) - 1)
+            yy = np.append(yy, LAST_YEAR + 1)
+            mm = np.append(mm, 1)
+            naive = pd.to_datetime({"year": yy, "month": mm, "day": 1})
+            self.first_chunk = FIRST_YEAR * 12
+        local = pd.DatetimeIndex(naive).tz_localize(
+            tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward"
+        )
+        starts = local.as_unit("ns").asi8.astype(np.int64)
+        self.origin_ns = int(starts[0])
+        rel = starts - self.origin_ns
+        misaligned = rel % self.freq_ns != 0
+        if misaligned.any():
+            bad = local[int(np.argmax(misaligned))]
+            raise ConfigurationError(
+                f"periods do not fall on the {pd.Timedelta(self.freq_ns)} grid in {tz}: the "
+                f"period starting at {bad} is not a whole number of steps from the previous "
+                "ones; choose a shorter freq or another chunking/time zone"
+            )
+        #: grid position of each period start; entry i is chunk first_chunk + i, last is an end
+        self.bounds = rel // self.freq_ns
+        self.last_chunk = self.first_chunk + len(self.bounds) - 2
+
+    # -- chunks -------------------------------------------------------------------------
+    def _slot(self, chunk: int) -> int:
+        slot = chunk - self.first_chunk
+        if not 0 <= slot <= len(self.bounds) - 2:
+            raise GridError(f"chunk {chunk} is outside the supported years {FIRST_YEAR}-{LAST_YEAR}")
+        return slot
+
+    def period(self, chunk: int) -> tuple[int, int]:
+        """Grid position of the chunk's first point and its number of points."""
+        slot = self._slot(chunk)
+        return int(self.bounds[slot]), int(self.bounds[slot + 1] - self.bounds[slot])
+
+    def period_start_ns(self, chunk: int) -> int:
+        return self.origin_ns + self.period(chunk)[0] * self.freq_ns
+
+    def chunk_of_positions(self, positions: np.ndarray) -> np.ndarray:
+        slots = np.searchsorted(self.bounds, positions, side="right") - 1
+        return slots + self.first_chunk
+
+    def chunk_label(self, chunk: int) -> str:
+        if self.chunking == "year":
+            return str(chunk)
+        year, month = divmod(chunk, 12)
+        return f"{year}-{month + 1:02d}"
+
+    # -- timestamps <-> positions ----------------------------------------------------------
+    def positions(self, ns: np.ndarray) -> np.ndarray:
+        """Grid positions of UTC nanosecond timestamps; GridError if any is off the grid."""
+        rel = ns - self.origin_ns
+        off = rel % self.freq_ns
+        if off.any():
+            bad = pd.Timestamp(int(ns[int(np.argmax(off != 0))]), tz="UTC").tz_convert(self.tz)
+            raise GridError(
+                f"timestamp {bad} is not on the store's {pd.Timedelta(self.freq_ns)} grid "
+                "(data finer than or not aligned to the store's freq); resample it first"
+            )
+        pos = rel // self.freq_ns
+        if len(pos) and (pos[0] < 0 or pos[-1] >= self.bounds[-1] or pos.min() < 0
+                         or pos.max() >= self.bounds[-1]):
+            raise GridError(f"timestamps must lie within the years {FIRST_YEAR}-{LAST_YEAR}")
+        return pos
+
+    def ns_of_positions(self, pos: np.ndarray | int) -> Any:
+        return self.origin_ns + np.asarray(pos, dtype=np.int64) * self.freq_ns
+
+    def position_at_or_after(self, ns: int) -> int:
+        """First grid position whose time is >= ``ns``."""
+        return -((self.origin_ns - ns) // self.freq_ns)
+
+    def position_at_or_before(self, ns: int) -> int:
+        return (ns - self.origin_ns) // self.freq_ns
+
+    def chunk_range(self, lo_pos: int | None, hi_pos: int | None) -> tuple[int | None, int | None]:
+        """Chunks overlapping grid positions ``[lo_pos, hi_pos]`` (None: unbounded)."""
+        lo = None if lo_pos is None else int(self.chunk_of_positions(np.array([lo_pos]))[0])
+        hi = None if hi_pos is None else int(self.chunk_of_positions(np.array([hi_pos]))[0])
+        return lo, hi
+
+    def index(self, first_pos: int, count: int) -> pd.DatetimeIndex:
+        """The tz-aware index of ``count`` points from grid position ``first_pos``."""
+        ns = self.origin_ns + (np.arange(count, dtype=np.int64) + first_pos) * self.freq_ns
+        return pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC").tz_convert(self.tz)
+
+
+@lru_cache(maxsize=64)
+def get_grid(freq_ns: int, tz: str, chunking: str) -> Grid:
+    return Grid(freq_ns, tz, chunking)
+
+
+def to_utc_ns(value: Any, tz: str, *, name: str = "timestamp") -> int | None:
+    """A bound given as str, datetime, date, Timestamp, numpy datetime64, None or NaT, as UTC
+    nanoseconds. Naive values are taken in the store time zone ``tz``."""
+    if value is None:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise InvalidDataError(f"{name} {value!r} is not a timestamp") from exc
+    if stamp is pd.NaT or pd.isna(stamp):
+        return None
+    if stamp.tzinfo is None:
+        try:
+            stamp = stamp.tz_localize(tz, ambiguous="raise", nonexistent="raise")
+        except Exception as exc:  # pytz/zoneinfo raise different types
+            raise InvalidDataError(
+                f"{name} {value!r} does not exist or is ambiguous in {tz} (a DST change); "
+                "give it with an explicit offset"
+            ) from exc
+    return int(stamp.as_unit("ns").value)

@@ -1,0 +1,147 @@
+"""create_store / open_store: from a URL (or a Backend) to a Store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from curvestore.backends.base import Backend
+from curvestore.core.config import StoreConfig
+from curvestore.core.store import Store
+from curvestore.core.url import StoreURL, parse_url
+from curvestore.errors import (
+    ConfigurationError,
+    StoreExistsError,
+    StoreNotFoundError,
+)
+from curvestore.registry import get_backend_class
+
+__all__ = ["create_store", "open_store"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(name: str, value: str) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ConfigurationError(f"option {name} must be true or false, got {value!r}")
+
+
+def _backend(target: str | Backend | None, read_only: bool) -> tuple[Backend, str, dict[str, str]]:
+    if isinstance(target, Backend):
+        return target, repr(target), {}
+    if target is None:
+        target = os.environ.get("CURVESTORE_URL")
+        if not target:
+            raise ConfigurationError("no store URL given and CURVESTORE_URL is not set")
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)
+    url: StoreURL = parse_url(target)
+    store_options, url = url.pop_options("codec", "read_only")
+    if "read_only" in store_options:
+        read_only = read_only or _flag("read_only", store_options["read_only"])
+    cls = get_backend_class(url.scheme)
+    return cls.from_url(url, read_only=read_only), url.redacted(), store_options
+
+
+def create_store(
+    url: str | os.PathLike[str] | Backend,
+    *,
+    keys: Mapping[str, Any] | Iterable[str],
+    freq: str,
+    tz: str,
+    chunking: str = "month",
+    codec: str = "lz4",
+    dtype: str = "float64",
+    exist_ok: bool = False,
+) -> Store:
+    """Create a store and return it open.
+
+    Parameters
+    ----------
+    url
+        ``file:///abs/path``, ``file://./relative``, a bare path, ``memory://name``, or any
+        scheme a plugin registers; or a Backend instance.
+    keys
+        Key attributes in order, name -> ``str`` or ``int`` (a list of names means all str).
+    freq, tz, chunking
+        The grid: a fixed frequency ('15min', '1h'...), an IANA time zone, 'month' or 'year'.
+    codec
+        Default codec for new chunks ('lz4'; 'zstd', 'pcodec', 'none' or a plugin's).
+    exist_ok
+        If a store already exists there with the same configuration, open it instead of
+        raising StoreExistsError (a different configuration still raises).
+
+    Raises
+    ------
+    StoreExistsError, ConfigMismatchError, ConfigurationError, UnknownBackendError,
+    UnknownCodecError, BackendNotInstalledError
+    """
+    config = StoreConfig.build(keys=keys, freq=freq, tz=tz, chunking=chunking, codec=codec,
+                               dtype=dtype)
+    from curvestore.core.grid import get_grid
+
+    get_grid(config.freq_ns, config.tz, config.chunking)  # refuse periods off the grid
+    backend, shown, options = _backend(url if not isinstance(url, os.PathLike) else os.fspath(url),
+                                       False)
+    if "codec" in options:
+        raise ConfigurationError("give the codec as create_store(codec=...), not in the URL")
+    try:
+        existing = backend.read_manifest()
+        if existing is not None:
+            if not exist_ok:
+                raise StoreExistsError(f"a store already exists at {shown}; use open_store")
+            stored = StoreConfig.from_manifest(existing)
+            stored.check_compatible(keys=config.keys, freq=freq, tz=tz, chunking=chunking,
+                                    dtype=dtype)
+            return Store(backend, stored, url=shown, codec=codec)
+        store = Store(backend, config, url=shown)  # validates the codec before creating
+        backend.create_manifest(config.manifest())
+        return store
+    except BaseException:
+        backend.close()
+        raise
+
+
+def open_store(
+    url: str | os.PathLike[str] | Backend | None = None,
+    *,
+    read_only: bool = False,
+    codec: str | None = None,
+    **expected: Any,
+) -> Store:
+    """Open an existing store.
+
+    Parameters
+    ----------
+    url
+        As for :func:`create_store`; None reads ``CURVESTORE_URL``.
+    read_only
+        Refuse writes (ReadOnlyError).
+    codec
+        Codec for chunks written from now on (older chunks keep and use their own).
+    **expected
+        ``keys``, ``freq``, ``tz``, ``chunking``, ``dtype`` the caller relies on: any
+        difference from the store's frozen configuration raises ConfigMismatchError.
+    """
+    unknown = set(expected) - {"keys", "freq", "tz", "chunking", "dtype"}
+    if unknown:
+        raise ConfigurationError(f"unknown open_store arguments {sorted(unknown)}")
+    backend, shown, options = _backend(
+        os.fspath(url) if isinstance(url, os.PathLike) else url, read_only)
+    try:
+        manifest = backend.read_manifest()
+        if manifest is None:
+            raise StoreNotFoundError(f"no curvestore store at {shown}; create it with "
+                                     "create_store or `curvestore create`")
+        config = StoreConfig.from_manifest(manifest)
+        config.check_compatible(**expected)
+        return Store(backend, config, url=shown, codec=codec or options.get("codec"),
+                     read_only=read_only or backend.read_only)
+    except BaseException:
+        backend.close()
+        raise

@@ -1,0 +1,112 @@
+"""Plain, frozen records exchanged between the core and the backends.
+
+Backends move these and never see pandas: a series is named by a :data:`SeriesKey` (key values
+in the store's declared key order), and a chunk is the span of one calendar period of one
+series, encoded by a codec. Offsets and lengths count grid points from the period's start.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = [
+    "Change",
+    "ChangePage",
+    "ChunkMeta",
+    "ChunkRecord",
+    "SeriesKey",
+    "checksum",
+]
+
+SeriesKey = tuple[Any, ...]
+"""Key values in the order the store declares its key attributes (``int`` or ``str``)."""
+
+
+def checksum(payload: bytes) -> int:
+    """CRC-32 of a payload, as stored in :attr:`ChunkMeta.checksum`."""
+    return zlib.crc32(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMeta:
+    """What is known about a chunk without decoding it.
+
+    ``start`` and ``length`` give the stored span in grid points from the period start: the
+    span runs from the first to the last valid (non-NaN) point, so a partial period costs
+    little. ``count`` is the number of valid points. ``version`` is assigned by the backend
+    when the chunk is committed and grows strictly with every write of the same chunk;
+    ``size`` is the payload's length in bytes and ``checksum`` its CRC-32;
+    ``updated_at`` is the commit time in nanoseconds since the epoch (UTC).
+    """
+
+    chunk: int
+    start: int = 0
+    length: int = 0
+    count: int = 0
+    codec: str = "none"
+    dtype: str = "float64"
+    checksum: int = 0
+    size: int = 0
+    version: int = 0
+    updated_at: int = 0
+    deleted: bool = False
+
+    def as_tombstone(self) -> ChunkMeta:
+        return ChunkMeta(chunk=self.chunk, version=self.version, deleted=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chunk": self.chunk,
+            "start": self.start,
+            "length": self.length,
+            "count": self.count,
+            "codec": self.codec,
+            "dtype": self.dtype,
+            "checksum": self.checksum,
+            "size": self.size,
+            "version": self.version,
+            "updated_at": self.updated_at,
+            "deleted": self.deleted,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChunkMeta:
+        return cls(**{name: data[name] for name in cls.__slots__ if name in data})  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """A chunk with its payload (``b""`` for a tombstone)."""
+
+    key: SeriesKey
+    meta: ChunkMeta
+    payload: bytes = b""
+
+    @property
+    def chunk(self) -> int:
+        return self.meta.chunk
+
+    def with_meta(self, **changes: Any) -> ChunkRecord:
+        return ChunkRecord(self.key, replace(self.meta, **changes), self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change feed: chunk ``chunk`` of series ``key`` was written (or
+    tombstoned when ``deleted``) at ``version``."""
+
+    key: SeriesKey
+    chunk: int
+    version: int
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """A page of the change feed. ``cursor`` is opaque: pass it back to get what follows."""
+
+    items: list[Change] = field(default_factory=list)
+    cursor: str = ""
+    has_more: bool = False

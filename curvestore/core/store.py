@@ -1,0 +1,324 @@
+"""The Store facade: the pandas-facing API over a Backend and the codecs.
+
+The facade owns everything backend-neutral: key and input validation, grid math, chunking,
+merge rules, encoding and checksums. Every write goes through one backend transaction
+(all series of a ``write_many`` included), so a failed call leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curvestore.backends.base import Backend, Transaction
+from curvestore.core import chunks as _chunks
+from curvestore.core.config import StoreConfig
+from curvestore.core.grid import Grid, get_grid, to_utc_ns
+from curvestore.core.merge import MODES, update
+from curvestore.core.records import Change, ChunkRecord, SeriesKey
+from curvestore.core.validate import series_arrays
+from curvestore.errors import (
+    ConfigurationError,
+    ConflictError,
+    InvalidDataError,
+    ReadOnlyError,
+    SeriesExistsError,
+)
+
+__all__ = ["FeedItem", "FeedPage", "Store"]
+
+_CONFLICT_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One change-feed entry as users see it."""
+
+    key: dict[str, Any]
+    chunk: int
+    period_start: pd.Timestamp
+    version: int
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    items: list[FeedItem]
+    cursor: str
+    has_more: bool
+
+
+@dataclass(slots=True)
+class _Prepared:
+    key: SeriesKey
+    pieces: list[_chunks.Piece]
+
+
+class Store:
+    """A store of dense time series on a regular grid; see the README for the semantics.
+
+    Build one with :func:`curvestore.create_store` or :func:`curvestore.open_store`.
+    """
+
+    def __init__(self, backend: Backend, config: StoreConfig, *, url: str = "",
+                 codec: str | None = None, read_only: bool = False) -> None:
+        self.backend = backend
+        self.config = config
+        self.url = url
+        self.read_only = read_only or backend.read_only
+        self.codec = codec or config.codec
+        _chunks.get_codec(self.codec)  # fail now on an unknown or uninstalled codec
+        self.grid: Grid = get_grid(config.freq_ns, config.tz, config.chunking)
+        self.schema = config.keys
+        backend.bind(config.keys)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.backend!r}, freq={self.config.freq!r}, tz={self.config.tz!r})"
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{self!r} is open read-only")
+
+    def _window(self, start: Any, end: Any) -> tuple[int | None, int | None]:
+        lo_ns = to_utc_ns(start, self.config.tz, name="start")
+        hi_ns = to_utc_ns(end, self.config.tz, name="end")
+        lo = None if lo_ns is None else max(self.grid.position_at_or_after(lo_ns), 0)
+        hi = None if hi_ns is None else self.grid.position_at_or_before(hi_ns)
+        return lo, hi
+
+    def _chunk_window(self, lo: int | None, hi: int | None) -> tuple[int | None, int | None]:
+        last = int(self.grid.bounds[-1]) - 1
+        clo = None if lo is None else min(lo, last)
+        chi = None if hi is None else min(max(hi, 0), last)
+        return self.grid.chunk_range(clo, chi)
+
+    def _prepare(self, key: SeriesKey, series: Any) -> _Prepared:
+        ns, values = series_arrays(series)
+        positions = self.grid.positions(ns)
+        return _Prepared(key, _chunks.split(self.grid, positions, values))
+
+    def _encode(self, key: SeriesKey, piece: _chunks.Piece) -> ChunkRecord:
+        return _chunks.encode(key, piece, self.codec, self.config.dtype)
+
+    def _run(self, keys: list[SeriesKey], body: Any) -> list[Change]:
+        """Run ``body(tx)`` in a transaction over ``keys``, re-running it on a lost race."""
+        self._check_writable()
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                with self.backend.transaction(keys) as tx:
+                    body(tx)
+                committed = tx.committed
+                break
+            except ConflictError:
+                if attempt == _CONFLICT_RETRIES - 1:
+                    raise
+        if committed:
+            from curvestore.plugins import notify
+
+            notify("chunks_committed", store=self, changes=committed)
+        return committed
+
+    def _apply(self, tx: Transaction, items: list[_Prepared], mode: str) -> None:
+        if mode == "insert":
+            existing = [p.key for p in items if tx.live_metas(p.key)]
+            if existing:
+                raise SeriesExistsError(self.schema.as_dict(k) for k in existing)
+        for item in items:
+            if mode == "update":
+                chunk_ids = [p.chunk for p in item.pieces]
+                old = {r.chunk: r for r in tx.read(item.key, min(chunk_ids), max(chunk_ids))}
+                records = []
+                for piece in item.pieces:
+                    record = old.get(piece.chunk)
+                    merged = update(None if record is None else _chunks.decode(record), piece)
+                    if merged is not None:
+                        records.append(self._encode(item.key, merged))
+                tx.put(records)
+                continue
+            records = []
+            written = set()
+            for piece in item.pieces:
+                trimmed = _chunks.trim(piece)
+                if trimmed is not None:
+                    records.append(self._encode(item.key, trimmed))
+                    written.add(piece.chunk)
+            if mode == "replace":
+                records += [_chunks.tombstone(item.key, m.chunk)
+                            for m in tx.live_metas(item.key) if m.chunk not in written]
+            tx.put(records)
+
+    @staticmethod
+    def _check_mode(mode: str) -> None:
+        if mode not in MODES:
+            raise ConfigurationError(f"mode must be one of {list(MODES)}, got {mode!r}")
+
+    # -- writes ----------------------------------------------------------------------------
+    def write(self, key: Mapping[str, Any], series: pd.Series, mode: str = "insert") -> int:
+        """Write one series; returns the number of chunks written.
+
+        ``insert`` raises SeriesExistsError if the series has data; ``update`` merges point
+        by point (new values win, old ones stay where the new are NaN); ``replace`` makes the
+        series equal to ``series``. Input without any valid value writes nothing.
+        """
+        self._check_mode(mode)
+        self._check_writable()
+        item = self._prepare(self.schema.key(key), series)
+        if not any(np.isfinite(p.values).any() for p in item.pieces):
+            return 0
+        return len(self._run([item.key], lambda tx: self._apply(tx, [item], mode)))
+
+    def write_many(self, mapping: Mapping[Any, pd.Series], mode: str = "insert") -> int:
+        """Write several series in one all-or-nothing call.
+
+        ``mapping`` keys are tuples of key values in the store's key order (a bare value for
+        single-key stores). Every input is validated before anything is written; with
+        ``insert``, one existing series fails the whole call.
+        """
+        self._check_mode(mode)
+        self._check_writable()
+        if not isinstance(mapping, Mapping):
+            raise InvalidDataError(f"write_many takes a mapping of key tuple -> series, "
+                                   f"got {type(mapping).__name__}")
+        items = []
+        seen: set[SeriesKey] = set()
+        for raw_key, series in mapping.items():
+            key = self.schema.key_from_tuple(raw_key)
+            if key in seen:
+                raise InvalidDataError(f"key {raw_key!r} is given twice")
+            seen.add(key)
+            item = self._prepare(key, series)
+            if any(np.isfinite(p.values).any() for p in item.pieces):
+                items.append(item)
+        if not items:
+            return 0
+        items.sort(key=lambda p: p.key)
+        return len(self._run([p.key for p in items], lambda tx: self._apply(tx, items, mode)))
+
+    def delete(self, key: Mapping[str, Any]) -> int:
+        """Tombstone every chunk of one series; returns the number of chunks deleted."""
+        self._check_writable()
+        series_key = self.schema.key(key)
+        return self._delete([series_key])
+
+    def delete_many(self, filter: Mapping[str, Any] | None = None) -> int:
+        """Tombstone every series matching ``filter`` (a partial key; None is everything)."""
+        self._check_writable()
+        where = self.schema.filter(filter)
+        keys = list(self.backend.list_series(where))
+        return self._delete(keys) if keys else 0
+
+    def _delete(self, keys: list[SeriesKey]) -> int:
+        def body(tx: Transaction) -> None:
+            for key in keys:
+                tx.put([_chunks.tombstone(key, m.chunk) for m in tx.live_metas(key)])
+
+        return len(self._run(keys, body))
+
+    # -- reads -----------------------------------------------------------------------------
+    def read(self, key: Mapping[str, Any], start: Any = None, end: Any = None,
+             drop_bounds_na: bool = True) -> pd.Series | None:
+        """The series on ``[start, end]`` (both inclusive; naive bounds are in the store tz),
+        in the store tz at the store freq, or None when it has no value there."""
+        series_key = self.schema.key(key)
+        lo, hi = self._window(start, end)
+        if lo is not None and hi is not None and hi < lo:
+            return None
+        clo, chi = self._chunk_window(lo, hi)
+        records = self.backend.read_chunks(series_key, clo, chi)
+        pieces = [_chunks.decode(r) for r in records]
+        return _chunks.assemble(self.grid, pieces, lo, hi, drop_bounds_na)
+
+    def read_many(self, filter: Mapping[str, Any] | None = None, start: Any = None,
+                  end: Any = None, drop_bounds_na: bool = True
+                  ) -> Iterator[tuple[dict[str, Any], pd.Series]]:
+        """Stream ``(key_dict, series)`` for every series matching ``filter``, ordered by key,
+        holding one series in memory at a time."""
+        where = self.schema.filter(filter)
+        lo, hi = self._window(start, end)
+        if lo is not None and hi is not None and hi < lo:
+            return
+        clo, chi = self._chunk_window(lo, hi)
+        for key, records in self.backend.scan(where, clo, chi):
+            series = _chunks.assemble(
+                self.grid, [_chunks.decode(r) for r in records], lo, hi, drop_bounds_na
+            )
+            if series is not None:
+                yield self.schema.as_dict(key), series
+
+    def keys(self, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Key dicts of the series matching ``filter``, ordered."""
+        where = self.schema.filter(filter)
+        return [self.schema.as_dict(k) for k in self.backend.list_series(where)]
+
+    def max_timestamp(self, filter: Mapping[str, Any] | None = None) -> pd.Timestamp | None:
+        """The latest timestamp holding a value among matching series, from metadata only."""
+        where = self.schema.filter(filter)
+        best: int | None = None
+        for _key, metas in self.backend.list_metas(where):
+            for meta in metas:
+                last = self.grid.period(meta.chunk)[0] + meta.start + meta.length - 1
+                best = last if best is None else max(best, last)
+        if best is None:
+            return None
+        return pd.Timestamp(int(self.grid.ns_of_positions(best)), tz="UTC").tz_convert(
+            self.config.tz)
+
+    def info(self) -> dict[str, Any]:
+        """Configuration and totals (series, chunks, points, payload bytes)."""
+        series = chunk_count = points = payload = 0
+        for _key, metas in self.backend.list_metas({}):
+            series += 1
+            chunk_count += len(metas)
+            points += sum(m.count for m in metas)
+            payload += sum(m.size for m in metas)
+        return {
+            "url": self.url,
+            "backend": repr(self.backend),
+            "keys": dict(zip(self.schema.names, self.schema.types, strict=True)),
+            "freq": self.config.freq,
+            "tz": self.config.tz,
+            "chunking": self.config.chunking,
+            "dtype": self.config.dtype,
+            "codec": self.codec,
+            "store_id": self.config.store_id,
+            "series": series,
+            "chunks": chunk_count,
+            "points": points,
+            "payload_bytes": payload,
+            "bytes_per_point": (payload / points) if points else None,
+        }
+
+    # -- change feed -----------------------------------------------------------------------
+    def changes(self, cursor: str | None = None, filter: Mapping[str, Any] | None = None,
+                limit: int = 1000) -> FeedPage:
+        """A page of the change feed after ``cursor`` (None: from the start), in commit order.
+
+        Pass the returned ``cursor`` back to continue; ``has_more`` tells whether more changes
+        were already committed when the page was read.
+        """
+        if not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"limit must be a positive integer, got {limit!r}")
+        where = self.schema.filter(filter)
+        page = self.backend.changes(cursor, where, limit)
+        items = [
+            FeedItem(self.schema.as_dict(c.key), c.chunk,
+                     pd.Timestamp(self.grid.period_start_ns(c.chunk), tz="UTC").tz_convert(
+                         self.config.tz), c.version, c.deleted)
+            for c in page.items
+        ]
+        return FeedPage(items, page.cursor, page.has_more)

@@ -1,0 +1,83 @@
+"""Store URLs: ``scheme://netloc/path?options``, a bare path meaning ``file://``.
+
+Store-level options (``codec``, ``read_only``) are split off by the core; each backend parses
+the rest in its ``from_url`` and rejects options it does not know. ``redacted()`` is the only
+form of a URL that may reach logs, reprs and error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+from curvestore.errors import ConfigurationError
+
+__all__ = ["StoreURL", "parse_url"]
+
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    scheme: str
+    netloc: str
+    path: str
+    options: dict[str, str] = field(default_factory=dict)
+    username: str | None = None
+    password: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+
+    def pop_options(self, *names: str) -> tuple[dict[str, str], StoreURL]:
+        """Split the given options off; returns them and the URL without them."""
+        taken = {n: self.options[n] for n in names if n in self.options}
+        rest = {k: v for k, v in self.options.items() if k not in taken}
+        return taken, StoreURL(self.scheme, self.netloc, self.path, rest, self.username,
+                               self.password, self.hostname, self.port)
+
+    def reject_unknown_options(self, known: set[str] | frozenset[str]) -> None:
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {unknown} for {self.scheme}:// URLs; known: {sorted(known)}"
+            )
+
+    def redacted(self) -> str:
+        netloc = self.netloc
+        if self.password is not None:
+            netloc = netloc.replace(f":{quote(self.password, safe='')}@", ":***@", 1)
+            netloc = netloc.replace(f":{self.password}@", ":***@", 1)
+        query = "&".join(
+            f"{k}={'***' if _secret(k) else quote(v, safe='/:,')}" for k, v in self.options.items()
+        )
+        return urlunsplit((self.scheme, netloc, self.path, query, ""))
+
+    def __str__(self) -> str:
+        return self.redacted()
+
+
+def _secret(name: str) -> bool:
+    return any(word in name.lower() for word in ("password", "secret", "token", "key"))
+
+
+def parse_url(url: str) -> StoreURL:
+    """Parse a store URL; a string without ``scheme://`` is a filesystem path."""
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError(f"a store URL must be a non-empty string, got {url!r}")
+    if not _SCHEME.match(url):
+        return StoreURL("file", "", url)
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid port in store URL {parts.scheme}://…") from exc
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in options:
+            raise ConfigurationError(f"option {name!r} is given twice in the store URL")
+        options[name] = value
+    return StoreURL(
+        scheme=parts.scheme.lower(), netloc=parts.netloc, path=parts.path, options=options,
+        username=parts.username, password=parts.password, hostname=parts.hostname, port=port,
+    )
