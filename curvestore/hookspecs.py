@@ -30,31 +30,44 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_backends(register: Registrar) -> None:
-    """Register storage backends by URL scheme.
+    """Register storage backends by URL scheme. All implementations are called.
 
-    Call ``register.backend(schemes=("sqlite",), target="pkg.module:Class", extra=None)`` once
-    per backend class. ``target`` is a dotted path imported only when a URL with one of the
-    schemes is opened; ``extra`` names the pip extra (or package) that provides its driver and
-    appears in the error raised when the import fails. All implementations are called.
+    Parameters
+    ----------
+    register
+        Call ``register.backend(schemes=("sqlite",), target="pkg.module:Class", extra=None)``
+        once per backend class. ``target`` is a dotted path imported only when a URL with one
+        of the schemes is opened; ``extra`` names the pip extra that provides the driver and
+        appears in the error raised when the import fails. A scheme registered twice raises
+        unless ``clobber=True`` is passed.
     """
 
 
 @hookspec
 def register_codecs(register: Registrar) -> None:
-    """Register codecs by id.
+    """Register codecs by id. All implementations are called.
 
-    Call ``register.codec(codec_id="zlib", target="pkg.module:Class", extra=None)`` once per
-    codec. The class must implement :class:`curvestore.codecs.base.Codec` and is imported on
-    first use. All implementations are called.
+    Parameters
+    ----------
+    register
+        Call ``register.codec(codec_id="zlib", target="pkg.module:Class", extra=None)`` once
+        per codec. The class must implement :class:`curvestore.codecs.base.Codec` and is
+        imported on first use; an id registered twice raises unless ``clobber=True``.
     """
 
 
 @hookspec
 def chunks_committed(store: Any, changes: list[Any]) -> None:
-    """Observe a committed write.
+    """Observe a committed write, e.g. to export metrics or trigger archival.
 
-    Called after every successful write or delete with the :class:`curvestore.Store` and the
-    list of :class:`curvestore.core.records.Change` it committed (series key, chunk, version,
-    tombstone flag), e.g. to export metrics or trigger archival. All implementations are
-    called; exceptions are logged and swallowed.
+    Called after every successful write or delete. All implementations are called; their
+    exceptions are logged and swallowed.
+
+    Parameters
+    ----------
+    store
+        The :class:`curvestore.Store` written to.
+    changes
+        The :class:`curvestore.core.records.Change` entries committed: series key tuple,
+        chunk index, new version and tombstone flag, in commit order.
     """

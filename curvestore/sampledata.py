@@ -25,8 +25,8 @@ def load_curve(
     """One meter's load curve in kW on ``index`` (tz-aware)."""
     local = index.tz_convert(index.tz) if index.tz is not None else index
     hour = local.hour.to_numpy() + local.minute.to_numpy() / 60.0
-    weekday = local.dayofweek.to_numpy()
-    doy = local.dayofyear.to_numpy()
+    weekday = local.day_of_week.to_numpy()
+    doy = local.day_of_year.to_numpy()
     base = rng.uniform(0.3, 3.0)
     daily = (
         0.6 * np.exp(-((hour - 8.0) ** 2) / 3.0)

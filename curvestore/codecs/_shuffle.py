@@ -25,8 +25,8 @@ def shuffle(values_le: np.ndarray) -> bytes:
     return values_le.view(np.uint8).reshape(-1, itemsize).T.tobytes()
 
 
-def unshuffle(buf: bytes, itemsize: int, length: int) -> bytes:
-    """Inverse of :func:`shuffle`: the little-endian element bytes of ``length`` elements.
+def unshuffle(buf: bytes | bytearray, itemsize: int, length: int) -> np.ndarray:
+    """Inverse of :func:`shuffle`: a new uint8 array of the little-endian element bytes.
 
     Raises
     ------
@@ -37,6 +37,5 @@ def unshuffle(buf: bytes, itemsize: int, length: int) -> bytes:
         raise IntegrityError(
             f"shuffled buffer holds {len(buf)} bytes, expected {length} x {itemsize} bytes"
         )
-    if itemsize == 1 or length == 0:
-        return bytes(buf)
-    return np.frombuffer(buf, dtype=np.uint8).reshape(itemsize, length).T.tobytes()
+    planes = np.frombuffer(buf, dtype=np.uint8).reshape(itemsize, length)
+    return np.ascontiguousarray(planes.T).reshape(-1)

@@ -3,11 +3,14 @@
 Format: one raw LZ4 *block* (``lz4.block.compress(..., store_size=False)``) of the little-endian
 bytes of the values, byte-shuffled first for ``"lz4-shuffle"`` (see :mod:`._shuffle`). The
 block format was chosen over the LZ4 frame format because the store already records dtype and
-length beside every chunk, so the decompressed size is known; the frame format would add a
-header, an end mark and optional checksums (15-23 bytes per chunk, ~1 % of a compressed month)
-and measured slower on our ~24 KB chunks (``bench/RESULTS-codecs.md``), while integrity is the
-store's job (chunk checksums). A decode whose output size is not exactly ``length`` elements is
-an :class:`~curvestore.errors.IntegrityError`.
+length beside every chunk, so the decompressed size is known, and integrity is the store's job
+(chunk checksums). Measured with bare calls on month chunks of load curves
+(``bench/RESULTS-codecs.md``), frames were 1.5 % larger (2.53 vs 2.49 bytes/point) and no
+faster; on year chunks they were equal in size and speed. A decode whose output is not exactly
+``length`` elements is an :class:`~curvestore.errors.IntegrityError`.
+
+Byte shuffle makes LZ4 6-16 % smaller on load curves but decodes 2.3x slower; the store
+default should not be ``"lz4-shuffle"`` (see the benchmark conclusion).
 
 ``lz4`` is imported on first use, so importing this module never fails.
 """
@@ -60,7 +63,7 @@ class LZ4Codec(Codec):
         block = _lz4_block(self.codec_id)
         dtype, nbytes = expected_nbytes(dtype, length, self.codec_id, self.supported_dtypes)
         try:
-            data = block.decompress(payload, uncompressed_size=nbytes)
+            data = block.decompress(payload, uncompressed_size=nbytes, return_bytearray=True)
         except Exception as exc:  # LZ4BlockError, TypeError/ValueError on bad input
             raise IntegrityError(f"codec {self.codec_id!r}: cannot decompress: {exc}") from exc
         if self._shuffle:

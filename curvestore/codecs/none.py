@@ -12,6 +12,7 @@ elements on decode, or :class:`~curvestore.errors.IntegrityError`.
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
@@ -35,15 +36,20 @@ SUPPORTED_DTYPES: frozenset[str] = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _native_and_name(dtype: np.dtype) -> tuple[np.dtype, str]:
+    return dtype.newbyteorder("="), dtype.name  # dtype.name costs ~5 us: cache it
+
+
 def check_dtype(dtype: np.dtype, codec_id: str, supported: frozenset[str]) -> np.dtype:
     """Return ``dtype`` in native byte order, or raise InvalidDataError if it is unsupported."""
-    dtype = np.dtype(dtype)
-    if dtype.name not in supported:
+    native, name = _native_and_name(np.dtype(dtype))
+    if name not in supported:
         raise InvalidDataError(
-            f"codec {codec_id!r} does not support dtype {dtype}; supported: "
+            f"codec {codec_id!r} does not support dtype {native}; supported: "
             f"{', '.join(sorted(supported))}"
         )
-    return dtype.newbyteorder("=")
+    return native
 
 
 def expected_nbytes(
@@ -75,13 +81,16 @@ def to_le_bytes(values: np.ndarray, codec_id: str, supported: frozenset[str]) ->
 
 
 def from_le_bytes(
-    buf: bytes | bytearray | memoryview,
+    buf: bytes | bytearray | np.ndarray,
     dtype: np.dtype,
     length: int,
     codec_id: str,
     supported: frozenset[str],
 ) -> np.ndarray:
-    """Little-endian bytes -> a new, writable, native-order array of ``length`` elements.
+    """Little-endian bytes -> a writable, native-order array of ``length`` elements.
+
+    A ``bytearray`` or writable ndarray ``buf`` is reused without copying (the caller hands it
+    over); ``bytes`` are copied.
 
     Raises
     ------
@@ -95,7 +104,9 @@ def from_le_bytes(
         raise IntegrityError(
             f"codec {codec_id!r}: payload holds {nbytes} bytes, expected {length} x {dtype}"
         )
-    return np.frombuffer(buf, dtype=dtype.newbyteorder("<")).astype(dtype, copy=True)
+    owned = isinstance(buf, bytearray) or (isinstance(buf, np.ndarray) and buf.flags.writeable)
+    values = np.frombuffer(buf, dtype=dtype.newbyteorder("<"))
+    return values.astype(dtype, copy=not owned)
 
 
 class NoneCodec(Codec):

@@ -3,7 +3,8 @@
 Format: one zstd frame (with its content size, without checksum) of the little-endian bytes of
 the values, byte-shuffled first for ``"zstd-shuffle"`` (see :mod:`._shuffle`). The level
 (default 3) only changes how hard the encoder works: any level decodes with the same decoder,
-so the level is a setting of the codec, not part of its id.
+so the level is a setting of the codec, not part of its id. Byte shuffle makes zstd *larger*
+on load curves (+24 % on month chunks, ``bench/RESULTS-codecs.md``); it only helps on noise.
 
 ``zstandard`` compressor and decompressor objects are reusable but not thread-safe, so each
 thread keeps its own in a module-level :class:`threading.local` (one compressor per level):
@@ -15,7 +16,7 @@ imported on first use; when it is missing the codec raises
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -40,9 +41,7 @@ def _zstd(codec_id: str) -> Any:
     try:
         import zstandard
     except ImportError as exc:
-        raise BackendNotInstalledError(
-            f"codec {codec_id!r}", extra="zstd", cause=str(exc)
-        ) from exc
+        raise BackendNotInstalledError(f"codec {codec_id!r}", extra="zstd", cause=str(exc)) from exc
     return zstandard
 
 
@@ -88,7 +87,7 @@ class ZstdCodec(Codec):
         return {"id": self.codec_id, "level": self.level}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Self:
+    def from_config(cls, config: Mapping[str, Any]) -> ZstdCodec:
         """Build a codec from :meth:`get_config` output."""
         return cls(level=config.get("level", DEFAULT_LEVEL))
 

@@ -33,11 +33,15 @@ def split(grid: Grid, positions: np.ndarray, values: np.ndarray) -> list[Piece]:
     """Cut sorted grid positions and their values into one dense piece per chunk."""
     if not len(positions):
         return []
-    chunks = grid.chunk_of_positions(positions)
-    edges = np.concatenate(([0], np.flatnonzero(np.diff(chunks)) + 1, [len(chunks)]))
+    # Only the period bounds are searched, so the cost grows with chunks, not points.
+    first_chunk, last_chunk = (int(c) for c in grid.chunk_of_positions(positions[[0, -1]]))
+    inner = grid.bounds[first_chunk - grid.first_chunk + 1:last_chunk - grid.first_chunk + 1]
+    cuts = np.searchsorted(positions, inner, side="left").tolist()
     pieces = []
-    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-        chunk = int(chunks[a])
+    for chunk, a, b in zip(range(first_chunk, last_chunk + 1), [0, *cuts],
+                           [*cuts, len(positions)], strict=True):
+        if a == b:
+            continue
         period_start, _ = grid.period(chunk)
         offsets = positions[a:b] - period_start
         first = int(offsets[0])

@@ -66,7 +66,9 @@ class Grid:
     def _slot(self, chunk: int) -> int:
         slot = chunk - self.first_chunk
         if not 0 <= slot <= len(self.bounds) - 2:
-            raise GridError(f"chunk {chunk} is outside the supported years {FIRST_YEAR}-{LAST_YEAR}")
+            raise GridError(
+                f"chunk {chunk} is outside the supported years {FIRST_YEAR}-{LAST_YEAR}"
+            )
         return slot
 
     def period(self, chunk: int) -> tuple[int, int]:

@@ -59,7 +59,7 @@ def _values(series: pd.Series) -> np.ndarray:
         if dtype.kind == "c":
             raise InvalidDataError("complex values cannot be stored")
         return np.asarray(series.to_numpy(), dtype=np.float64)
-    if dtype == object:
+    if dtype == np.dtype(object):
         inferred = pd.api.types.infer_dtype(series, skipna=True)
         if inferred in _NUMERIC_INFERRED:
             try:

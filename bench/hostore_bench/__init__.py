@@ -1,0 +1,1 @@
+"""A tiny Django app holding the concrete holcstore model that bench/run.py benchmarks."""

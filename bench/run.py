@@ -1,0 +1,891 @@
+"""Benchmark curvestore against its peers (ArcticDB on LMDB, holcstore on SQLite).
+
+holcstore's own load workload scaled to this machine: N series x Y years of 15-min float64 in
+Europe/Paris with month chunks, on two data sets ("random": seeded uniform random values, the
+incompressible worst case; "load": realistic meter load curves from curvestore.sampledata).
+Every system gets the same data in the same run, through its public API only, on a fresh store,
+and every read is checked against what was written (exact float64 equality).
+
+Run from anywhere::
+
+    python bench/run.py                      # creates bench/.venv, installs, runs everything
+    python bench/run.py --skip-install       # reuse bench/.venv as it is
+    python bench/run.py --systems arcticdb,holcstore --n 10 --years 1
+    python bench/run.py --url 'postgresql://...?schema=bench_{dataset}_{run}' --systems curvestore
+
+The script creates ``bench/.venv`` (without system site packages), installs the peers pinned in
+``bench/requirements.txt`` and curvestore from the repository (editable), then runs itself again
+inside that environment. Results go to ``bench/RESULTS.md`` (``--output``) and the raw numbers to
+``bench/.work/results.json``; stores live under ``bench/.work``.
+
+Operations, per system and data set:
+
+- ``write_many``: all N series in one bulk call;
+- ``read_each``: one full read per series (total time);
+- ``read_many``: one streaming/batch read of every series (total time);
+- ``read_month``: 200 random (series, calendar month) windows, median and p95;
+- ``update_week``: one overlapping 1-week update per series (the last days of a month spilling
+  into the next), median and p95;
+- ``bytes``: bytes per point on disk after the initial write (and again after the updates).
+
+Adding a system means writing one small class with the same methods (see ``System``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+VENV = BENCH / ".venv"
+WORK = BENCH / ".work"
+VENV_PYTHON = VENV / "bin" / "python"
+REQUIREMENTS = BENCH / "requirements.txt"
+_INSTALLED_FLAG = "CURVESTORE_BENCH_INSTALLED"
+
+KEYS = ("site", "kind")
+FREQ = "15min"
+TZ = "Europe/Paris"
+KINDS = ("consumption", "production")
+PEERS = ("arcticdb", "holcstore")
+
+
+# -- environment ---------------------------------------------------------------------------------
+def _in_venv() -> bool:
+    return Path(sys.prefix).resolve() == VENV.resolve()
+
+
+def _run(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def install_env() -> None:
+    """Create bench/.venv if needed and install the peers and curvestore into it."""
+    if sys.version_info >= (3, 13):
+        print("warning: holcstore 0.6.7 declares Requires-Python <=3.12", file=sys.stderr)
+    if not VENV_PYTHON.exists():
+        _run([sys.executable, "-m", "venv", str(VENV)])
+    py = str(VENV_PYTHON)
+    _run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
+          str(REQUIREMENTS)])
+    if (REPO / "pyproject.toml").exists():
+        try:
+            _run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e",
+                  str(REPO)])
+        except subprocess.CalledProcessError:
+            print("warning: `pip install -e` of curvestore failed; importing it from the "
+                  "repository through sys.path instead", file=sys.stderr)
+
+
+def ensure_env(skip_install: bool) -> None:
+    """Make sure we run inside bench/.venv with everything installed, re-executing if needed."""
+    if os.environ.get(_INSTALLED_FLAG) == "1":
+        return
+    if skip_install:
+        if _in_venv():
+            return
+        if not VENV_PYTHON.exists():
+            sys.exit(f"--skip-install: {VENV} does not exist; run without --skip-install first")
+    else:
+        install_env()
+    env = dict(os.environ, **{_INSTALLED_FLAG: "1"})
+    os.execve(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()),
+                                 *sys.argv[1:]], env)
+
+
+# -- imports that need the venv --------------------------------------------------------------------
+np: Any = None
+pd: Any = None
+
+
+def _import_common() -> None:
+    global np, pd
+    import numpy
+    import pandas
+
+    np, pd = numpy, pandas
+    if str(REPO) not in sys.path:
+        sys.path.append(str(REPO))  # curvestore from the repository if not pip-installed
+
+
+class BenchError(AssertionError):
+    """A system did not read back what it was given."""
+
+
+# -- data ------------------------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    name: str
+    description: str
+    keys: list[tuple[str, str]]
+    series: list[Any]  # pd.Series, tz-aware, named "value"
+    month_starts: Any  # pd.DatetimeIndex of local month starts, the end included
+
+    @property
+    def points(self) -> int:
+        return sum(len(s) for s in self.series)
+
+
+def _index(start: str, end: str) -> Any:
+    return pd.date_range(pd.Timestamp(start, tz=TZ), pd.Timestamp(end, tz=TZ), freq=FREQ,
+                         inclusive="left").as_unit("ns")
+
+
+def make_dataset(name: str, n: int, start: str, end: str, seed: int) -> Dataset:
+    keys = [(f"site{i:04d}", KINDS[i % len(KINDS)]) for i in range(n)]
+    if name == "random":
+        index = _index(start, end)
+        series = [pd.Series(np.random.default_rng([seed, i]).random(len(index)), index=index,
+                            name="value") for i in range(n)]
+        description = "seeded uniform random float64 (incompressible)"
+    elif name == "load":
+        from curvestore import sampledata
+
+        series = [s.rename("value") for s in
+                  sampledata.load_curves(n, start, end, freq=FREQ, tz=TZ, seed=seed)]
+        description = "curvestore.sampledata.load_curves: realistic meter curves, 0.1 kW steps"
+    else:
+        raise SystemExit(f"unknown data set {name!r}")
+    month_starts = pd.date_range(pd.Timestamp(start, tz=TZ), pd.Timestamp(end, tz=TZ),
+                                 freq="MS")
+    return Dataset(name, description, keys, series, month_starts)
+
+
+def check_same(got: Any, expected: Any, what: str) -> None:
+    """Fail loudly unless ``got`` has exactly the instants and float64 values of ``expected``."""
+    if got is None:
+        raise BenchError(f"{what}: read returned None")
+    index = got.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise BenchError(f"{what}: expected a tz-aware DatetimeIndex, got {type(index)} "
+                         f"tz={getattr(index, 'tz', None)}")
+    if len(got) != len(expected):
+        raise BenchError(f"{what}: {len(got)} points read, {len(expected)} expected "
+                         f"(read {index[:1].tolist()}..{index[-1:].tolist()})")
+    if not np.array_equal(index.as_unit("ns").asi8, expected.index.as_unit("ns").asi8):
+        raise BenchError(f"{what}: timestamps differ")
+    values = np.asarray(got.to_numpy(), dtype="float64")
+    if not np.array_equal(values, expected.to_numpy(), equal_nan=True):
+        bad = int(np.sum(~((values == expected.to_numpy()) |
+                           (np.isnan(values) & np.isnan(expected.to_numpy())))))
+        raise BenchError(f"{what}: {bad} values differ")
+
+
+# -- disk usage ------------------------------------------------------------------------------------
+def disk_usage(path: Path, skip: Callable[[Path], bool] = lambda p: False) -> tuple[int, int]:
+    """(apparent bytes, allocated bytes) of the files under ``path``."""
+    apparent = allocated = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            p = Path(root) / name
+            if skip(p):
+                continue
+            st = p.lstat()
+            apparent += st.st_size
+            allocated += st.st_blocks * 512
+    return apparent, allocated
+
+
+@dataclass
+class Bytes:
+    measured: int  # the number behind B/point
+    how: str
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+# -- systems ---------------------------------------------------------------------------------------
+class System:
+    """One store under test. Every method but ``setup`` and ``bytes`` is timed by the harness."""
+
+    name = "?"  # short id used by --systems
+    label = "?"  # column title in the results
+    peer = True  # a reference system (ratios are computed against peers)
+    calls: dict[str, str] = {}  # operation -> the public API it uses
+
+    def setup(self, dataset: Dataset) -> None:
+        """Start from a fresh, empty store for ``dataset``."""
+
+    def write_many(self, mapping: dict[tuple[str, str], Any]) -> None:
+        raise NotImplementedError
+
+    def read(self, key: tuple[str, str]) -> Any:
+        raise NotImplementedError
+
+    def read_many(self) -> Iterator[tuple[tuple[str, str], Any]]:
+        raise NotImplementedError
+
+    def read_window(self, key: tuple[str, str], start: Any, end: Any) -> Any:
+        """The points in ``[start, end]``, both inclusive."""
+        raise NotImplementedError
+
+    def update(self, key: tuple[str, str], series: Any) -> None:
+        """Overwrite the points of ``series`` and keep the others."""
+        raise NotImplementedError
+
+    def bytes(self) -> Bytes:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        pass
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+class ArcticDBSystem(System):
+    name = "arcticdb"
+    calls = {
+        "write_many": "write_batch([WritePayload])",
+        "read_each": "read(symbol)",
+        "read_many": "read_batch(list_symbols())",
+        "read_month": "read(symbol, date_range=(start, end))",
+        "update_week": "update(symbol, series)",
+        "bytes": "LMDB data.mdb sizes",
+    }
+
+    def __init__(self) -> None:
+        import arcticdb
+
+        self.adb = arcticdb
+        self.label = f"ArcticDB {arcticdb.__version__} (LMDB)"
+        self.lib: Any = None
+        self.ac: Any = None
+
+    def versions(self) -> dict[str, str]:
+        return {"arcticdb": self.adb.__version__}
+
+    @staticmethod
+    def symbol(key: tuple[str, str]) -> str:
+        return "__".join(key)
+
+    def setup(self, dataset: Dataset) -> None:
+        self.path = WORK / dataset.name / "arcticdb-lmdb"
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.ac = self.adb.Arctic(f"lmdb://{self.path}")
+        self.lib = self.ac.get_library("bench", create_if_missing=True)
+
+    def _check(self, results: list[Any], what: str) -> list[Any]:
+        errors = [r for r in results if isinstance(r, self.adb.version_store.library.DataError)]
+        if errors:
+            raise BenchError(f"ArcticDB {what}: {errors[:3]}")
+        return results
+
+    def write_many(self, mapping: dict[tuple[str, str], Any]) -> None:
+        payloads = [self.adb.WritePayload(self.symbol(k), s) for k, s in mapping.items()]
+        self._check(self.lib.write_batch(payloads), "write_batch")
+
+    def read(self, key: tuple[str, str]) -> Any:
+        return self.lib.read(self.symbol(key)).data
+
+    def read_many(self) -> Iterator[tuple[tuple[str, str], Any]]:
+        symbols = self.lib.list_symbols()
+        for item in self._check(self.lib.read_batch(symbols), "read_batch"):
+            yield tuple(item.symbol.split("__")), item.data
+
+    def read_window(self, key: tuple[str, str], start: Any, end: Any) -> Any:
+        return self.lib.read(self.symbol(key), date_range=(start, end)).data
+
+    def update(self, key: tuple[str, str], series: Any) -> None:
+        self.lib.update(self.symbol(key), series)
+
+    def bytes(self) -> Bytes:
+        apparent, allocated = disk_usage(self.path, skip=lambda p: p.name == "lock.mdb")
+        return Bytes(apparent, "apparent size of the LMDB data.mdb files",
+                     {"allocated": allocated})
+
+    def teardown(self) -> None:
+        self.lib = None
+        self.ac = None
+        gc.collect()
+
+
+_django_ready = False
+
+
+def _setup_django(db_path: Path) -> None:
+    global _django_ready
+    if _django_ready:
+        return
+    import django
+    from django.conf import settings
+
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    settings.configure(
+        DEBUG=False,
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        INSTALLED_APPS=["hostore", "hostore_bench"],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(db_path)}},
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+    _django_ready = True
+
+
+class HolcstoreSystem(System):
+    name = "holcstore"
+    calls = {
+        "write_many": "set_many_ts(mapping, keys=('site', 'kind'))",
+        "read_each": "get_ts(attrs)",
+        "read_many": "yield_many_ts({})",
+        "read_month": "get_ts(attrs, start, end)",
+        "update_week": "set_ts(attrs, series, update=True)",
+        "bytes": "SQLite file after VACUUM INTO a copy",
+    }
+
+    def __init__(self) -> None:
+        self.db_path = WORK / "holcstore.sqlite3"
+        _setup_django(self.db_path)
+        import django
+
+        from hostore_bench.models import BenchLoadCurve
+
+        self.model = BenchLoadCurve
+        self.django = django
+        self.label = f"holcstore {_version('holcstore')} (Django {django.__version__}, SQLite)"
+
+    def versions(self) -> dict[str, str]:
+        import sqlite3
+
+        return {"holcstore": _version("holcstore"), "Django": self.django.__version__,
+                "SQLite": sqlite3.sqlite_version}
+
+    def setup(self, dataset: Dataset) -> None:
+        from django.db import connection
+
+        connection.close()
+        WORK.mkdir(parents=True, exist_ok=True)
+        self.db_path.unlink(missing_ok=True)
+        with connection.schema_editor() as editor:
+            editor.create_model(self.model)
+
+    @staticmethod
+    def attrs(key: tuple[str, str]) -> dict[str, str]:
+        return dict(zip(KEYS, key, strict=True))
+
+    def write_many(self, mapping: dict[tuple[str, str], Any]) -> None:
+        self.model.set_many_ts(mapping, keys=KEYS)
+
+    def read(self, key: tuple[str, str]) -> Any:
+        return self.model.get_ts(self.attrs(key))
+
+    def read_many(self) -> Iterator[tuple[tuple[str, str], Any]]:
+        for series, attrs in self.model.yield_many_ts({}):
+            yield tuple(attrs[k] for k in KEYS), series
+
+    def read_window(self, key: tuple[str, str], start: Any, end: Any) -> Any:
+        return self.model.get_ts(self.attrs(key), start=start, end=end)
+
+    def update(self, key: tuple[str, str], series: Any) -> None:
+        self.model.set_ts(self.attrs(key), series, update=True)
+
+    def bytes(self) -> Bytes:
+        from django.db import connection
+
+        copy = self.db_path.with_suffix(".vacuumed")
+        copy.unlink(missing_ok=True)
+        table = self.model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM INTO %s", [str(copy)])
+            cursor.execute(f'SELECT sum(length(data)) FROM "{table}"')
+            payload = int(cursor.fetchone()[0] or 0)
+        size = copy.stat().st_size
+        copy.unlink()
+        return Bytes(size, "SQLite database file size after VACUUM",
+                     {"payload": payload, "file_before_vacuum": self.db_path.stat().st_size})
+
+    def teardown(self) -> None:
+        from django.db import connection
+
+        connection.close()
+
+
+class CurvestoreSystem(System):
+    """curvestore on any URL; file:// stores are wiped first, others must name a fresh store
+    (``{dataset}`` and ``{run}`` in the URL are replaced by the data set and a unique run id)."""
+
+    name = "curvestore"
+    peer = False
+    calls = {
+        "write_many": "write_many(mapping, mode='insert')",
+        "read_each": "read(key)",
+        "read_many": "read_many()",
+        "read_month": "read(key, start, end)",
+        "update_week": "write(key, series, mode='update')",
+        "bytes": "store directory (file://) or info()['payload_bytes']",
+    }
+
+    def __init__(self, url: str | None, codec: str, run_id: str) -> None:
+        import curvestore
+
+        self.cs = curvestore
+        self.url_template = url
+        self.codec = codec
+        self.run_id = run_id
+        self.scheme = (url or "file://").split("://", 1)[0]
+        self.label = f"curvestore {curvestore.__version__} ({self.scheme}, {codec})"
+        self.store: Any = None
+        self.path: Path | None = None
+
+    def versions(self) -> dict[str, str]:
+        commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True).stdout.strip()
+        return {"curvestore": f"{self.cs.__version__} (git {commit or '?'})"}
+
+    def setup(self, dataset: Dataset) -> None:
+        if self.url_template is None:
+            self.path = WORK / dataset.name / f"curvestore-{self.codec}"
+            url = self.path.as_uri()
+        else:
+            url = self.url_template.format(dataset=dataset.name, run=self.run_id)
+            if url.startswith("file://"):
+                self.path = Path(url[len("file://"):])
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = self.cs.create_store(url, keys={"site": str, "kind": str}, freq=FREQ,
+                                          tz=TZ, chunking="month", codec=self.codec)
+
+    def write_many(self, mapping: dict[tuple[str, str], Any]) -> None:
+        self.store.write_many(mapping, mode="insert")
+
+    def read(self, key: tuple[str, str]) -> Any:
+        return self.store.read(dict(zip(KEYS, key, strict=True)))
+
+    def read_many(self) -> Iterator[tuple[tuple[str, str], Any]]:
+        for key, series in self.store.read_many():
+            yield tuple(key[k] for k in KEYS), series
+
+    def read_window(self, key: tuple[str, str], start: Any, end: Any) -> Any:
+        return self.store.read(dict(zip(KEYS, key, strict=True)), start=start, end=end)
+
+    def update(self, key: tuple[str, str], series: Any) -> None:
+        self.store.write(dict(zip(KEYS, key, strict=True)), series, mode="update")
+
+    def bytes(self) -> Bytes:
+        extra: dict[str, int] = {}
+        try:
+            extra["payload"] = int(self.store.info()["payload_bytes"])
+        except Exception:  # info() is not part of the fixed API
+            pass
+        if self.path is not None:
+            apparent, allocated = disk_usage(self.path)
+            extra["allocated"] = allocated
+            return Bytes(apparent, "apparent size of the files in the store directory", extra)
+        if "payload" not in extra:
+            raise BenchError("cannot measure bytes: not a file:// store and no info()")
+        return Bytes(extra["payload"], "chunk payload bytes from store.info()", extra)
+
+    def teardown(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        self.store = None
+
+
+# -- the workload ----------------------------------------------------------------------------------
+def _stats_ms(times: list[float]) -> dict[str, float]:
+    arr = np.asarray(times) * 1e3
+    return {"median_ms": float(np.median(arr)), "p95_ms": float(np.percentile(arr, 95)),
+            "mean_ms": float(arr.mean()), "count": len(arr)}
+
+
+def month_windows(ds: Dataset, count: int, seed: int) -> list[tuple[int, Any, Any]]:
+    rng = np.random.default_rng([seed, 1])
+    step = pd.Timedelta(FREQ)
+    out = []
+    for _ in range(count):
+        i = int(rng.integers(len(ds.series)))
+        m = int(rng.integers(len(ds.month_starts) - 1))
+        out.append((i, ds.month_starts[m], ds.month_starts[m + 1] - step))
+    return out
+
+
+def week_updates(ds: Dataset, seed: int) -> list[Any]:
+    """For each series, 7 days of new values starting 4 days before a random month boundary."""
+    rng = np.random.default_rng([seed, 2])
+    updates = []
+    for _ in ds.series:
+        b = int(rng.integers(1, len(ds.month_starts) - 1))
+        start = ds.month_starts[b] - pd.Timedelta(days=4)
+        index = pd.date_range(start, periods=7 * 96, freq=FREQ).as_unit("ns")
+        updates.append(pd.Series(rng.random(len(index)) + 10.0, index=index, name="value"))
+    return updates
+
+
+def run_system(system: System, ds: Dataset, windows: list, updates: list) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    n_points = ds.points
+    print(f"  {system.label}: setup", flush=True)
+    system.setup(ds)
+    mapping = dict(zip(ds.keys, ds.series, strict=True))
+
+    gc.collect()
+    t0 = time.perf_counter()
+    system.write_many(mapping)
+    res["write_many_s"] = time.perf_counter() - t0
+    b = system.bytes()
+    res["bytes"] = {"measured": b.measured, "how": b.how, **b.extra}
+    res["bytes_per_point"] = b.measured / n_points
+    print(f"    write_many {res['write_many_s']:.3f} s, {res['bytes_per_point']:.2f} B/point",
+          flush=True)
+
+    gc.collect()
+    total = 0.0
+    for key, expected in mapping.items():
+        t0 = time.perf_counter()
+        got = system.read(key)
+        total += time.perf_counter() - t0
+        check_same(got, expected, f"{system.name} read {key}")
+    res["read_each_s"] = total
+
+    gc.collect()
+    total = 0.0
+    seen: set[tuple[str, str]] = set()
+    iterator = iter(system.read_many())
+    while True:
+        t0 = time.perf_counter()
+        try:
+            key, got = next(iterator)
+        except StopIteration:
+            total += time.perf_counter() - t0
+            break
+        total += time.perf_counter() - t0
+        if key in seen or key not in mapping:
+            raise BenchError(f"{system.name} read_many: unexpected or repeated key {key}")
+        seen.add(key)
+        check_same(got, mapping[key], f"{system.name} read_many {key}")
+    if len(seen) != len(mapping):
+        raise BenchError(f"{system.name} read_many: {len(seen)} series, {len(mapping)} written")
+    res["read_many_s"] = total
+    print(f"    read_each {res['read_each_s']:.3f} s, read_many {res['read_many_s']:.3f} s",
+          flush=True)
+
+    gc.collect()
+    times = []
+    for i, start, end in windows:
+        t0 = time.perf_counter()
+        got = system.read_window(ds.keys[i], start, end)
+        times.append(time.perf_counter() - t0)
+        check_same(got, ds.series[i].loc[start:end], f"{system.name} month {ds.keys[i]} {start}")
+    res["read_month"] = _stats_ms(times)
+
+    gc.collect()
+    times = []
+    for key, upd in zip(ds.keys, updates, strict=True):
+        t0 = time.perf_counter()
+        system.update(key, upd)
+        times.append(time.perf_counter() - t0)
+    res["update_week"] = _stats_ms(times)
+    for key, expected, upd in zip(ds.keys, ds.series, updates, strict=True):
+        want = expected.copy()
+        want.loc[upd.index] = upd.to_numpy()
+        check_same(system.read(key), want, f"{system.name} read after update {key}")
+    b = system.bytes()
+    res["bytes_after_update"] = {"measured": b.measured, **b.extra}
+    print(f"    month read median {res['read_month']['median_ms']:.2f} ms, update median "
+          f"{res['update_week']['median_ms']:.2f} ms; all reads verified", flush=True)
+    system.teardown()
+    return res
+
+
+# -- report ----------------------------------------------------------------------------------------
+def machine_info() -> dict[str, str]:
+    cpu = "unknown"
+    ram = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+                break
+    except OSError:
+        pass
+    fs = "unknown"
+    try:
+        best = ""
+        work = str(WORK.resolve())
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _dev, mnt, kind, *_ = line.split()
+            if (work == mnt or work.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                best, fs = mnt, kind
+    except OSError:
+        pass
+    return {
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "cpu": cpu,
+        "ram": ram,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "filesystem of bench/.work": fs,
+    }
+
+
+ROWS = [  # (result path, label, format)
+    (("write_many_s",), "write_many, all series (s)", "{:.3f}"),
+    (("read_each_s",), "full read of each series, total (s)", "{:.3f}"),
+    (("read_many_s",), "read_many over all series (s)", "{:.3f}"),
+    (("read_month", "median_ms"), "1-month read, median (ms)", "{:.2f}"),
+    (("read_month", "p95_ms"), "1-month read, p95 (ms)", "{:.2f}"),
+    (("update_week", "median_ms"), "1-week update, median (ms)", "{:.2f}"),
+    (("update_week", "p95_ms"), "1-week update, p95 (ms)", "{:.2f}"),
+    (("bytes_per_point",), "bytes per point on disk", "{:.2f}"),
+]
+
+# (label, dataset or None for all, metric path, peer, kind, threshold)
+#   kind "throughput": peer_time / time >= threshold; "latency"/"size": value / peer <= threshold
+TARGETS = [
+    ("write_many >= 0.5x ArcticDB write_batch throughput", None, ("write_many_s",), "arcticdb",
+     "throughput", 0.5),
+    ("write_many >= 5x holcstore set_many_ts throughput", None, ("write_many_s",), "holcstore",
+     "throughput", 5.0),
+    ("full reads >= 1.5x ArcticDB read throughput", None, ("read_each_s",), "arcticdb",
+     "throughput", 1.5),
+    ("read_many >= 1.5x ArcticDB read_batch throughput", None, ("read_many_s",), "arcticdb",
+     "throughput", 1.5),
+    ("1-month read median <= 0.3x ArcticDB", None, ("read_month", "median_ms"), "arcticdb",
+     "latency", 0.3),
+    ("1-week update median <= 0.5x ArcticDB", None, ("update_week", "median_ms"), "arcticdb",
+     "latency", 0.5),
+    ("bytes/point on random data <= holcstore", "random", ("bytes_per_point",), "holcstore",
+     "size", 1.0),
+]
+
+
+def _get(res: dict[str, Any], path: tuple[str, ...]) -> float:
+    value: Any = res
+    for p in path:
+        value = value[p]
+    return float(value)
+
+
+def render(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    lines = ["# curvestore benchmark results", "",
+             f"Generated by `python bench/run.py {' '.join(meta['argv'])}` on {meta['date']} "
+             f"(run {meta['run_id']}, {meta['elapsed_s']:.0f} s). Do not edit by hand: rerun.",
+             "", "## Machine and versions", ""]
+    lines += [f"- {k}: {v}" for k, v in meta["machine"].items()]
+    lines += [f"- {k}: {v}" for k, v in meta["versions"].items()]
+    w = meta["workload"]
+    lines += ["", "## Workload", "",
+              f"{w['n']} series x {w['start']} to {w['end']} (local, end excluded) at {FREQ} in "
+              f"{TZ}, float64, month chunks: {w['points_per_series']} points per series, "
+              f"{w['points']} in all. Keys (site, kind). Each system starts from a fresh store "
+              "and gets the same pandas Series objects. Times are wall-clock "
+              "(`time.perf_counter`) around the public API calls only, single process, warm page "
+              "cache; every read (full, batch, window, after update) is compared with the input "
+              "(same instants, bit-identical float64) and the run fails on any difference.",
+              "",
+              f"- 1-month reads: {w['month_reads']} random (series, calendar month) windows, the "
+              "same for every system, bounds `[month start, next month start - 15min]`.",
+              "- 1-week updates: one per series, 672 new values starting 4 days before a random "
+              "month boundary (so each update touches two month chunks).",
+              "- bytes per point: measured right after write_many, divided by the points "
+              "written; see the notes below for what each system counts.",
+              "- ratios are *system / peer* on the row's own number (time or bytes): below 1 "
+              "means faster or smaller than the peer.", "",
+              "| operation | " + " | ".join(f"{s}" for s in meta["api"]) + " |", ""]
+    lines.pop()  # the api table follows
+    lines.append("|" + " --- |" * (len(meta["api"]) + 1))
+    for op in ["write_many", "read_each", "read_many", "read_month", "update_week", "bytes"]:
+        lines.append(f"| {op} | " + " | ".join(f"`{calls.get(op, '')}`" for calls in
+                                               meta["api"].values()) + " |")
+
+    for ds_name, ds in results["datasets"].items():
+        systems = ds["systems"]
+        labels = {name: r["label"] for name, r in systems.items()}
+        peers = [p for p in PEERS if p in systems]
+        others = [s for s in systems if s not in PEERS]
+        ratio_cols = [(o, p) for o in others for p in peers]
+        lines += ["", f"## Data set `{ds_name}`: {ds['description']}", ""]
+        head = ["operation", *[labels[s] for s in systems],
+                *[f"{labels[o].split(' (')[0]} ({o.split(':', 1)[-1]}) / {p}"
+                  if len(others) > 1 else f"{labels[o].split(' ')[0]} / {p}"
+                  for o, p in ratio_cols]]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + " --- |" + " ---: |" * (len(head) - 1))
+        for path, label, fmt in ROWS:
+            cells = [fmt.format(_get(systems[s]["result"], path)) for s in systems]
+            for o, p in ratio_cols:
+                peer_v = _get(systems[p]["result"], path)
+                cells.append(f"{_get(systems[o]['result'], path) / peer_v:.2f}x"
+                             if peer_v else "-")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", "Bytes on disk:", ""]
+        for s, r in systems.items():
+            b = r["result"]["bytes"]
+            after = r["result"]["bytes_after_update"]
+            extra = ", ".join(f"{k} {v / ds['points']:.2f} B/point" for k, v in b.items()
+                              if k not in ("measured", "how"))
+            lines.append(f"- {labels[s]}: {b['how']} ({extra}); after the updates "
+                         f"{after['measured'] / ds['points']:.2f} B/point.")
+
+    curvestores = sorted({s for ds in results["datasets"].values() for s in ds["systems"]
+                          if s not in PEERS})
+    if curvestores:
+        lines += ["", "## Targets", "",
+                  "Throughput ratios are peer time / curvestore time (higher is better); "
+                  "latency and size ratios are curvestore / peer (lower is better).", ""]
+        ds_names = list(results["datasets"])
+        for s in curvestores:
+            label = next(ds["systems"][s]["label"] for ds in results["datasets"].values()
+                         if s in ds["systems"])
+            lines += [f"### {label}", "", "| target | " + " | ".join(ds_names) + " |",
+                      "| --- |" + " --- |" * len(ds_names)]
+            for tlabel, only, path, peer, kind, threshold in TARGETS:
+                cells = []
+                for d in ds_names:
+                    sysres = results["datasets"][d]["systems"]
+                    if (only and d != only) or s not in sysres or peer not in sysres:
+                        cells.append("-")
+                        continue
+                    mine = _get(sysres[s]["result"], path)
+                    theirs = _get(sysres[peer]["result"], path)
+                    if kind == "throughput":
+                        ratio = theirs / mine
+                        ok = ratio >= threshold
+                    else:
+                        ratio = mine / theirs
+                        ok = ratio <= threshold
+                    cells.append(f"{ratio:.2f}x **{'pass' if ok else 'MISS'}**")
+                lines.append(f"| {tlabel} | " + " | ".join(cells) + " |")
+            lines.append("")
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in NOTES]
+    return "\n".join(lines) + "\n"
+
+
+NOTES = [
+    "ArcticDB: library created with default options on `lmdb://` (its C++ thread pools use both "
+    "cores); `update` keeps the previous version (ArcticDB's default, no pruning), which shows "
+    "in the after-update bytes. `read_many` includes the `list_symbols()` call, since the other "
+    "systems' bulk reads find the series themselves. Bytes: data.mdb files (lock.mdb excluded); "
+    "`allocated` is the blocks du counts.",
+    "holcstore: a concrete `TimeseriesChunkStore` model (bench/hostore_bench), Django configured "
+    "in-process on a SQLite file in bench/.work, table made with the schema editor. "
+    "`set_many_ts` needs the key *names* (`keys=`) next to a mapping keyed by value tuples, and "
+    "raises IntegrityError over existing data; `get_ts` bounds are inclusive; `yield_many_ts` "
+    "yields `(series, attrs)`. Bytes: size of a `VACUUM INTO` copy of the database (so free "
+    "pages do not count); `payload` is `sum(length(data))` of the lz4 blobs.",
+    "curvestore: `file://` store under bench/.work; bytes are the apparent sizes of all files "
+    "in the store directory (manifest, log, locks included); `allocated` counts 512-byte "
+    "blocks like du; `payload` is the chunk bytes from `store.info()`.",
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--systems", default="arcticdb,holcstore,curvestore",
+                    help="comma-separated: arcticdb, holcstore, curvestore (default: all)")
+    ap.add_argument("--datasets", default="random,load", help="comma-separated: random, load")
+    ap.add_argument("--n", type=int, default=50, help="number of series (default 50)")
+    ap.add_argument("--years", type=int, default=3, help="years of data from --start (3)")
+    ap.add_argument("--start", default="2022-01-01", help="first local day (2022-01-01)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--month-reads", type=int, default=200)
+    ap.add_argument("--url", action="append", default=None,
+                    help="curvestore store URL (repeatable: one curvestore system per URL); "
+                         "'{dataset}' and '{run}' are substituted; default: a file:// store "
+                         "under bench/.work")
+    ap.add_argument("--codec", default="lz4", help="curvestore codec (lz4)")
+    ap.add_argument("--output", default=str(BENCH / "RESULTS.md"))
+    ap.add_argument("--skip-install", action="store_true",
+                    help="reuse bench/.venv without installing anything")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ensure_env(args.skip_install)
+    _import_common()
+    started = time.perf_counter()
+    run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(wanted) - {"arcticdb", "holcstore", "curvestore"}
+    if unknown:
+        raise SystemExit(f"unknown systems {sorted(unknown)}")
+
+    systems: list[System] = []
+    if "arcticdb" in wanted:
+        systems.append(ArcticDBSystem())
+    if "holcstore" in wanted:
+        systems.append(HolcstoreSystem())
+    if "curvestore" in wanted:
+        for url in args.url or [None]:
+            cs = CurvestoreSystem(url, args.codec, run_id)
+            if len(args.url or []) > 1:
+                cs.name = f"curvestore:{cs.scheme}"
+            systems.append(cs)
+
+    start = pd.Timestamp(args.start)
+    end = (start + pd.DateOffset(years=args.years)).strftime("%Y-%m-%d")
+    versions = {"numpy": np.__version__, "pandas": pd.__version__}
+    for s in systems:
+        versions.update(s.versions())
+    results: dict[str, Any] = {"datasets": {}}
+    n_points = 0
+    for ds_name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+        ds = make_dataset(ds_name, args.n, args.start, end, args.seed)
+        n_points = len(ds.series[0])
+        print(f"data set {ds_name}: {len(ds.series)} series x {n_points} points", flush=True)
+        windows = month_windows(ds, args.month_reads, args.seed)
+        updates = week_updates(ds, args.seed)
+        entry: dict[str, Any] = {"description": ds.description, "points": ds.points,
+                                 "systems": {}}
+        for system in systems:
+            entry["systems"][system.name] = {"label": system.label,
+                                             "result": run_system(system, ds, windows, updates)}
+        results["datasets"][ds_name] = entry
+        del ds, windows, updates
+        gc.collect()
+
+    results["meta"] = {
+        "argv": sys.argv[1:],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "run_id": run_id,
+        "elapsed_s": time.perf_counter() - started,
+        "machine": machine_info(),
+        "versions": versions,
+        "workload": {"n": args.n, "start": args.start, "end": end,
+                     "points_per_series": n_points, "points": n_points * args.n,
+                     "month_reads": args.month_reads},
+        "api": {s.label: s.calls for s in systems},
+    }
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    Path(args.output).write_text(render(results))
+    print(f"wrote {args.output} and {WORK / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

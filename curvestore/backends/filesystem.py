@@ -1,0 +1,579 @@
+"""Filesystem backend (the embedded default): ``file:///abs/path``, ``file://./rel`` or a path.
+
+Layout: see :mod:`curvestore.backends._layout`. Guarantees and how they are met:
+
+* **Atomic chunks**: every object is written to ``tmp/`` and renamed into place, so a reader
+  sees the old or the new file, never a torn one; headers and payloads carry CRC-32s.
+* **All-or-nothing batches**: a commit appends its change entries to the log as one batch
+  (begin marker with the entry count, entries naming their temp files), fsyncs it, renames the
+  temp files, then appends an end marker. A writer killed before the batch was fully logged is
+  rolled back (temp files removed, log truncated); one killed after is rolled forward (the
+  remaining renames redone). Recovery runs under the commit lock when a store is opened for
+  writing and before each commit, so no later reader or writer sees half a batch.
+* **Several processes**: a transaction holds ``flock`` locks on the lock stripes of its series
+  (64 stripes, taken in order, so no deadlock), and commits are serialised by a store-wide
+  commit lock held only for the log append and the renames.
+* **Change feed**: the log is the feed; readers return only batches that have their end marker.
+  Cursors carry the position (sequence number, segment, byte offset) so resuming is a seek.
+* **Durability**: with ``fsync=true`` (default) temp files, the log and touched directories are
+  fsynced before a commit returns; ``fsync=false`` trades power-loss durability for speed
+  (process crashes stay safe either way).
+
+Chunk versions count the writes of each chunk (1, 2, ...), tombstones included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+import uuid
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from curvestore.backends import _layout as layout
+from curvestore.backends.base import Backend, Transaction
+from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.url import StoreURL
+from curvestore.errors import (
+    ConfigurationError,
+    IntegrityError,
+    StoreExistsError,
+)
+
+__all__ = ["FileBackend"]
+
+_STRIPES = 64
+_SEGMENT_BYTES = 4 << 20
+_TAIL = 4096
+_DIRECT_READ_MAX = 6  # chunk ranges up to this size are opened by name, not listed
+
+
+def _fsync_path(path: str | Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load_syncfs() -> Any:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):  # not Linux: fall back to one fsync per file
+        return None
+
+
+_SYNCFS = _load_syncfs()
+_SYNCFS_MIN_FILES = 16
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Log:
+    """The change log: append-only JSON lines in segments named by their first sequence."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def segments(self) -> list[tuple[int, Path]]:
+        found = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.dir):
+                if entry.name.endswith(".log"):
+                    found.append((int(entry.name[:-4]), Path(entry.path)))
+        return sorted(found)
+
+    @staticmethod
+    def segment_name(first_seq: int) -> str:
+        return f"{first_seq:016d}.log"
+
+    def tail_state(self) -> tuple[int, Path | None, list[dict[str, Any]]]:
+        """(last committed seq, last segment, complete lines of an unfinished trailing batch).
+
+        Reads backwards from the end and parses only what follows the last end marker, so a
+        clean log costs one short read.
+        """
+        segments = self.segments()
+        if not segments:
+            return 0, None, []
+        first, path = segments[-1]
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            window = _TAIL
+            while True:
+                pos = max(0, size - window)
+                f.seek(pos)
+                lines = f.read().split(b"\n")[:-1]  # the last piece is empty or torn
+                if pos > 0:
+                    lines = lines[1:]  # the first piece may start mid-line
+                last_end = next(
+                    (i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(b'{"e"')),
+                    -1,
+                )
+                if last_end >= 0 or pos == 0:
+                    break
+                window *= 4
+        head = json.loads(lines[last_end])["e"] if last_end >= 0 else first - 1
+        return head, path, [json.loads(line) for line in lines[last_end + 1:] if line]
+
+
+class _FileTransaction(Transaction):
+    def __init__(self, backend: FileBackend, keys: Sequence[SeriesKey]) -> None:
+        self.backend = backend
+        self.keys = set(keys)
+        self.versions: dict[tuple[SeriesKey, int], int] = {}
+        self.listed: set[SeriesKey] = set()  # series whose every chunk version is known
+        self.staged: dict[tuple[SeriesKey, int], tuple[str, str, ChunkRecord]] = {}
+        self.committed = []
+        self.txid = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+    def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
+        metas = self.backend._metas(self.backend._series_path(key), include_deleted=True)
+        for meta in metas:
+            self.versions[(key, meta.chunk)] = meta.version
+        self.listed.add(key)
+        return [m for m in metas if not m.deleted]
+
+    def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+             ) -> list[ChunkRecord]:
+        records = self.backend._read_series(key, lo, hi, include_deleted=True)
+        for r in records:
+            self.versions[(key, r.chunk)] = r.meta.version
+        return [r for r in records if not r.meta.deleted]
+
+    def _version(self, key: SeriesKey, chunk: int) -> int:
+        known = self.versions.get((key, chunk))
+        if known is None and key not in self.listed:
+            with contextlib.suppress(FileNotFoundError):
+                known = self.backend._read_header(self.backend._chunk_path(key, chunk))[1].version
+        return known or 0
+
+    def put(self, records: Sequence[ChunkRecord]) -> None:
+        now = time.time_ns()
+        tmp_dir = os.path.join(self.backend.root, "tmp")
+        batch = []
+        for record in records:
+            if record.key not in self.keys:
+                raise ValueError(f"series {record.key} is not part of this transaction")
+            slot = (record.key, record.chunk)
+            old = self.staged.pop(slot, None)
+            if old is not None:
+                os.unlink(old[0])
+            version = self._version(*slot) + 1
+            self.versions[slot] = version
+            final = record.with_meta(version=version, updated_at=now)
+            tmp = os.path.join(tmp_dir, f"{self.txid}-{len(self.staged)}-{record.chunk}.tmp")
+            self.staged[slot] = (tmp, str(self.backend._chunk_path(*slot)), final)
+            batch.append((tmp, final))
+        self.backend._parallel(_write_tmp, batch)
+
+    def discard(self) -> None:
+        for tmp, _final, _record in self.staged.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self.staged.clear()
+
+
+def _write_tmp(item: tuple[str, ChunkRecord]) -> None:
+    with open(item[0], "wb") as f:
+        f.write(layout.encode_object(item[1]))
+
+
+class FileBackend(Backend):
+    """Chunks as files under a directory; see the module docstring for the guarantees."""
+
+    schemes = ("file",)
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True,
+                 read_only: bool = False) -> None:
+        super().__init__(read_only=read_only)
+        self.root = Path(root).absolute()
+        self.fsync = fsync
+        self.series_dir = self.root / "series"
+        self.log = _Log(self.root / "log")
+        self._pool: ThreadPoolExecutor | None = None
+        self._manifest: dict[str, Any] = {}
+
+    @classmethod
+    def from_url(cls, url: StoreURL, *, read_only: bool = False) -> FileBackend:
+        url.reject_unknown_options(frozenset({"fsync"}))
+        path = url.netloc + url.path if url.netloc in ("", ".", "..", "~") else None
+        if path is None:
+            raise ConfigurationError(
+                f"file URLs are file:///absolute/path or file://./relative/path; got host "
+                f"{url.netloc!r}"
+            )
+        path = os.path.expanduser(path) if path.startswith("~") else path
+        if not path:
+            raise ConfigurationError("a file:// URL needs a path")
+        fsync = url.options.get("fsync", "true").lower()
+        if fsync not in ("true", "false", "1", "0"):
+            raise ConfigurationError(f"fsync must be true or false, got {fsync!r}")
+        return cls(path, fsync=fsync in ("true", "1"), read_only=read_only)
+
+    def __repr__(self) -> str:
+        return f"FileBackend(path={str(self.root)!r})"
+
+    # -- manifest --------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any] | None:
+        try:
+            with open(self.root / "manifest.json", "rb") as f:
+                manifest = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise IntegrityError(f"{self!r}: unreadable manifest: {exc}") from exc
+        self._manifest = manifest
+        if not self.read_only:
+            self._recover_locked()
+        return manifest  # type: ignore[no-any-return]
+
+    def create_manifest(self, manifest: dict[str, Any]) -> None:
+        self.check_writable()
+        self.root.mkdir(parents=True, exist_ok=True)
+        for sub in ("series", "log", "tmp", "locks"):
+            (self.root / sub).mkdir(exist_ok=True)
+        tmp = self.root / "tmp" / f"manifest-{uuid.uuid4().hex}.json"
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if self.fsync:
+            _fsync_path(tmp)
+        try:
+            os.link(tmp, self.root / "manifest.json")  # fails if it exists: no clobbering
+        except FileExistsError as exc:
+            raise StoreExistsError(f"a store already exists at {self.root}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        if self.fsync:
+            _fsync_path(self.root, directory=True)
+        self._manifest = dict(manifest)
+
+    # -- paths and single objects ----------------------------------------------------------
+    def _series_path(self, key: SeriesKey) -> Path:
+        assert self.schema is not None, "bind() was not called"
+        return self.series_dir.joinpath(*layout.series_parts(self.schema, key))
+
+    def _chunk_path(self, key: SeriesKey, chunk: int) -> Path:
+        return self._series_path(key) / layout.chunk_name(chunk)
+
+    @staticmethod
+    def _read_header(path: Path) -> tuple[SeriesKey, ChunkMeta]:
+        with open(path, "rb") as f:
+            data = f.read(4096)
+            need = layout.PREFIX_SIZE + layout.header_length(data, str(path))
+            if need > len(data):
+                data += f.read(need - len(data))
+        return layout.decode_header(data, str(path))
+
+    @staticmethod
+    def _read_object(path: Path) -> ChunkRecord:
+        with open(path, "rb") as f:
+            return layout.decode_object(f.read(), str(path))
+
+    def _chunk_files(self, directory: Path, lo: int | None, hi: int | None
+                     ) -> list[tuple[int, Path]]:
+        if lo is not None and hi is not None and hi - lo < _DIRECT_READ_MAX:
+            return [(c, directory / layout.chunk_name(c)) for c in range(lo, hi + 1)]
+        found = []
+        try:
+            entries = os.scandir(directory)
+        except FileNotFoundError:
+            return []
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if name.endswith(layout.CHUNK_SUFFIX):
+                    chunk = int(name[: -len(layout.CHUNK_SUFFIX)])
+                    if (lo is None or chunk >= lo) and (hi is None or chunk <= hi):
+                        found.append((chunk, Path(entry.path)))
+        found.sort()
+        return found
+
+    def _read_series(self, key: SeriesKey, lo: int | None, hi: int | None, *,
+                     include_deleted: bool = False, directory: Path | None = None
+                     ) -> list[ChunkRecord]:
+        records = []
+        for _chunk, path in self._chunk_files(directory or self._series_path(key), lo, hi):
+            try:
+                record = self._read_object(path)
+            except FileNotFoundError:
+                continue
+            if include_deleted or not record.meta.deleted:
+                records.append(record)
+        return records
+
+    # -- reads -----------------------------------------------------------------------------
+    def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+                    ) -> list[ChunkRecord]:
+        return self._read_series(key, lo, hi)
+
+    def _walk(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, Path]]:
+        """Series directories matching ``where``, in key order, pruning by key prefix."""
+        assert self.schema is not None
+        names, types = self.schema.names, self.schema.types
+
+        def level(i: int, directory: Path, prefix: tuple[Any, ...]
+                  ) -> Iterator[tuple[SeriesKey, Path]]:
+            if i == len(names):
+                yield prefix, directory
+                return
+            if names[i] in where:
+                value = where[names[i]]
+                child = directory / layout.encode_component(names[i], value)
+                if child.is_dir():
+                    yield from level(i + 1, child, (*prefix, value))
+                return
+            try:
+                with os.scandir(directory) as entries:
+                    children = [
+                        (layout.parse_component(e.name, names[i], types[i]), e.path)
+                        for e in entries if e.is_dir()
+                    ]
+            except FileNotFoundError:
+                return
+            for value, path in sorted(children):
+                yield from level(i + 1, Path(path), (*prefix, value))
+
+        yield from level(0, self.series_dir, ())
+
+    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
+             ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
+        for key, directory in self._walk(where):
+            records = self._read_series(key, lo, hi, directory=directory)
+            if records:
+                yield key, records
+
+    def _metas(self, directory: Path, *, first_only: bool = False,
+               include_deleted: bool = False) -> list[ChunkMeta]:
+        metas = []
+        for _chunk, path in self._chunk_files(directory, None, None):
+            try:
+                meta = self._read_header(path)[1]
+            except FileNotFoundError:
+                continue
+            if include_deleted or not meta.deleted:
+                metas.append(meta)
+                if first_only:
+                    break
+        return metas
+
+    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
+        for key, directory in self._walk(where):
+            metas = self._metas(directory)
+            if metas:
+                yield key, metas
+
+    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
+        for key, directory in self._walk(where):
+            if self._metas(directory, first_only=True):
+                yield key
+
+    # -- locking and commit ----------------------------------------------------------------
+    @contextmanager
+    def _flock(self, name: str) -> Iterator[None]:
+        fd = os.open(self.root / "locks" / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _stripe(self, key: SeriesKey) -> int:
+        assert self.schema is not None
+        return zlib.crc32("/".join(layout.series_parts(self.schema, key)).encode()) % _STRIPES
+
+    @contextmanager
+    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
+        self.check_writable()
+        with contextlib.ExitStack() as stack:
+            for stripe in sorted({self._stripe(k) for k in keys}):
+                stack.enter_context(self._flock(f"stripe-{stripe:02d}.lock"))
+            tx = _FileTransaction(self, keys)
+            try:
+                yield tx
+                tx.committed = self._commit(tx)
+            except BaseException:
+                tx.discard()
+                raise
+
+    def _sync_files(self, paths: list[str]) -> None:
+        """Make written files durable: one ``syncfs`` for big batches (one journal commit
+        instead of one per file), else an fsync per file."""
+        if len(paths) >= _SYNCFS_MIN_FILES and _SYNCFS is not None:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _SYNCFS(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        self._parallel(_fsync_path, paths)
+
+    def _parallel(self, fn: Any, items: list[Any]) -> None:
+        if len(items) < 8:
+            for item in items:
+                fn(item)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="curvestore-fs")
+        list(self._pool.map(fn, items))
+
+    def _commit(self, tx: _FileTransaction) -> list[Change]:
+        if not tx.staged:
+            return []
+        staged = sorted(tx.staged.values(), key=lambda s: (s[2].key, s[2].chunk))
+        if self.fsync:
+            self._sync_files([s[0] for s in staged])
+        directories = {os.path.dirname(final) for _tmp, final, _r in staged}
+        for directory in directories:
+            os.makedirs(directory, exist_ok=True)
+        with self._flock("commit.lock"):
+            head, segment, pending = self.log.tail_state()
+            if pending:
+                assert segment is not None
+                self._recover(segment, pending)
+                head, segment, pending = self.log.tail_state()
+            if segment is None or segment.stat().st_size > _SEGMENT_BYTES:
+                segment = self.log.dir / self.log.segment_name(head + 1)
+            changes = []
+            root = str(self.root) + os.sep
+            lines = [json.dumps({"b": len(staged)})]
+            for i, (tmp, final, record) in enumerate(staged, start=head + 1):
+                meta = record.meta
+                changes.append(Change(record.key, meta.chunk, meta.version, meta.deleted))
+                lines.append(json.dumps(
+                    {"s": i, "k": list(record.key), "c": meta.chunk, "v": meta.version,
+                     "d": meta.deleted, "t": os.path.basename(tmp),
+                     "p": final[len(root):]},
+                    separators=(",", ":")))
+            self._append(segment, "\n".join(lines) + "\n", sync=self.fsync)
+            for tmp, final, _record in staged:
+                os.replace(tmp, final)
+            if self.fsync:
+                if len(directories) >= _SYNCFS_MIN_FILES and _SYNCFS is not None:
+                    self._sync_files(sorted(directories))
+                else:
+                    self._parallel(lambda d: _fsync_path(d, directory=True), sorted(directories))
+            self._append(segment, json.dumps({"e": head + len(staged)}) + "\n", sync=False)
+        tx.staged.clear()
+        return changes
+
+    @staticmethod
+    def _append(path: Path, text: str, *, sync: bool) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            data = text.encode()
+            while data:
+                written = os.write(fd, data)
+                data = data[written:]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _recover(self, segment: Path, pending: list[dict[str, Any]]) -> None:
+        """Finish or undo the batch a killed writer left at the log's tail (commit lock held).
+
+        A batch whose entries are all in the log was fsynced before any rename, so it is rolled
+        forward; a batch cut short was never renamed into place, so it is rolled back.
+        """
+        with open(segment, "rb+") as f:  # drop a torn final line
+            data = f.read()
+            f.truncate(data.rfind(b"\n") + 1)
+        begin = pending[0] if "b" in pending[0] else None
+        entries = [p for p in pending if "s" in p]
+        if begin is not None and len(entries) == begin["b"]:
+            for entry in entries:
+                tmp = self.root / "tmp" / entry["t"]
+                if tmp.exists():
+                    os.replace(tmp, self.root / entry["p"])
+            self._append(segment, json.dumps({"e": entries[-1]["s"]}) + "\n", sync=self.fsync)
+            return
+        for entry in entries:
+            (self.root / "tmp" / entry["t"]).unlink(missing_ok=True)
+        with open(segment, "rb+") as f:  # cut the unfinished batch off the log
+            data = f.read()
+            end_marker = data.rfind(b'{"e":')
+            f.truncate(data.index(b"\n", end_marker) + 1 if end_marker >= 0 else 0)
+
+    def _recover_locked(self) -> None:
+        locks = self.root / "locks"
+        if not locks.is_dir():
+            return
+        with self._flock("commit.lock"):
+            _head, segment, pending = self.log.tail_state()
+            if pending:
+                assert segment is not None
+                self._recover(segment, pending)
+            self._sweep_tmp()
+
+    def _sweep_tmp(self) -> None:
+        """Remove temp files of writers that died before logging their batch."""
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.root / "tmp") as entries:
+            for entry in entries:
+                pid = entry.name.split("-", 1)[0]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
+    # -- change feed -----------------------------------------------------------------------
+    def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
+        """Pages end on batch boundaries (a page holds more than ``limit`` items only when one
+        committed batch does); unfinished batches at the tail are not shown yet."""
+        assert self.schema is not None
+        store_id = str(self._manifest.get("store_id", ""))
+        seq, seg_first, offset = (0, 0, 0) if cursor is None else decode_cursor(cursor, store_id)
+        position = (seq, seg_first, offset)
+        items: list[Change] = []
+        segments = [(f, p) for f, p in self.log.segments() if f >= seg_first]
+        for n, (first, path) in enumerate(segments):
+            start = offset if first == seg_first else 0
+            with open(path, "rb") as f:
+                f.seek(start)
+                data = f.read()
+            batch: list[Change] = []
+            pos = start
+            for raw in data.split(b"\n")[:-1]:
+                pos += len(raw) + 1
+                line = json.loads(raw)
+                if "s" in line:
+                    if line["s"] > seq:
+                        key = tuple(line["k"])
+                        if self.schema.matches(key, where):
+                            batch.append(Change(key, line["c"], line["v"], line["d"]))
+                elif "b" in line:
+                    batch = []
+                elif "e" in line:
+                    if items and len(items) + len(batch) > limit:
+                        return ChangePage(items, encode_cursor(store_id, position), True)
+                    items += batch
+                    batch = []
+                    seq = max(seq, line["e"])
+                    position = (seq, first, pos)
+                    if len(items) >= limit:
+                        more = pos < start + len(data) or n + 1 < len(segments)
+                        return ChangePage(items, encode_cursor(store_id, position), more)
+        return ChangePage(items, encode_cursor(store_id, position), False)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        super().close()

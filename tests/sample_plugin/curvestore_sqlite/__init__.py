@@ -1,0 +1,1 @@
+"""Sample curvestore plugin: SQLite backend (``sqlite:///path.db``) and a ``zlib`` codec."""
