@@ -275,7 +275,7 @@ class FileBackend(Backend):
         return self._series_path(key) / layout.chunk_name(chunk)
 
     @staticmethod
-    def _read_header(path: Path) -> tuple[SeriesKey, ChunkMeta]:
+    def _read_header(path: Path | str) -> tuple[SeriesKey, ChunkMeta]:
         with open(path, "rb") as f:
             data = f.read(4096)
             need = layout.PREFIX_SIZE + layout.header_length(data, str(path))
@@ -284,14 +284,15 @@ class FileBackend(Backend):
         return layout.decode_header(data, str(path))
 
     @staticmethod
-    def _read_object(path: Path) -> ChunkRecord:
+    def _read_object(path: str) -> ChunkRecord:
         with open(path, "rb") as f:
             return layout.decode_object(f.read(), str(path))
 
-    def _chunk_files(self, directory: Path, lo: int | None, hi: int | None
-                     ) -> list[tuple[int, Path]]:
+    def _chunk_files(self, directory: Path | str, lo: int | None, hi: int | None
+                     ) -> list[tuple[int, str]]:
         if lo is not None and hi is not None and hi - lo < _DIRECT_READ_MAX:
-            return [(c, directory / layout.chunk_name(c)) for c in range(lo, hi + 1)]
+            base = str(directory)
+            return [(c, os.path.join(base, layout.chunk_name(c))) for c in range(lo, hi + 1)]
         found = []
         try:
             entries = os.scandir(directory)
@@ -303,7 +304,7 @@ class FileBackend(Backend):
                 if name.endswith(layout.CHUNK_SUFFIX):
                     chunk = int(name[: -len(layout.CHUNK_SUFFIX)])
                     if (lo is None or chunk >= lo) and (hi is None or chunk <= hi):
-                        found.append((chunk, Path(entry.path)))
+                        found.append((chunk, entry.path))
         found.sort()
         return found
 

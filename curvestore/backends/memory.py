@@ -145,7 +145,7 @@ class MemoryBackend(Backend):
         position = 0 if cursor is None else decode_cursor(cursor, store_id)[0]
         with self.state.lock:
             log = self.state.log[position:]
-        items = []
+        items: list[Change] = []
         consumed = 0
         for change in log:
             if len(items) >= limit:

@@ -33,6 +33,7 @@ class Grid:
         self.freq_ns = int(freq_ns)
         self.tz = tz
         self.chunking = chunking
+        self.dtype = pd.DatetimeTZDtype("ns", tz)
         years = np.arange(FIRST_YEAR, LAST_YEAR + 2)
         if chunking == "year":
             naive = pd.to_datetime({"year": years, "month": 1, "day": 1})
@@ -124,8 +125,9 @@ class Grid:
 
     def index(self, first_pos: int, count: int) -> pd.DatetimeIndex:
         """The tz-aware index of ``count`` points from grid position ``first_pos``."""
-        ns = self.origin_ns + (np.arange(count, dtype=np.int64) + first_pos) * self.freq_ns
-        return pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC").tz_convert(self.tz)
+        start = self.origin_ns + first_pos * self.freq_ns
+        ns = np.arange(start, start + count * self.freq_ns, self.freq_ns, dtype=np.int64)
+        return pd.DatetimeIndex(ns, dtype=self.dtype)  # integers are read as UTC epoch ns
 
 
 @lru_cache(maxsize=64)

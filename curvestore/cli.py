@@ -1,0 +1,554 @@
+"""The ``curvestore`` command line: create, inspect, load, export and delete load curves.
+
+Every subcommand is one ``cmd_*`` function taking the parsed arguments and returning an exit
+code. Errors curvestore raises on purpose (and OS errors or bad input) print one line
+``curvestore: error: <message>`` on stderr and exit with 1; usage errors exit with 2 (argparse);
+``--traceback`` shows the full traceback instead. pandas is imported only by the commands
+that need it, so ``curvestore --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any, TextIO
+
+from curvestore import __version__
+from curvestore.errors import BackendNotInstalledError, CurvestoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from curvestore.core.store import Store
+
+__all__ = ["CLIError", "build_parser", "main"]
+
+PROG = "curvestore"
+MODES = ("insert", "update", "replace")
+PARQUET_HINT = 'pip install "curvestore[parquet]"'
+_TZ_SUFFIX = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+class CLIError(ValueError):
+    """Bad command-line input detected by the CLI itself (exit code 1, one line)."""
+
+
+# -- small helpers ------------------------------------------------------------------------
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def parse_key_spec(spec: str) -> dict[str, str]:
+    """``'site:str,year:int'`` -> ``{'site': 'str', 'year': 'int'}`` (type defaults to str)."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, kind = item.partition(":")
+        kind = kind.strip() if sep else "str"
+        if kind not in ("str", "int"):
+            raise CLIError(f"key {name!r}: type must be str or int, got {kind!r}")
+        if name.strip() in keys:
+            raise CLIError(f"key {name.strip()!r} is given twice in --keys")
+        keys[name.strip()] = kind
+    if not keys:
+        raise CLIError("--keys needs at least one NAME[:str|int], e.g. --keys site:str,kind:str")
+    return keys
+
+
+def parse_pairs(items: Sequence[str]) -> dict[str, str]:
+    """``['site=a', 'kind=b']`` -> ``{'site': 'a', 'kind': 'b'}``."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CLIError(f"expected key=value, got {item!r}")
+        if name in pairs:
+            raise CLIError(f"key {name!r} is given twice")
+        pairs[name] = value
+    return pairs
+
+
+def typed_key(store: Store, items: Sequence[str]) -> dict[str, Any]:
+    """Parse key=value arguments, converting each value to the store's type for that key."""
+    pairs = parse_pairs(items)
+    types = dict(zip(store.schema.names, store.schema.types, strict=True))
+    unknown = [name for name in pairs if name not in types]
+    if unknown:
+        raise CLIError(f"unknown key {', '.join(map(repr, unknown))}; this store's keys are "
+                       f"{', '.join(store.schema.names)}")
+    typed: dict[str, Any] = {}
+    for name, value in pairs.items():
+        if types[name] == "int":
+            try:
+                typed[name] = int(value)
+            except ValueError:
+                raise CLIError(f"key {name!r} is an int key; {value!r} is not an integer") from None
+        else:
+            typed[name] = value
+    return typed
+
+
+def full_key(store: Store, items: Sequence[str], what: str) -> dict[str, Any]:
+    """A complete series key from key=value arguments, or a CLIError naming what is missing."""
+    key = typed_key(store, items)
+    missing = [name for name in store.schema.names if name not in key]
+    if missing:
+        raise CLIError(f"{what} needs the full series key; missing "
+                       f"{', '.join(f'{m}=...' for m in missing)}")
+    return key
+
+
+def show_key(key: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in key.items())
+
+
+def open_existing(url: str, read_only: bool = False) -> Store:
+    from curvestore.core.open import open_store
+
+    return open_store(url, read_only=read_only)
+
+
+def emit_json(data: Any, out: TextIO | None = None) -> None:
+    json.dump(data, out or sys.stdout, indent=2, default=str)
+    (out or sys.stdout).write("\n")
+
+
+# -- reading and writing files ------------------------------------------------------------
+def file_format(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lower.endswith((".csv", ".csv.gz", ".txt")) or path == "-":
+        return "csv"
+    raise CLIError(f"{path}: unknown file type; use a .csv or .parquet file")
+
+
+def require_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise CLIError(f"parquet files need pyarrow, which is not installed; install it with: "
+                       f"{PARQUET_HINT}") from None
+
+
+def read_frame(path: str) -> pd.DataFrame:
+    """The table in ``path``, its first column the timestamps (a DatetimeIndex is reset)."""
+    import pandas as pd
+
+    if file_format(path) == "parquet":
+        require_pyarrow()
+        frame = pd.read_parquet(path)
+        if isinstance(frame.index, pd.DatetimeIndex):
+            frame = frame.reset_index()
+    else:
+        frame = pd.read_csv(sys.stdin if path == "-" else path, dtype={0: str})
+    if frame.shape[1] < 2:
+        raise CLIError(f"{path}: expected a timestamp column and a value column, "
+                       f"found {list(map(str, frame.columns))}")
+    return frame
+
+
+def parse_timestamps(column: pd.Series, tz: str | None, path: str) -> pd.DatetimeIndex:
+    """Parse a column of timestamps, tz-aware; naive ones only with ``tz`` (then localized)."""
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return pd.DatetimeIndex(column)
+    if pd.api.types.is_datetime64_dtype(column.dtype):
+        aware = pd.Series(False, index=column.index)
+    else:
+        text = column.astype(str).str.strip()
+        aware = text.str.contains(_TZ_SUFFIX, regex=True)
+        column = text
+    if aware.all():
+        try:
+            return pd.DatetimeIndex(pd.to_datetime(column, utc=True, format="ISO8601"))
+        except (ValueError, TypeError) as exc:
+            raise CLIError(f"{path}: the first column is not ISO timestamps: {exc}") from None
+    if aware.any():
+        row = int((~aware).to_numpy().argmax())
+        raise CLIError(f"{path}: mixes timestamps with and without a UTC offset "
+                       f"(e.g. row {row + 1}: {column.iloc[row]!r})")
+    if tz is None:
+        raise CLIError(f"{path}: timestamps have no UTC offset (e.g. {column.iloc[0]!r}); "
+                       "give their time zone with --tz, e.g. --tz Europe/Paris")
+    try:
+        naive = pd.DatetimeIndex(pd.to_datetime(column, format="ISO8601"))
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"{path}: the first column is not ISO timestamps: {exc}") from None
+    try:
+        return naive.tz_localize(tz, ambiguous="infer", nonexistent="raise")
+    except Exception as exc:  # pytz/zoneinfo raise various types
+        raise CLIError(f"{path}: cannot localize the timestamps in {tz}: {exc}") from None
+
+
+def read_series(path: str, column: str | None, tz: str | None) -> pd.Series:
+    """The one value column of ``path`` (or ``column``) indexed by its parsed timestamps."""
+    import pandas as pd
+
+    frame = read_frame(path)
+    names = [str(c) for c in frame.columns]
+    values = names[1:]
+    if column is not None:
+        if column not in values:
+            raise CLIError(f"{path}: no value column {column!r}; columns are {values}")
+        chosen = column
+    elif len(values) == 1:
+        chosen = values[0]
+    else:
+        raise CLIError(f"{path}: {len(values)} value columns {values}; choose one with --column")
+    frame.columns = names
+    index = parse_timestamps(frame[names[0]], tz, path)
+    return pd.Series(frame[chosen].to_numpy(), index=index, name=chosen)
+
+
+def write_series(series: pd.Series, path: str | None) -> None:
+    """Write ``series`` as a two-column table (timestamp, value): CSV on stdout by default."""
+    frame = series.rename("value").rename_axis("timestamp").reset_index()
+    if path is None or path == "-":
+        frame.to_csv(sys.stdout, index=False)
+    elif file_format(path) == "parquet":
+        require_pyarrow()
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+
+
+# -- subcommands --------------------------------------------------------------------------
+def cmd_create(args: argparse.Namespace) -> int:
+    from curvestore.core.open import create_store
+    from curvestore.errors import StoreExistsError
+
+    spec: dict[str, Any] = dict(
+        keys=parse_key_spec(args.keys), freq=args.freq, tz=args.tz, chunking=args.chunking,
+        codec=args.codec,
+    )
+    existed = False
+    try:
+        store = create_store(args.url, **spec)
+    except StoreExistsError:
+        if not args.exist_ok:
+            raise
+        store = create_store(args.url, exist_ok=True, **spec)
+        existed = True
+    with store:
+        keys = ", ".join(f"{n}:{t}" for n, t in zip(store.schema.names, store.schema.types,
+                                                      strict=True))
+        verb = "exists (same configuration)" if existed else "created"
+        print(f"store {verb}: {store.url}")
+        print(f"  keys {keys}; freq {store.config.freq}; tz {store.config.tz}; "
+              f"{store.config.chunking} chunks; codec {store.codec}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with open_existing(args.url, read_only=True) as store:
+        info = store.info()
+        last = store.max_timestamp()
+    info["max_timestamp"] = None if last is None else last.isoformat()
+    if args.json:
+        emit_json(info)
+        return 0
+    per_point = info["bytes_per_point"]
+    rows = [
+        ("url", info["url"]),
+        ("backend", info["backend"]),
+        ("keys", ", ".join(f"{k}:{t}" for k, t in info["keys"].items())),
+        ("freq", info["freq"]),
+        ("time zone", info["tz"]),
+        ("chunking", info["chunking"]),
+        ("dtype", info["dtype"]),
+        ("codec", info["codec"]),
+        ("store id", info["store_id"]),
+        ("series", f"{info['series']:,}"),
+        ("chunks", f"{info['chunks']:,}"),
+        ("points", f"{info['points']:,}"),
+        ("payload", f"{human_bytes(info['payload_bytes'])} ({info['payload_bytes']:,} bytes)"),
+        ("bytes/point", f"{per_point:.3f} (float64 is 8: {8 / per_point:.1f}x smaller)"
+         if per_point else "-"),
+        ("latest point", info["max_timestamp"] or "-"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with open_existing(args.url, read_only=True) as store:
+        keys = store.keys(typed_key(store, args.filter))
+        names = list(store.schema.names)
+    if args.json:
+        emit_json(keys)
+        return 0
+    table = [names] + [[str(k[n]) for n in names] for k in keys]
+    widths = [max(len(row[i]) for row in table) for i in range(len(names))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"({len(keys)} series)", file=sys.stderr)
+    return 0
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    with open_existing(args.url) as store:
+        key = full_key(store, args.key, "put")
+        series = read_series(args.file, args.column, args.tz)
+        chunks = store.write(key, series, mode=args.mode)
+    valid = int(series.notna().sum())
+    print(f"wrote {valid:,} points to {show_key(key)} ({chunks} chunks, mode={args.mode})")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with open_existing(args.url, read_only=True) as store:
+        key = full_key(store, args.key, "get")
+        series = store.read(key, start=args.start, end=args.end)
+    if series is None:
+        window = "" if args.start is None and args.end is None else (
+            f" between {args.start or 'the start'} and {args.end or 'the end'}")
+        raise CLIError(f"no data for series {show_key(key)}{window}")
+    write_series(series, args.output)
+    if args.output not in (None, "-"):
+        print(f"wrote {len(series):,} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with open_existing(args.url) as store:
+        if args.all_matching:
+            where = typed_key(store, args.key)
+            matched = len(store.keys(where))
+            chunks = store.delete_many(where)
+            scope = f"{matched} series matching {show_key(where) or 'everything'}"
+        else:
+            if not args.key:
+                raise CLIError("rm needs a series key (key=value ...), or a filter with "
+                               "--all-matching")
+            key = full_key(store, args.key, "rm without --all-matching")
+            chunks = store.delete(key)
+            if chunks == 0:
+                raise CLIError(f"no series {show_key(key)}")
+            scope = f"series {show_key(key)}"
+    print(f"deleted {chunks} chunks ({scope})")
+    return 0
+
+
+def plugin_status(kind: str, name: str) -> tuple[bool, str]:
+    """(installed, note) for one registered backend or codec."""
+    from curvestore.registry import get_codec, get_registry
+
+    entry = getattr(get_registry(), f"{kind}s")[name]
+    try:
+        entry.load()
+        if kind == "codec":
+            get_codec(name)  # also runs the codec's check_available()
+    except BackendNotInstalledError as exc:
+        hint = f'pip install "curvestore[{exc.extra}]"' if exc.extra else str(exc)
+        return False, f"missing: {hint}"
+    except CurvestoreError as exc:
+        return False, f"broken: {exc}"
+    return True, "installed"
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from curvestore.registry import get_registry
+
+    registry = get_registry()
+    rows: list[dict[str, Any]] = []
+    for kind, table in (("backend", registry.backends), ("codec", registry.codecs)):
+        for name in sorted(table):
+            entry = table[name]
+            installed, status = plugin_status(kind, name)
+            rows.append({"kind": kind, "name": name, "distribution": entry.distribution,
+                         "extra": entry.extra, "target": entry.target,
+                         "installed": installed, "status": status})
+    if args.json:
+        emit_json(rows)
+        return 0
+    for kind, title in (("backend", "Backends (URL schemes)"), ("codec", "Codecs")):
+        print(f"{title}:")
+        group = [r for r in rows if r["kind"] == kind]
+        table = [["name", "provided by", "extra", "status"]] + [
+            [f"{r['name']}://" if kind == "backend" else r["name"], r["distribution"],
+             f"[{r['extra']}]" if r["extra"] else "-", r["status"]] for r in group]
+        widths = [max(len(row[i]) for row in table) for i in range(3)]
+        for row in table:
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
+                  + "  " + row[3])
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from curvestore.demo import run_demo
+
+    return run_demo(args.dir, meters=args.meters, fresh=args.fresh)
+
+
+# -- parser -------------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", metavar="URL",
+                        help="store URL: file:///abs/path, file://./rel/path, a bare path, "
+                             "memory://name, or a plugin's scheme")
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _keyargs(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("key", nargs="*", metavar="key=value", help=help)
+
+
+def _add(sub: Any, name: str, func: Callable[[argparse.Namespace], int], help: str,
+         description: str | None = None) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=description or help,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=func)
+    parser.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # also accepted after the command
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A store for dense time series (load curves).",
+        epilog="Run 'curvestore COMMAND --help' for a command's options. "
+               "Try 'curvestore demo' for a one-year, 100-meter walkthrough.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full traceback on errors (for bug reports)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = _add(sub, "create", cmd_create, "create a store",
+             "Create a store. Its keys, freq, tz and chunking are frozen at creation.\n\n"
+             "example: curvestore create file://./data --keys site:str,kind:str "
+             "--freq 15min --tz Europe/Paris")
+    _url(p)
+    p.add_argument("--keys", required=True, metavar="NAME:TYPE,...",
+                   help="key attributes in order, TYPE str (default) or int, "
+                        "e.g. site:str,year:int")
+    p.add_argument("--freq", required=True, help="grid frequency, e.g. 15min, 30min, 1h")
+    p.add_argument("--tz", required=True, help="IANA time zone, e.g. Europe/Paris or UTC")
+    p.add_argument("--chunking", choices=("month", "year"), default="month",
+                   help="one chunk per series per month or year (default: month)")
+    p.add_argument("--codec", default="lz4",
+                   help="codec for new chunks (default: lz4; see 'curvestore plugins')")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="succeed if a store with the same configuration already exists")
+
+    p = _add(sub, "info", cmd_info, "show a store's configuration and totals")
+    _url(p)
+    _json(p)
+
+    p = _add(sub, "ls", cmd_ls, "list series, optionally filtered by key values",
+             "List the series of a store, ordered by key.\n\n"
+             "example: curvestore ls file://./data kind=load")
+    _url(p)
+    p.add_argument("filter", nargs="*", metavar="key=value",
+                   help="keep series whose key attributes have these values")
+    _json(p)
+
+    p = _add(sub, "put", cmd_put, "write one series from a CSV or parquet file",
+             "Write one series from FILE. The first column holds the timestamps (ISO, with a\n"
+             "UTC offset; naive ones need --tz); the other column holds the values (several\n"
+             "columns need --column). Parquet needs pyarrow.\n\n"
+             "example: curvestore put file://./data load.csv site=paris kind=load")
+    _url(p)
+    p.add_argument("file", metavar="FILE", help="a .csv or .parquet file ('-' reads CSV on stdin)")
+    _keyargs(p, "the full series key")
+    p.add_argument("--mode", choices=MODES, default="insert",
+                   help="insert (default; fails if the series has data), update (merge point by "
+                        "point, new values win) or replace (the series becomes the file)")
+    p.add_argument("--column", help="the value column to write, when the file has several")
+    p.add_argument("--tz", help="time zone of naive timestamps in FILE (they are an error "
+                                "without it)")
+
+    p = _add(sub, "get", cmd_get, "read one series as CSV (stdout) or to a file",
+             "Read one series on [--start, --end] (inclusive; naive bounds are in the store's\n"
+             "time zone). Rows are timestamp,value; missing points have an empty value.\n\n"
+             "example: curvestore get file://./data site=paris kind=load --start 2024-06-01")
+    _url(p)
+    _keyargs(p, "the full series key")
+    p.add_argument("--start", help="first timestamp to read (inclusive)")
+    p.add_argument("--end", help="last timestamp to read (inclusive)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write to FILE (.csv or .parquet) instead of stdout")
+
+    p = _add(sub, "rm", cmd_rm, "delete series (tombstones their chunks)",
+             "Delete one series by its full key, or every series matching a partial key\n"
+             "with --all-matching (with no key=value at all, that is every series).")
+    _url(p)
+    _keyargs(p, "the full series key, or a filter with --all-matching")
+    p.add_argument("--all-matching", action="store_true",
+                   help="delete every series matching the key=value filter")
+
+    p = _add(sub, "plugins", cmd_plugins,
+             "list backends and codecs, who provides them and whether they are installed")
+    _json(p)
+
+    p = _add(sub, "demo", cmd_demo, "write, read back and verify a year of load curves",
+             "Create (or reuse) a filesystem store under --dir, write one year of synthetic\n"
+             "15-min load curves, read them back, verify them bit for bit, and print sizes\n"
+             "and speeds.")
+    p.add_argument("--dir", default="./curvestore-data",
+                   help="directory for the demo store, created as DIR/demo "
+                        "(default: ./curvestore-data)")
+    p.add_argument("--meters", type=positive_int, default=100,
+                   help="number of meters (series) to generate (default: 100)")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete DIR/demo first and start from an empty store")
+    return parser
+
+
+# -- entry point --------------------------------------------------------------------------
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage error, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (e.g. `curvestore get ... | head`): not an error.
+        with suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except (CurvestoreError, OSError, ValueError) as exc:
+        if args.traceback:
+            traceback.print_exc()
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
