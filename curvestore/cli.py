@@ -48,6 +48,11 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def plural(n: int, word: str) -> str:
+    """``plural(1, 'chunk')`` -> ``'1 chunk'``; ``plural(2_000, 'point')`` -> ``'2,000 points'``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def parse_key_spec(spec: str) -> dict[str, str]:
     """``'site:str,year:int'`` -> ``{'site': 'str', 'year': 'int'}`` (type defaults to str)."""
     keys: dict[str, str] = {}
@@ -285,7 +290,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     with open_existing(args.url, read_only=True) as store:
-        keys = store.keys(typed_key(store, args.filter))
+        keys = store.keys(typed_key(store, args.key))
         names = list(store.schema.names)
     if args.json:
         emit_json(keys)
@@ -294,7 +299,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(names))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print(f"({len(keys)} series)", file=sys.stderr)
+    print(f"({len(keys):,} series)", file=sys.stderr)
     return 0
 
 
@@ -304,11 +309,14 @@ def cmd_put(args: argparse.Namespace) -> int:
         series = read_series(args.file, args.column, args.tz)
         chunks = store.write(key, series, mode=args.mode)
     valid = int(series.notna().sum())
-    print(f"wrote {valid:,} points to {show_key(key)} ({chunks} chunks, mode={args.mode})")
+    print(f"wrote {plural(valid, 'point')} to {show_key(key)} ({plural(chunks, 'chunk')}, "
+          f"mode={args.mode})")
     return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    if args.output not in (None, "-") and file_format(args.output) == "parquet":
+        require_pyarrow()  # fail before reading
     with open_existing(args.url, read_only=True) as store:
         key = full_key(store, args.key, "get")
         series = store.read(key, start=args.start, end=args.end)
@@ -318,7 +326,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         raise CLIError(f"no data for series {show_key(key)}{window}")
     write_series(series, args.output)
     if args.output not in (None, "-"):
-        print(f"wrote {len(series):,} rows to {args.output}", file=sys.stderr)
+        print(f"wrote {plural(len(series), 'row')} to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -328,7 +336,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
             where = typed_key(store, args.key)
             matched = len(store.keys(where))
             chunks = store.delete_many(where)
-            scope = f"{matched} series matching {show_key(where) or 'everything'}"
+            scope = f"{matched:,} series matching {show_key(where) or 'everything'}"
         else:
             if not args.key:
                 raise CLIError("rm needs a series key (key=value ...), or a filter with "
@@ -338,7 +346,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
             if chunks == 0:
                 raise CLIError(f"no series {show_key(key)}")
             scope = f"series {show_key(key)}"
-    print(f"deleted {chunks} chunks ({scope})")
+    print(f"deleted {plural(chunks, 'chunk')} ({scope})")
     return 0
 
 
@@ -377,11 +385,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for kind, title in (("backend", "Backends (URL schemes)"), ("codec", "Codecs")):
         print(f"{title}:")
         group = [r for r in rows if r["kind"] == kind]
-        table = [["name", "provided by", "extra", "status"]] + [
+        lines: list[list[str]] = [["name", "provided by", "extra", "status"]] + [
             [f"{r['name']}://" if kind == "backend" else r["name"], r["distribution"],
              f"[{r['extra']}]" if r["extra"] else "-", r["status"]] for r in group]
-        widths = [max(len(row[i]) for row in table) for i in range(3)]
-        for row in table:
+        widths = [max(len(line[i]) for line in lines) for i in range(3)]
+        for row in lines:
             print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
                   + "  " + row[3])
     return 0
@@ -423,7 +431,7 @@ def _add(sub: Any, name: str, func: Callable[[argparse.Namespace], int], help: s
     parser: argparse.ArgumentParser = sub.add_parser(
         name, help=help, description=description or help,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.set_defaults(func=func)
+    parser.set_defaults(func=func, subparser=parser)
     parser.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)  # also accepted after the command
     return parser
@@ -465,8 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
              "List the series of a store, ordered by key.\n\n"
              "example: curvestore ls file://./data kind=load")
     _url(p)
-    p.add_argument("filter", nargs="*", metavar="key=value",
-                   help="keep series whose key attributes have these values")
+    _keyargs(p, "keep series whose key attributes have these values")
     _json(p)
 
     p = _add(sub, "put", cmd_put, "write one series from a CSV or parquet file",
@@ -522,6 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- entry point --------------------------------------------------------------------------
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None
+               ) -> argparse.Namespace:
+    """Parse ``argv``, letting key=value arguments follow options (``ls URL --json a=b``)."""
+    args, extras = parser.parse_known_args(argv)
+    if extras and hasattr(args, "key") and all("=" in x and not x.startswith("-")
+                                               for x in extras):
+        args.key = [*args.key, *extras]
+    elif extras:
+        getattr(args, "subparser", parser).error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
@@ -532,7 +551,7 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage error, 130 interrupted)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

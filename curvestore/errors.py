@@ -72,7 +72,7 @@ class ConfigMismatchError(ConfigurationError):
     def __init__(self, differences: Mapping[str, tuple[Any, Any]]) -> None:
         self.differences = dict(differences)
         detail = "; ".join(
-            f"{name}: store has {have!r}, asked for {want!r}"
+            f"{name}: store has {have}, asked for {want}"
             for name, (have, want) in sorted(self.differences.items())
         )
         super().__init__(f"the store's frozen configuration differs from the one given: {detail}")

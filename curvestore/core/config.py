@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from curvestore.core.grid import freq_text
 from curvestore.core.records import SeriesKey
 from curvestore.errors import ConfigMismatchError, ConfigurationError, InvalidKeyError
 
@@ -68,6 +69,9 @@ class KeySchema:
         if len(set(names)) != len(names):
             raise ConfigurationError(f"duplicate key names in {names}")
         return cls(tuple(names), tuple(types))
+
+    def __str__(self) -> str:
+        return ", ".join(f"{n}:{t}" for n, t in zip(self.names, self.types, strict=True))
 
     def to_json(self) -> list[dict[str, str]]:
         return [{"name": n, "type": t} for n, t in zip(self.names, self.types, strict=True)]
@@ -221,7 +225,7 @@ class StoreConfig:
             if name == "keys":
                 want = (value if isinstance(value, KeySchema) else KeySchema.from_spec(value))
                 if want != self.keys:
-                    differences["keys"] = (self.keys.to_json(), want.to_json())
+                    differences["keys"] = (str(self.keys), str(want))
                 continue
             normal = {"freq": normalize_freq, "tz": normalize_tz}.get(name, str)(value)
             if normal != getattr(self, name):
@@ -248,11 +252,7 @@ def normalize_freq(freq: Any) -> str:
         raise ConfigurationError(f"freq must be positive, got {freq!r}")
     if delta.value % 1_000_000_000:
         raise ConfigurationError(f"freq must be a whole number of seconds, got {freq!r}")
-    seconds = delta.value // 1_000_000_000
-    for unit, size in (("D", 86400), ("h", 3600), ("min", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return freq_text(int(delta.value))
 
 
 def normalize_tz(tz: Any) -> str:

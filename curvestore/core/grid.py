@@ -31,6 +31,7 @@ class Grid:
 
     def __init__(self, freq_ns: int, tz: str, chunking: str) -> None:
         self.freq_ns = int(freq_ns)
+        self.freq_text = freq_text(self.freq_ns)
         self.tz = tz
         self.chunking = chunking
         self.dtype = pd.DatetimeTZDtype("ns", tz)
@@ -55,7 +56,7 @@ class Grid:
         if misaligned.any():
             bad = local[int(np.argmax(misaligned))]
             raise ConfigurationError(
-                f"periods do not fall on the {pd.Timedelta(self.freq_ns)} grid in {tz}: the "
+                f"periods do not fall on the {self.freq_text} grid in {tz}: the "
                 f"period starting at {bad} is not a whole number of steps from the previous "
                 "ones; choose a shorter freq or another chunking/time zone"
             )
@@ -98,7 +99,7 @@ class Grid:
         if off.any():
             bad = pd.Timestamp(int(ns[int(np.argmax(off != 0))]), tz="UTC").tz_convert(self.tz)
             raise GridError(
-                f"timestamp {bad} is not on the store's {pd.Timedelta(self.freq_ns)} grid "
+                f"timestamp {bad} is not on the store's {self.freq_text} grid "
                 "(data finer than or not aligned to the store's freq); resample it first"
             )
         pos = rel // self.freq_ns
@@ -128,6 +129,17 @@ class Grid:
         start = self.origin_ns + first_pos * self.freq_ns
         ns = np.arange(start, start + count * self.freq_ns, self.freq_ns, dtype=np.int64)
         return pd.DatetimeIndex(ns, dtype=self.dtype)  # integers are read as UTC epoch ns
+
+
+def freq_text(freq_ns: int) -> str:
+    """Canonical text of a duration: '15min', '1h', '1D', '90s'."""
+    seconds, rest = divmod(freq_ns, 1_000_000_000)
+    if rest:
+        return f"{freq_ns}ns"
+    for unit, size in (("D", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @lru_cache(maxsize=64)
