@@ -93,18 +93,26 @@ class Grid:
 
     # -- timestamps <-> positions ----------------------------------------------------------
     def positions(self, ns: np.ndarray) -> np.ndarray:
-        """Grid positions of UTC nanosecond timestamps; GridError if any is off the grid."""
+        """Grid positions of sorted UTC nanosecond timestamps; GridError if any is off the grid
+        or outside the supported years."""
+        if not len(ns):
+            return np.empty(0, dtype=np.int64)
         rel = ns - self.origin_ns
-        off = rel % self.freq_ns
-        if off.any():
+        first, last = int(rel[0]), int(rel[-1])
+        steps = np.diff(rel)
+        # Regular input (the common case) avoids int64 division, the slow part here.
+        if first % self.freq_ns == 0 and (steps == self.freq_ns).all():
+            pos = np.arange(first // self.freq_ns, first // self.freq_ns + len(rel))
+        elif first % self.freq_ns == 0 and not (steps % self.freq_ns).any():
+            pos = rel // self.freq_ns
+        else:
+            off = rel % self.freq_ns
             bad = pd.Timestamp(int(ns[int(np.argmax(off != 0))]), tz="UTC").tz_convert(self.tz)
             raise GridError(
                 f"timestamp {bad} is not on the store's {self.freq_text} grid "
                 "(data finer than or not aligned to the store's freq); resample it first"
             )
-        pos = rel // self.freq_ns
-        if len(pos) and (pos[0] < 0 or pos[-1] >= self.bounds[-1] or pos.min() < 0
-                         or pos.max() >= self.bounds[-1]):
+        if first < 0 or last // self.freq_ns >= self.bounds[-1]:
             raise GridError(f"timestamps must lie within the years {FIRST_YEAR}-{LAST_YEAR}")
         return pos
 

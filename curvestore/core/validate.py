@@ -36,16 +36,20 @@ def series_arrays(series: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     if index.hasnans:
         raise InvalidDataError("the series index contains NaT")
-    if not index.is_unique:
-        dupes = index[index.duplicated()].unique()[:3]
-        raise InvalidDataError(f"the series index has duplicate timestamps, e.g. {list(dupes)}")
     values = _values(series)
     if np.isinf(values).any():
         raise InvalidDataError("the series contains infinite values; use NaN for 'no value'")
     ns = index.as_unit("ns").asi8
-    if len(ns) > 1 and not index.is_monotonic_increasing:
+    # Sorted input is the common case: uniqueness is then a strictly increasing index.
+    if len(ns) > 1 and not (np.diff(ns) > 0).all():
         order = np.argsort(ns, kind="stable")
         ns, values = ns[order], values[order]
+        repeated = np.flatnonzero(np.diff(ns) == 0)
+        if len(repeated):
+            dupes = pd.DatetimeIndex(ns[repeated[:3]], dtype=index.dtype)
+            raise InvalidDataError(
+                f"the series index has duplicate timestamps, e.g. {[str(d) for d in dupes]}"
+            )
     return ns, values
 
 
