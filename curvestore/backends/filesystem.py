@@ -455,7 +455,7 @@ class FileBackend(Backend):
                 segment = self.log.dir / self.log.segment_name(head + 1)
             changes = []
             root = str(self.root) + os.sep
-            lines = [json.dumps({"b": len(staged)})]
+            lines = [json.dumps({"b": len(staged), "x": tx.txid})]
             for i, (tmp, final, record) in enumerate(staged, start=head + 1):
                 meta = record.meta
                 changes.append(Change(record.key, meta.chunk, meta.version, meta.deleted))
@@ -507,8 +507,12 @@ class FileBackend(Backend):
                     os.replace(tmp, self.root / entry["p"])
             self._append(segment, json.dumps({"e": entries[-1]["s"]}) + "\n", sync=self.fsync)
             return
-        for entry in entries:
-            (self.root / "tmp" / entry["t"]).unlink(missing_ok=True)
+        prefix = f"{begin['x']}-" if begin is not None else None
+        with os.scandir(self.root / "tmp") as found:
+            doomed = [e.path for e in found if prefix and e.name.startswith(prefix)]
+        for path in doomed + [str(self.root / "tmp" / e["t"]) for e in entries]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         with open(segment, "rb+") as f:  # cut the unfinished batch off the log
             data = f.read()
             end_marker = data.rfind(b'{"e":')

@@ -1,0 +1,139 @@
+"""Filesystem specifics the conformance suites cannot see: the on-disk layout, corruption
+detection and recovery of a batch cut short at each point of the commit protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import curvestore
+from curvestore.backends.filesystem import FileBackend
+from curvestore.errors import ConfigurationError, IntegrityError
+
+KEYS = {"site": str, "kind": str, "n": int}
+
+
+def _series(start: str, periods: int, value: float = 1.0) -> pd.Series:
+    index = pd.date_range(start, periods=periods, freq="1h", tz="UTC")
+    return pd.Series(np.full(periods, value), index=index)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = curvestore.create_store(f"file://{tmp_path}/s", keys=KEYS, freq="1h", tz="UTC")
+    yield s
+    s.close()
+
+
+def test_layout_is_hive_style_one_object_per_chunk(store, tmp_path: Path) -> None:
+    store.write({"site": "a/b %", "kind": "..", "n": 7}, _series("2024-01-31 20:00", 10))
+    series_dir = tmp_path / "s" / "series" / "site=a%2Fb%20%25" / "kind=%2e2e" / "n=7"
+    assert sorted(p.name for p in series_dir.iterdir()) == ["24288.cvc", "24289.cvc"]
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["freq"] == "1h"
+    assert store.keys() == [{"site": "a/b %", "kind": "..", "n": 7}]
+
+
+@pytest.mark.parametrize("url", ["file://./rel/path", "file:///abs/path", "relative/bare"])
+def test_url_forms(url: str) -> None:
+    backend = FileBackend.from_url(curvestore.core.url.parse_url(url))
+    assert backend.root.is_absolute()
+
+
+def test_url_rejects_hosts_and_unknown_options() -> None:
+    from curvestore.core.url import parse_url
+
+    with pytest.raises(ConfigurationError, match="file:///absolute"):
+        FileBackend.from_url(parse_url("file://somehost/x"))
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        FileBackend.from_url(parse_url("file:///x?compress=yes"))
+
+
+def _one_chunk(tmp_path: Path) -> Path:
+    return next((tmp_path / "s" / "series").rglob("*.cvc"))
+
+
+def test_flipped_payload_byte_is_detected(store, tmp_path: Path) -> None:
+    key = {"site": "a", "kind": "k", "n": 1}
+    store.write(key, _series("2024-01-01", 48, 2.5))
+    path = _one_chunk(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="checksum"):
+        store.read(key)
+
+
+def test_flipped_header_byte_is_detected(store, tmp_path: Path) -> None:
+    key = {"site": "a", "kind": "k", "n": 1}
+    store.write(key, _series("2024-01-01", 48, 2.5))
+    path = _one_chunk(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        store.read(key)
+
+
+def _staged_commit(store, key: dict, series: pd.Series, stop_after: str, monkeypatch) -> None:
+    """Run a write that dies right after ``stop_after`` ('log' or 'rename') in the commit."""
+    backend = store.backend
+
+    class Killed(BaseException):
+        pass
+
+    original_replace = os.replace
+    original_append = FileBackend._append
+    calls = {"append": 0, "replace": 0}
+
+    def append(path, text, *, sync):  # type: ignore[no-untyped-def]
+        calls["append"] += 1
+        if stop_after == "log-torn" and calls["append"] == 1:
+            original_append(path, text[: len(text) // 2], sync=sync)
+            raise Killed
+        original_append(path, text, sync=sync)
+        if stop_after == "log" and calls["append"] == 1:
+            raise Killed
+
+    def replace(src, dst):  # type: ignore[no-untyped-def]
+        calls["replace"] += 1
+        original_replace(src, dst)
+        if stop_after == "rename" and calls["replace"] == 1:
+            raise Killed
+
+    monkeypatch.setattr(FileBackend, "_append", staticmethod(append))
+    monkeypatch.setattr(os, "replace", replace)
+    # A killed process runs no cleanup: skip the transaction's discard of temp files.
+    monkeypatch.setattr("curvestore.backends.filesystem._FileTransaction.discard",
+                        lambda self: None)
+    with pytest.raises(Killed):
+        store.write(key, series, mode="replace")
+    monkeypatch.undo()
+    assert backend is store.backend
+
+
+@pytest.mark.parametrize("stop_after, expect_new", [("log-torn", False), ("log", True),
+                                                    ("rename", True)])
+def test_interrupted_batch_is_rolled_back_or_forward(store, tmp_path: Path, monkeypatch,
+                                                     stop_after: str, expect_new: bool) -> None:
+    key = {"site": "a", "kind": "k", "n": 1}
+    old = _series("2024-01-01", 24 * 70, 1.0)  # three month chunks
+    new = _series("2024-01-05", 24 * 60, 2.0)
+    store.write(key, old)
+    cursor = store.changes().cursor
+    _staged_commit(store, key, new, stop_after, monkeypatch)
+    reopened = curvestore.open_store(f"file://{tmp_path}/s")  # recovery runs here
+    got = reopened.read(key)
+    expected = new if expect_new else old
+    assert got.index.equals(expected.index)
+    assert np.array_equal(got.to_numpy(), expected.to_numpy())
+    feed = reopened.changes(cursor).items
+    assert len(feed) == (3 if expect_new else 0)  # 2 puts + 1 tombstone, or nothing
+    assert not list((tmp_path / "s" / "tmp").iterdir())
+    # and the store keeps working afterwards
+    reopened.write(key, _series("2024-01-02", 5, 9.0), mode="update")
+    assert reopened.read(key, "2024-01-02", "2024-01-02 04:00").tolist() == [9.0] * 5
