@@ -814,6 +814,11 @@ def render(results: dict[str, Any]) -> str:
                 lines.append(f"| {tlabel} | " + " | ".join(cells) + " |")
             lines.append("")
     lines += ["", "## Notes", ""] + [f"- {n}" for n in NOTES]
+    codecs = BENCH / "RESULTS-codecs.md"
+    if codecs.exists():  # the codec and byte-shuffle measurements, from bench/codecs.py
+        body = codecs.read_text().split("\n", 1)[1]
+        lines += ["", "## Codecs and byte-shuffle (from `python bench/codecs.py`)", "",
+                  body.replace("\n### ", "\n#### ").strip()]
     return "\n".join(lines) + "\n"
 
 

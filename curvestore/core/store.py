@@ -150,13 +150,8 @@ class Store:
                         records.append(self._encode(item.key, merged))
                 tx.put(records)
                 continue
-            records = []
-            written = set()
-            for piece in item.pieces:
-                trimmed = _chunks.trim(piece)
-                if trimmed is not None:
-                    records.append(self._encode(item.key, trimmed))
-                    written.add(piece.chunk)
+            records = _chunks.encode_trimmed(item.key, item.pieces, self.codec, self.config.dtype)
+            written = {r.chunk for r in records}
             if mode == "replace":
                 records += [_chunks.tombstone(item.key, m.chunk)
                             for m in tx.live_metas(item.key) if m.chunk not in written]
