@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from curvestore.backends.base import Backend
@@ -31,6 +33,37 @@ def _flag(name: str, value: str) -> bool:
     raise ConfigurationError(f"option {name} must be true or false, got {value!r}")
 
 
+def config_files() -> list[Path]:
+    """Where named stores are looked up, first match wins: ``$CURVESTORE_CONFIG``, then
+    ``./curvestore.toml``, then ``~/.config/curvestore/config.toml``."""
+    files = [Path("curvestore.toml"), Path.home() / ".config" / "curvestore" / "config.toml"]
+    if os.environ.get("CURVESTORE_CONFIG"):
+        files.insert(0, Path(os.environ["CURVESTORE_CONFIG"]))
+    return files
+
+
+def resolve_named(name: str) -> str:
+    """The URL of ``[stores.<name>]`` in the first config file that defines it."""
+    searched = []
+    for path in config_files():
+        if not path.is_file():
+            continue
+        searched.append(str(path))
+        try:
+            with open(path, "rb") as f:
+                stores = tomllib.load(f).get("stores", {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read {path}: {exc}") from exc
+        entry = stores.get(name)
+        if entry is not None:
+            if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+                raise ConfigurationError(f"[stores.{name}] in {path} needs a url = \"...\"")
+            return str(entry["url"])
+    where = ", ".join(searched) or "no config file found"
+    raise ConfigurationError(f"no store named {name!r} ({where}); define [stores.{name}] "
+                             "with a url in curvestore.toml or $CURVESTORE_CONFIG")
+
+
 def _backend(target: str | Backend | None, read_only: bool) -> tuple[Backend, str, dict[str, str]]:
     if isinstance(target, Backend):
         return target, repr(target), {}
@@ -40,6 +73,8 @@ def _backend(target: str | Backend | None, read_only: bool) -> tuple[Backend, st
             raise ConfigurationError("no store URL given and CURVESTORE_URL is not set")
     if isinstance(target, os.PathLike):
         target = os.fspath(target)
+    if isinstance(target, str) and target.startswith("@"):
+        target = resolve_named(target[1:])
     url: StoreURL = parse_url(target)
     store_options, url = url.pop_options("codec", "read_only")
     if "read_only" in store_options:
@@ -119,7 +154,8 @@ def open_store(
     Parameters
     ----------
     url
-        As for :func:`create_store`; None reads ``CURVESTORE_URL``.
+        As for :func:`create_store`; ``"@name"`` is the ``[stores.name]`` entry of a TOML
+        config file (see :func:`config_files`); None reads ``CURVESTORE_URL``.
     read_only
         Refuse writes (ReadOnlyError).
     codec
