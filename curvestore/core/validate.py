@@ -46,7 +46,7 @@ def series_arrays(series: Any) -> tuple[np.ndarray, np.ndarray]:
         ns, values = ns[order], values[order]
         repeated = np.flatnonzero(np.diff(ns) == 0)
         if len(repeated):
-            dupes = pd.DatetimeIndex(ns[repeated[:3]], dtype=index.dtype)
+            dupes = pd.DatetimeIndex(ns[repeated[:3]], dtype=pd.DatetimeTZDtype("ns", index.tz))
             raise InvalidDataError(
                 f"the series index has duplicate timestamps, e.g. {[str(d) for d in dupes]}"
             )

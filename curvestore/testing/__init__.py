@@ -12,3 +12,49 @@ A backend's test module subclasses the suites and provides a ``backend_url`` fix
 Installed as a pytest plugin (entry point ``pytest11``), so the fixtures below are available
 to third-party test suites without any conftest.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curvestore.testing.backend import BackendConformance
+    from curvestore.testing.codec import CodecConformance
+    from curvestore.testing.stateful import StatefulConformance, StoreModelMachine
+    from curvestore.testing.store import StoreSemantics
+
+__all__ = [
+    "BackendConformance",
+    "CodecConformance",
+    "StatefulConformance",
+    "StoreModelMachine",
+    "StoreSemantics",
+]
+
+# Loaded on first use: this module is a pytest plugin, imported by every pytest run, so it
+# must not pull in pandas, numpy or hypothesis by itself.
+_LAZY = {
+    "BackendConformance": "curvestore.testing.backend",
+    "CodecConformance": "curvestore.testing.codec",
+    "StatefulConformance": "curvestore.testing.stateful",
+    "StoreModelMachine": "curvestore.testing.stateful",
+    "StoreSemantics": "curvestore.testing.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'curvestore.testing' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+def pytest_configure(config: Any) -> None:
+    """Register the ``slow`` marker the suites use, so ``--strict-markers`` runs accept it."""
+    config.addinivalue_line("markers", "slow: long-running (kills processes, many iterations)")

@@ -1,0 +1,481 @@
+"""``BackendConformance``: the raw Backend contract (ARCHITECTURE section 3), on any backend.
+
+Subclass it with the same ``backend_url`` fixture as :class:`~curvestore.testing.StoreSemantics`
+(a URL to an empty location)::
+
+    class TestMine(BackendConformance):
+        shared_between_processes = True     # False for in-process backends (memory)
+
+        @pytest.fixture
+        def backend_url(self, tmp_path):
+            return f"mine://{tmp_path}/s"
+
+        @pytest.fixture
+        def secret_url(self):               # optional: a URL carrying a password
+            return "mine://user:s3cret@host/db"   # that must never show in reprs
+
+The tests reach the backend through ``store.backend``, build chunk records with the core's
+encoder, and check versions, range reads, ordered streaming scans, tombstones, rollback,
+closing, secret hiding, and, for backends shared between processes, that concurrent updates
+lose no point and that a writer killed with SIGKILL never leaves a torn batch
+(``@pytest.mark.slow``: they run by default).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import curvestore
+from curvestore.core import chunks as _chunks
+from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.url import parse_url
+from curvestore.errors import CurvestoreError, ReadOnlyError, StoreExistsError
+from curvestore.testing.store import FREQ, KEYS, TZ, StoreFixtures, curve, key
+
+__all__ = ["BackendConformance"]
+
+JAN_2024 = 2024 * 12  # monthly chunk index of January 2024
+
+
+def _record(k: SeriesKey, chunk: int, values: Any, start: int = 0,
+            codec: str = "lz4") -> ChunkRecord:
+    piece = _chunks.Piece(chunk, start, np.asarray(values, dtype=np.float64))
+    return _chunks.encode(k, piece, codec, "float64")
+
+
+def _tombstone(k: SeriesKey, chunk: int) -> ChunkRecord:
+    return ChunkRecord(k, ChunkMeta(chunk=chunk, deleted=True))
+
+
+def _put(backend: Any, records: list[ChunkRecord]) -> list[Any]:
+    keys = sorted({r.key for r in records})
+    with backend.transaction(keys) as tx:
+        tx.put(records)
+    return tx.committed
+
+
+# -- work done in other processes (module level, so "spawn" children can import it) ---------
+
+_CONCURRENT_WRITES = 30
+
+
+def _concurrent_points(writer: int, i: int) -> pd.Series:
+    """Write ``i`` of ``writer``: two points in two months, disjoint from the other writer's."""
+    step = pd.Timedelta(FREQ)
+    offset = (2 * i + writer) * step
+    index = pd.DatetimeIndex([pd.Timestamp("2024-01-31 20:00", tz=TZ) + offset,
+                              pd.Timestamp("2024-03-01", tz=TZ) + offset])
+    return pd.Series([1000.0 * writer + i, -1000.0 * writer - i], index=index)
+
+
+def _concurrent_writer(url: str, writer: int, barrier: Any) -> None:
+    with curvestore.open_store(url) as store:
+        barrier.wait(timeout=120)
+        for i in range(_CONCURRENT_WRITES):
+            store.write(key(), _concurrent_points(writer, i), mode="update")
+
+
+_KILLED_SERIES = 12
+
+
+def _killed_batch(r: int) -> dict[tuple[Any, ...], pd.Series]:
+    """Round ``r``: value r in every series, over Jan-Mar (even r) or Feb-Apr (odd r)."""
+    start, end = ("2024-01-01", "2024-03-31 23:45") if r % 2 == 0 else \
+        ("2024-02-01", "2024-04-30 23:45")
+    series = curve(start, end=end, value=float(r))
+    return {("k", "load", n): series for n in range(_KILLED_SERIES)}
+
+
+def _killed_writer_main(url: str, first_round: int, ready: str) -> None:
+    """Child process: replace every series with round r, r+1, ... until killed."""
+    store = curvestore.open_store(url)
+    batch = _killed_batch(first_round)
+    Path(ready).write_text("ready")
+    r = first_round
+    while True:
+        store.write_many(batch, mode="replace")
+        r += 1
+        batch = _killed_batch(r)
+
+
+_CHILD = ("import sys; from curvestore.testing.backend import _killed_writer_main as m; "
+          "m(sys.argv[1], int(sys.argv[2]), sys.argv[3])")
+
+
+class BackendConformance(StoreFixtures):
+    """The Backend contract every backend must prove."""
+
+    #: False for backends that live inside one process (the multi-process tests are skipped).
+    shared_between_processes: ClassVar[bool] = True
+    #: Seconds to wait for the children of the multi-process tests.
+    process_timeout: ClassVar[float] = 180.0
+
+    @pytest.fixture
+    def secret_url(self) -> str | None:
+        """A URL to an empty location that carries a password (None: the test is skipped)."""
+        return None
+
+    @pytest.fixture
+    def backend(self, store: curvestore.Store) -> Any:
+        return store.backend
+
+    def require_processes(self) -> None:
+        if not self.shared_between_processes:
+            pytest.skip(f"{type(self).__name__}: the backend is not shared between processes")
+
+    # -- manifest ----------------------------------------------------------------------------
+    def test_backend_manifest(self, store: curvestore.Store, backend: Any) -> None:
+        manifest = backend.read_manifest()
+        assert manifest == store.config.manifest()
+        with pytest.raises(StoreExistsError):
+            backend.create_manifest(store.config.manifest())
+        assert backend.read_manifest() == manifest
+
+    # -- versions ------------------------------------------------------------------------------
+    def test_backend_versions_increase_per_chunk(self, store: curvestore.Store, backend: Any
+                                                 ) -> None:
+        k = store.schema.key(key())
+        seen: dict[int, list[int]] = {}
+        for i in range(4):
+            store.write(key(), curve("2024-01-31 23:00", periods=8, seed=i), mode="update")
+            for record in backend.read_chunks(k):
+                seen.setdefault(record.chunk, []).append(record.meta.version)
+        for chunk, versions in seen.items():
+            assert len(versions) == 4
+            assert all(b > a for a, b in zip(versions, versions[1:])), (chunk, versions)
+        # raw puts: versions and updated_at given by the caller are ignored
+        before = backend.read_chunks(k, JAN_2024, JAN_2024)[0].meta.version
+        record = _record(k, JAN_2024, [1.0, 2.0]).with_meta(version=1, updated_at=1)
+        committed = _put(backend, [record])
+        (stored,) = backend.read_chunks(k, JAN_2024, JAN_2024)
+        assert stored.meta.version > before
+        assert abs(stored.meta.updated_at - time.time_ns()) < 3600 * 10**9
+        assert [(c.key, c.chunk, c.version, c.deleted) for c in committed] == [
+            (k, JAN_2024, stored.meta.version, False)]
+        tomb = _put(backend, [_tombstone(k, JAN_2024)])
+        assert tomb[0].deleted and tomb[0].version > stored.meta.version
+        again = _put(backend, [_record(k, JAN_2024, [3.0])])
+        assert again[0].version > tomb[0].version
+        feed = [i for i in store.changes(limit=10_000).items if i.chunk == JAN_2024]
+        assert [i.version for i in feed] == sorted({i.version for i in feed})
+
+    # -- reads -----------------------------------------------------------------------------------
+    def test_backend_records_round_trip(self, store: curvestore.Store, backend: Any) -> None:
+        k = store.schema.key(key())
+        records = [_record(k, JAN_2024 + i, np.arange(i + 1) + 0.5, start=i * 3,
+                           codec=("lz4", "none")[i % 2]) for i in range(3)]
+        records[1] = _record(k, JAN_2024 + 1, [1.0, np.nan, 3.0], start=7, codec="none")
+        _put(backend, records)
+        got = backend.read_chunks(k)
+        assert [r.chunk for r in got] == [r.chunk for r in records]
+        for want, have in zip(records, got, strict=True):
+            assert have.key == k and have.payload == want.payload
+            for field in ("chunk", "start", "length", "count", "codec", "dtype", "checksum",
+                          "size", "deleted"):
+                assert getattr(have.meta, field) == getattr(want.meta, field), field
+            piece = _chunks.decode(have)  # verifies the checksum
+            assert piece.start == want.meta.start
+
+    def test_backend_read_chunks_range(self, store: curvestore.Store, backend: Any) -> None:
+        k = store.schema.key(key())
+        _put(backend, [_record(k, JAN_2024 + i, [float(i)]) for i in range(6)])
+        _put(backend, [_record(store.schema.key(key(n=2)), JAN_2024 + 9, [9.0])])
+
+        def chunks(lo: int | None, hi: int | None) -> list[int]:
+            return [r.chunk - JAN_2024 for r in backend.read_chunks(k, lo, hi)]
+
+        assert chunks(None, None) == [0, 1, 2, 3, 4, 5]
+        assert chunks(JAN_2024 + 1, JAN_2024 + 3) == [1, 2, 3]
+        assert chunks(JAN_2024 + 2, JAN_2024 + 2) == [2]
+        assert chunks(JAN_2024 + 4, None) == [4, 5]
+        assert chunks(None, JAN_2024 + 1) == [0, 1]
+        assert chunks(JAN_2024 + 3, JAN_2024 + 2) == []
+        assert chunks(JAN_2024 + 6, JAN_2024 + 100) == []
+        assert chunks(JAN_2024 - 100, JAN_2024 - 1) == []
+        assert chunks(JAN_2024 - 100, JAN_2024 + 100) == [0, 1, 2, 3, 4, 5]
+        assert backend.read_chunks(store.schema.key(key(n=3))) == []
+        _put(backend, [_tombstone(k, JAN_2024 + 2)])
+        assert chunks(JAN_2024 + 1, JAN_2024 + 3) == [1, 3]
+
+    def _populate(self, store: curvestore.Store) -> list[SeriesKey]:
+        order = [("b", "x", 1), ("a", "y", 10), ("a", "x", 10), ("a", "x", 2), ("c", "x", 2),
+                 ("a", "x", 1), ("ab", "x", 1)]
+        backend = store.backend
+        for i, t in enumerate(order):
+            k = store.schema.key(dict(zip(KEYS, t, strict=True)))
+            _put(backend, [_record(k, JAN_2024 + (i % 3), [float(i)]),
+                           _record(k, JAN_2024 + 5, [float(i), 1.0])])
+        return sorted(order)
+
+    def test_backend_scan_order_and_filter(self, store: curvestore.Store, backend: Any) -> None:
+        everything = self._populate(store)
+        stream = backend.scan({})
+        assert isinstance(stream, Iterator) and not isinstance(stream, (list, tuple))
+        first_key, first_records = next(stream)
+        assert first_key == everything[0]
+        rest = list(stream)
+        assert [first_key] + [k for k, _ in rest] == everything
+        for k, records in [(first_key, first_records), *rest]:
+            chunks = [r.chunk for r in records]
+            assert chunks == sorted(chunks) and len(chunks) == 2
+            assert all(r.key == k for r in records)
+            for r in records:
+                _chunks.decode(r)
+
+        def keys(where: dict[str, Any], lo: int | None = None, hi: int | None = None
+                 ) -> list[SeriesKey]:
+            return [k for k, _ in backend.scan(where, lo, hi)]
+
+        assert keys({"site": "a"}) == [t for t in everything if t[0] == "a"]
+        assert keys({"n": 10}) == [("a", "x", 10), ("a", "y", 10)]
+        assert keys({"n": 2}) == [("a", "x", 2), ("c", "x", 2)]
+        assert keys({"site": "a", "kind": "x"}) == [("a", "x", 1), ("a", "x", 2), ("a", "x", 10)]
+        assert keys({"site": "zz"}) == []
+        # a chunk range drops the chunks outside it and the series with none inside
+        in_range = list(backend.scan({}, JAN_2024, JAN_2024))
+        assert all([r.chunk for r in rs] == [JAN_2024] for _, rs in in_range)
+        assert len(in_range) == 3
+        assert len(keys({}, JAN_2024 + 5, None)) == len(everything)
+        assert keys({}, JAN_2024 + 6, None) == []
+
+    def test_backend_list_series_excludes_tombstoned(self, store: curvestore.Store,
+                                                     backend: Any) -> None:
+        everything = self._populate(store)
+        assert list(backend.list_series({})) == everything
+        assert isinstance(backend.list_series({}), Iterator)
+        gone, partly = everything[0], everything[1]
+        _put(backend, [_tombstone(gone, r.chunk) for r in backend.read_chunks(gone)])
+        _put(backend, [_tombstone(partly, JAN_2024 + 5)])
+        assert list(backend.list_series({})) == everything[1:]
+        assert [k for k, _ in backend.list_metas({})] == everything[1:]
+        assert [k for k, _ in backend.scan({})] == everything[1:]
+        metas = dict(backend.list_metas({"site": partly[0]}))
+        assert [m.chunk for m in metas[partly]] == [r.chunk for r in backend.read_chunks(partly)]
+        assert all(not m.deleted for ms in metas.values() for m in ms)
+        assert list(backend.list_series({"site": partly[0], "n": partly[2]})) == [
+            k for k in everything[1:] if k[0] == partly[0] and k[2] == partly[2]]
+
+    # -- transactions ----------------------------------------------------------------------------
+    def test_backend_rollback_on_exception(self, store: curvestore.Store, backend: Any) -> None:
+        k1, k2 = store.schema.key(key(n=1)), store.schema.key(key(n=2))
+        original = _record(k1, JAN_2024, [1.0, 2.0])
+        _put(backend, [original])
+        cursor = store.changes().cursor
+        with pytest.raises(RuntimeError, match="boom"), backend.transaction([k1, k2]) as tx:
+            assert [m.chunk for m in tx.live_metas(k1)] == [JAN_2024]
+            tx.put([_record(k1, JAN_2024, [5.0]), _record(k1, JAN_2024 + 1, [6.0])])
+            tx.put([_record(k2, JAN_2024, [7.0]), _tombstone(k1, JAN_2024)])
+            raise RuntimeError("boom")
+        (kept,) = backend.read_chunks(k1)
+        assert kept.payload == original.payload
+        assert backend.read_chunks(k2) == []
+        assert list(backend.list_series({})) == [k1]
+        assert store.changes(cursor).items == []
+        # and the series are not left locked
+        _put(backend, [_record(k2, JAN_2024, [8.0])])
+        assert list(backend.list_series({})) == [k1, k2]
+
+    def test_backend_transaction_reads_its_own_series(self, store: curvestore.Store,
+                                                      backend: Any) -> None:
+        k = store.schema.key(key())
+        _put(backend, [_record(k, JAN_2024 + i, [float(i)]) for i in range(3)])
+        with backend.transaction([k]) as tx:
+            assert [m.chunk for m in tx.live_metas(k)] == [JAN_2024 + i for i in range(3)]
+            assert [r.chunk for r in tx.read(k, JAN_2024 + 1, None)] == [JAN_2024 + 1,
+                                                                          JAN_2024 + 2]
+            assert tx.read(k, JAN_2024 + 1, JAN_2024)[:1] == []
+        assert tx.committed == []
+        assert len(store.changes(limit=100).items) == 3
+
+    def test_backend_put_outside_transaction_keys_raises(self, store: curvestore.Store,
+                                                         backend: Any) -> None:
+        k1, k2 = store.schema.key(key(n=1)), store.schema.key(key(n=2))
+        with pytest.raises((ValueError, CurvestoreError)), backend.transaction([k1]) as tx:
+            tx.put([_record(k1, JAN_2024, [1.0])])
+            tx.put([_record(k2, JAN_2024, [2.0])])
+        assert backend.read_chunks(k2) == []
+        assert backend.read_chunks(k1) == []
+        assert store.changes().items == []
+
+    def test_backend_read_only(self, store: curvestore.Store, backend_url: str) -> None:
+        k = store.schema.key(key())
+        _put(store.backend, [_record(k, JAN_2024, [1.0])])
+        with self.reopen(backend_url, read_only=True) as ro:
+            with pytest.raises(ReadOnlyError), ro.backend.transaction([k]) as tx:
+                tx.put([_record(k, JAN_2024, [2.0])])
+            assert [r.payload for r in ro.backend.read_chunks(k)] == [
+                r.payload for r in store.backend.read_chunks(k)]
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def test_backend_close_is_idempotent(self, store: curvestore.Store, backend_url: str
+                                         ) -> None:
+        store.write(key(), curve("2024-01-01", periods=5))
+        other = self.reopen(backend_url)
+        other.backend.close()
+        other.backend.close()
+        other.close()
+        store.close()
+        store.close()
+        with self.reopen(backend_url) as again:
+            assert again.keys() == [key()]
+            again.close()
+
+    def test_backend_repr_hides_secrets(self, secret_url: str | None) -> None:
+        if secret_url is None:
+            pytest.skip("no secret_url fixture: this backend takes no password in its URL")
+        password = parse_url(secret_url).password
+        assert password, "secret_url must carry a password"
+        with curvestore.create_store(secret_url, keys=KEYS, freq=FREQ, tz=TZ) as store:
+            shown = [repr(store), str(store), repr(store.backend), str(store.info()),
+                     store.url]
+            try:
+                curvestore.create_store(secret_url, keys=KEYS, freq=FREQ, tz=TZ)
+            except StoreExistsError as exc:
+                shown.append(str(exc))
+            with pytest.raises(CurvestoreError) as info:
+                curvestore.open_store(secret_url, freq="1h")
+            shown.append(str(info.value))
+        for text in shown:
+            assert password not in text, f"the password shows in {text!r}"
+
+    # -- concurrency --------------------------------------------------------------------------
+    def test_backend_concurrent_update_threads(self, store: curvestore.Store,
+                                               backend_url: str) -> None:
+        """Two connections in threads of one process updating one series lose no point."""
+        stores = [self.reopen(backend_url) for _ in range(2)]
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def run(writer: int) -> None:
+            try:
+                barrier.wait(timeout=60)
+                for i in range(_CONCURRENT_WRITES):
+                    stores[writer].write(key(), _concurrent_points(writer, i), mode="update")
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(w,)) for w in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(self.process_timeout)
+        for s in stores:
+            s.close()
+        assert not errors, errors
+        self._check_concurrent(store)
+
+    @staticmethod
+    def _check_concurrent(store: curvestore.Store) -> None:
+        expected = pd.concat([_concurrent_points(w, i) for w in range(2)
+                              for i in range(_CONCURRENT_WRITES)]).sort_index()
+        got = store.read(key())
+        assert got is not None
+        got = got.dropna()
+        missing = expected.index.difference(got.index)
+        assert len(missing) == 0, f"{len(missing)} points lost, e.g. {list(missing[:3])}"
+        assert len(got) == len(expected)
+        assert (got.to_numpy() == expected.to_numpy()).all()
+
+    @pytest.mark.slow
+    def test_backend_concurrent_update_processes(self, store: curvestore.Store,
+                                                 backend_url: str) -> None:
+        """Two processes updating disjoint points of one series at the same time lose none."""
+        self.require_processes()
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        barrier = ctx.Barrier(2)
+        procs = [ctx.Process(target=_concurrent_writer, args=(backend_url, w, barrier))
+                 for w in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(self.process_timeout)
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+                pytest.fail("a writer process hung")
+        assert [p.exitcode for p in procs] == [0, 0]
+        self._check_concurrent(store)
+
+    @pytest.mark.slow
+    def test_backend_killed_writer_leaves_whole_batches(self, store: curvestore.Store,
+                                                        backend_url: str, tmp_path: Path
+                                                        ) -> None:
+        """A writer SIGKILLed at random moments never leaves a torn batch or chunk."""
+        self.require_processes()
+        if not hasattr(signal, "SIGKILL"):
+            pytest.skip("needs SIGKILL")
+        store.write_many(_killed_batch(0), mode="replace")
+        store.close()
+        rng = random.Random(20240331)
+        current = 0
+        delays = [0.0, 0.05, 0.2, 0.5, 1.0, rng.uniform(0, 0.3), rng.uniform(0.3, 1.5)]
+        for attempt, delay in enumerate(delays):
+            ready = tmp_path / f"ready-{attempt}"
+            log = tmp_path / f"stderr-{attempt}"
+            with open(log, "wb") as err:
+                child = subprocess.Popen(
+                    [sys.executable, "-c", _CHILD, backend_url, str(current + 1), str(ready)],
+                    stdout=subprocess.DEVNULL, stderr=err, env={**os.environ},
+                )
+            try:
+                deadline = time.monotonic() + self.process_timeout
+                while not ready.exists():
+                    if child.poll() is not None:
+                        pytest.fail(f"the writer died on its own:\n{log.read_text()}")
+                    if time.monotonic() > deadline:
+                        pytest.fail("the writer never started")
+                    time.sleep(0.01)
+                time.sleep(delay)
+                if child.poll() is not None:
+                    pytest.fail(f"the writer died on its own:\n{log.read_text()}")
+                child.send_signal(signal.SIGKILL)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                child.wait()
+            current = self._check_whole_batch(backend_url, current)
+        # the store is still writable after all that, and the feed still reads
+        with self.reopen(backend_url) as again:
+            again.write_many(_killed_batch(current + 1), mode="replace")
+            assert self.feed(again, limit=500)
+        assert self._check_whole_batch(backend_url, current + 1) == current + 1
+
+    def _check_whole_batch(self, url: str, previous: int) -> int:
+        with self.reopen(url) as store:
+            values = set()
+            seen = []
+            for k, series in store.read_many():
+                seen.append(tuple(k.values()))
+                unique = set(np.unique(series.to_numpy()).tolist())
+                assert len(unique) == 1, f"series {k} mixes rounds {sorted(unique)}"
+                (value,) = unique
+                values.add(value)
+                expected = curve(*(("2024-01-01", None, "2024-03-31 23:45") if value % 2 == 0
+                                   else ("2024-02-01", None, "2024-04-30 23:45")), value=value)
+                assert len(series) == len(expected), f"series {k} is torn (round {value})"
+                assert series.index[0] == expected.index[0]
+                assert series.index[-1] == expected.index[-1]
+            assert seen == sorted(_killed_batch(0)), "a series is missing"
+            assert len(values) == 1, f"series disagree: a torn batch holds rounds {values}"
+            (value,) = values
+            assert value >= previous
+            for _key, records in store.backend.scan({}):  # every stored chunk decodes
+                for record in records:
+                    _chunks.decode(record)
+            return int(value)
