@@ -136,8 +136,13 @@ class Backend(ABC):
     # -- change feed -----------------------------------------------------------------------
     @abstractmethod
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        """Up to ``limit`` changes committed after ``cursor`` (None: from the beginning), in
-        commit order, filtered by ``where``; SyncError for a cursor this store did not issue."""
+        """Changes committed after ``cursor`` (None: from the beginning), in cursor order,
+        filtered by ``where``; SyncError for a cursor this store did not issue.
+
+        A page holds about ``limit`` changes; a backend whose cursor can only stand between
+        committed batches may return more when one batch is bigger (never zero while changes
+        remain). ``has_more`` is a hint that more changes were already committed.
+        """
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:

@@ -243,8 +243,12 @@ class Store:
                   ) -> Iterator[tuple[dict[str, Any], pd.Series]]:
         """Stream ``(key_dict, series)`` for every series matching ``filter``, ordered by key,
         holding one series in memory at a time."""
-        where = self.schema.filter(filter)
+        where = self.schema.filter(filter)  # bad filters and bounds raise here, not at next()
         lo, hi = self._window(start, end)
+        return self._stream(where, lo, hi, drop_bounds_na)
+
+    def _stream(self, where: dict[str, Any], lo: int | None, hi: int | None,
+                drop_bounds_na: bool) -> Iterator[tuple[dict[str, Any], pd.Series]]:
         if lo is not None and hi is not None and hi < lo:
             return
         clo, chi = self._chunk_window(lo, hi)

@@ -155,7 +155,7 @@ class BackendConformance(StoreFixtures):
                 seen.setdefault(record.chunk, []).append(record.meta.version)
         for chunk, versions in seen.items():
             assert len(versions) == 4
-            assert all(b > a for a, b in zip(versions, versions[1:])), (chunk, versions)
+            assert versions == sorted(set(versions)), (chunk, versions)
         # raw puts: versions and updated_at given by the caller are ignored
         before = backend.read_chunks(k, JAN_2024, JAN_2024)[0].meta.version
         record = _record(k, JAN_2024, [1.0, 2.0]).with_meta(version=1, updated_at=1)

@@ -125,7 +125,7 @@ NS_0600 = pd.Timestamp("2024-01-10 06:00", tz=PARIS).value
 
 @pytest.mark.parametrize("value", [
     "2024-01-10 06:00", "2024-01-10T05:00:00Z", "2024-01-10T06:00+01:00",
-    dt.datetime(2024, 1, 10, 6), dt.datetime(2024, 1, 10, 5, tzinfo=dt.timezone.utc),
+    dt.datetime(2024, 1, 10, 6), dt.datetime(2024, 1, 10, 5, tzinfo=dt.timezone(dt.timedelta(0))),
     pd.Timestamp("2024-01-10 06:00"), pd.Timestamp("2024-01-10 00:00", tz="America/New_York"),
     np.datetime64("2024-01-10T06:00:00"), np.datetime64("2024-01-10T06:00:00.000000000"),
 ], ids=lambda v: type(v).__name__ + ":" + str(v))

@@ -293,7 +293,7 @@ def test_unknown_codec(url: str) -> None:
 
 
 def test_unknown_codec_at_open(store: curvestore.Store, url: str) -> None:
-    with pytest.raises(UnknownCodecError, match="available codecs.*lz4"):
+    with pytest.raises(UnknownCodecError, match=r"available codecs.*lz4"):
         curvestore.open_store(url, codec="nope")
     with pytest.raises(UnknownCodecError):
         curvestore.open_store(url + "?codec=nope")
