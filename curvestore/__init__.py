@@ -13,11 +13,13 @@ from curvestore.errors import *  # noqa: F403  (the error tree is public API)
 
 __version__ = "0.1.0"
 
-__all__ = ["Store", "__version__", "create_store", "errors", "open_store", *errors.__all__]
+__all__ = ["Store", "__version__", "create_store", "errors", "open_store", "replicate",
+           *errors.__all__]
 
 if TYPE_CHECKING:
     from curvestore.core.open import create_store, open_store
     from curvestore.core.store import Store
+    from curvestore.core.sync import replicate
 
 
 def __getattr__(name: str) -> Any:
@@ -26,6 +28,10 @@ def __getattr__(name: str) -> Any:
         from curvestore.core import open as _open
 
         return getattr(_open, name)
+    if name == "replicate":
+        from curvestore.core.sync import replicate
+
+        return replicate
     if name == "Store":
         from curvestore.core.store import Store
 

@@ -71,3 +71,20 @@ def chunks_committed(store: Any, changes: list[Any]) -> None:
         The :class:`curvestore.core.records.Change` entries committed: series key tuple,
         chunk index, new version and tombstone flag, in commit order.
     """
+
+
+@hookspec
+def sync_pulled(target: Any, report: Any) -> None:
+    """Observe a replication run that committed at least one page.
+
+    Called once per :func:`curvestore.replicate` call, after its last page. All
+    implementations are called; exceptions are logged and swallowed.
+
+    Parameters
+    ----------
+    target
+        The :class:`curvestore.Store` that received the changes.
+    report
+        The :class:`curvestore.core.sync.ReplicationReport`: pages, changes, chunks,
+        tombstones and payload bytes copied, and the cursor saved.
+    """

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from curvestore.errors import ReadOnlyError
+from curvestore.errors import ConfigurationError, ReadOnlyError
 
 if TYPE_CHECKING:
     from curvestore.core.config import KeySchema
@@ -63,9 +63,19 @@ class Transaction(ABC):
     def put(self, records: Sequence[ChunkRecord]) -> None:
         """Stage chunks to write; a record whose ``meta.deleted`` is true is a tombstone.
 
-        Only keys passed to :meth:`Backend.transaction` may be written. Versions and
-        ``updated_at`` in the given metas are ignored: the backend assigns them at commit.
+        Only keys passed to :meth:`Backend.transaction` may be written. The version in the
+        given metas is ignored: the backend assigns the next one at commit. ``updated_at`` is
+        kept when non-zero (replicated chunks keep their origin's time), else set to now.
         """
+
+    def set_state(self, name: str, value: str) -> None:
+        """Store a small named value (a replication cursor) in the same commit as the puts.
+
+        Backends that can be replication targets override this and :meth:`Backend.get_state`.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot be a replication target (no set_state)"
+        )
 
 
 class Backend(ABC):
@@ -128,6 +138,32 @@ class Backend(ABC):
     @abstractmethod
     def transaction(self, keys: Sequence[SeriesKey]) -> AbstractContextManager[Transaction]:
         """Exclusive access to ``keys`` for a read-merge-write, committed on clean exit."""
+
+    def get_state(self, name: str) -> str | None:
+        """A value saved by :meth:`Transaction.set_state`, or None."""
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot be a replication target (no get_state)"
+        )
+
+    def fetch(self, refs: Sequence[tuple[SeriesKey, int]]) -> list[ChunkRecord]:
+        """The current state of chunks named by ``(key, chunk)``: the live record, or a
+        tombstone record when the chunk is deleted or absent. Used to export changes.
+
+        Note for implementers: the default reads each series' range; override it to batch.
+        """
+        from curvestore.core.records import ChunkMeta, ChunkRecord
+
+        by_key: dict[SeriesKey, list[int]] = {}
+        for key, chunk in refs:
+            by_key.setdefault(key, []).append(chunk)
+        out = []
+        for key, chunks in by_key.items():
+            live = {r.chunk: r for r in self.read_chunks(key, min(chunks), max(chunks))}
+            for chunk in chunks:
+                record = live.get(chunk)
+                out.append(record if record is not None
+                           else ChunkRecord(key, ChunkMeta(chunk=chunk, deleted=True)))
+        return out
 
     def check_writable(self) -> None:
         if self.read_only:

@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from curvestore.backends import _layout as layout
 from curvestore.backends.base import Backend, Transaction
@@ -143,6 +144,7 @@ class _FileTransaction(Transaction):
         self.versions: dict[tuple[SeriesKey, int], int] = {}
         self.listed: set[SeriesKey] = set()  # series whose every chunk version is known
         self.dirs: dict[SeriesKey, str] = {}
+        self.states: list[tuple[str, str]] = []
         self.staged: dict[tuple[SeriesKey, int], tuple[str, str, ChunkRecord]] = {}
         self.committed = []
         self.txid = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -181,7 +183,7 @@ class _FileTransaction(Transaction):
                 os.unlink(old[0])
             version = self._version(*slot) + 1
             self.versions[slot] = version
-            final = record.with_meta(version=version, updated_at=now)
+            final = record.with_meta(version=version, updated_at=record.meta.updated_at or now)
             tmp = os.path.join(tmp_dir, f"{self.txid}-{len(self.staged)}-{record.chunk}.tmp")
             directory = self.dirs.get(record.key)
             if directory is None:
@@ -192,11 +194,18 @@ class _FileTransaction(Transaction):
         for item in batch:  # serial: measured faster than a thread pool for page-cache writes
             _write_tmp(item)
 
+    def set_state(self, name: str, value: str) -> None:
+        tmp = os.path.join(self.backend.root, "tmp", f"{self.txid}-state-{len(self.states)}.tmp")
+        with open(tmp, "w") as f:
+            json.dump({"name": name, "value": value}, f)
+        self.states.append((tmp, self.backend._state_path(name)))
+
     def discard(self) -> None:
-        for tmp, _final, _record in self.staged.values():
+        for tmp in [s[0] for s in self.staged.values()] + [t for t, _ in self.states]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         self.staged.clear()
+        self.states.clear()
 
 
 def _write_tmp(item: tuple[str, ChunkRecord]) -> None:
@@ -443,12 +452,13 @@ class FileBackend(Backend):
         list(self._pool.map(fn, items))
 
     def _commit(self, tx: _FileTransaction) -> list[Change]:
-        if not tx.staged:
+        if not tx.staged and not tx.states:
             return []
         staged = sorted(tx.staged.values(), key=lambda s: (s[2].key, s[2].chunk))
+        moves = [(tmp, final) for tmp, final, _r in staged] + tx.states
         if self.fsync:
-            self._sync_files([s[0] for s in staged])
-        directories = {os.path.dirname(final) for _tmp, final, _r in staged}
+            self._sync_files([tmp for tmp, _final in moves])
+        directories = {os.path.dirname(final) for _tmp, final in moves}
         for directory in directories:
             os.makedirs(directory, exist_ok=True)
         with self._flock("commit.lock"):
@@ -461,7 +471,7 @@ class FileBackend(Backend):
                 segment = self.log.dir / self.log.segment_name(head + 1)
             changes = []
             root = str(self.root) + os.sep
-            lines = [json.dumps({"b": len(staged), "x": tx.txid})]
+            lines = [json.dumps({"b": len(moves), "x": tx.txid})]
             for i, (tmp, final, record) in enumerate(staged, start=head + 1):
                 meta = record.meta
                 changes.append(Change(record.key, meta.chunk, meta.version, meta.deleted))
@@ -470,8 +480,10 @@ class FileBackend(Backend):
                      "d": meta.deleted, "t": os.path.basename(tmp),
                      "p": final[len(root):]},
                     separators=(",", ":")))
+            lines += [json.dumps({"st": 1, "t": os.path.basename(tmp), "p": final[len(root):]})
+                      for tmp, final in tx.states]
             self._append(segment, "\n".join(lines) + "\n", sync=self.fsync)
-            for tmp, final, _record in staged:
+            for tmp, final in moves:
                 os.replace(tmp, final)
             if self.fsync:
                 if len(directories) >= _SYNCFS_MIN_FILES and _SYNCFS is not None:
@@ -480,7 +492,19 @@ class FileBackend(Backend):
                     self._parallel(lambda d: _fsync_path(d, directory=True), sorted(directories))
             self._append(segment, json.dumps({"e": head + len(staged)}) + "\n", sync=False)
         tx.staged.clear()
+        tx.states.clear()
         return changes
+
+    # -- replication state -------------------------------------------------------------------
+    def _state_path(self, name: str) -> str:
+        return os.path.join(self.root, "sync", quote(name, safe="") + ".json")
+
+    def get_state(self, name: str) -> str | None:
+        try:
+            with open(self._state_path(name), "rb") as f:
+                return str(json.load(f)["value"])
+        except FileNotFoundError:
+            return None
 
     @staticmethod
     def _append(path: Path, text: str, *, sync: bool) -> None:
@@ -505,13 +529,16 @@ class FileBackend(Backend):
             data = f.read()
             f.truncate(data.rfind(b"\n") + 1)
         begin = pending[0] if "b" in pending[0] else None
-        entries = [p for p in pending if "s" in p]
+        entries = [p for p in pending if "t" in p]
         if begin is not None and len(entries) == begin["b"]:
             for entry in entries:
                 tmp = self.root / "tmp" / entry["t"]
                 if tmp.exists():
                     os.replace(tmp, self.root / entry["p"])
-            self._append(segment, json.dumps({"e": entries[-1]["s"]}) + "\n", sync=self.fsync)
+            last = max((e["s"] for e in entries if "s" in e), default=None)
+            if last is None:  # a batch of replication state only: the sequence did not move
+                last = self.log.tail_state()[0]
+            self._append(segment, json.dumps({"e": last}) + "\n", sync=self.fsync)
             return
         prefix = f"{begin['x']}-" if begin is not None else None
         with os.scandir(self.root / "tmp") as found:

@@ -24,6 +24,7 @@ class _State:
         self.manifest: dict[str, Any] | None = None
         self.series: dict[SeriesKey, dict[int, ChunkRecord]] = {}
         self.log: list[Change] = []
+        self.states: dict[str, str] = {}
 
 
 _NAMED: dict[str, _State] = {}
@@ -35,6 +36,7 @@ class _MemoryTransaction(Transaction):
         self.backend = backend
         self.keys = set(keys)
         self.staged: dict[tuple[SeriesKey, int], ChunkRecord] = {}
+        self.states: dict[str, str] = {}
 
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
         return [r.meta for r in self.backend.read_chunks(key)]
@@ -49,13 +51,18 @@ class _MemoryTransaction(Transaction):
                 raise ValueError(f"series {record.key} is not part of this transaction")
             self.staged[(record.key, record.chunk)] = record
 
+    def set_state(self, name: str, value: str) -> None:
+        self.states[name] = value
+
     def commit(self) -> list[Change]:
         state = self.backend.state
+        state.states.update(self.states)
         now = time.time_ns()
         changes = []
         for (key, chunk), record in sorted(self.staged.items()):
             version = len(state.log) + 1
-            committed = record.with_meta(version=version, updated_at=now)
+            committed = record.with_meta(version=version,
+                                         updated_at=record.meta.updated_at or now)
             state.series.setdefault(key, {})[chunk] = committed
             change = Change(key, chunk, version, record.meta.deleted)
             state.log.append(change)
@@ -138,6 +145,10 @@ class MemoryBackend(Backend):
             tx = _MemoryTransaction(self, keys)
             yield tx
             tx.committed = tx.commit()
+
+    def get_state(self, name: str) -> str | None:
+        with self.state.lock:
+            return self.state.states.get(name)
 
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         assert self.schema is not None

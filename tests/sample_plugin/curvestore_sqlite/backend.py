@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS manifest (id INTEGER PRIMARY KEY CHECK (id = 1), body
 CREATE TABLE IF NOT EXISTS chunks (
     series TEXT NOT NULL, chunk INTEGER NOT NULL, meta TEXT NOT NULL, payload BLOB NOT NULL,
     deleted INTEGER NOT NULL, PRIMARY KEY (series, chunk));
+CREATE TABLE IF NOT EXISTS sync_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, series TEXT NOT NULL, chunk INTEGER NOT NULL,
     version INTEGER NOT NULL, deleted INTEGER NOT NULL);
@@ -64,7 +65,7 @@ class _SQLiteTransaction(Transaction):
             row = db.execute("SELECT meta FROM chunks WHERE series = ? AND chunk = ?",
                              (series, record.chunk)).fetchone()
             version = (json.loads(row[0])["version"] if row else 0) + 1
-            final = record.with_meta(version=version, updated_at=now)
+            final = record.with_meta(version=version, updated_at=record.meta.updated_at or now)
             db.execute(
                 "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
                 (series, record.chunk, json.dumps(final.meta.to_dict()), record.payload,
@@ -73,6 +74,10 @@ class _SQLiteTransaction(Transaction):
             db.execute("INSERT INTO changes (series, chunk, version, deleted) VALUES (?,?,?,?)",
                        (series, record.chunk, version, int(record.meta.deleted)))
             self.pending.append(Change(record.key, record.chunk, version, record.meta.deleted))
+
+
+    def set_state(self, name: str, value: str) -> None:
+        self.backend.db.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", (name, value))
 
 
 class SQLiteBackend(Backend):
@@ -155,6 +160,12 @@ class SQLiteBackend(Backend):
                 raise
             self.db.execute("COMMIT")
             tx.committed = tx.pending
+
+    def get_state(self, name: str) -> str | None:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM sync_state WHERE name = ?",
+                                  (name,)).fetchone()
+        return None if row is None else str(row[0])
 
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         assert self.schema is not None
