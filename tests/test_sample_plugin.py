@@ -12,7 +12,12 @@ import pytest
 
 import curvestore
 from curvestore.registry import get_codec, get_registry
-from curvestore.testing import BackendConformance, CodecConformance, StoreSemantics
+from curvestore.testing import (
+    BackendConformance,
+    CodecConformance,
+    ReplicationConformance,
+    StoreSemantics,
+)
 
 if "sqlite" not in get_registry().backends:
     if os.environ.get("CI"):
@@ -20,7 +25,7 @@ if "sqlite" not in get_registry().backends:
     pytest.skip("pip install ./tests/sample_plugin to run these", allow_module_level=True)
 
 
-class TestSampleSQLiteBackend(StoreSemantics, BackendConformance):
+class TestSampleSQLiteBackend(StoreSemantics, BackendConformance, ReplicationConformance):
     @pytest.fixture
     def backend_url_factory(self, tmp_path: Path) -> Callable[[], str]:
         counter = itertools.count()

@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from curvestore.testing.backend import BackendConformance
     from curvestore.testing.codec import CodecConformance
+    from curvestore.testing.replication import ReplicationConformance
     from curvestore.testing.stateful import StatefulConformance, StoreModelMachine
     from curvestore.testing.store import StoreSemantics
 
 __all__ = [
     "BackendConformance",
     "CodecConformance",
+    "ReplicationConformance",
     "StatefulConformance",
     "StoreModelMachine",
     "StoreSemantics",
@@ -36,6 +38,7 @@ __all__ = [
 _LAZY = {
     "BackendConformance": "curvestore.testing.backend",
     "CodecConformance": "curvestore.testing.codec",
+    "ReplicationConformance": "curvestore.testing.replication",
     "StatefulConformance": "curvestore.testing.stateful",
     "StoreModelMachine": "curvestore.testing.stateful",
     "StoreSemantics": "curvestore.testing.store",

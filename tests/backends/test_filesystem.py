@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from curvestore.testing import BackendConformance, StatefulConformance, StoreSemantics
+from curvestore.testing import (
+    BackendConformance,
+    ReplicationConformance,
+    StatefulConformance,
+    StoreSemantics,
+)
 
 
-class TestFilesystem(StoreSemantics, BackendConformance, StatefulConformance):
+class TestFilesystem(StoreSemantics, BackendConformance, StatefulConformance,
+                     ReplicationConformance):
     @pytest.fixture
     def backend_url_factory(self, tmp_path: Path) -> Callable[[], str]:
         counter = itertools.count()

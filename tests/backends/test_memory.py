@@ -8,7 +8,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from curvestore.backends.memory import MemoryBackend
-from curvestore.testing import BackendConformance, StatefulConformance, StoreSemantics
+from curvestore.testing import (
+    BackendConformance,
+    ReplicationConformance,
+    StatefulConformance,
+    StoreSemantics,
+)
 
 _NAMES: list[str] = []
 
@@ -18,7 +23,8 @@ def _url() -> str:
     return f"memory://{_NAMES[-1]}"
 
 
-class TestMemory(StoreSemantics, BackendConformance, StatefulConformance):
+class TestMemory(StoreSemantics, BackendConformance, StatefulConformance,
+                 ReplicationConformance):
     shared_between_processes = False  # a memory store lives in one process
 
     @pytest.fixture(autouse=True)

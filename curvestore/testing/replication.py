@@ -1,0 +1,208 @@
+"""``ReplicationConformance``: the sync protocol between the backend under test and others.
+
+Subclass it with the usual ``backend_url`` fixture (and ``backend_url_factory`` for a second
+store of the same backend). Replication is proved in both directions against a ``memory://``
+store, and between two stores of the backend under test, including a replicating process
+killed with SIGKILL at random points and resumed (skipped when the backend is not shared
+between processes).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import pytest
+
+import curvestore
+from curvestore.core.sync import state_name
+from curvestore.errors import ConfigMismatchError
+from curvestore.testing.store import KEYS, StoreFixtures, assert_series_exact, curve, key
+
+__all__ = ["ReplicationConformance", "assert_stores_equal"]
+
+
+def assert_stores_equal(a: curvestore.Store, b: curvestore.Store,
+                        filter: dict[str, Any] | None = None) -> int:
+    """Every series of ``a`` (matching ``filter``) reads point for point the same in ``b``,
+    and ``b`` has no other matching series. Returns the number of series compared."""
+    left = list(a.read_many(filter))
+    right = list(b.read_many(filter))
+    assert [k for k, _ in left] == [k for k, _ in right]
+    for (_k, sa), (_k2, sb) in zip(left, right, strict=True):
+        assert_series_exact(sb, sa)
+    return len(left)
+
+
+def _raw(store: curvestore.Store) -> dict[tuple[Any, int], tuple[str, bytes]]:
+    out = {}
+    for k, records in store.backend.scan({}):
+        for r in records:
+            out[(k, r.chunk)] = (r.meta.codec, r.payload)
+    return out
+
+
+class ReplicationConformance(StoreFixtures):
+    """The sync protocol, proved on the backend under test."""
+
+    shared_between_processes: ClassVar[bool] = True
+
+    @pytest.fixture
+    def backend_url_factory(self) -> Callable[[], str]:
+        pytest.skip("no backend_url_factory fixture: define one returning fresh URLs")
+
+    def _store(self, url: str) -> curvestore.Store:
+        return curvestore.create_store(url, keys=self.keys, freq=self.freq, tz=self.tz,
+                                       chunking=self.chunking)
+
+    @pytest.fixture
+    def memory_store(self) -> Iterator[curvestore.Store]:
+        from curvestore.backends.memory import MemoryBackend
+
+        name = f"replica-{uuid.uuid4().hex}"
+        s = self._store(f"memory://{name}")
+        yield s
+        s.close()
+        MemoryBackend.forget(name)
+
+    @staticmethod
+    def _fill(store: curvestore.Store) -> None:
+        store.write_many({
+            ("a", "load", 1): curve("2024-01-20", end="2024-03-05", seed=1),
+            ("a", "load", 2): curve("2024-02-01", periods=500, seed=2, nan=0.1),
+            ("b", "prod", 1): curve("2024-06-01", periods=96, seed=3),
+        })
+
+    def test_replicate_full_then_nothing(self, store: curvestore.Store,
+                                         memory_store: curvestore.Store) -> None:
+        self._fill(store)
+        first = curvestore.replicate(store, memory_store, batch=2)
+        assert first.chunks == 5 and first.pages >= 1  # 3 + 1 + 1 months
+        assert assert_stores_equal(store, memory_store) == 3
+        assert _raw(memory_store) == _raw(store)  # payloads byte-identical, codecs kept
+        second = curvestore.replicate(store, memory_store)
+        assert (second.changes, second.chunks, second.tombstones) == (0, 0, 0)
+
+    def test_replicate_into_backend_under_test(self, store: curvestore.Store,
+                                               memory_store: curvestore.Store) -> None:
+        self._fill(memory_store)
+        curvestore.replicate(memory_store, store)
+        assert assert_stores_equal(memory_store, store) == 3
+        assert store.backend.get_state(
+            state_name(memory_store.config.store_id, {})) is not None
+
+    def test_incremental_update_replace_delete(self, store: curvestore.Store,
+                                               memory_store: curvestore.Store) -> None:
+        self._fill(store)
+        curvestore.replicate(store, memory_store)
+        store.write(key("a", "load", 1), curve("2024-02-10", periods=50, seed=9), mode="update")
+        store.write(key("a", "load", 2), curve("2024-05-01", periods=20, seed=8), mode="replace")
+        store.delete(key("b", "prod", 1))
+        report = curvestore.replicate(store, memory_store)
+        assert report.tombstones == 2  # the old month of a/load/2, the month of b/prod/1
+        assert assert_stores_equal(store, memory_store) == 2
+        assert memory_store.read(key("b", "prod", 1)) is None
+
+    def test_filtered_replication(self, store: curvestore.Store,
+                                  memory_store: curvestore.Store) -> None:
+        self._fill(store)
+        report = curvestore.replicate(store, memory_store, filter={"kind": "load"})
+        assert report.chunks == 4
+        assert [k["kind"] for k in memory_store.keys(None)] == ["load", "load"]
+        store.write(key("b", "prod", 1), curve("2024-06-02", periods=4, seed=5), mode="update")
+        store.write(key("a", "load", 1), curve("2024-03-05", periods=4, seed=5), mode="update")
+        again = curvestore.replicate(store, memory_store, filter={"kind": "load"})
+        assert again.chunks == 1
+        assert assert_stores_equal(store, memory_store, {"kind": "load"}) == 2
+
+    def test_local_writes_on_target_do_not_skip_source_changes(
+            self, store: curvestore.Store, memory_store: curvestore.Store) -> None:
+        self._fill(store)
+        curvestore.replicate(store, memory_store)
+        memory_store.write(key("z", "local", 1), curve("2024-01-01", periods=10, seed=4))
+        memory_store.write(key("a", "load", 1), curve("2024-01-25", periods=3, value=7.0),
+                           mode="update")
+        store.write(key("a", "load", 2), curve("2024-02-03", periods=5, value=1.5),
+                    mode="update")
+        curvestore.replicate(store, memory_store)
+        assert_series_exact(memory_store.read(key("a", "load", 2)),
+                            store.read(key("a", "load", 2)))
+        assert memory_store.read(key("z", "local", 1)) is not None
+        # a source change wins over the target's local edit of the same chunk
+        store.write(key("a", "load", 1), curve("2024-01-25", periods=1, value=3.0),
+                    mode="update")
+        curvestore.replicate(store, memory_store)
+        assert_series_exact(memory_store.read(key("a", "load", 1)),
+                            store.read(key("a", "load", 1)))
+
+    def test_incompatible_stores_are_refused(self, store: curvestore.Store) -> None:
+        other = curvestore.create_store("memory://", keys=KEYS, freq="1h", tz=self.tz)
+        with pytest.raises(ConfigMismatchError, match="freq"):
+            curvestore.replicate(store, other)
+
+    def test_chain_of_replicas(self, store: curvestore.Store, memory_store: curvestore.Store,
+                               backend_url_factory: Callable[[], str]) -> None:
+        """A replica's feed carries what it imported, so it can be replicated in turn."""
+        third = self._store(backend_url_factory())
+        try:
+            self._fill(memory_store)
+            curvestore.replicate(memory_store, store)
+            curvestore.replicate(store, third)
+            assert assert_stores_equal(memory_store, third) == 3
+            memory_store.delete_many({"kind": "load"})
+            curvestore.replicate(memory_store, store)
+            curvestore.replicate(store, third)
+            assert third.keys() == [key("b", "prod", 1)]
+        finally:
+            third.close()
+
+    @pytest.mark.slow
+    def test_replication_killed_at_random_points_resumes(
+            self, backend_url_factory: Callable[[], str]) -> None:
+        """SIGKILL the replicating process at random moments; resuming loses and duplicates
+        nothing, and the target ends equal to the source point for point."""
+        if not self.shared_between_processes:
+            pytest.skip("the backend is not shared between processes")
+        source_url, target_url = backend_url_factory(), backend_url_factory()
+        source, target = self._store(source_url), self._store(target_url)
+        target.close()
+        rng = random.Random(7)
+        source.write_many({(f"s{i:02d}", "load", i): curve("2024-01-01", periods=2000 + 50 * i,
+                                                           seed=i, nan=0.05)
+                           for i in range(24)})
+        code = ("import sys, curvestore; curvestore.replicate(curvestore.open_store(sys.argv[1]),"
+                " curvestore.open_store(sys.argv[2]), batch=7)")
+        kills = 0
+        for round_ in range(6):
+            if round_ == 3:  # the source keeps changing between runs
+                source.write(key("s01", "load", 1), curve("2024-01-03", periods=300, seed=99),
+                             mode="update")
+                source.delete(key("s02", "load", 2))
+            child = subprocess.Popen([sys.executable, "-c", code, source_url, target_url],
+                                     env={**os.environ}, stderr=subprocess.PIPE)
+            time.sleep(rng.uniform(0.2, 1.2))
+            if child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+                kills += 1
+            child.wait()
+        final = subprocess.run([sys.executable, "-c", code, source_url, target_url],
+                               env={**os.environ}, capture_output=True, text=True)
+        assert final.returncode == 0, final.stderr
+        target = curvestore.open_store(target_url)
+        try:
+            assert assert_stores_equal(source, target) == 23
+            again = curvestore.replicate(source, target)
+            assert (again.changes, again.chunks) == (0, 0)
+        finally:
+            target.close()
+            source.close()
+        assert kills >= 1, "no run was killed: make the workload longer"
+
+
