@@ -525,7 +525,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of meters (series) to generate (default: 100)")
     p.add_argument("--fresh", action="store_true",
                    help="delete DIR/demo first and start from an empty store")
+
+    p = _add(sub, "sql", cmd_sql, "print the CREATE statements of a PostgreSQL store",
+             "Print the SQL that creates a postgresql:// store's tables, for a DBA to run\n"
+             "ahead of time; create_store then only inserts the manifest row, so the\n"
+             "application's role needs SELECT, INSERT, UPDATE on the three tables and USAGE on\n"
+             "the changes sequence, not CREATE.\n\n"
+             "example: curvestore sql --keys site:str,kind:str --table load_curves")
+    p.add_argument("--keys", required=True, metavar="NAME:TYPE,...",
+                   help="key attributes in order, as for 'create'")
+    p.add_argument("--table", default="load_curves", help="table name (default: load_curves)")
+    p.add_argument("--schema", default="public", help="schema name (default: public)")
     return parser
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from curvestore.backends.postgres import create_statements
+    from curvestore.core.config import KeySchema
+
+    keys = KeySchema.from_spec(parse_key_spec(args.keys))
+    for statement in create_statements(keys, table=args.table, schema=args.schema):
+        print(f"{statement};\n")
+    return 0
 
 
 # -- entry point --------------------------------------------------------------------------

@@ -31,14 +31,6 @@ class TestSampleSQLiteBackend(StoreSemantics, BackendConformance, ReplicationCon
         counter = itertools.count()
         return lambda: f"sqlite://{tmp_path}/store-{next(counter)}.db"
 
-    @pytest.fixture
-    def backend_url(self, backend_url_factory: Callable[[], str]) -> str:
-        return backend_url_factory()
-
-    @pytest.fixture
-    def other_backend_url(self, backend_url_factory: Callable[[], str]) -> str:
-        return backend_url_factory()
-
 
 class TestSampleZlibCodec(CodecConformance):
     golden_dir = Path(__file__).parent / "sample_plugin" / "fixtures"

@@ -10,3 +10,5 @@ from curvestore.registry import Registrar
 def register_backends(register: Registrar) -> None:
     register.backend(("memory",), "curvestore.backends.memory:MemoryBackend")
     register.backend(("file",), "curvestore.backends.filesystem:FileBackend")
+    register.backend(("postgresql", "postgres"), "curvestore.backends.postgres:PostgresBackend",
+                     extra="postgres")

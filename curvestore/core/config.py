@@ -31,7 +31,8 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Names that the backends use for their own columns and fields.
 RESERVED_NAMES = frozenset(
     {"chunk", "chunk_index", "start", "start_ts", "length", "count", "codec", "dtype", "data",
-     "checksum", "version", "updated_at", "deleted", "is_deleted", "payload", "id", "seq"}
+     "checksum", "version", "updated_at", "deleted", "is_deleted", "payload", "id", "seq",
+     "start_offset", "valid_count", "size", "txid", "body"}
 )
 
 

@@ -1,10 +1,10 @@
 """``ReplicationConformance``: the sync protocol between the backend under test and others.
 
-Subclass it with the usual ``backend_url`` fixture (and ``backend_url_factory`` for a second
-store of the same backend). Replication is proved in both directions against a ``memory://``
-store, and between two stores of the backend under test, including a replicating process
-killed with SIGKILL at random points and resumed (skipped when the backend is not shared
-between processes).
+Subclass it with the usual ``backend_url_factory`` fixture (see
+:class:`~curvestore.testing.store.StoreFixtures`). Replication is proved in both directions
+against a ``memory://`` store, and between two stores of the backend under test, including
+a replicating process killed with SIGKILL at random points and resumed (skipped when the
+backend is not shared between processes).
 """
 
 from __future__ import annotations
@@ -53,10 +53,6 @@ class ReplicationConformance(StoreFixtures):
     """The sync protocol, proved on the backend under test."""
 
     shared_between_processes: ClassVar[bool] = True
-
-    @pytest.fixture
-    def backend_url_factory(self) -> Callable[[], str]:
-        pytest.skip("no backend_url_factory fixture: define one returning fresh URLs")
 
     def _store(self, url: str) -> curvestore.Store:
         return curvestore.create_store(url, keys=self.keys, freq=self.freq, tz=self.tz,

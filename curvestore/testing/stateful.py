@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -33,7 +32,7 @@ from hypothesis.stateful import (
 
 import curvestore
 from curvestore.errors import SeriesExistsError
-from curvestore.testing.store import assert_series_exact
+from curvestore.testing.store import StoreFixtures, assert_series_exact
 
 __all__ = ["StatefulConformance", "StoreModelMachine", "machine_for"]
 
@@ -181,17 +180,12 @@ def machine_for(url_factory: Callable[[], str]) -> type[StoreModelMachine]:
     return type("StoreModel", (StoreModelMachine,), {"url_factory": staticmethod(url_factory)})
 
 
-class StatefulConformance:
+class StatefulConformance(StoreFixtures):
     """Runs :class:`StoreModelMachine` on the backend; provide ``backend_url_factory``."""
 
     #: Hypothesis budget: examples and steps per example (kept small: this runs in CI).
     stateful_max_examples: ClassVar[int] = 25
     stateful_step_count: ClassVar[int] = 20
-
-    @pytest.fixture
-    def backend_url_factory(self) -> Callable[[], str]:
-        pytest.fail(f"{type(self).__name__} must define a `backend_url_factory` fixture "
-                    "returning a callable that gives a URL to a new empty location")
 
     def test_stateful_store_matches_pandas_model(self, backend_url_factory: Callable[[], str]
                                                  ) -> None:

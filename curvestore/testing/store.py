@@ -23,7 +23,7 @@ The tests compare every read with what pandas computes from the written data, bi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -135,7 +135,9 @@ def _month(text: str) -> pd.Timestamp:
 
 
 class StoreFixtures:
-    """Fixtures shared by the suites: ``backend_url`` (yours), ``store``, ``reopen``."""
+    """Fixtures shared by the suites. A backend's test class defines ``backend_url_factory``
+    (a callable giving a URL to a new, empty location on each call); ``backend_url``,
+    ``other_backend_url``, ``store`` and ``reopen`` derive from it."""
 
     keys: ClassVar[dict[str, type]] = KEYS
     freq: ClassVar[str] = FREQ
@@ -143,15 +145,24 @@ class StoreFixtures:
     chunking: ClassVar[str] = "month"
 
     @pytest.fixture
-    def backend_url(self) -> str:
-        """A URL to an empty location; every backend's test class must override this."""
-        pytest.fail(f"{type(self).__name__} must define a `backend_url` fixture returning a URL "
-                    "to an empty location")
+    def backend_url_factory(self) -> Callable[[], str]:
+        """Override: a callable returning a URL to a new, empty location on each call."""
+
+        def missing() -> str:
+            pytest.fail(f"{type(self).__name__} must define a `backend_url_factory` fixture "
+                        "returning a callable that gives URLs to new, empty locations")
+
+        return missing
 
     @pytest.fixture
-    def other_backend_url(self) -> str | None:
+    def backend_url(self, backend_url_factory: Callable[[], str]) -> str:
+        """The location of the store under test."""
+        return backend_url_factory()
+
+    @pytest.fixture
+    def other_backend_url(self, backend_url_factory: Callable[[], str]) -> str | None:
         """A second empty location (None: tests that need one are skipped)."""
-        return None
+        return backend_url_factory()
 
     @pytest.fixture
     def store(self, backend_url: str) -> Iterator[curvestore.Store]:

@@ -23,22 +23,11 @@ class TestFilesystem(StoreSemantics, BackendConformance, StatefulConformance,
         counter = itertools.count()
         return lambda: f"file://{tmp_path}/store-{next(counter)}"
 
-    @pytest.fixture
-    def backend_url(self, backend_url_factory: Callable[[], str]) -> str:
-        return backend_url_factory()
-
-    @pytest.fixture
-    def other_backend_url(self, backend_url_factory: Callable[[], str]) -> str:
-        return backend_url_factory()
-
 
 class TestFilesystemWithoutFsync(StoreSemantics):
     """The fsync=false mode changes only durability, never semantics."""
 
     @pytest.fixture
-    def backend_url(self, tmp_path: Path) -> str:
-        return f"file://{tmp_path}/nofsync?fsync=false"
-
-    @pytest.fixture
-    def other_backend_url(self, tmp_path: Path) -> str:
-        return f"file://{tmp_path}/other?fsync=false"
+    def backend_url_factory(self, tmp_path: Path) -> Callable[[], str]:
+        counter = itertools.count()
+        return lambda: f"file://{tmp_path}/nofsync-{next(counter)}?fsync=false"

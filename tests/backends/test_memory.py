@@ -34,13 +34,5 @@ class TestMemory(StoreSemantics, BackendConformance, StatefulConformance,
             MemoryBackend.forget(_NAMES.pop())
 
     @pytest.fixture
-    def backend_url(self) -> str:
-        return _url()
-
-    @pytest.fixture
-    def other_backend_url(self) -> str:
-        return _url()
-
-    @pytest.fixture
     def backend_url_factory(self) -> Callable[[], str]:
         return _url

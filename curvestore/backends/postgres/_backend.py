@@ -1,0 +1,416 @@
+"""The PostgreSQL backend: ``postgresql://user@host:port/db?table=load_curves&schema=public``.
+
+Guarantees and how they are met:
+
+* **Atomic batches**: a transaction stages its chunks; at commit, new chunks are COPYed
+  (binary) straight into the chunk table, rewritten ones into a session temp table applied by
+  one UPDATE, the change rows are COPYed into the change table, then one COMMIT: all or
+  nothing, whatever kills the writer. No round trip per chunk.
+* **Writers of one series serialise**: ``transaction(keys)`` takes transaction-scoped advisory
+  locks on a hash of each series key, in sorted order (no deadlock), so writers exclude each
+  other even before a series has rows; a transaction over more than ``_MAX_KEY_LOCKS`` series
+  takes one store-wide exclusive lock instead (every transaction holds the store-wide lock in
+  shared mode), which keeps PostgreSQL's lock table bounded. ``tx.read`` also row-locks the
+  chunks it returns (``FOR UPDATE``), against writers that bypass curvestore.
+* **Versions** are assigned in SQL: 1 on first write, the stored version + 1 afterwards.
+* **Change feed**: see :meth:`PostgresBackend.changes`: every committed change exactly once,
+  ordered by (writer's transaction id, sequence), never skipping a late commit.
+* **Reads**: one query per single-series read; ``scan``/``list_metas`` stream through a
+  server-side cursor in batches (bounded memory); meta queries never fetch payloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from curvestore.backends.base import Backend, Transaction
+from curvestore.backends.postgres._connect import (
+    LIBPQ_OPTIONS,
+    ConnectionTarget,
+    Pool,
+    import_psycopg,
+    translated,
+)
+from curvestore.backends.postgres._ddl import (
+    CHUNK_MAX,
+    CHUNK_MIN,
+    META_COLUMNS,
+    Names,
+    ddl_statements,
+)
+from curvestore.core.config import KeySchema
+from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.url import StoreURL
+from curvestore.errors import ConfigurationError, StoreExistsError, SyncError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from curvestore.backends.postgres._queries import Queries
+
+__all__ = ["PostgresBackend"]
+
+_MAX_KEY_LOCKS = 256
+_SCAN_BATCH = 64  # rows (chunks with payload) per server-side cursor fetch
+_META_BATCH = 5000
+_SEQ_MAX = 2**63 - 1
+
+
+def _hash(text: str, size: int) -> int:
+    """A stable signed hash (``size`` bytes) for advisory lock ids."""
+    digest = hashlib.blake2b(text.encode(), digest_size=size).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class _PgTransaction(Transaction):
+    """Reads on the transaction's connection; puts staged until commit.
+
+    Reads fetch tombstones too (filtered out before returning), so that the commit knows,
+    for the chunk ranges read, which rows exist without asking again.
+    """
+
+    def __init__(self, backend: PostgresBackend, conn: psycopg.Connection[Any],
+                 keys: Sequence[SeriesKey]) -> None:
+        self.backend = backend
+        self.conn = conn
+        self.order = list(dict.fromkeys(keys))
+        self.keys = set(self.order)
+        self.staged: dict[tuple[SeriesKey, int], ChunkRecord] = {}
+        self.metas: dict[SeriesKey, list[ChunkMeta]] | None = None
+        self.seen: dict[SeriesKey, list[tuple[int, int, set[int]]]] = {}  # ranges read
+        self.committed = []
+
+    def _saw(self, key: SeriesKey, lo: int | None, hi: int | None, chunks: set[int]) -> None:
+        self.seen.setdefault(key, []).append(
+            (CHUNK_MIN if lo is None else lo, CHUNK_MAX if hi is None else hi, chunks))
+
+    def exists(self, key: SeriesKey, chunk: int) -> bool | None:
+        """Whether a row (live or tombstone) exists for the slot, or None if not known."""
+        for lo, hi, chunks in self.seen.get(key, ()):
+            if lo <= chunk <= hi:
+                return chunk in chunks
+        return None
+
+    def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
+        """Metas of ``key``; on first call, those of every series of the transaction are
+        fetched in one query (they cannot change: the series are locked)."""
+        q = self.backend.queries
+        if key not in self.keys:
+            return [r.meta for r in self.backend._read(self.conn, q.read, key, None, None)]
+        if self.metas is None:
+            self.metas = {}
+            chunks: dict[SeriesKey, set[int]] = {k: set() for k in self.order}
+            with self.conn.cursor(binary=True) as cur:
+                cur.execute(q.metas_of_keys, q.key_arrays(self.order))
+                for row in cur:
+                    meta = q.meta(row)
+                    series = tuple(row[: q.nk])
+                    chunks[series].add(meta.chunk)
+                    if not meta.deleted:
+                        self.metas.setdefault(series, []).append(meta)
+            for series, found in chunks.items():
+                self._saw(series, None, None, found)
+        return list(self.metas.get(key, []))
+
+    def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+             ) -> list[ChunkRecord]:
+        q = self.backend.queries
+        records = self.backend._read(self.conn, q.read_for_update, key, lo, hi)
+        self._saw(key, lo, hi, {r.chunk for r in records})
+        return [r for r in records if not r.meta.deleted]
+
+    def put(self, records: Sequence[ChunkRecord]) -> None:
+        for record in records:
+            if record.key not in self.keys:
+                raise ValueError(f"series {record.key} is not part of this transaction")
+            self.staged[(record.key, record.chunk)] = record
+
+
+class PostgresBackend(Backend):
+    """Chunks as rows of a PostgreSQL table; see the module docstring for the guarantees."""
+
+    schemes = ("postgresql", "postgres")
+
+    def __init__(self, target: ConnectionTarget, names: Names, *,
+                 read_only: bool = False) -> None:
+        super().__init__(read_only=read_only)
+        self.target = target
+        self.names = names
+        self.pool = Pool(target)
+        self.store_id = ""
+        self._queries: Queries | None = None
+        self._store_lock = _hash(f"curvestore:{names.qualified}", 8)
+        self._store_lock32 = _hash(f"curvestore:{names.qualified}", 4)
+
+    @classmethod
+    def from_url(cls, url: StoreURL, *, read_only: bool = False) -> PostgresBackend:
+        """Options: ``table`` (default ``load_curves``), ``schema`` (default ``public``) and
+        libpq connection parameters (``sslmode``, ``connect_timeout``, ``service`` ...)."""
+        import_psycopg()
+        url.reject_unknown_options(frozenset({"table", "schema"}) | LIBPQ_OPTIONS)
+        names = Names(url.options.get("schema", "public"), url.options.get("table", "load_curves"))
+        libpq = {k: v for k, v in url.options.items() if k in LIBPQ_OPTIONS}
+        return cls(ConnectionTarget.from_url(url, libpq), names, read_only=read_only)
+
+    def __repr__(self) -> str:
+        t = self.target
+        return (f"PostgresBackend(host={t.host!r}, port={t.port!r}, db={t.dbname!r}, "
+                f"table={self.names.qualified!r})")
+
+    @property
+    def queries(self) -> Queries:
+        if self._queries is None:
+            raise RuntimeError("bind() was not called: the key schema is unknown")
+        return self._queries
+
+    def bind(self, schema: KeySchema) -> None:
+        from curvestore.backends.postgres._queries import Queries
+
+        super().bind(schema)
+        self._queries = Queries(self.names, schema)
+
+    # -- manifest --------------------------------------------------------------------------
+    def _regclass(self, conn: psycopg.Connection[Any], table: str) -> Any:
+        row = conn.execute("SELECT to_regclass(%s)",
+                           [f'"{self.names.schema}"."{table}"']).fetchone()
+        return None if row is None else row[0]
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        from psycopg import sql
+
+        with self.pool.connection() as conn, translated(self.target, "reading the manifest"):
+            if self._regclass(conn, self.names.manifest) is None:
+                return None
+            row = conn.execute(sql.SQL("SELECT body FROM {} WHERE id = 1").format(
+                sql.Identifier(self.names.schema, self.names.manifest))).fetchone()
+        if row is None:
+            return None
+        manifest = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+        self.store_id = str(manifest.get("store_id", ""))
+        return manifest  # type: ignore[no-any-return]
+
+    def create_manifest(self, manifest: dict[str, Any]) -> None:
+        """Create the missing tables and insert the manifest row, in one transaction.
+
+        Tables created ahead of time by a DBA (see ``create_statements``) are kept, after
+        checking their key columns; an existing manifest row raises StoreExistsError.
+        """
+        from psycopg import sql
+        from psycopg.types.json import Jsonb
+
+        self.check_writable()
+        keys = KeySchema.from_json(manifest["keys"])
+        statements = ddl_statements(self.names, keys)
+        tables = {"chunks": self.names.table, "manifest": self.names.manifest,
+                  "changes": self.names.changes}
+        with self.pool.connection() as conn, \
+                translated(self.target, "creating the store"), conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [self._store_lock])
+            for part, table in tables.items():
+                if self._regclass(conn, table) is None:
+                    for statement in statements[part]:
+                        conn.execute(statement.encode())
+                elif part == "chunks":
+                    self._check_columns(conn, keys)
+            inserted = conn.execute(
+                sql.SQL("INSERT INTO {} (id, body) VALUES (1, %s) ON CONFLICT (id) "
+                        "DO NOTHING").format(
+                    sql.Identifier(self.names.schema, self.names.manifest)),
+                [Jsonb(manifest)]).rowcount
+            if inserted != 1:
+                raise StoreExistsError(f"a store already exists at {self!r}")
+        self.store_id = str(manifest.get("store_id", ""))
+
+    def _check_columns(self, conn: psycopg.Connection[Any], keys: KeySchema) -> None:
+        rows = conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+            [f'"{self.names.schema}"."{self.names.table}"']).fetchall()
+        have = dict(rows)
+        want = {n: ("text" if t == "str" else "bigint")
+                for n, t in zip(keys.names, keys.types, strict=True)}
+        want.update({n: t for n, t in META_COLUMNS})
+        want["payload"] = "bytea"
+        wrong = {n: (have.get(n), t) for n, t in want.items() if have.get(n) != t}
+        if wrong:
+            detail = ", ".join(f"{n} is {h or 'missing'} (want {t})" for n, (h, t) in wrong.items())
+            raise ConfigurationError(
+                f"table {self.names.qualified} exists but does not fit this store: {detail}")
+
+    # -- reads -----------------------------------------------------------------------------
+    def _read(self, conn: psycopg.Connection[Any], query: Any, key: SeriesKey,
+              lo: int | None, hi: int | None) -> list[ChunkRecord]:
+        q = self.queries
+        with conn.cursor(binary=True) as cur:
+            cur.execute(query, [*key, CHUNK_MIN if lo is None else lo,
+                                CHUNK_MAX if hi is None else hi])
+            return [q.record(row) for row in cur]
+
+    def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+                    ) -> list[ChunkRecord]:
+        with self.pool.connection() as conn, translated(self.target, "reading"):
+            return self._read(conn, self.queries.read, key, lo, hi)
+
+    def _stream(self, query: Any, params: list[Any], batch: int) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``query`` through a server-side cursor, ``batch`` rows per round trip."""
+        with self.pool.connection() as conn, translated(self.target, "reading"), \
+                conn.transaction(), conn.cursor("curvestore_scan", binary=True) as cur:
+            cur.itersize = batch
+            cur.execute(query, params)
+            yield from cur
+
+    def _grouped(self, rows: Iterator[tuple[Any, ...]], convert: Any
+                 ) -> Iterator[tuple[SeriesKey, list[Any]]]:
+        nk = self.queries.nk
+        current: SeriesKey | None = None
+        items: list[Any] = []
+        for row in rows:
+            key = tuple(row[:nk])
+            if key != current:
+                if items:
+                    yield current, items  # type: ignore[misc]
+                current, items = key, []
+            items.append(convert(row))
+        if items:
+            yield current, items  # type: ignore[misc]
+
+    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
+             ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
+        query, params = self.queries.scan(where, lo, hi)
+        yield from self._grouped(self._stream(query, params, _SCAN_BATCH), self.queries.record)
+
+    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
+        query, params = self.queries.metas(where)
+        yield from self._grouped(self._stream(query, params, _META_BATCH), self.queries.meta)
+
+    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
+        query, params = self.queries.series(where)
+        for row in self._stream(query, params, _META_BATCH):
+            yield tuple(row)
+
+    # -- writes ----------------------------------------------------------------------------
+    def _lock(self, conn: psycopg.Connection[Any], keys: list[SeriesKey]) -> None:
+        if len(keys) > _MAX_KEY_LOCKS:
+            conn.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [self._store_lock])
+            return
+        hashes = sorted({_hash(json.dumps([self.names.qualified, *k]), 4) for k in keys})
+        from psycopg import Pipeline
+
+        # the store-wide lock first, then the series locks in order; one round trip
+        with conn.pipeline() if Pipeline.is_supported() else contextlib.nullcontext():
+            conn.execute("SELECT pg_advisory_xact_lock_shared(%s::bigint)", [self._store_lock])
+            conn.execute(
+                "SELECT count(pg_advisory_xact_lock(%s::int4, h)) FROM "
+                "(SELECT unnest(%s::int4[]) AS h ORDER BY 1) AS s",
+                [self._store_lock32, hashes])
+
+    @contextmanager
+    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
+        """Lock ``keys``, yield a transaction, and commit its puts in bulk on a clean exit
+        (an exception rolls everything back)."""
+        self.check_writable()
+        q = self.queries
+        with self.pool.connection() as conn, translated(self.target, "writing"):
+            state = self.pool.state.setdefault(id(conn), set())
+            if "stage" not in state:
+                conn.execute(q.create_stage)  # autocommit: survives this transaction
+                state.add("stage")
+            with conn.transaction():
+                tx = _PgTransaction(self, conn, keys)
+                self._lock(conn, tx.order)
+                yield tx
+                changes = self._write(conn, tx)
+        tx.committed = changes
+
+    def _write(self, conn: psycopg.Connection[Any], tx: _PgTransaction) -> list[Change]:
+        """Write the staged chunks and their change rows in bulk (the COMMIT follows).
+
+        Which staged chunks already have a row is known from the transaction's reads, or
+        else asked in one query; new chunks are COPYed
+        straight into the table (version 1), existing ones are COPYed into the session's
+        stage table and applied by one UPDATE (version + 1); the change rows, in (key, chunk)
+        order, are COPYed last. Round trips do not depend on the number of chunks.
+        """
+        if not tx.staged:
+            return []
+        q = self.queries
+        now = time.time_ns()
+        slots = sorted(tx.staged)
+        nk = q.nk
+        known = {slot: tx.exists(*slot) for slot in slots}
+        with conn.cursor(binary=True) as cur:
+            existing = {slot for slot, found in known.items() if found}
+            unknown = [slot for slot, found in known.items() if found is None]
+            if unknown:
+                cur.execute(q.existing, q.slot_arrays(unknown))
+                existing.update((tuple(r[:nk]), r[nk]) for r in cur)
+            versions = {slot: 1 for slot in slots if slot not in existing}
+            if versions:
+                self._copy(cur, q.copy_chunks, q.copy_types,
+                           (q.copy_row(tx.staged[s], now) for s in slots if s in versions))
+            if existing:
+                self._copy(cur, q.copy_stage, q.copy_types,
+                           (q.copy_row(tx.staged[s], now) for s in slots if s in existing))
+                cur.execute(q.update_from_stage)
+                versions.update({(tuple(r[:nk]), r[nk]): r[nk + 1] for r in cur})
+            changes = [Change(key, chunk, versions[(key, chunk)],
+                              tx.staged[(key, chunk)].meta.deleted) for key, chunk in slots]
+            self._copy(cur, q.copy_changes, q.change_types,
+                       ((*c.key, c.chunk, c.version, c.deleted) for c in changes))
+        tx.staged.clear()
+        return changes
+
+    @staticmethod
+    def _copy(cur: psycopg.Cursor[Any], statement: Any, types: list[str],
+              rows: Iterator[tuple[Any, ...]]) -> None:
+        with cur.copy(statement) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+
+    # -- change feed -----------------------------------------------------------------------
+    def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
+        """Changes after ``cursor``, ordered by (transaction id, sequence).
+
+        A change row is returned only once its writer's transaction id is below the xmin of
+        the reading statement's snapshot: every transaction older than that has finished, and
+        every later one gets a larger id, so no row can ever appear at or before a position
+        already returned. Changes of a transaction that is still open (or that started
+        before one that is) wait until it ends; they are then returned in their place, never
+        skipped. The cursor is (txid, seq); a page that exhausts the visible rows advances it
+        to the watermark, so filtered feeds do not re-scan what they already passed.
+        ``has_more`` counts only changes below the watermark.
+        """
+        position = (0, 0) if cursor is None else decode_cursor(cursor, self.store_id)
+        if len(position) != 2:
+            raise SyncError("this change-feed cursor was not issued by a PostgreSQL store")
+        txid, seq = position
+        q = self.queries
+        query, params = q.feed(where, txid, seq, limit + 1)
+        with self.pool.connection() as conn, translated(self.target, "reading changes"), \
+                conn.cursor(binary=True) as cur:
+            cur.execute(query, params)
+            rows = cur.fetchall()
+        xmin = int(rows[0][0])
+        rows = [r for r in rows if r[1] is not None]
+        nk = q.nk
+        items = [Change(tuple(r[3:3 + nk]), r[3 + nk], r[4 + nk], r[5 + nk])
+                 for r in rows[:limit]]
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            return ChangePage(items, encode_cursor(self.store_id, (last[1], last[2])), True)
+        end = max((txid, seq), (xmin - 1, _SEQ_MAX))
+        return ChangePage(items, encode_cursor(self.store_id, end), False)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close pooled connections (idempotent; borrowed ones close when returned)."""
+        self.pool.close()
+        super().close()

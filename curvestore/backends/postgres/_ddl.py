@@ -1,0 +1,145 @@
+"""Table names and DDL of the PostgreSQL backend (no driver needed to build them).
+
+A store named ``<table>`` in schema ``<schema>`` is three tables:
+
+* ``<table>``: one row per chunk (tombstones included), the key attributes as typed columns
+  (``text COLLATE "C"`` so ORDER BY matches Python's string order, or ``bigint``), the chunk
+  meta as columns and the payload as ``bytea`` stored EXTERNAL (payloads are compressed
+  already: pglz would only burn CPU); primary key (keys..., chunk_index);
+* ``<table>_manifest``: the store's frozen configuration, one jsonb row;
+* ``<table>_changes``: the change feed, one row per committed chunk write, with the writing
+  transaction's id (``xid8``) for the watermark (see ``_feed``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from curvestore.core.config import KeySchema
+from curvestore.errors import ConfigurationError
+
+__all__ = ["META_COLUMNS", "Names", "create_statements", "ddl_statements"]
+
+# Lower-case, so SQL users need no quotes (except around '-'); at most 40 characters, which
+# leaves room for the suffixes of derived names within PostgreSQL's 63 bytes.
+_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,39}$")
+
+CHUNK_MIN, CHUNK_MAX = -(2**31), 2**31 - 1  # the range of chunk_index (integer)
+
+META_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("chunk_index", "integer"),
+    ("start_offset", "integer"),
+    ("length", "integer"),
+    ("valid_count", "integer"),
+    ("codec", "text"),
+    ("dtype", "text"),
+    ("checksum", "bigint"),
+    ("size", "integer"),
+    ("version", "bigint"),
+    ("updated_at", "bigint"),
+    ("deleted", "boolean"),
+)
+# psycopg type names for binary COPY, in the same order, then the payload
+COPY_TYPES: tuple[str, ...] = ("int4", "int4", "int4", "int4", "text", "text", "int8", "int4",
+                               "int8", "int8", "bool", "bytea")
+
+
+def _check(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigurationError(
+            f"invalid PostgreSQL {kind} name {name!r}: use lower-case letters, digits and '_', "
+            "starting with a letter or '_' (then also '-'), at most 40 characters"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Names:
+    """Validated identifiers of one store's tables."""
+
+    schema: str
+    table: str
+
+    def __post_init__(self) -> None:
+        _check("schema", self.schema)
+        _check("table", self.table)
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.table}_manifest"
+
+    @property
+    def changes(self) -> str:
+        return f"{self.table}_changes"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+def _quote(name: str) -> str:
+    """Double-quote an identifier already validated by ``_NAME`` (no quote inside)."""
+    assert re.match(r"^[a-z_][a-z0-9_-]*$", name) and len(name) < 64, name
+    return f'"{name}"'
+
+
+_RESERVED = frozenset({n for n, _ in META_COLUMNS} | {"payload", "seq", "txid", "id", "body"})
+
+
+def key_column_types(keys: KeySchema) -> list[tuple[str, str]]:
+    clash = sorted(set(keys.names) & _RESERVED)
+    if clash:
+        raise ConfigurationError(
+            f"key name(s) {clash} clash with the PostgreSQL backend's own columns "
+            f"{sorted(_RESERVED)}; rename the key attributes")
+    return [(n, 'text COLLATE "C"' if t == "str" else "bigint")
+            for n, t in zip(keys.names, keys.types, strict=True)]
+
+
+def ddl_statements(names: Names, keys: KeySchema) -> dict[str, list[str]]:
+    """CREATE statements per table (``chunks``, ``manifest``, ``changes``), in run order."""
+    s = _quote(names.schema)
+    chunks, manifest, changes = (f"{s}.{_quote(t)}" for t in
+                                 (names.table, names.manifest, names.changes))
+    key_cols = key_column_types(keys)
+    key_list = ", ".join(_quote(n) for n, _ in key_cols)
+    columns = [f"{_quote(n)} {t} NOT NULL" for n, t in key_cols]
+    columns += [f"{_quote(n)} {t} NOT NULL" for n, t in META_COLUMNS]
+    columns.append('"payload" bytea NOT NULL')
+    pkey = _quote(f"{names.table}_pkey")
+    chunk_table = (
+        f"CREATE TABLE {chunks} (\n    " + ",\n    ".join(columns)
+        + f",\n    CONSTRAINT {pkey} PRIMARY KEY ({key_list}, \"chunk_index\")\n)"
+    )
+    change_cols = ['"seq" bigserial PRIMARY KEY',
+                   '"txid" xid8 NOT NULL DEFAULT pg_current_xact_id()']
+    change_cols += [f"{_quote(n)} {t} NOT NULL" for n, t in key_cols]
+    change_cols += ['"chunk_index" integer NOT NULL', '"version" bigint NOT NULL',
+                    '"deleted" boolean NOT NULL']
+    return {
+        "chunks": [
+            chunk_table,
+            f'ALTER TABLE {chunks} ALTER COLUMN "payload" SET STORAGE EXTERNAL',
+        ],
+        "manifest": [
+            f"CREATE TABLE {manifest} (\n    \"id\" integer PRIMARY KEY CHECK (\"id\" = 1),\n"
+            "    \"body\" jsonb NOT NULL\n)",
+        ],
+        "changes": [
+            f"CREATE TABLE {changes} (\n    " + ",\n    ".join(change_cols) + "\n)",
+            f"CREATE INDEX {_quote(names.changes + '_txid_seq')} ON {changes} "
+            "(\"txid\", \"seq\")",
+        ],
+    }
+
+
+def create_statements(keys: KeySchema, table: str = "load_curves", schema: str = "public"
+                      ) -> list[str]:
+    """The SQL a DBA runs to create a store's tables ahead of time.
+
+    ``create_store`` then only inserts the manifest row, so the application's role needs
+    SELECT/INSERT/UPDATE on the three tables and USAGE on the changes sequence, not CREATE.
+    """
+    by_table = ddl_statements(Names(schema, table), keys)
+    return [stmt for part in ("chunks", "manifest", "changes") for stmt in by_table[part]]

@@ -1,0 +1,152 @@
+"""The SQL the PostgreSQL backend runs, built once per store from validated identifiers.
+
+Identifiers go through :class:`psycopg.sql.Identifier`; every value is a query parameter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from psycopg import sql
+
+from curvestore.backends.postgres._ddl import CHUNK_MAX, CHUNK_MIN, COPY_TYPES, META_COLUMNS, Names
+from curvestore.core.config import KeySchema
+from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
+
+__all__ = ["Queries"]
+
+_UPDATED = [n for n, _ in META_COLUMNS if n not in ("chunk_index", "version")] + ["payload"]
+
+
+class Queries:
+    """Statements for one store (its names and key schema) plus row -> record conversion."""
+
+    def __init__(self, names: Names, keys: KeySchema) -> None:
+        self.names, self.keys = names, keys
+        self.nk = len(keys.names)
+        ident = sql.Identifier
+        self.table = ident(names.schema, names.table)
+        self.manifest = ident(names.schema, names.manifest)
+        self.change_table = ident(names.schema, names.changes)
+        digest = hashlib.blake2b(names.qualified.encode(), digest_size=8).hexdigest()
+        self.stage = ident(f"curvestore_stage_{digest}")  # per session, emptied at commit
+        key_ids = [ident(n) for n in keys.names]
+        key_list = sql.SQL(", ").join(key_ids)
+        meta_list = sql.SQL(", ").join(ident(n) for n, _ in META_COLUMNS)
+        self.key_list = key_list
+        self.copy_types = [("text" if t == "str" else "int8") for t in keys.types]
+        self.copy_types += list(COPY_TYPES)
+        all_cols = sql.SQL("{}, {}, {}").format(key_list, meta_list, ident("payload"))
+        meta_cols = sql.SQL("{}, {}").format(key_list, meta_list)
+        self.key_match = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(k) for k in key_ids)
+        range_match = sql.SQL("NOT deleted AND chunk_index BETWEEN %s AND %s")
+
+        def fmt(text: str, **parts: Any) -> sql.Composed:
+            return sql.SQL(text).format(
+                table=self.table, cols=all_cols, meta=meta_cols, keys=key_list,
+                key_match=self.key_match, range=range_match, **parts)
+
+        self.read = fmt("SELECT {cols} FROM {table} WHERE {key_match} AND {range} "
+                        "ORDER BY chunk_index")
+        # inside a transaction: tombstones too, so the commit knows which rows exist
+        self.read_for_update = fmt("SELECT {cols} FROM {table} WHERE {key_match} AND "
+                                   "chunk_index BETWEEN %s AND %s ORDER BY chunk_index "
+                                   "FOR UPDATE")
+        unnest = sql.SQL(", ").join(
+            sql.SQL("%s::{}[]").format(sql.SQL("text" if t == "str" else "bigint"))
+            for t in keys.types)
+        self.metas_of_keys = fmt(
+            "SELECT {meta} FROM {table} JOIN unnest({unnest}) AS k({keys}) USING ({keys}) "
+            "ORDER BY {keys}, chunk_index", unnest=unnest)  # tombstones too, as above
+        self._scan = fmt("SELECT {cols} FROM {table} WHERE {range}{{where}} "
+                         "ORDER BY {keys}, chunk_index")
+        self._metas = fmt("SELECT {meta} FROM {table} WHERE NOT deleted{{where}} "
+                          "ORDER BY {keys}, chunk_index")
+        self._series = fmt("SELECT DISTINCT {keys} FROM {table} WHERE NOT deleted{{where}} "
+                           "ORDER BY {keys}")
+        self.create_stage = sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING STORAGE) "
+            "ON COMMIT DELETE ROWS").format(self.stage, self.table)
+        self.copy_stage = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            self.stage, all_cols)
+        self.copy_chunks = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            self.table, all_cols)
+        slot_unnest = sql.SQL("{}, %s::int4[]").format(unnest)
+        self.existing = fmt(
+            "SELECT {keys}, chunk_index FROM {table} JOIN unnest({slot_unnest}) "
+            "AS s({keys}, chunk_index) USING ({keys}, chunk_index)", slot_unnest=slot_unnest)
+        stage_match = sql.SQL(" AND ").join(
+            sql.SQL("t.{c} = s.{c}").format(c=ident(c)) for c in [*keys.names, "chunk_index"])
+        updates = sql.SQL(", ").join(
+            sql.SQL("{c} = s.{c}").format(c=ident(c)) for c in _UPDATED)
+        self.update_from_stage = sql.SQL(
+            "UPDATE {table} AS t SET {updates}, version = t.version + 1 FROM {stage} AS s "
+            "WHERE {match} RETURNING {returning}, t.chunk_index, t.version"
+        ).format(table=self.table, updates=updates, stage=self.stage, match=stage_match,
+                 returning=sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in key_ids))
+        change_cols = sql.SQL("{}, chunk_index, version, deleted").format(key_list)
+        self.copy_changes = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            self.change_table, change_cols)
+        self.change_types = [*self.copy_types[:self.nk], "int4", "int8", "bool"]
+        self._feed = sql.SQL(
+            "SELECT w.xmin::text::bigint, c.* FROM "
+            "(SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS w "
+            "LEFT JOIN LATERAL (SELECT txid::text::bigint AS txid, seq, {change_cols} "
+            "FROM {changes} WHERE txid < w.xmin AND (txid, seq) > (%s::text::xid8, %s)"
+            "{{where}} ORDER BY txid, seq LIMIT %s) AS c ON true"
+        ).format(change_cols=change_cols, changes=self.change_table)
+
+        for name in ("read", "read_for_update", "metas_of_keys", "create_stage", "copy_stage",
+                     "copy_chunks", "existing", "update_from_stage", "copy_changes"):
+            # rendered once: psycopg then caches their parsing instead of re-composing
+            setattr(self, name, getattr(self, name).as_string(None))
+
+    # -- filters ---------------------------------------------------------------------------
+    def _where(self, template: sql.Composed, where: Mapping[str, Any]
+               ) -> tuple[sql.Composed, list[Any]]:
+        """Fill a template's ``{where}`` slot with ``AND key = %s`` for each filtered key."""
+        names = [n for n in self.keys.names if n in where]
+        clause = sql.SQL("").join(
+            sql.SQL(" AND {} = %s").format(sql.Identifier(n)) for n in names)
+        return sql.SQL(template.as_string(None)).format(where=clause), [where[n] for n in names]
+
+    def scan(self, where: Mapping[str, Any], lo: int | None, hi: int | None
+             ) -> tuple[sql.Composed, list[Any]]:
+        query, params = self._where(self._scan, where)
+        return query, [CHUNK_MIN if lo is None else lo, CHUNK_MAX if hi is None else hi,
+                       *params]
+
+    def metas(self, where: Mapping[str, Any]) -> tuple[sql.Composed, list[Any]]:
+        return self._where(self._metas, where)
+
+    def series(self, where: Mapping[str, Any]) -> tuple[sql.Composed, list[Any]]:
+        return self._where(self._series, where)
+
+    def feed(self, where: Mapping[str, Any], txid: int, seq: int, limit: int
+             ) -> tuple[sql.Composed, list[Any]]:
+        query, params = self._where(self._feed, where)
+        return query, [str(txid), seq, *params, limit]
+
+    # -- rows ------------------------------------------------------------------------------
+    def record(self, row: tuple[Any, ...]) -> ChunkRecord:
+        nk = self.nk
+        return ChunkRecord(tuple(row[:nk]), self.meta(row), row[nk + 11])
+
+    def meta(self, row: tuple[Any, ...]) -> ChunkMeta:
+        nk = self.nk
+        return ChunkMeta(row[nk], row[nk + 1], row[nk + 2], row[nk + 3], row[nk + 4],
+                         row[nk + 5], row[nk + 6], row[nk + 7], row[nk + 8], row[nk + 9],
+                         row[nk + 10])
+
+    def copy_row(self, record: ChunkRecord, now: int) -> tuple[Any, ...]:
+        m = record.meta
+        return (*record.key, m.chunk, m.start, m.length, m.count, m.codec, m.dtype, m.checksum,
+                m.size, 1, m.updated_at or now, m.deleted, record.payload)
+
+    def key_arrays(self, keys: list[SeriesKey]) -> list[list[Any]]:
+        return [[k[i] for k in keys] for i in range(self.nk)]
+
+    def slot_arrays(self, slots: list[tuple[SeriesKey, int]]) -> list[list[Any]]:
+        return [*self.key_arrays([s[0] for s in slots]), [s[1] for s in slots]]

@@ -1,0 +1,253 @@
+"""A minimal object interface over boto3, with botocore errors translated at the boundary.
+
+Everything the S3 backend does to the service goes through :class:`ObjectClient`: GET (whole
+or ranged), conditional PUT and DELETE, paginated listings. boto3 is imported here, lazily:
+importing :mod:`curvestore.backends.s3` never needs it. Credentials are never handled here:
+boto3 finds them through its own chain (environment, shared config/profile, instance role),
+and no message built here contains anything but bucket, key, endpoint and the service's error
+code and message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from curvestore.errors import (
+    BackendNotInstalledError,
+    ConfigurationError,
+    ConflictError,
+    CurvestoreError,
+)
+
+__all__ = ["Listed", "ObjectClient", "S3Error", "load_boto3"]
+
+#: Error codes meaning "a condition of a conditional request did not hold".
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_DENIED_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                           "ExpiredToken", "InvalidToken", "AllAccessDisabled"})
+
+
+class S3Error(CurvestoreError):
+    """The object service failed a request (after botocore's own retries)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def load_boto3() -> Any:
+    """Import boto3, or raise BackendNotInstalledError naming the ``s3`` extra."""
+    try:
+        import boto3
+    except ImportError as exc:
+        raise BackendNotInstalledError("the s3:// backend", "s3", str(exc)) from exc
+    return boto3
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One object of a listing."""
+
+    key: str
+    etag: str
+    last_modified: dt.datetime
+    size: int
+
+
+class ObjectClient:
+    """Thread-safe access to one bucket (boto3 clients are thread-safe)."""
+
+    def __init__(self, bucket: str, *, endpoint_url: str | None, region: str | None,
+                 profile: str | None, max_pool: int, page_size: int = 1000) -> None:
+        boto3 = load_boto3()
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+        self.bucket = bucket
+        self.endpoint = endpoint_url or "aws"
+        self.page_size = page_size
+        try:
+            session = boto3.session.Session(profile_name=profile)
+        except ProfileNotFound as exc:
+            raise ConfigurationError(f"AWS profile {profile!r} is not defined") from exc
+        except BotoCoreError as exc:
+            raise ConfigurationError(f"cannot set up an AWS session: {type(exc).__name__}"
+                                     ) from exc
+        config = Config(
+            max_pool_connections=max_pool,
+            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=10,
+            read_timeout=30,
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+        )
+        try:
+            self.s3 = session.client("s3", endpoint_url=endpoint_url, region_name=region,
+                                     config=config)
+        except (BotoCoreError, ValueError) as exc:
+            raise ConfigurationError(f"cannot build an S3 client for endpoint {self.endpoint}: "
+                                     f"{type(exc).__name__}") from exc
+
+    # -- error translation -------------------------------------------------------------------
+    def where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def translate(self, exc: Exception, what: str, key: str = "") -> CurvestoreError:
+        """A curvestore error for a botocore exception (the caller raises it ``from exc``)."""
+        from botocore.exceptions import (
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        place = self.where(key) if key else f"s3://{self.bucket}"
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return ConfigurationError(
+                f"{what} {place}: no usable AWS credentials (boto3 looks in the environment, "
+                "the shared config and credentials files or AWS_PROFILE, then instance roles)")
+        if isinstance(exc, EndpointConnectionError):
+            return S3Error(f"{what} {place}: cannot reach the S3 endpoint {self.endpoint}",
+                           "EndpointConnectionError")
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            message = str(error.get("Message", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _CONFLICT_CODES or status in (409, 412):
+                return ConflictError(f"{what} {place}: a concurrent writer changed it ({code})")
+            if code == "NoSuchBucket":
+                return ConfigurationError(
+                    f"bucket {self.bucket!r} does not exist at endpoint {self.endpoint}; "
+                    "create it first (curvestore does not create buckets)")
+            if code in _DENIED_CODES or status == 403:
+                return ConfigurationError(
+                    f"{what} {place}: access denied by endpoint {self.endpoint} ({code}); check "
+                    "the credentials boto3 finds and the bucket policy")
+            return S3Error(f"{what} {place}: {code or status}: {message}", code)
+        return S3Error(f"{what} {place}: {type(exc).__name__}", type(exc).__name__)
+
+    @staticmethod
+    def _code(exc: Exception) -> str:
+        response = getattr(exc, "response", None) or {}
+        return str(response.get("Error", {}).get("Code", ""))
+
+    @staticmethod
+    def _status(exc: Exception) -> int | None:
+        response = getattr(exc, "response", None) or {}
+        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")  # type: ignore[no-any-return]
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        return (ClientError, BotoCoreError)
+
+    # -- objects -------------------------------------------------------------------------------
+    def get(self, key: str, *, byte_range: tuple[int, int] | None = None
+            ) -> tuple[bytes, str, dict[str, str]] | None:
+        """``(data, etag, user metadata)``, or None when the object does not exist."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if byte_range is not None:
+            args["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        try:
+            response = self.s3.get_object(**args)
+            data = response["Body"].read()
+        except self._errors() as exc:
+            if self._code(exc) in _MISSING_CODES:
+                return None
+            if self._code(exc) == "InvalidRange":  # an empty object asked for a range
+                return self.get(key)
+            raise self.translate(exc, "cannot read", key) from exc
+        return data, str(response.get("ETag", "")), dict(response.get("Metadata") or {})
+
+    def put(self, key: str, body: bytes, *, if_match: str | None = None,
+            if_none_match: bool = False, metadata: dict[str, str] | None = None) -> str:
+        """Write an object; returns its new ETag. A failed condition raises ConflictError
+        (an ``if_match`` on an object that is gone counts as a failed condition)."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body}
+        if if_match is not None:
+            args["IfMatch"] = if_match
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        if metadata:
+            args["Metadata"] = metadata
+        try:
+            response = self.s3.put_object(**args)
+        except self._errors() as exc:
+            if if_match is not None and self._code(exc) in _MISSING_CODES:
+                raise ConflictError(f"cannot write {self.where(key)}: a concurrent writer "
+                                    "removed it") from exc
+            raise self.translate(exc, "cannot write", key) from exc
+        return str(response.get("ETag", ""))
+
+    def delete(self, key: str, *, if_match: str | None = None) -> bool:
+        """Delete an object (absent is fine); False when ``if_match`` did not hold."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if if_match is not None:
+            args["IfMatch"] = if_match
+        try:
+            self.s3.delete_object(**args)
+        except self._errors() as exc:
+            code, status = self._code(exc), self._status(exc)
+            if code in _MISSING_CODES:
+                return if_match is None
+            if if_match is not None and (code in _CONFLICT_CODES or status in (409, 412)):
+                return False
+            raise self.translate(exc, "cannot delete", key) from exc
+        return True
+
+    # -- listings ------------------------------------------------------------------------------
+    def list_objects(self, prefix: str, *, start_after: str | None = None,
+                     limit: int | None = None) -> Iterator[Listed]:
+        """Objects under ``prefix`` in key order (after ``start_after``), page by page."""
+        for page in self._pages(prefix, start_after=start_after, limit=limit):
+            for item in page.get("Contents", ()):
+                yield Listed(item["Key"], str(item.get("ETag", "")), item["LastModified"],
+                             int(item.get("Size", 0)))
+
+    def list_prefixes(self, prefix: str) -> list[str]:
+        """The 'sub-directories' right under ``prefix`` (``Delimiter='/'``), every page."""
+        found: list[str] = []
+        for page in self._pages(prefix, delimiter="/"):
+            found += [p["Prefix"] for p in page.get("CommonPrefixes", ())]
+        return found
+
+    def _pages(self, prefix: str, *, delimiter: str | None = None,
+               start_after: str | None = None, limit: int | None = None
+               ) -> Iterator[dict[str, Any]]:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix,
+                                "MaxKeys": min(self.page_size, limit or self.page_size)}
+        if delimiter:
+            args["Delimiter"] = delimiter
+        if start_after:
+            args["StartAfter"] = start_after
+        seen = 0
+        while True:
+            try:
+                page = self.s3.list_objects_v2(**args)
+            except self._errors() as exc:
+                raise self.translate(exc, "cannot list", prefix) from exc
+            yield page
+            seen += int(page.get("KeyCount", 0))
+            if not page.get("IsTruncated") or (limit is not None and seen >= limit):
+                return
+            args["ContinuationToken"] = page["NextContinuationToken"]
+            args.pop("StartAfter", None)
+
+    def server_time(self, prefix: str) -> tuple[dt.datetime, list[Listed]]:
+        """List ``prefix`` (one page) and return the service's clock (the response's Date
+        header, so that ages are measured on one clock) with the objects."""
+        try:
+            page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix,
+                                           MaxKeys=self.page_size)
+        except self._errors() as exc:
+            raise self.translate(exc, "cannot list", prefix) from exc
+        date = page.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        now = email.utils.parsedate_to_datetime(date) if date else dt.datetime.now(dt.UTC)
+        items = [Listed(i["Key"], str(i.get("ETag", "")), i["LastModified"],
+                        int(i.get("Size", 0))) for i in page.get("Contents", ())]
+        return now, items

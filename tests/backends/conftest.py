@@ -1,0 +1,50 @@
+"""PostgreSQL fixtures: one throw-away server per test session, one fresh table per test.
+
+Without ``CURVESTORE_TEST_POSTGRES_URL``, the server is started by
+:func:`curvestore.testing.postgres_server.postgres_server`. When it cannot start (or psycopg is
+missing), the PostgreSQL tests are skipped with the reason, except under CI (``CI=true``),
+where that is an error: CI must never pass without having run them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from curvestore.testing.postgres_server import PostgresUnavailable, in_ci, postgres_server
+
+
+def _unavailable(reason: str) -> None:
+    if in_ci():
+        pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The URL of a PostgreSQL server (without a table option)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        _unavailable(f'psycopg is not installed ({exc}); pip install "curvestore[postgres]"')
+    server = postgres_server()
+    try:
+        url = server.__enter__()
+    except (PostgresUnavailable, OSError) as exc:
+        _unavailable(str(exc))
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+def _with(url: str, option: str) -> str:
+    return url + ("&" if "?" in url else "?") + option
+
+
+@pytest.fixture
+def pg_table_url(postgres_url: str) -> Callable[[], str]:
+    """A factory of URLs naming fresh, unique tables on the session's server."""
+    return lambda: _with(postgres_url, f"table=t_{uuid.uuid4().hex[:20]}")

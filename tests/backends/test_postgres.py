@@ -1,0 +1,487 @@
+"""The PostgreSQL backend: every shipped suite, plus what only PostgreSQL must prove.
+
+A throw-away server is started for the session (see ``conftest.py``); each test gets its own
+table. Set ``CURVESTORE_TEST_POSTGRES_URL`` to run against another server.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import curvestore
+from curvestore.backends.postgres import create_statements
+from curvestore.core.config import KeySchema
+from curvestore.errors import (
+    BackendNotInstalledError,
+    ConfigurationError,
+    CurvestoreError,
+    StoreExistsError,
+)
+from curvestore.testing import BackendConformance, StatefulConformance, StoreSemantics
+from curvestore.testing.postgres_server import in_ci
+from curvestore.testing.store import assert_series_exact, curve
+
+if in_ci():  # CI must run these tests: a missing driver is an error there
+    import psycopg
+else:
+    psycopg = pytest.importorskip("psycopg")
+
+KEYS = {"site": str, "n": int}
+FREQ, TZ = "15min", "Europe/Paris"
+PASSWORD = "s3cr3t-Pa55"
+
+
+def _with_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url
+    user = parts.username or "postgres"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{user}:{PASSWORD}@{host}", parts.path, parts.query, ""))
+
+
+def _table(url: str) -> str:
+    return dict(p.split("=", 1) for p in urlsplit(url).query.split("&"))["table"]
+
+
+class TestPostgres(StoreSemantics, BackendConformance, StatefulConformance):
+    @pytest.fixture
+    def backend_url_factory(self, pg_table_url: Callable[[], str]) -> Callable[[], str]:
+        return pg_table_url
+
+    @pytest.fixture
+    def backend_url(self, pg_table_url: Callable[[], str]) -> str:
+        return pg_table_url()
+
+    @pytest.fixture
+    def other_backend_url(self, pg_table_url: Callable[[], str]) -> str:
+        return pg_table_url()
+
+    @pytest.fixture
+    def secret_url(self, pg_table_url: Callable[[], str]) -> str:
+        return _with_password(pg_table_url())
+
+
+def _create(url: str, **kwargs: Any) -> curvestore.Store:
+    return curvestore.create_store(url, keys=KEYS, freq=FREQ, tz=TZ, **kwargs)
+
+
+def _connect(url: str) -> Any:
+    parts = urlsplit(url)
+    return psycopg.connect(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
+                           autocommit=True)
+
+
+# -- URL, names, injection -------------------------------------------------------------------
+
+def test_injection_in_key_values_round_trips_as_data(pg_table_url: Callable[[], str]) -> None:
+    url = pg_table_url()
+    evil = "x'); DROP TABLE t; --"
+    values = curve("2024-01-01", periods=500)
+    with _create(url) as store:
+        store.write({"site": evil, "n": 1}, values)
+        store.write({"site": 'q"uote\\', "n": -(2**62)}, values)
+        assert_series_exact(store.read({"site": evil, "n": 1}), values)
+        assert store.keys({"site": evil}) == [{"site": evil, "n": 1}]
+        assert [k for k, _ in store.read_many({"site": evil})] == [{"site": evil, "n": 1}]
+        assert {i.key["site"] for i in store.changes().items} == {evil, 'q"uote\\'}
+    with _connect(url) as conn:  # the tables are intact, the key is a plain column value
+        assert conn.execute(f'SELECT count(*) FROM "{_table(url)}" WHERE site = %s',
+                            [evil]).fetchone()[0] > 0
+
+
+@pytest.mark.parametrize("option", ["table=t;DROP TABLE x", "table=T", 'table=a"b',
+                                    "schema=public;--", "table=" + "a" * 41, "table=-x",
+                                    "bogus=1"])
+def test_bad_names_and_options_are_refused(postgres_url: str, option: str) -> None:
+    sep = "&" if "?" in postgres_url else "?"
+    with pytest.raises(ConfigurationError):
+        curvestore.open_store(f"{postgres_url}{sep}{option}")
+
+
+def test_schema_option_and_key_order_matches_python(postgres_url: str) -> None:
+    with _connect(postgres_url) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS curves")
+    sep = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{sep}schema=curves&table=t_order"
+    sites = ["b", "B", "a", "Z", "z", "_", "é", "ä", "a b", "ab", "a\u0301", "😀", "~"]
+    values = curve("2024-01-01", periods=10)
+    with _create(url) as store:
+        store.write_many({(s, n): values for s in sites for n in (10, 2, -1)})
+        expected = sorted((s, n) for s in sites for n in (10, 2, -1))
+        listed = store.keys()
+        assert [(k["site"], k["n"]) for k in listed] == expected
+        assert [(k["site"], k["n"]) for k, _ in store.read_many()] == expected
+        assert repr(store.backend).endswith("table='curves.t_order')")
+
+
+def test_libpq_environment_fills_the_url(postgres_url: str, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    parts = urlsplit(postgres_url)
+    monkeypatch.setenv("PGHOST", parts.hostname or "")
+    monkeypatch.setenv("PGPORT", str(parts.port))
+    monkeypatch.setenv("PGUSER", parts.username or "postgres")
+    monkeypatch.setenv("PGDATABASE", parts.path.lstrip("/"))
+    with _create("postgresql://?table=t_env") as store:
+        store.write({"site": "a", "n": 1}, curve("2024-01-01", periods=4))
+        assert store.keys() == [{"site": "a", "n": 1}]
+    with curvestore.open_store("postgres:///?table=t_env") as again:  # the alias scheme
+        assert again.keys() == [{"site": "a", "n": 1}]
+
+
+# -- credentials and errors ------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_server_error_hides_the_password() -> None:
+    from curvestore.backends.postgres import PostgresConnectionError
+
+    url = f"postgresql://bob:{PASSWORD}@127.0.0.1:{_free_port()}/db?table=t"
+    with pytest.raises(PostgresConnectionError) as info:
+        curvestore.open_store(url)
+    error = info.value
+    assert isinstance(error, CurvestoreError) and isinstance(error, ConnectionError)
+    assert "127.0.0.1" in str(error) and "bob" in str(error)
+    chain = [error, error.__cause__, error.__context__]
+    for item in chain:
+        assert PASSWORD not in str(item) and PASSWORD not in repr(item)
+    backend = curvestore.registry.get_backend_class("postgresql").from_url(
+        curvestore.core.url.parse_url(url))
+    assert PASSWORD not in repr(backend) and PASSWORD not in str(backend.target)
+
+
+def test_driver_messages_quoting_the_password_are_scrubbed() -> None:
+    from curvestore.backends.postgres._connect import ConnectionTarget, translated
+    from curvestore.core.url import parse_url
+
+    target = ConnectionTarget.from_url(parse_url(f"postgresql://u:{PASSWORD}@h/db"), {})
+    with pytest.raises(CurvestoreError) as info, translated(target, "connecting"):
+        raise psycopg.OperationalError(f'bad conninfo "password={PASSWORD} host=h"')
+    assert PASSWORD not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    with pytest.raises(CurvestoreError) as info, translated(target, "reading"):
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+    assert isinstance(info.value.__cause__, psycopg.OperationalError)  # clean: chained
+
+
+def test_missing_psycopg_names_the_extra() -> None:
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "psycopg" or name.startswith("psycopg."):
+                    raise ImportError("blocked")
+        sys.meta_path.insert(0, Block())
+        import curvestore
+        import curvestore.backends.postgres  # importing never needs psycopg
+        from curvestore.errors import BackendNotInstalledError
+        try:
+            curvestore.open_store("postgresql://u@h/db?table=t")
+        except BackendNotInstalledError as exc:
+            print("OK", exc.extra, exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.startswith("OK postgres"), out.stdout + out.stderr
+    assert "curvestore[postgres]" in out.stdout
+    assert issubclass(BackendNotInstalledError, ImportError)
+
+
+# -- tables and DDL --------------------------------------------------------------------------
+
+def test_table_layout(pg_table_url: Callable[[], str]) -> None:
+    url = pg_table_url()
+    table = _table(url)
+    with _create(url) as store:
+        store.write({"site": "a", "n": 1}, curve("2024-01-01", periods=4000))
+    with _connect(url) as conn:
+        cols = dict(conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
+            "attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", [table]).fetchall())
+        assert cols["site"] == "text" and cols["n"] == "bigint"
+        assert cols["payload"] == "bytea" and cols["chunk_index"] == "integer"
+        storage = conn.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = "
+                               "%s::regclass AND attname = 'payload'", [table]).fetchone()[0]
+        assert storage == "e"  # EXTERNAL: no pglz on already-compressed payloads
+        pkey = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE "
+                            "conrelid = %s::regclass AND contype = 'p'", [table]).fetchone()[0]
+        assert pkey == "PRIMARY KEY (site, n, chunk_index)"
+        rows = conn.execute(f'SELECT site, n, chunk_index, version, deleted FROM "{table}" '
+                            "ORDER BY chunk_index").fetchall()
+        assert [r[:2] for r in rows] == [("a", 1), ("a", 1)] and rows[0][3] == 1
+        manifest = conn.execute(f'SELECT body FROM "{table}_manifest"').fetchone()[0]
+        assert manifest["keys"] == [{"name": "site", "type": "str"},
+                                    {"name": "n", "type": "int"}]
+        changes = conn.execute(f'SELECT txid::text, seq FROM "{table}_changes"').fetchall()
+        assert len(changes) == 2 and int(changes[0][0]) > 0
+
+
+def test_dba_created_tables_need_no_create_privilege(postgres_url: str,
+                                                     pg_table_url: Callable[[], str]) -> None:
+    url = pg_table_url()
+    table = _table(url)
+    statements = create_statements(KeySchema.from_spec(KEYS), table=table)
+    assert any("SET STORAGE EXTERNAL" in s for s in statements)
+    role = f"app_{table}"
+    with _connect(url) as conn:
+        for statement in statements:
+            conn.execute(statement.encode())
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+        conn.execute(f'GRANT SELECT, INSERT, UPDATE ON "{table}", "{table}_manifest", '
+                     f'"{table}_changes" TO "{role}"')
+        conn.execute(f'GRANT USAGE ON SEQUENCE "{table}_changes_seq_seq" TO "{role}"')
+        assert not conn.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')",
+                                [role]).fetchone()[0]
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    app_url = urlunsplit((parts.scheme, f"{role}@{host}", parts.path, parts.query, ""))
+    with _create(app_url) as store:
+        store.write({"site": "a", "n": 1}, curve("2024-01-01", periods=10))
+        assert store.keys() == [{"site": "a", "n": 1}]
+    with pytest.raises(StoreExistsError):
+        _create(app_url)
+
+
+def test_cli_prints_the_create_statements(capsys: pytest.CaptureFixture[str]) -> None:
+    from curvestore.cli import main
+
+    assert main(["sql", "--keys", "site:str,year:int", "--table", "lc"]) == 0
+    out = capsys.readouterr().out
+    assert 'CREATE TABLE "public"."lc" (' in out and '"year" bigint NOT NULL' in out
+    assert out.count(";\n") == 5
+    assert main(["sql", "--keys", "size:int"]) == 1  # clashes with a column of the backend
+    assert "reserved" in capsys.readouterr().err
+
+
+def test_precreated_table_with_other_keys_is_refused(pg_table_url: Callable[[], str]) -> None:
+    url = pg_table_url()
+    with _connect(url) as conn:
+        for statement in create_statements(KeySchema.from_spec({"site": int}),
+                                           table=_table(url)):
+            conn.execute(statement.encode())
+    with pytest.raises(ConfigurationError, match="does not fit"):
+        _create(url)
+
+
+# -- change feed: transactions committing out of order ---------------------------------------
+
+def test_feed_never_skips_a_transaction_that_commits_late(
+        pg_table_url: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writer A writes its rows first but commits after writer B.
+
+    A plain sequence cursor would skip A: B's rows are visible first, with sequence numbers
+    above A's. The watermark holds B back until A ends, then returns A and B exactly once.
+    """
+    url = pg_table_url()
+    reader = _create(url)
+    store_a, store_b = curvestore.open_store(url), curvestore.open_store(url)
+    series_a = curve("2024-01-01", end="2024-03-31 23:45", seed=1)  # 3 chunks
+    series_b = curve("2024-05-01", end="2024-06-30 23:45", seed=2)  # 2 chunks
+    written, release = threading.Event(), threading.Event()
+    original = store_a.backend._write
+
+    def held(conn: Any, tx: Any) -> Any:
+        changes = original(conn, tx)  # rows inserted, transaction id taken, not committed
+        written.set()
+        assert release.wait(60)
+        return changes
+
+    monkeypatch.setattr(store_a.backend, "_write", held)
+    errors: list[BaseException] = []
+
+    def write_a() -> None:
+        try:
+            store_a.write({"site": "a", "n": 1}, series_a)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=write_a)
+    thread.start()
+    try:
+        assert written.wait(60)
+        store_b.write({"site": "b", "n": 2}, series_b)  # commits while A is open
+        table = _table(url)
+        with _connect(url) as conn:  # what a plain sequence cursor would do
+            naive = conn.execute(f'SELECT max(seq) FROM "{table}_changes"').fetchone()[0]
+        assert naive is not None  # B's rows are visible...
+        page = reader.changes()
+        assert page.items == [] and not page.has_more  # ...but the feed holds them back
+    finally:
+        release.set()
+        thread.join(60)
+    assert not errors, errors
+    with _connect(url) as conn:  # A's rows sit below the naive cursor: it would skip them
+        behind = conn.execute(f'SELECT count(*) FROM "{table}_changes" WHERE seq < %s AND '
+                              "site = 'a'", [naive]).fetchone()[0]
+        assert behind == 3
+    rest = []
+    cursor = page.cursor
+    while True:  # small pages, so the cursor is exercised between rows
+        page = reader.changes(cursor, limit=2)
+        rest += page.items
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    got = [(i.key["site"], i.chunk, i.version) for i in rest]
+    assert [g[0] for g in got] == ["a", "a", "a", "b", "b"]  # A's transaction id is older
+    assert len(set(got)) == 5
+    assert reader.changes(cursor).items == []
+    assert [(i.key["site"], i.chunk) for i in reader.changes(limit=100).items] == \
+        [(g[0], g[1]) for g in got]
+    for s in (reader, store_a, store_b):
+        s.close()
+
+
+def test_feed_filter_advances_the_cursor(pg_table_url: Callable[[], str]) -> None:
+    with _create(pg_table_url()) as store:
+        for n in range(5):
+            store.write({"site": "other", "n": n}, curve("2024-01-01", periods=10))
+        page = store.changes(filter={"site": "wanted"})
+        assert page.items == [] and not page.has_more
+        store.write({"site": "wanted", "n": 0}, curve("2024-01-01", periods=10))
+        page = store.changes(page.cursor, filter={"site": "wanted"})
+        assert [i.key for i in page.items] == [{"site": "wanted", "n": 0}]
+
+
+# -- a writer killed inside its transaction ---------------------------------------------------
+
+_HELD_WRITER = textwrap.dedent("""
+    import sys, time
+    import curvestore
+    from curvestore.backends.postgres._backend import PostgresBackend
+    from curvestore.testing.store import curve
+
+    url, ready = sys.argv[1], sys.argv[2]
+    original = PostgresBackend._write
+
+    def held(self, conn, tx):
+        changes = original(self, conn, tx)  # every row written, COMMIT not sent yet
+        open(ready, "w").write("ready")
+        time.sleep(600)
+        return changes
+
+    PostgresBackend._write = held
+    store = curvestore.open_store(url)
+    new = curve("2024-03-01", end="2024-08-31 23:45", value=2.0)
+    store.write({"site": "k", "n": 1}, new, mode="replace")
+""")
+
+
+@pytest.mark.slow
+def test_writer_killed_before_commit_leaves_the_series_whole(
+        pg_table_url: Callable[[], str], tmp_path: Path) -> None:
+    url = pg_table_url()
+    old = curve("2024-01-01", end="2024-12-31 23:45", value=1.0)  # 12 chunks
+    new = curve("2024-03-01", end="2024-08-31 23:45", value=2.0)  # 6 chunks + 6 tombstones
+    key = {"site": "k", "n": 1}
+    with _create(url) as store:
+        store.write(key, old)
+        feed_before = len(store.changes(limit=1000).items)
+    ready = tmp_path / "ready"
+    child = subprocess.Popen([sys.executable, "-c", _HELD_WRITER, url, str(ready)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            assert time.monotonic() < deadline, "the writer never reached its commit"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+    with curvestore.open_store(url) as store:
+        assert_series_exact(store.read(key), old)  # fully old
+        assert len(store.changes(limit=1000).items) == feed_before
+        started = time.monotonic()
+        store.write(key, new, mode="replace")  # the dead writer's locks are gone
+        assert time.monotonic() - started < 30
+        assert_series_exact(store.read(key), new)  # fully new
+        assert len(store.backend.read_chunks(store.schema.key(key))) == 6
+
+
+# -- memory while streaming ------------------------------------------------------------------
+
+_STREAMER = textwrap.dedent("""
+    import json, sys
+    import curvestore
+
+    def peak_kb():  # VmHWM: this process's peak RSS (ru_maxrss would carry the parent's)
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith("VmHWM:"))
+        return int(line.split()[1])
+
+    store = curvestore.open_store(sys.argv[1])
+    limit, hold = int(sys.argv[2]), sys.argv[3] == "hold"
+    for i, _ in enumerate(store.read_many()):  # warm up imports, codecs, the connection
+        if i == 3:
+            break
+    base = peak_kb()
+    count = nbytes = 0
+    held = []
+    for key, series in store.read_many():
+        count += 1
+        nbytes += int(series.memory_usage(index=True))
+        if hold:
+            held.append(series)
+        if count == limit:
+            break
+    print(json.dumps({"count": count, "nbytes": nbytes, "growth_kb": peak_kb() - base}))
+""")
+
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_read_many_memory_does_not_grow_with_the_series_count(
+        pg_table_url: Callable[[], str]) -> None:
+    url = pg_table_url()
+    n_series = 200
+    with _create(url) as store:
+        index = pd.date_range("2024-01-01", "2024-06-30 23:45", freq=FREQ, tz=TZ)
+        rng = np.random.default_rng(7)
+        for first in range(0, n_series, 50):
+            store.write_many({("s", n): pd.Series(rng.standard_normal(len(index)), index=index)
+                              for n in range(first, first + 50)})
+
+    def run(limit: int, hold: bool = False) -> dict[str, int]:
+        out = subprocess.run([sys.executable, "-c", _STREAMER, url, str(limit),
+                              "hold" if hold else "stream"],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+    few, many, held = run(20), run(n_series), run(n_series, hold=True)
+    assert many["count"] == n_series
+    mb = 1024  # ru_maxrss is in KiB on Linux
+    # Holding every series would take their full size (~56 MB here); streaming takes one
+    # series plus one fetch batch, whatever the count.
+    assert many["nbytes"] > 50 * mb * 1024
+    assert many["growth_kb"] < 24 * mb, many
+    assert many["growth_kb"] < few["growth_kb"] + 12 * mb, (few, many)
+    assert held["growth_kb"] > 40 * mb, held  # the probe does see memory that is kept
+    print(f"read_many RSS growth: 20 series {few['growth_kb']} KiB, "
+          f"{n_series} series {many['growth_kb']} KiB ({many['nbytes'] >> 20} MiB streamed), "
+          f"holding them {held['growth_kb']} KiB")
