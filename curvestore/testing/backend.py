@@ -161,11 +161,12 @@ class BackendConformance(StoreFixtures):
         before = backend.read_chunks(k, JAN_2024, JAN_2024)[0].meta.version
         assert abs(backend.read_chunks(k, JAN_2024, JAN_2024)[0].meta.updated_at
                    - time.time_ns()) < 3600 * 10**9
-        record = _record(k, JAN_2024, [1.0, 2.0]).with_meta(version=1, updated_at=1)
+        origin = 1_700_000_000_000_000_000  # whole microseconds: SQL timestamp columns keep it
+        record = _record(k, JAN_2024, [1.0, 2.0]).with_meta(version=1, updated_at=origin)
         committed = _put(backend, [record])
         (stored,) = backend.read_chunks(k, JAN_2024, JAN_2024)
         assert stored.meta.version > before
-        assert stored.meta.updated_at == 1
+        assert stored.meta.updated_at == origin
         assert [(c.key, c.chunk, c.version, c.deleted) for c in committed] == [
             (k, JAN_2024, stored.meta.version, False)]
         tomb = _put(backend, [_tombstone(k, JAN_2024)])

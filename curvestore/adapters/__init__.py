@@ -1,0 +1,1 @@
+"""Framework adapters (Django, HTTP) built on the curvestore core."""

@@ -1,0 +1,327 @@
+"""holcstore's ``TimeseriesChunkStore`` classmethods, delegated to a core :class:`Store`.
+
+Same names, signatures and outcomes as holcstore 0.6.7, with one deliberate difference:
+values that are not on the store's grid (finer than or misaligned with ``STORE_FREQ``) raise
+``ValueError`` (a :class:`~curvestore.errors.GridError`) instead of being silently dropped by
+a reindex. Naive input is localised to ``STORE_TZ`` with a warning, as holcstore does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from django.db import IntegrityError, models, transaction
+
+from curvestore.core import chunks as _chunks
+from curvestore.core.store import Store
+from curvestore.errors import SeriesExistsError, StoreExistsError
+
+__all__ = ["ChunkStoreAPI"]
+
+logger = logging.getLogger(__name__)
+
+
+def _set_freq(series: pd.Series | None, freq: str) -> pd.Series | None:
+    if series is not None and len(series) > 1:
+        series.index.freq = freq
+    return series
+
+
+class ChunkStoreAPI:
+    """Mixin of the public classmethods; ``cls`` is a concrete chunk-store model."""
+
+    # -- plumbing --------------------------------------------------------------------------
+    @classmethod
+    def _cs_backend(cls, using: str | None = None) -> Any:
+        return cls._cs_store(using).backend
+
+    @classmethod
+    def _cs_store(cls, using: str | None = None) -> Store:
+        """The core store over this model (cached per class and database alias)."""
+        from django.db import router
+
+        from curvestore.adapters.django.backend import DjangoModelBackend
+        from curvestore.adapters.django.options import model_config
+        from curvestore.core.config import StoreConfig
+
+        alias = using or router.db_for_write(cls)
+        cache = cls.__dict__.get("_cs_stores")
+        if cache is None:
+            cache = {}
+            type.__setattr__(cls, "_cs_stores", cache)
+        store = cache.get(alias)
+        if store is None:
+            backend = DjangoModelBackend(cls, using=alias)  # type: ignore[arg-type]
+            manifest = backend.read_manifest()
+            if manifest is None:
+                config = model_config(cls)  # type: ignore[arg-type]
+                try:
+                    backend.create_manifest(config.manifest())
+                except StoreExistsError:
+                    config = StoreConfig.from_manifest(backend.read_manifest() or {})
+            else:
+                config = StoreConfig.from_manifest(manifest)
+                config.check_compatible(keys=backend.model_config.keys,
+                                        freq=backend.model_config.freq,
+                                        tz=backend.model_config.tz,
+                                        chunking=backend.model_config.chunking)
+            store = cache[alias] = Store(backend, config)
+        return store
+
+    @classmethod
+    def _key_order(cls) -> tuple[str, ...]:
+        from curvestore.adapters.django.options import key_schema
+
+        return key_schema(cls).names  # type: ignore[arg-type]
+
+    # -- holcstore helpers -----------------------------------------------------------------
+    @classmethod
+    def get_model_keys(cls, allow_id: bool = False) -> set[str]:
+        """The key field names (a set, as holcstore returns), plus ``id`` if asked."""
+        keys = set(cls._key_order())
+        return {"id", *keys} if allow_id else keys
+
+    @classmethod
+    def _ensure_all_attrs_specified(cls, attrs: Mapping[str, Any],
+                                    bonus_keys: list[str] | None = None) -> None:
+        expected = {*cls.get_model_keys(), *(bonus_keys or [])}
+        if set(attrs) != expected:
+            raise ValueError(f"Trying to set or get partial attributes {dict(attrs)} while full "
+                             f"attributes list is {sorted(expected)}")
+
+    @classmethod
+    def _check_attrs(cls, attrs: Mapping[str, Any], allow_id: bool = True) -> None:
+        bad = {k.split("__")[0] for k in attrs} - cls.get_model_keys(allow_id=allow_id)
+        if bad:
+            raise ValueError(f"Unknown attribute(s) {bad}")
+
+    @classmethod
+    def _normalize_input(cls, serie: pd.Series) -> pd.Series | None:
+        """holcstore's checks: None for empty or all-NaN input, ValueError for a
+        non-datetime index, naive input localised to STORE_TZ with a warning."""
+        if serie.empty:
+            return None
+        if not isinstance(serie.index, pd.DatetimeIndex):
+            raise ValueError("Index must be a DatetimeIndex.")
+        if serie.isnull().all():
+            return None
+        if serie.index.tz is None:
+            logger.warning("Saving serie without tz may lead to inconsistent results: "
+                           "localized to STORE_TZ %s", cls.STORE_TZ)  # type: ignore[attr-defined]
+            serie = serie.tz_localize(cls.STORE_TZ)  # type: ignore[attr-defined]
+        return serie
+
+    # -- writes ----------------------------------------------------------------------------
+    @classmethod
+    def set_ts(cls, attrs: dict, serie: pd.Series, update: bool = False, replace: bool = False,
+               bulk_create_batch_size: int = 200) -> None:
+        """Write one series: insert (IntegrityError if it exists), ``update`` (new values win,
+        old kept where new are NaN) or ``replace``. All key fields are required."""
+        if update and replace:
+            raise ValueError("update and replace are mutually exclusive")
+        if not (update or replace) and cls.ALLOW_CLIENT_SERVER_SYNC:  # type: ignore[attr-defined]
+            raise ValueError(f"Trying to use set_ts with model {cls.__name__} without update "
+                             "or replace option while ALLOW_CLIENT_SERVER_SYNC=True.")
+        cls._ensure_all_attrs_specified(attrs)
+        serie = cls._normalize_input(serie)
+        if serie is None:
+            return
+        mode = "update" if update else "replace" if replace else "insert"
+        try:
+            cls._cs_store().write(attrs, serie, mode=mode)
+        except SeriesExistsError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+    @classmethod
+    def set_many_ts(cls, mapping: dict[tuple, pd.Series], keys: tuple[str, ...],
+                    bulk_create_batch_size: int = 200,
+                    kwargs_bulk_create: dict | None = None) -> None:
+        """Insert many series in one all-or-nothing call; IntegrityError if any exists.
+
+        ``kwargs_bulk_create={'ignore_conflicts': True}`` skips the series that exist."""
+        if cls.ALLOW_CLIENT_SERVER_SYNC:  # type: ignore[attr-defined]
+            raise ValueError(f"Trying to use set_many_ts with model {cls.__name__} while "
+                             "ALLOW_CLIENT_SERVER_SYNC=True.")
+        extra = dict(kwargs_bulk_create or {})
+        ignore = bool(extra.pop("ignore_conflicts", False))
+        if extra:
+            raise ValueError(f"unsupported kwargs_bulk_create {sorted(extra)}")
+        order = cls._key_order()
+        store = cls._cs_store()
+        batch: dict[tuple, pd.Series] = {}
+        for ktuple, serie in mapping.items():
+            attrs = dict(zip(keys, ktuple, strict=True))
+            cls._ensure_all_attrs_specified(attrs)
+            serie = cls._normalize_input(serie)
+            if serie is None:
+                continue
+            if ignore and store.read(attrs, end=None) is not None:
+                continue
+            batch[tuple(attrs[k] for k in order)] = serie
+        try:
+            store.write_many(batch, mode="insert")
+        except SeriesExistsError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+    # -- reads -----------------------------------------------------------------------------
+    @classmethod
+    def _bound(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return pd.Timestamp(value, tz=cls.STORE_TZ)  # type: ignore[attr-defined]
+        if value is None or pd.isna(value):
+            return None
+        return value
+
+    @classmethod
+    def get_ts(cls, attrs: dict, start: Any = None, end: Any = None,
+               drop_bounds_na: bool = True) -> pd.Series | None:
+        """The series (in STORE_TZ at STORE_FREQ) on ``[start, end]``, or None if absent."""
+        cls._ensure_all_attrs_specified(attrs)
+        series = cls._cs_store().read(attrs, cls._bound(start), cls._bound(end),
+                                      drop_bounds_na=drop_bounds_na)
+        return _set_freq(series, cls.STORE_FREQ)  # type: ignore[attr-defined]
+
+    @classmethod
+    def yield_many_ts(cls, filters: dict, start: Any = None, end: Any = None,
+                      qs_iterator_chunk_size: int = 200, drop_bounds_na: bool = True
+                      ) -> Iterator[tuple[pd.Series, dict]]:
+        """Stream ``(serie, key_dict)`` for each series matching ``filters`` (key fields,
+        with Django lookups such as ``version__in``), ordered by key."""
+        cls._check_attrs(filters)  # bad filters and bounds raise here, not at next()
+        store = cls._cs_store()
+        lo, hi = store._window(cls._bound(start), cls._bound(end))
+        return cls._stream(store, filters, lo, hi, qs_iterator_chunk_size, drop_bounds_na)
+
+    @classmethod
+    def _stream(cls, store: Store, filters: dict, lo: int | None, hi: int | None,
+                chunk_size: int, drop_bounds_na: bool) -> Iterator[tuple[pd.Series, dict]]:
+        if lo is not None and hi is not None and hi < lo:
+            return
+        clo, chi = store._chunk_window(lo, hi)
+        names = cls._key_order()
+        for key, records in store.backend.scan(filters, clo, chi, chunk_size=chunk_size):
+            series = _chunks.assemble(store.grid, [_chunks.decode(r) for r in records],
+                                      lo, hi, drop_bounds_na)
+            if series is not None:
+                yield _set_freq(series, cls.STORE_FREQ), dict(zip(names, key, strict=True))  # type: ignore[attr-defined,misc]
+
+    @classmethod
+    def _max_of(cls, records: list[Any]) -> pd.Timestamp | None:
+        store = cls._cs_store()
+        best = None
+        for r in records:
+            last = store.grid.period(r.meta.chunk)[0] + r.meta.start + r.meta.length - 1
+            best = last if best is None else max(best, last)
+        if best is None:
+            return None
+        ns = int(store.grid.ns_of_positions(best))
+        return pd.Timestamp(ns, tz="UTC").tz_convert(cls.STORE_TZ)  # type: ignore[attr-defined]
+
+    @classmethod
+    def get_max_horodate(cls, filters: dict) -> pd.Timestamp | None:
+        """The last timestamp holding a value among the series matching ``filters``."""
+        cls._check_attrs(filters)
+        backend = cls._cs_backend()
+        qs = cls._default_manager.filter(**filters, is_deleted=False)  # type: ignore[attr-defined]
+        top = qs.aggregate(m=models.Max("chunk_index"))["m"]
+        while top is not None:
+            records = [r for _, rs in backend.scan(filters, top, top) for r in rs]
+            if records:
+                return cls._max_of(records)
+            top = qs.filter(chunk_index__lt=top).aggregate(m=models.Max("chunk_index"))["m"]
+        return None
+
+    @classmethod
+    def get_many_max_horodate(cls, filters: dict, distinct_on: tuple[str, ...] = ("id",)
+                              ) -> dict[tuple, pd.Timestamp]:
+        """``{values of distinct_on: last timestamp}`` over the newest chunk of each group
+        (holcstore's semantics; portable, without PostgreSQL's DISTINCT ON)."""
+        cls._check_attrs(filters)
+        backend = cls._cs_backend()
+        names = cls._key_order()
+        qs = cls._default_manager.filter(**filters, is_deleted=False).order_by(  # type: ignore[attr-defined]
+            *distinct_on, "-chunk_index")
+        out: dict[tuple, pd.Timestamp] = {}
+        for obj in qs.iterator():
+            group = tuple(getattr(obj, f) for f in distinct_on)
+            if group in out:
+                continue
+            key = tuple(getattr(obj, n) for n in names)
+            record = backend._record(key, obj.chunk_index, obj.start_ts, obj.dtype, obj.data,
+                                     obj.updated_at, obj.row_version)
+            if record is not None:
+                out[group] = cls._max_of([record])
+        return out
+
+    # -- sync helpers (holcstore's) --------------------------------------------------------
+    @classmethod
+    def last_updated_at(cls, filters: dict | None = None) -> Any:
+        """The newest ``updated_at``, or 2000-01-01 00:00 Europe/Paris for an empty table."""
+        row = cls._default_manager.filter(**(filters or {})).order_by(  # type: ignore[attr-defined]
+            "-updated_at").first()
+        if row is None:
+            return dt.datetime(2000, 1, 1, tzinfo=ZoneInfo("Europe/Paris"))
+        return row.updated_at
+
+    @classmethod
+    def updates_queryset(cls, since: Any, filters: dict | None = None) -> models.QuerySet:
+        """Chunks with ``updated_at >= since``, ordered by ``(updated_at, pk)``, as dicts."""
+        return (cls._default_manager.filter(**(filters or {}), updated_at__gte=since)  # type: ignore[attr-defined]
+                .order_by("updated_at", "pk")
+                .values(*cls.get_model_keys(), "chunk_index", "dtype", "start_ts",
+                        "updated_at", "is_deleted"))
+
+    @classmethod
+    def list_updates(cls, since: Any, filters: dict | None = None, limit: int | None = None,
+                     offset: int | None = None) -> list[dict]:
+        """:meth:`updates_queryset` as holcstore's list of dicts (``attrs``, ``chunk_index``,
+        ``dtype``, ``start_ts``, ``updated_at``, ``is_deleted``)."""
+        qs = cls.updates_queryset(since, filters)
+        if offset:
+            qs = qs[offset:]
+        if limit is not None:
+            qs = qs[:limit]
+        keys = cls.get_model_keys()
+        return [{"attrs": {k: row[k] for k in keys}, "chunk_index": row["chunk_index"],
+                 "dtype": row["dtype"], "start_ts": row["start_ts"],
+                 "updated_at": row["updated_at"], "is_deleted": row["is_deleted"]}
+                for row in qs]
+
+    @classmethod
+    def export_chunks(cls, spec: list[dict]) -> list[tuple]:
+        """``[(blob, attrs + chunk_index, meta)]`` for ``[{"attrs", "chunk_index"}]``: blobs
+        as stored, never decoded."""
+        out = []
+        for item in spec:
+            row = cls._default_manager.get(**item["attrs"], chunk_index=item["chunk_index"])  # type: ignore[attr-defined]
+            attrs = {**item["attrs"], "chunk_index": row.chunk_index}
+            meta = {"dtype": row.dtype, "start_ts": row.start_ts, "is_deleted": row.is_deleted,
+                    "updated_at": row.updated_at}
+            out.append((bytes(row.data), attrs, meta))
+        return out
+
+    @classmethod
+    def import_chunks(cls, payload: list[tuple]) -> None:
+        """Write what :meth:`export_chunks` returned, atomically (one bad item: nothing)."""
+        if not payload:
+            return
+        from curvestore.adapters.django.backend import _ns, _Row
+
+        backend = cls._cs_backend()
+        names = cls._key_order()
+        rows = []
+        now = pd.Timestamp.now(tz="UTC").value
+        for blob, attrs, meta in payload:
+            cls._ensure_all_attrs_specified(attrs, bonus_keys=["chunk_index"])
+            updated = meta.get("updated_at")
+            rows.append((tuple(attrs[n] for n in names), int(attrs["chunk_index"]), _Row(
+                bytes(blob), meta.get("dtype", "float64"), _ns(meta["start_ts"]),
+                now if updated is None else _ns(updated), bool(meta.get("is_deleted", False)))))
+        with transaction.atomic(using=backend.using), \
+                backend.transaction(sorted({k for k, _, _ in rows})) as tx:
+            tx.put_rows(rows)

@@ -1,0 +1,416 @@
+"""``DjangoModelBackend``: a chunk-store model class as a curvestore :class:`Backend`.
+
+One row of the model is one chunk: the key fields, ``chunk_index`` (``year`` or
+``year * 12 + month - 1``, the same numbering as the core and holcstore), ``start_ts``,
+``dtype``, ``data`` (see :mod:`.compat` for both blob formats), ``updated_at``, ``is_deleted``
+(a tombstone) and ``row_version`` (the core's chunk version; NULL on rows holcstore wrote).
+
+Writes run in ``transaction.atomic`` with ``select_for_update`` on the rows the core reads;
+the commit then locks the store's manifest row, takes versions from its counter, writes the
+chunk rows and appends the change feed. That lock is the last one taken and is held until
+commit, so versions follow commit order on PostgreSQL too and a feed reader never skips a
+late commit. Two writers creating the same new chunk meet on the unique constraint: the loser
+gets :class:`ConflictError` and the core re-runs its read-merge-write.
+
+holcstore rows are decoded on read and presented to the core as trimmed ``"none"``-codec
+records (checksums computed on read: holcstore's format carries none).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.db import IntegrityError as DjangoIntegrityError
+from django.db import OperationalError, models, router, transaction
+
+from curvestore.adapters.django import compat
+from curvestore.adapters.django.bookkeeping import ChunkChange, StoreManifest, SyncState
+from curvestore.adapters.django.options import key_schema, model_config
+from curvestore.backends.base import Backend, Transaction
+from curvestore.core.config import StoreConfig
+from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.grid import get_grid
+from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.url import StoreURL
+from curvestore.errors import (
+    ConfigMismatchError,
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    StoreExistsError,
+)
+from curvestore.registry import get_codec
+
+__all__ = ["DjangoModelBackend"]
+
+_FIELDS = ("chunk_index", "start_ts", "dtype", "data", "updated_at", "row_version")
+_OR_BATCH = 200
+
+
+def _ns(value: Any) -> int:
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.as_unit("ns").value)
+
+
+def _dt(ns: int) -> Any:
+    """An aware datetime (DateTimeField keeps microseconds: finer digits are dropped)."""
+    return pd.Timestamp(int(ns) // 1000 * 1000, tz="UTC").to_pydatetime()
+
+
+@dataclass(slots=True)
+class _Row:
+    """A chunk row to write, already in the table's format."""
+
+    data: bytes
+    dtype: str
+    start_ns: int
+    updated_ns: int
+    deleted: bool
+
+
+def _ensure_django() -> None:
+    from django.apps import apps
+
+    if not apps.ready:
+        import django
+
+        django.setup()
+
+
+class _DjangoTransaction(Transaction):
+    def __init__(self, backend: DjangoModelBackend, keys: Sequence[SeriesKey]) -> None:
+        self.backend = backend
+        self.keys = set(keys)
+        self.staged: dict[tuple[SeriesKey, int], _Row] = {}
+        self.states: dict[str, str] = {}
+        self.committed = []
+
+    def _locked(self, key: SeriesKey, lo: int | None, hi: int | None) -> list[ChunkRecord]:
+        b = self.backend
+        qs = b._range(b._qs().select_for_update().filter(**b.key_dict(key)), lo, hi)
+        rows = qs.order_by("chunk_index").values_list("is_deleted", *_FIELDS)
+        out = [b._record(key, *row[1:]) for row in rows if not row[0]]
+        return [r for r in out if r is not None]
+
+    def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
+        return [r.meta for r in self._locked(key, None, None)]
+
+    def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+             ) -> list[ChunkRecord]:
+        return self._locked(key, lo, hi)
+
+    def put(self, records: Sequence[ChunkRecord]) -> None:
+        now = time.time_ns()
+        for record in records:
+            if record.key not in self.keys:
+                raise ValueError(f"series {record.key} is not part of this transaction")
+            self.staged[(record.key, record.chunk)] = self.backend._row(record, now)
+
+    def put_rows(self, rows: Iterable[tuple[SeriesKey, int, _Row]]) -> None:
+        """Stage rows already in the table's format (holcstore's ``import_chunks``)."""
+        for key, chunk, row in rows:
+            if key not in self.keys:
+                raise ValueError(f"series {key} is not part of this transaction")
+            self.staged[(key, chunk)] = row
+
+    def set_state(self, name: str, value: str) -> None:
+        self.states[name] = value
+
+    def commit(self) -> list[Change]:
+        if not self.staged and not self.states:
+            return []
+        b = self.backend
+        manifest = b._lock_manifest()
+        version = manifest.last_version
+        existing = b._existing_ids(sorted(self.staged))
+        to_create, to_update, changes, log = [], [], [], []
+        for (key, chunk), row in sorted(self.staged.items()):
+            version += 1
+            obj = b.model(**b.key_dict(key), chunk_index=chunk, data=row.data, dtype=row.dtype,
+                          start_ts=_dt(row.start_ns), updated_at=_dt(row.updated_ns),
+                          is_deleted=row.deleted, row_version=version)
+            pk = existing.get((key, chunk))
+            if pk is None:
+                to_create.append(obj)
+            else:
+                obj.pk = pk
+                to_update.append(obj)
+            changes.append(Change(key, chunk, version, row.deleted))
+            log.append(ChunkChange(store=b.table, version=version, key=json.dumps(list(key)),
+                                   chunk=chunk, deleted=row.deleted))
+        manager = b.model._base_manager.db_manager(b.using)
+        if to_create:
+            manager.bulk_create(to_create, batch_size=500)
+        if to_update:
+            manager.bulk_update(to_update, ["data", "dtype", "start_ts", "updated_at",
+                                            "is_deleted", "row_version"], batch_size=500)
+        ChunkChange.objects.using(b.using).bulk_create(log, batch_size=1000)
+        if version != manifest.last_version:
+            manifest.last_version = version
+            manifest.save(using=b.using, update_fields=["last_version"])
+        for name, value in self.states.items():
+            SyncState.objects.using(b.using).update_or_create(
+                store=b.table, name=name, defaults={"value": value})
+        return changes
+
+
+class DjangoModelBackend(Backend):
+    """The rows of a ``TimeseriesChunkStore`` subclass (``django://app_label.Model``)."""
+
+    schemes = ("django",)
+
+    def __init__(self, model: type[models.Model], *, using: str | None = None,
+                 read_only: bool = False) -> None:
+        super().__init__(read_only=read_only)
+        self.model = model
+        self.using = using or router.db_for_write(model)
+        self.table = model._meta.db_table
+        self.model_config = model_config(model)
+        self.names = key_schema(model).names
+        self.framed = bool(getattr(model, "CURVESTORE_FORMAT", False))
+        cfg = self.model_config
+        self.grid = get_grid(cfg.freq_ns, cfg.tz, cfg.chunking)
+        self.freq_ns = cfg.freq_ns
+
+    @classmethod
+    def from_url(cls, url: StoreURL, *, read_only: bool = False) -> DjangoModelBackend:
+        """``django://app_label.ModelName[?using=alias]``; sets Django up if needed
+        (``DJANGO_SETTINGS_MODULE``)."""
+        url.reject_unknown_options(frozenset({"using"}))
+        label = (url.netloc + url.path).strip("/")
+        _ensure_django()
+        from django.apps import apps
+
+        from curvestore.adapters.django.models import TimeseriesChunkStore
+
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError) as exc:
+            raise ConfigurationError(f"django://{label}: no such model ({exc})") from exc
+        if not issubclass(model, TimeseriesChunkStore):
+            raise ConfigurationError(f"django://{label} is not a TimeseriesChunkStore")
+        return cls(model, using=url.options.get("using"), read_only=read_only)
+
+    def __repr__(self) -> str:
+        return f"DjangoModelBackend({self.model._meta.label}, using={self.using!r})"
+
+    # -- helpers ---------------------------------------------------------------------------
+    def key_dict(self, key: SeriesKey) -> dict[str, Any]:
+        return dict(zip(self.names, key, strict=True))
+
+    def _qs(self) -> models.QuerySet:
+        return self.model._base_manager.using(self.using)
+
+    @staticmethod
+    def _range(qs: models.QuerySet, lo: int | None, hi: int | None) -> models.QuerySet:
+        if lo is not None:
+            qs = qs.filter(chunk_index__gte=lo)
+        if hi is not None:
+            qs = qs.filter(chunk_index__lte=hi)
+        return qs
+
+    def _record(self, key: SeriesKey, chunk: int, start_ts: Any, dtype: str, data: Any,
+                updated_at: Any, version: int | None) -> ChunkRecord | None:
+        """A row as the core sees it; None for a live row without any value."""
+        data = bytes(data)
+        updated = _ns(updated_at)
+        if compat.is_framed(data):
+            f = compat.unpack_frame(data)
+            meta = ChunkMeta(chunk=chunk, start=f.start, length=f.length, count=f.count,
+                             codec=f.codec, dtype=dtype or "float64", checksum=f.checksum,
+                             size=len(f.payload), version=version or 0, updated_at=updated)
+            return ChunkRecord(key, meta, f.payload)
+        values = compat.holc_decode(data, dtype)
+        _, period_len = self.grid.period(chunk)
+        offset_ns = _ns(start_ts) - self.grid.period_start_ns(chunk)
+        if offset_ns % self.freq_ns:
+            raise IntegrityError(f"chunk {chunk} of {key}: start_ts {start_ts} is not on the "
+                                 f"store's {self.model_config.freq} grid")
+        offset = offset_ns // self.freq_ns
+        a, b = max(0, -offset), min(len(values), period_len - offset)
+        if b <= a:
+            return None
+        valid = ~np.isnan(values[a:b])
+        if not valid.any():
+            return None
+        first = a + int(valid.argmax())
+        last = b - int(valid[::-1].argmax())
+        payload = np.ascontiguousarray(values[first:last], dtype="<f8").tobytes()
+        meta = ChunkMeta(chunk=chunk, start=offset + first, length=last - first,
+                         count=int(valid.sum()), codec="none", dtype="float64",
+                         checksum=compat.crc(payload), size=len(payload),
+                         version=version or 0, updated_at=updated)
+        return ChunkRecord(key, meta, payload)
+
+    def _row(self, record: ChunkRecord, now: int) -> _Row:
+        """A core record in the table's format (holcstore's unless ``CURVESTORE_FORMAT``)."""
+        meta = record.meta
+        period_ns = self.grid.period_start_ns(meta.chunk)
+        updated = meta.updated_at or now
+        if meta.deleted:
+            return _Row(compat.HOLC_EMPTY, "float64", period_ns, updated, True)
+        if self.framed:
+            data = compat.pack_frame(meta.codec, meta.start, meta.length, meta.count,
+                                     meta.checksum, record.payload)
+            return _Row(data, meta.dtype, period_ns + meta.start * self.freq_ns, updated, False)
+        values = get_codec(meta.codec).decode(record.payload, dtype=np.dtype(meta.dtype),
+                                              length=meta.length)
+        _, period_len = self.grid.period(meta.chunk)
+        full = np.full(period_len, np.nan)
+        full[meta.start:meta.start + meta.length] = values
+        return _Row(compat.holc_encode(full), "float64", period_ns, updated, False)
+
+    def _keys_q(self, keys: Iterable[SeriesKey]) -> models.Q:
+        q = models.Q()
+        for key in keys:
+            q |= models.Q(**self.key_dict(key))
+        return q
+
+    def _existing_ids(self, refs: list[tuple[SeriesKey, int]]) -> dict[tuple[SeriesKey, int], int]:
+        keys = sorted({k for k, _ in refs})
+        chunks = sorted({c for _, c in refs})
+        out: dict[tuple[SeriesKey, int], int] = {}
+        n = len(self.names)
+        for i in range(0, len(keys), _OR_BATCH):
+            qs = self._qs().filter(self._keys_q(keys[i:i + _OR_BATCH]), chunk_index__in=chunks)
+            for row in qs.values_list(*self.names, "chunk_index", "pk"):
+                out[(tuple(row[:n]), row[n])] = row[n + 1]
+        return out
+
+    def _manifest_row(self) -> StoreManifest | None:
+        return StoreManifest.objects.using(self.using).filter(store=self.table).first()
+
+    def _lock_manifest(self) -> StoreManifest:
+        rows = StoreManifest.objects.using(self.using).select_for_update()
+        row = rows.filter(store=self.table).first()
+        if row is None:  # created lazily (the ORM API), e.g. after a test flush
+            try:
+                with transaction.atomic(using=self.using):
+                    self._insert_manifest(model_config(self.model, uuid.uuid4().hex).manifest())
+            except DjangoIntegrityError:
+                pass
+            row = rows.get(store=self.table)
+        return row
+
+    def _insert_manifest(self, manifest: dict[str, Any]) -> None:
+        StoreManifest.objects.using(self.using).create(
+            store=self.table, manifest=json.dumps(manifest), last_version=0)
+
+    # -- manifest --------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any] | None:
+        row = self._manifest_row()
+        return None if row is None else json.loads(row.manifest)
+
+    def create_manifest(self, manifest: dict[str, Any]) -> None:
+        """Record the store; its keys and grid must be the model's (ConfigMismatchError)."""
+        self.check_writable()
+        wanted = StoreConfig.from_manifest(manifest)
+        mine = self.model_config
+        differences = {name: (getattr(mine, name), getattr(wanted, name))
+                       for name in ("keys", "freq", "tz", "chunking", "dtype")
+                       if getattr(mine, name) != getattr(wanted, name)}
+        if differences:
+            raise ConfigMismatchError(differences)
+        try:
+            with transaction.atomic(using=self.using):
+                if self._manifest_row() is not None:
+                    raise StoreExistsError(f"a store already exists at {self!r}")
+                self._insert_manifest(manifest)
+        except DjangoIntegrityError as exc:
+            raise StoreExistsError(f"a store already exists at {self!r}") from exc
+
+    # -- reads -----------------------------------------------------------------------------
+    def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+                    ) -> list[ChunkRecord]:
+        qs = self._range(self._qs().filter(**self.key_dict(key), is_deleted=False), lo, hi)
+        out = [self._record(key, *row) for row in qs.order_by("chunk_index").values_list(*_FIELDS)]
+        return [r for r in out if r is not None]
+
+    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None,
+             chunk_size: int = 200) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
+        """Stream matching series; ``where`` may also hold Django lookups (``n__in``...)."""
+        n = len(self.names)
+        qs = self._range(self._qs().filter(**where, is_deleted=False), lo, hi)
+        rows = qs.order_by(*self.names, "chunk_index").values_list(*self.names, *_FIELDS)
+        for key, group in groupby(rows.iterator(chunk_size=chunk_size), lambda r: r[:n]):
+            records = [self._record(key, *row[n:]) for row in group]
+            live = [r for r in records if r is not None]
+            if live:
+                yield key, live
+
+    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
+        for key, records in self.scan(where):
+            yield key, [r.meta for r in records]
+
+    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
+        return (key for key, _ in self.list_metas(where))
+
+    # -- writes ----------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[_DjangoTransaction]:
+        self.check_writable()
+        tx = _DjangoTransaction(self, keys)
+        try:
+            with transaction.atomic(using=self.using):
+                yield tx
+                tx.committed = tx.commit()
+        except DjangoIntegrityError as exc:
+            raise ConflictError(f"a concurrent writer created the same chunk: {exc}") from exc
+        except OperationalError as exc:
+            if "deadlock" in str(exc).lower() or "locked" in str(exc).lower():
+                raise ConflictError(f"lost a lock race: {exc}") from exc
+            raise
+
+    def get_state(self, name: str) -> str | None:
+        row = SyncState.objects.using(self.using).filter(store=self.table, name=name).first()
+        return None if row is None else row.value
+
+    def tombstone_queryset(self, qs: models.QuerySet) -> int:
+        """Tombstone the live chunks a queryset matches (``delete(keep_tracking=True)``)."""
+        n = len(self.names)
+        refs = list(qs.filter(is_deleted=False).values_list(*self.names, "chunk_index"))
+        if not refs:
+            return 0
+        by_key: dict[SeriesKey, list[int]] = {}
+        for row in refs:
+            by_key.setdefault(tuple(row[:n]), []).append(row[n])
+        with self.transaction(sorted(by_key)) as tx:
+            tx.put([ChunkRecord(k, ChunkMeta(chunk=c, deleted=True))
+                    for k, chunks in by_key.items() for c in chunks])
+        return len(refs)
+
+    # -- change feed -----------------------------------------------------------------------
+    def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
+        manifest = self.read_manifest() or {}
+        store_id = str(manifest.get("store_id", ""))
+        position = 0 if cursor is None else decode_cursor(cursor, store_id)[0]
+        assert self.schema is not None
+        log = ChunkChange.objects.using(self.using).filter(store=self.table).order_by("version")
+        batch = max(limit, 500)
+        items: list[Change] = []
+        last, has_more = position, False
+        while True:
+            rows = list(log.filter(version__gt=last)[:batch].values_list(
+                "version", "key", "chunk", "deleted"))
+            for version, key_json, chunk, deleted in rows:
+                if len(items) >= limit:
+                    has_more = True
+                    break
+                last = version
+                key = tuple(json.loads(key_json))
+                if self.schema.matches(key, where):
+                    items.append(Change(key, chunk, version, deleted))
+            if has_more or len(rows) < batch:
+                break
+        return ChangePage(items, encode_cursor(store_id, (last,)), has_more)

@@ -1,0 +1,68 @@
+"""Concrete chunk stores used by the tests (concrete models live only here)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from curvestore.adapters.django.models import TimeseriesChunkStore
+
+
+class HolcStoreYearMonth(TimeseriesChunkStore):
+    """holcstore's own test model (holcstore format, monthly chunks, 1h, Europe/Paris)."""
+
+    version = models.IntegerField()
+    kind_very_long_name_for_testing_purpose = models.CharField(max_length=50)
+    CHUNK_AXIS = ("year", "month")
+
+
+class HolcStoreYear(TimeseriesChunkStore):
+    version = models.IntegerField()
+    kind_very_long_name_for_testing_purpose = models.CharField(max_length=50)
+    CHUNK_AXIS = ("year",)
+
+
+class HolcStoreUTC(TimeseriesChunkStore):
+    version = models.IntegerField()
+    kind_very_long_name_for_testing_purpose = models.CharField(max_length=50)
+    STORE_TZ = "UTC"
+
+
+class SyncStore(TimeseriesChunkStore):
+    version = models.IntegerField()
+    kind = models.CharField(max_length=5)
+    ALLOW_CLIENT_SERVER_SYNC = True
+
+
+class FramedStore(TimeseriesChunkStore):
+    """The same as HolcStoreYearMonth, with curvestore's framing."""
+
+    version = models.IntegerField()
+    kind = models.CharField(max_length=50)
+    CURVESTORE_FORMAT = True
+
+
+# Conformance-suite models: keys site/kind/n, 15 min, Europe/Paris, monthly chunks.
+class _Conformance(TimeseriesChunkStore):
+    site = models.CharField(max_length=20)
+    kind = models.CharField(max_length=20)
+    n = models.IntegerField()
+    STORE_FREQ = "15min"
+
+    class Meta:
+        abstract = True
+
+
+class FramedConformanceA(_Conformance):
+    CURVESTORE_FORMAT = True
+
+
+class FramedConformanceB(_Conformance):
+    CURVESTORE_FORMAT = True
+
+
+class HolcConformanceA(_Conformance):
+    pass
+
+
+class HolcConformanceB(_Conformance):
+    pass
