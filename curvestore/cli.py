@@ -401,6 +401,150 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir, meters=args.meters, fresh=args.fresh)
 
 
+def read_token(path: str | None) -> str | None:
+    """The bearer token from ``path`` (stripped), else from ``$CURVESTORE_TOKEN``, else None."""
+    if path is not None:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+        if not token:
+            raise CLIError(f"{path}: the token file is empty")
+        return token
+    return os.environ.get("CURVESTORE_TOKEN", "").strip() or None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    try:
+        import waitress
+    except ImportError as exc:
+        raise BackendNotInstalledError("curvestore serve", "http", str(exc)) from None
+    from curvestore.adapters.http.server import AccessLog, make_app
+
+    token = read_token(args.token_file)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    with open_existing(args.url, read_only=True) as store:
+        app = AccessLog(make_app(store, token=token, max_limit=args.max_limit))
+        server = waitress.create_server(app, host=args.host, port=args.port,
+                                        threads=args.threads, ident="curvestore")
+
+        def stop(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        # both signals, even where SIGINT was ignored at start (e.g. a background job)
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+                print(f"{PROG}: warning: serving on {args.host} without a token: anyone who "
+                      "can reach it can read the store", file=sys.stderr)
+            print(f"serving {store.url} on http://{args.host}:{server.effective_port} "
+                  f"(auth: {'bearer token' if token else 'none'}); Ctrl-C stops", flush=True)
+            server.run()  # returns on SIGINT/SIGTERM (waitress catches KeyboardInterrupt)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    print("server stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def _sync_target(url: str, manifest: Mapping[str, Any]) -> Store:
+    """The target store at ``url``; created with the source's configuration if absent."""
+    from curvestore.core.open import create_store
+    from curvestore.errors import StoreNotFoundError
+
+    try:
+        return open_existing(url)
+    except StoreNotFoundError:
+        store = create_store(url, keys={k["name"]: k["type"] for k in manifest["keys"]},
+                             freq=manifest["freq"], tz=manifest["tz"],
+                             chunking=manifest["chunking"], dtype=manifest["dtype"])
+        print(f"created replica store {store.url}", file=sys.stderr)
+        return store
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from curvestore.core.sync import ChangeSource, ReplicationReport, StoreSource, replicate
+
+    token = read_token(args.token_file)
+    source: ChangeSource
+    if args.source.startswith(("http://", "https://")):
+        from curvestore.adapters.http import HTTPSource
+
+        remote = HTTPSource(args.source, token=token)
+        source, close = remote, remote.close
+    else:
+        local = open_existing(args.source, read_only=True)
+        source, close = StoreSource(local), local.close
+    began = time.perf_counter()
+    try:
+        with _sync_target(args.target, source.manifest()) as target:
+            where = typed_key(target, args.filter)
+            with tqdm(unit=" chunks", desc="sync", disable=None, file=sys.stderr) as bar:
+                def progress(report: ReplicationReport) -> None:
+                    bar.update(report.chunks + report.tombstones - bar.n)
+                    mb = report.payload_bytes / 1e6
+                    rate = mb / max(time.perf_counter() - began, 1e-9)
+                    bar.set_postfix_str(f"{mb:.1f} MB, {rate:.1f} MB/s", refresh=False)
+
+                report = replicate(source, target, filter=where or None, batch=args.batch,
+                                   progress=progress)
+    finally:
+        close()
+    took = time.perf_counter() - began
+    if not report.changes:
+        print(f"already up to date ({took:.2f} s)")
+        return 0
+    print(f"synced {plural(report.chunks, 'chunk')} and {plural(report.tombstones, 'deletion')} "
+          f"({human_bytes(report.payload_bytes)} of payload, {plural(report.changes, 'change')}"
+          f" in {plural(report.pages, 'page')}) in {took:.1f} s "
+          f"({report.payload_bytes / 1e6 / max(took, 1e-9):.1f} MB/s)")
+    return 0
+
+
+def _add_sync_commands(sub: Any) -> None:
+    p = _add(sub, "serve", cmd_serve, "serve a store's change feed and chunks over HTTP",
+             "Serve a store (read-only) for 'curvestore sync' and HTTPSource clients, under\n"
+             "waitress, logging one line per request. With --token-file or $CURVESTORE_TOKEN,\n"
+             "every request needs 'Authorization: Bearer <token>'. SIGINT/SIGTERM stop it.\n\n"
+             "example: curvestore serve file://./data --port 8765 --token-file token.txt")
+    _url(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                                                       "(default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any free)")
+    p.add_argument("--token-file", metavar="F",
+                   help="file holding the bearer token (default: $CURVESTORE_TOKEN, else none)")
+    p.add_argument("--threads", type=positive_int, default=4,
+                   help="worker threads (default: 4)")
+    p.add_argument("--max-limit", type=positive_int, default=5000,
+                   help="most changes per page and chunks per request (default: 5000)")
+
+    p = _add(sub, "sync", cmd_sync, "replicate a store (local or over HTTP) into another",
+             "Copy to TARGET every change of SOURCE since TARGET last synced from it (series,\n"
+             "chunk updates, deletions), resumably: an interrupted sync continues where it\n"
+             "stopped, and a second run copies nothing. SOURCE is a 'curvestore serve' URL\n"
+             "(http://...) or a store URL; TARGET is created with SOURCE's configuration if\n"
+             "missing.\n\n"
+             "example: curvestore sync http://127.0.0.1:8765 file://./replica --filter kind=load")
+    p.add_argument("source", metavar="SOURCE", help="http(s)://host:port of 'curvestore serve', "
+                                                     "or a store URL")
+    p.add_argument("target", metavar="TARGET_URL", help="the replica's store URL")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="replicate only matching series (repeatable; kept as its own cursor)")
+    p.add_argument("--batch", type=positive_int, default=500,
+                   help="changes per page, one target commit each (default: 500)")
+    p.add_argument("--token-file", metavar="F",
+                   help="file holding the bearer token (default: $CURVESTORE_TOKEN)")
+
+
 # -- parser -------------------------------------------------------------------------------
 def positive_int(text: str) -> int:
     try:
@@ -513,6 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "plugins", cmd_plugins,
              "list backends and codecs, who provides them and whether they are installed")
     _json(p)
+
+    _add_sync_commands(sub)
 
     p = _add(sub, "demo", cmd_demo, "write, read back and verify a year of load curves",
              "Create (or reuse) a filesystem store under --dir, write one year of synthetic\n"

@@ -1,0 +1,336 @@
+"""A framework-free WSGI app serving a store's change feed and chunks (the sync protocol).
+
+Endpoints (version 1, all under ``/v1/``):
+
+``GET /v1/manifest``
+    The store's manifest (keys, freq, tz, chunking, dtype, codec, store id, format version)
+    plus ``protocol`` (its version and this server's limits).
+``GET /v1/changes?cursor=C&limit=N&<key>=<value>...``
+    A page of the change feed after the opaque cursor ``C`` (absent or empty: from the
+    start), filtered by declared key names only (values converted to the key's type):
+    ``{"items": [{"key": {...}, "chunk": int, "version": int, "deleted": bool}],
+    "cursor": "...", "has_more": bool}``. ``limit`` is capped at ``max_limit``.
+``POST /v1/chunks`` with ``{"refs": [[key_values, chunk], ...]}``
+    The current records of those chunks (tombstones for deleted or absent ones) as an
+    ``application/octet-stream`` of concatenated chunk objects (see
+    :mod:`curvestore.adapters.http.wire`), produced lazily so memory stays bounded. At most
+    ``max_limit`` refs per request; a response stops early, at a record boundary, once it
+    would exceed ``max_batch_bytes`` (it always carries at least one record): the client asks
+    again for what it did not receive.
+
+Errors are JSON ``{"error": message, "type": name}`` with status 400 (bad input, malformed or
+foreign cursor), 401 (missing or wrong bearer token, when a token is configured), 404 (unknown
+path), 405 (wrong method), 413 (request too big) or 500 (internal; details are logged, never
+sent). The app never writes to the store.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from curvestore.adapters.http.wire import CHUNKS_CONTENT_TYPE, PROTOCOL_VERSION, encode_record
+from curvestore.core.records import SeriesKey
+from curvestore.errors import InvalidKeyError, SyncError
+
+if TYPE_CHECKING:
+    from curvestore.core.store import Store
+
+__all__ = ["AccessLog", "HTTPProblem", "SyncApp", "make_app", "serve_in_thread"]
+
+logger = logging.getLogger("curvestore.http")
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+DEFAULT_LIMIT = 1000
+_FETCH_GROUP = 256  # refs per backend.fetch call while streaming
+_FLUSH_BYTES = 256 << 10  # bytes gathered before a write to the socket
+
+
+class HTTPProblem(Exception):
+    """An error answered as JSON with ``status``."""
+
+    def __init__(self, status: int, message: str, kind: str | None = None,
+                 headers: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind or HTTPStatus(status).phrase.replace(" ", "")
+        self.headers = list(headers)
+
+
+def _status(code: int) -> str:
+    return f"{code} {HTTPStatus(code).phrase}"
+
+
+class SyncApp:
+    """The WSGI callable built by :func:`make_app`."""
+
+    def __init__(self, store: Store, *, token: str | None = None, max_limit: int = 5000,
+                 max_batch_bytes: int = 64 << 20) -> None:
+        if max_limit < 1 or max_batch_bytes < 1:
+            raise ValueError("max_limit and max_batch_bytes must be positive")
+        self.store = store
+        self._token = token.encode() if token else None
+        self.max_limit = max_limit
+        self.max_batch_bytes = max_batch_bytes
+        self._routes: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
+            "/v1/manifest": ("GET", self._manifest),
+            "/v1/changes": ("GET", self._changes),
+            "/v1/chunks": ("POST", self._chunks),
+        }
+
+    # -- plumbing --------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        try:
+            self._authorize(environ)
+            path = environ.get("PATH_INFO", "") or "/"
+            route = self._routes.get(path.rstrip("/") if path != "/" else path)
+            if route is None:
+                raise HTTPProblem(404, f"no endpoint {path}; this server speaks /v1/manifest, "
+                                       "/v1/changes and /v1/chunks")
+            method, handler = route
+            if environ.get("REQUEST_METHOD", "GET") != method:
+                raise HTTPProblem(405, f"{path} accepts {method} only",
+                                  headers=[("Allow", method)])
+            result = handler(environ)
+        except HTTPProblem as exc:
+            return self._error(start_response, exc.status, str(exc), exc.kind, exc.headers)
+        except (SyncError, InvalidKeyError) as exc:
+            return self._error(start_response, 400, str(exc), type(exc).__name__)
+        except Exception:
+            logger.exception("internal error answering %s %s", environ.get("REQUEST_METHOD"),
+                             environ.get("PATH_INFO"))
+            return self._error(start_response, 500, "internal server error", "InternalError")
+        if isinstance(result, Iterator):  # a streamed chunk batch
+            start_response(_status(200), [("Content-Type", CHUNKS_CONTENT_TYPE),
+                                          ("Cache-Control", "no-store")])
+            return result
+        body = json.dumps(result, separators=(",", ":")).encode()
+        start_response(_status(200), [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body))),
+                                      ("Cache-Control", "no-store")])
+        return [body]
+
+    @staticmethod
+    def _error(start_response: StartResponse, status: int, message: str, kind: str,
+               headers: Sequence[tuple[str, str]] = ()) -> list[bytes]:
+        body = json.dumps({"error": message, "type": kind}).encode()
+        start_response(_status(status), [("Content-Type", "application/json"),
+                                         ("Content-Length", str(len(body))),
+                                         ("Cache-Control", "no-store"), *headers])
+        return [body]
+
+    def _authorize(self, environ: dict[str, Any]) -> None:
+        if self._token is None:
+            return
+        challenge = [("WWW-Authenticate", 'Bearer realm="curvestore"')]
+        scheme, _, given = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise HTTPProblem(401, "this server needs 'Authorization: Bearer <token>'",
+                              "AuthenticationRequired", challenge)
+        if not hmac.compare_digest(given.strip().encode(), self._token):
+            raise HTTPProblem(401, "invalid bearer token", "AuthenticationFailed", challenge)
+
+    # -- endpoints -------------------------------------------------------------------------
+    def _manifest(self, environ: dict[str, Any]) -> dict[str, Any]:
+        from curvestore import __version__
+
+        return {
+            **self.store.config.manifest(),
+            "protocol": {"version": PROTOCOL_VERSION, "max_limit": self.max_limit,
+                         "max_batch_bytes": self.max_batch_bytes},
+            "server": f"curvestore/{__version__}",
+        }
+
+    def _changes(self, environ: dict[str, Any]) -> dict[str, Any]:
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        repeated = sorted(name for name, values in query.items() if len(values) > 1)
+        if repeated:
+            raise HTTPProblem(400, f"query parameters given more than once: {repeated}")
+        params = {name: values[0] for name, values in query.items()}
+        cursor = params.pop("cursor", "") or None
+        limit = min(_positive(params.pop("limit", str(DEFAULT_LIMIT)), "limit"), self.max_limit)
+        schema = self.store.schema
+        types = dict(zip(schema.names, schema.types, strict=True))
+        unknown = sorted(set(params) - set(types))
+        if unknown:
+            raise HTTPProblem(400, f"unknown filter keys {unknown}; this store's keys are "
+                                   f"{list(schema.names)} (and cursor, limit)", "InvalidKeyError")
+        where: dict[str, Any] = {}
+        for name, text in params.items():
+            if types[name] == "int":
+                try:
+                    where[name] = int(text)
+                except ValueError:
+                    raise HTTPProblem(400, f"key {name!r} is an int key; {text!r} is not an "
+                                           "integer", "InvalidKeyError") from None
+            else:
+                where[name] = text
+        page = self.store.backend.changes(cursor, schema.filter(where), limit)
+        names = schema.names
+        return {
+            "items": [{"key": dict(zip(names, c.key, strict=True)), "chunk": c.chunk,
+                       "version": c.version, "deleted": c.deleted} for c in page.items],
+            "cursor": page.cursor,
+            "has_more": page.has_more,
+        }
+
+    def _chunks(self, environ: dict[str, Any]) -> Iterator[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise HTTPProblem(400, "invalid Content-Length") from None
+        if length > self.max_batch_bytes:
+            raise HTTPProblem(413, f"request body of {length} bytes is over this server's "
+                                   f"limit of {self.max_batch_bytes}")
+        try:
+            body = json.loads(environ["wsgi.input"].read(length) if length else b"")
+            raw = body["refs"]
+            if not isinstance(raw, list):
+                raise TypeError
+        except (ValueError, TypeError, KeyError):
+            raise HTTPProblem(400, 'expected a JSON body {"refs": [[key_values, chunk], ...]}'
+                              ) from None
+        if len(raw) > self.max_limit:
+            raise HTTPProblem(413, f"{len(raw)} refs asked; this server sends at most "
+                                   f"{self.max_limit} per request")
+        by_key: dict[SeriesKey, list[int]] = {}
+        schema = self.store.schema
+        for item in raw:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], list)
+                    and isinstance(item[1], int) and not isinstance(item[1], bool)):
+                raise HTTPProblem(400, f"a ref is [key_values, chunk], got {item!r}")
+            by_key.setdefault(schema.key_from_tuple(tuple(item[0])), []).append(item[1])
+        refs = [(key, chunk) for key, chunks in by_key.items() for chunk in chunks]
+        return self._stream(refs)
+
+    def _stream(self, refs: list[tuple[SeriesKey, int]]) -> Iterator[bytes]:
+        """Encoded records of ``refs``, fetched a group at a time. An error here can no longer
+        change the status: it is logged and the connection is dropped (the client retries)."""
+        sent, gathered = 0, 0
+        parts: list[bytes] = []
+        try:
+            for lo in range(0, len(refs), _FETCH_GROUP):
+                for record in self.store.backend.fetch(refs[lo:lo + _FETCH_GROUP]):
+                    data = encode_record(record)
+                    if sent and sent + len(data) > self.max_batch_bytes:
+                        if parts:
+                            yield b"".join(parts)
+                        return
+                    sent += len(data)
+                    parts.append(data)
+                    gathered += len(data)
+                    if gathered >= _FLUSH_BYTES:
+                        yield b"".join(parts)
+                        parts, gathered = [], 0
+            if parts:
+                yield b"".join(parts)
+        except Exception:
+            logger.exception("chunk stream aborted after %d bytes", sent)
+            raise
+
+
+def _positive(text: str, name: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise HTTPProblem(400, f"{name} must be an integer, got {text!r}") from None
+    if value < 1:
+        raise HTTPProblem(400, f"{name} must be at least 1, got {value}")
+    return value
+
+
+def make_app(store: Store, *, token: str | None = None, max_limit: int = 5000,
+             max_batch_bytes: int = 64 << 20) -> WSGIApp:
+    """A WSGI app serving ``store``'s manifest, change feed and chunks (read-only).
+
+    Parameters
+    ----------
+    store
+        The source store; the app only reads it. The WSGI server may call the app from
+        several threads, so the store's backend must allow concurrent reads.
+    token
+        When given, every request needs ``Authorization: Bearer <token>`` (compared in
+        constant time); otherwise 401.
+    max_limit
+        Cap on changes per page and refs per chunk request.
+    max_batch_bytes
+        Cap on a chunk request's body and on the bytes of one chunk response.
+    """
+    return SyncApp(store, token=token, max_limit=max_limit, max_batch_bytes=max_batch_bytes)
+
+
+class AccessLog:
+    """WSGI middleware logging one line per request once its response is fully sent:
+    client address, method, path, status, bytes sent and duration. Never logs headers (so
+    never the token)."""
+
+    def __init__(self, app: WSGIApp, log: logging.Logger | None = None) -> None:
+        self.app = app
+        self.log = log or logger
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        began = time.perf_counter()
+        status: list[str] = []
+
+        def recording_start(code: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            status[:] = [code.split(" ", 1)[0]]
+            return start_response(code, headers, *exc)
+
+        body = self.app(environ, recording_start)
+        return self._logged(environ, body, status, began)
+
+    def _logged(self, environ: dict[str, Any], body: Iterable[bytes], status: list[str],
+                began: float) -> Iterator[bytes]:
+        sent, outcome = 0, ""
+        try:
+            for part in body:
+                sent += len(part)
+                yield part
+        except BaseException:
+            outcome = " (aborted)"
+            raise
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+            query = environ.get("QUERY_STRING", "")
+            self.log.info('%s "%s %s%s" %s %d %.1fms%s', environ.get("REMOTE_ADDR", "-"),
+                          environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", ""),
+                          f"?{query}" if query else "", status[0] if status else "-", sent,
+                          (time.perf_counter() - began) * 1000, outcome)
+
+
+@contextmanager
+def serve_in_thread(app: WSGIApp, *, host: str = "127.0.0.1", threads: int = 4
+                    ) -> Iterator[str]:
+    """Run ``app`` under waitress on a free port of ``host`` in a background thread; yields
+    its base URL and stops the server on exit. For tests and embedding (needs waitress)."""
+    import threading
+
+    import waitress
+
+    server = waitress.create_server(app, host=host, port=0, threads=threads,
+                                    ident="curvestore")
+    thread = threading.Thread(target=server.run, name="curvestore-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.effective_port}"
+    finally:
+        def stop() -> None:  # runs in the loop's thread; an empty map ends the loop
+            for channel in list(server._map.values()):
+                channel.close()
+
+        server.trigger.pull_trigger(stop)
+        thread.join(timeout=5)
+        server.task_dispatcher.shutdown()
