@@ -10,7 +10,7 @@ PLUGIN_NAME = "curvestore_django"
 
 @hookimpl
 def register_backends(register: Registrar) -> None:
-    register.backend(("django",), "curvestore.adapters.django.backend:DjangoModelBackend",
+    register.backend(("django",), "curvestore.adapters.django.url:DjangoURL",
                      extra="django")
 
 
