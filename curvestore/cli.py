@@ -654,6 +654,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-matching", action="store_true",
                    help="delete every series matching the key=value filter")
 
+    p = _add(sub, "verify", cmd_verify, "re-read every chunk and check its checksum",
+             "Read back every live chunk (optionally of the series matching key=value),\n"
+             "verify its checksum and decode it. Prints one line per failure and exits 1 if\n"
+             "any chunk is corrupt or unreadable.")
+    _url(p)
+    _keyargs(p, "optional filter on key values")
+
     p = _add(sub, "plugins", cmd_plugins,
              "list backends and codecs, who provides them and whether they are installed")
     _json(p)
@@ -683,6 +690,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", default="load_curves", help="table name (default: load_curves)")
     p.add_argument("--schema", default="public", help="schema name (default: public)")
     return parser
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from curvestore.core.verify import verify_store
+
+    with open_existing(args.url, read_only=True) as store:
+        total = len(store.keys(typed_key(store, args.key)))
+        with tqdm(total=total, unit=" series", desc="verify", disable=None,
+                  file=sys.stderr) as bar:
+            def progress(report: Any) -> None:
+                bar.update(report.series - bar.n)
+                bar.set_postfix(chunks=report.chunks, failures=len(report.failures))
+
+            report = verify_store(store, typed_key(store, args.key), progress)
+    for failure in report.failures:
+        where = "" if failure.chunk is None else f" chunk {failure.chunk}"
+        print(f"FAILED {show_key(failure.key)}{where}: {failure.message}")
+    status = "ok" if report.ok else f"{len(report.failures)} failure(s)"
+    print(f"verified {report.series:,} series, {report.chunks:,} chunks, "
+          f"{report.payload_bytes:,} payload bytes: {status}", file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def cmd_sql(args: argparse.Namespace) -> int:

@@ -660,6 +660,16 @@ class StoreSemantics(StoreFixtures):
         store.delete(key(n=2))
         assert store.max_timestamp() == a.index[-1]
 
+    def test_verify_reads_back_every_chunk(self, store: curvestore.Store) -> None:
+        from curvestore.core.verify import verify_store
+
+        store.write(key("a"), curve("2024-01-30", periods=300, seed=1, nan=0.1))
+        store.write(key("b"), curve("2024-03-01", periods=10, seed=2))
+        store.delete(key("b"))
+        report = verify_store(store)
+        assert report.ok and (report.series, report.chunks) == (1, 2)
+        assert report.payload_bytes == store.info()["payload_bytes"]
+
     def test_info_totals(self, store: curvestore.Store) -> None:
         empty = store.info()
         assert (empty["series"], empty["chunks"], empty["points"]) == (0, 0, 0)

@@ -137,3 +137,22 @@ def test_interrupted_batch_is_rolled_back_or_forward(store, tmp_path: Path, monk
     # and the store keeps working afterwards
     reopened.write(key, _series("2024-01-02", 5, 9.0), mode="update")
     assert reopened.read(key, "2024-01-02", "2024-01-02 04:00").tolist() == [9.0] * 5
+
+
+def test_cli_verify_reports_corruption(store, tmp_path: Path, capsys) -> None:
+    from curvestore.cli import main
+
+    store.write({"site": "a", "kind": "k", "n": 1}, _series("2024-01-30", 72, 2.5))
+    store.write({"site": "b", "kind": "k", "n": 2}, _series("2024-01-01", 24, 1.5))
+    url = f"file://{tmp_path}/s"
+    assert main(["verify", url]) == 0
+    assert "3 chunks" in capsys.readouterr().err
+    path = sorted((tmp_path / "s" / "series" / "site=a").rglob("*.cvc"))[0]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x55
+    path.write_bytes(bytes(data))
+    assert main(["verify", url]) == 1
+    out = capsys.readouterr()
+    assert "FAILED site=a kind=k n=1 chunk 24288" in out.out and "checksum" in out.out
+    assert "1 failure(s)" in out.err
+    assert main(["verify", url, "site=b"]) == 0
