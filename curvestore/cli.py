@@ -661,6 +661,22 @@ def build_parser() -> argparse.ArgumentParser:
     _url(p)
     _keyargs(p, "optional filter on key values")
 
+    p = _add(sub, "archive", cmd_archive, "copy closed periods to an archive store",
+             "Copy every chunk whose period ends before --before from SOURCE to TARGET,\n"
+             "verify it there, and with --delete-source tombstone it in SOURCE. Re-running\n"
+             "is a no-op; an interrupted run resumes. Read both with a tiered store:\n"
+             "tiered://?hot=<SOURCE>&cold=<TARGET> (URLs percent-encoded).\n\n"
+             "example: curvestore archive postgresql://db/x?table=t s3://bucket/archive "
+             "--before 2024-01-01 --codec pcodec --delete-source")
+    p.add_argument("source", metavar="SOURCE", help="store to archive from")
+    p.add_argument("target", metavar="TARGET", help="archive store (created beforehand)")
+    p.add_argument("--before", required=True, help="cutoff: periods ending by then move")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="only series matching (repeatable)")
+    p.add_argument("--codec", help="re-encode for the archive (e.g. pcodec), values verified")
+    p.add_argument("--delete-source", action="store_true",
+                   help="tombstone archived chunks in SOURCE once verified in TARGET")
+
     p = _add(sub, "plugins", cmd_plugins,
              "list backends and codecs, who provides them and whether they are installed")
     _json(p)
@@ -713,6 +729,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"verified {report.series:,} series, {report.chunks:,} chunks, "
           f"{report.payload_bytes:,} payload bytes: {status}", file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from curvestore.core.archive import archive
+
+    with open_existing(args.source, read_only=not args.delete_source) as source, \
+            open_existing(args.target) as target:
+        where = typed_key(source, args.filter)
+        total = len(source.keys(where))
+        with tqdm(total=total, unit=" series", desc="archive", disable=None,
+                  file=sys.stderr) as bar:
+            def progress(report: Any) -> None:
+                bar.update(report.series - bar.n)
+                bar.set_postfix(chunks=report.chunks, MB=f"{report.payload_bytes / 1e6:.1f}")
+
+            report = archive(source, target, args.before, filter=where,
+                             delete_source=args.delete_source, codec=args.codec,
+                             progress=progress)
+            rate = report.payload_bytes / 1e6 / max(bar.format_dict["elapsed"], 1e-9)
+    print(f"archived {report.chunks:,} chunks ({report.payload_bytes / 1e6:.1f} MB, "
+          f"{rate:.1f} MB/s) of {report.series:,} series; {report.skipped:,} already there; "
+          f"{report.tombstoned:,} removed from the source", file=sys.stderr)
+    return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:

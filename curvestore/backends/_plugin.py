@@ -10,5 +10,6 @@ from curvestore.registry import Registrar
 def register_backends(register: Registrar) -> None:
     register.backend(("memory",), "curvestore.backends.memory:MemoryBackend")
     register.backend(("file",), "curvestore.backends.filesystem:FileBackend")
+    register.backend(("tiered",), "curvestore.backends.tiered:TieredBackend")
     register.backend(("postgresql", "postgres"), "curvestore.backends.postgres:PostgresBackend",
                      extra="postgres")

@@ -1,0 +1,154 @@
+"""A hot store and a cold (archive) store read as one: ``tiered://?hot=URL&cold=URL``.
+
+The nested URLs are percent-encoded (:func:`tiered_url` builds one). Reads merge both tiers
+chunk by chunk, the hot tier winning where both hold a chunk, so a series spanning recent data
+in PostgreSQL or on disk and archived years in object storage reads as one. Writes go to the
+hot tier; a tombstone (delete, or a replace that drops a period) is also applied to the cold
+tier so archived data cannot resurface. The change feed and replication state are the hot
+tier's. Both tiers must have been created with the same keys and grid.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+from urllib.parse import quote
+
+from curvestore.backends.base import Backend, Transaction
+from curvestore.core.config import KeySchema
+from curvestore.core.records import ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.url import StoreURL
+from curvestore.errors import ConfigurationError
+
+__all__ = ["TieredBackend", "tiered_url"]
+
+
+def tiered_url(hot: str, cold: str) -> str:
+    """``tiered://?hot=...&cold=...`` with both URLs percent-encoded."""
+    return f"tiered://?hot={quote(hot, safe='')}&cold={quote(cold, safe='')}"
+
+
+def _merge(hot: list[ChunkRecord], cold: list[ChunkRecord]) -> list[ChunkRecord]:
+    by_chunk = {r.chunk: r for r in cold}
+    by_chunk.update((r.chunk, r) for r in hot)
+    return [by_chunk[c] for c in sorted(by_chunk)]
+
+
+class _TieredTransaction(Transaction):
+    def __init__(self, backend: TieredBackend, hot: Transaction, cold: Transaction) -> None:
+        self.backend, self.hot, self.cold = backend, hot, cold
+        self.committed = []
+
+    def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
+        hot = {m.chunk: m for m in self.hot.live_metas(key)}
+        cold = {m.chunk: m for m in self.cold.live_metas(key)}
+        return [{**cold, **hot}[c] for c in sorted({*hot, *cold})]
+
+    def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+             ) -> list[ChunkRecord]:
+        return _merge(self.hot.read(key, lo, hi), self.cold.read(key, lo, hi))
+
+    def put(self, records: Sequence[ChunkRecord]) -> None:
+        self.hot.put(records)
+        doomed = [r for r in records if r.meta.deleted]
+        if doomed:
+            live = {(r.key, m.chunk) for r in doomed for m in self.cold.live_metas(r.key)}
+            self.cold.put([r for r in doomed if (r.key, r.chunk) in live])
+
+    def set_state(self, name: str, value: str) -> None:
+        self.hot.set_state(name, value)
+
+
+class TieredBackend(Backend):
+    """Reads merge ``hot`` and ``cold`` (hot wins); writes go to ``hot``."""
+
+    schemes = ("tiered",)
+
+    def __init__(self, hot: Backend, cold: Backend, *, read_only: bool = False) -> None:
+        super().__init__(read_only=read_only)
+        self.hot, self.cold = hot, cold
+
+    @classmethod
+    def from_url(cls, url: StoreURL, *, read_only: bool = False) -> TieredBackend:
+        from curvestore.core.open import open_store
+
+        url.reject_unknown_options(frozenset({"hot", "cold"}))
+        if "hot" not in url.options or "cold" not in url.options:
+            raise ConfigurationError("tiered URLs need hot= and cold= store URLs "
+                                     "(percent-encoded; see curvestore.tiered_url)")
+        hot = open_store(url.options["hot"], read_only=read_only)
+        cold = open_store(url.options["cold"], read_only=read_only)
+        if hot.config.manifest() | {"store_id": "", "codec": ""} != \
+                cold.config.manifest() | {"store_id": "", "codec": ""}:
+            raise ConfigurationError("the hot and cold stores differ in keys or grid")
+        return cls(hot.backend, cold.backend, read_only=read_only)
+
+    def __repr__(self) -> str:
+        return f"TieredBackend(hot={self.hot!r}, cold={self.cold!r})"
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        return self.hot.read_manifest()
+
+    def create_manifest(self, manifest: dict[str, Any]) -> None:
+        raise ConfigurationError("a tiered store is opened over two existing stores; create "
+                                 "the hot and cold stores first")
+
+    def bind(self, schema: KeySchema) -> None:
+        super().bind(schema)
+        self.hot.bind(schema)
+        self.cold.bind(schema)
+
+    def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+                    ) -> list[ChunkRecord]:
+        return _merge(self.hot.read_chunks(key, lo, hi), self.cold.read_chunks(key, lo, hi))
+
+    @staticmethod
+    def _join(hot: Iterator[tuple[SeriesKey, list[Any]]], cold: Iterator[tuple[SeriesKey,
+              list[Any]]], combine: Any) -> Iterator[tuple[SeriesKey, list[Any]]]:
+        """Merge two key-ordered streams, combining the entries of a key present in both."""
+        tagged = heapq.merge(((k, 0, v) for k, v in hot), ((k, 1, v) for k, v in cold),
+                             key=lambda t: (t[0], t[1]))
+        pending: tuple[SeriesKey, list[Any], list[Any]] | None = None
+        for key, tier, value in tagged:
+            if pending is not None and pending[0] != key:
+                yield pending[0], combine(pending[1], pending[2])
+                pending = None
+            if pending is None:
+                pending = (key, [], [])
+            (pending[1] if tier == 0 else pending[2]).extend(value)
+        if pending is not None:
+            yield pending[0], combine(pending[1], pending[2])
+
+    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
+             ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
+        yield from self._join(self.hot.scan(where, lo, hi), self.cold.scan(where, lo, hi), _merge)
+
+    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
+        def combine(hot: list[ChunkMeta], cold: list[ChunkMeta]) -> list[ChunkMeta]:
+            by_chunk = {m.chunk: m for m in cold} | {m.chunk: m for m in hot}
+            return [by_chunk[c] for c in sorted(by_chunk)]
+
+        yield from self._join(self.hot.list_metas(where), self.cold.list_metas(where), combine)
+
+    @contextmanager
+    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
+        self.check_writable()
+        with ExitStack() as stack:
+            hot = stack.enter_context(self.hot.transaction(keys))
+            cold = stack.enter_context(self.cold.transaction(keys))
+            tx = _TieredTransaction(self, hot, cold)
+            yield tx
+        tx.committed = hot.committed
+
+    def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
+        return self.hot.changes(cursor, where, limit)
+
+    def get_state(self, name: str) -> str | None:
+        return self.hot.get_state(name)
+
+    def close(self) -> None:
+        self.hot.close()
+        self.cold.close()
+        super().close()
