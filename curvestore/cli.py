@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -736,6 +737,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
     from curvestore.core.archive import archive
 
+    started = time.perf_counter()
     with open_existing(args.source, read_only=not args.delete_source) as source, \
             open_existing(args.target) as target:
         where = typed_key(source, args.filter)
@@ -749,7 +751,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
             report = archive(source, target, args.before, filter=where,
                              delete_source=args.delete_source, codec=args.codec,
                              progress=progress)
-            rate = report.payload_bytes / 1e6 / max(bar.format_dict["elapsed"], 1e-9)
+    rate = report.payload_bytes / 1e6 / max(time.perf_counter() - started, 1e-9)
     print(f"archived {report.chunks:,} chunks ({report.payload_bytes / 1e6:.1f} MB, "
           f"{rate:.1f} MB/s) of {report.series:,} series; {report.skipped:,} already there; "
           f"{report.tombstoned:,} removed from the source", file=sys.stderr)
