@@ -699,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "sql", cmd_sql, "print the CREATE statements of a PostgreSQL store",
              "Print the SQL that creates a postgresql:// store's tables, for a DBA to run\n"
              "ahead of time; create_store then only inserts the manifest row, so the\n"
-             "application's role needs SELECT, INSERT, UPDATE on the three tables and USAGE on\n"
+             "application's role needs SELECT, INSERT, UPDATE on the four tables and USAGE on\n"
              "the changes sequence, not CREATE.\n\n"
              "example: curvestore sql --keys site:str,kind:str --table load_curves")
     p.add_argument("--keys", required=True, metavar="NAME:TYPE,...",

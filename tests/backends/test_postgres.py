@@ -31,8 +31,14 @@ from curvestore.errors import (
     CurvestoreError,
     StoreExistsError,
 )
-from curvestore.testing import BackendConformance, StatefulConformance, StoreSemantics
+from curvestore.testing import (
+    BackendConformance,
+    ReplicationConformance,
+    StatefulConformance,
+    StoreSemantics,
+)
 from curvestore.testing.postgres_server import in_ci
+from curvestore.testing.replication import assert_stores_equal
 from curvestore.testing.store import assert_series_exact, curve
 
 if in_ci():  # CI must run these tests: a missing driver is an error there
@@ -58,7 +64,8 @@ def _table(url: str) -> str:
     return dict(p.split("=", 1) for p in urlsplit(url).query.split("&"))["table"]
 
 
-class TestPostgres(StoreSemantics, BackendConformance, StatefulConformance):
+class TestPostgres(StoreSemantics, BackendConformance, StatefulConformance,
+                   ReplicationConformance):
     @pytest.fixture
     def backend_url_factory(self, pg_table_url: Callable[[], str]) -> Callable[[], str]:
         return pg_table_url
@@ -249,7 +256,7 @@ def test_dba_created_tables_need_no_create_privilege(postgres_url: str,
         conn.execute(f'CREATE ROLE "{role}" LOGIN')
         conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
         conn.execute(f'GRANT SELECT, INSERT, UPDATE ON "{table}", "{table}_manifest", '
-                     f'"{table}_changes" TO "{role}"')
+                     f'"{table}_changes", "{table}_sync_state" TO "{role}"')
         conn.execute(f'GRANT USAGE ON SEQUENCE "{table}_changes_seq_seq" TO "{role}"')
         assert not conn.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')",
                                 [role]).fetchone()[0]
@@ -259,6 +266,11 @@ def test_dba_created_tables_need_no_create_privilege(postgres_url: str,
     with _create(app_url) as store:
         store.write({"site": "a", "n": 1}, curve("2024-01-01", periods=10))
         assert store.keys() == [{"site": "a", "n": 1}]
+        source = _create("memory://")  # the role can also be a replication target
+        source.write({"site": "r", "n": 2}, curve("2024-02-01", periods=10))
+        assert curvestore.replicate(source, store).chunks == 1
+        assert_series_exact(store.read({"site": "r", "n": 2}),
+                            source.read({"site": "r", "n": 2}))
     with pytest.raises(StoreExistsError):
         _create(app_url)
 
@@ -269,7 +281,8 @@ def test_cli_prints_the_create_statements(capsys: pytest.CaptureFixture[str]) ->
     assert main(["sql", "--keys", "site:str,year:int", "--table", "lc"]) == 0
     out = capsys.readouterr().out
     assert 'CREATE TABLE "public"."lc" (' in out and '"year" bigint NOT NULL' in out
-    assert out.count(";\n") == 5
+    assert out.count(";\n") == 6
+    assert 'CREATE TABLE "public"."lc_sync_state" (' in out
     assert main(["sql", "--keys", "size:int"]) == 1  # clashes with a column of the backend
     assert "reserved" in capsys.readouterr().err
 
@@ -362,6 +375,177 @@ def test_feed_filter_advances_the_cursor(pg_table_url: Callable[[], str]) -> Non
         store.write({"site": "wanted", "n": 0}, curve("2024-01-01", periods=10))
         page = store.changes(page.cursor, filter={"site": "wanted"})
         assert [i.key for i in page.items] == [{"site": "wanted", "n": 0}]
+
+
+# -- replication: PostgreSQL as a target, fetch, concurrent writers -------------------------
+
+def test_fetch_is_one_query_and_names_tombstones(pg_table_url: Callable[[], str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with _create(pg_table_url()) as store:
+        store.write({"site": "a", "n": 1}, curve("2024-01-01", end="2024-03-31 23:45", seed=1))
+        store.write({"site": "b", "n": 2}, curve("2024-01-01", periods=10, seed=2))
+        store.write({"site": "a", "n": 1}, curve("2024-03-01", periods=10, seed=3),
+                    mode="replace")  # January and February become tombstone rows
+        live = {r.chunk: r for r in store.backend.read_chunks(("a", 1))}
+        (march,) = live
+        (january_b,) = [r.chunk for r in store.backend.read_chunks(("b", 2))]
+        refs = [(("a", 1), march), (("a", 1), march - 2), (("b", 2), january_b),
+                (("a", 1), march + 7), (("zz", 9), march), (("a", 1), march)]
+        executed: list[Any] = []
+        original = psycopg.Cursor.execute
+
+        def counting(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            executed.append(query)
+            return original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+        got = store.backend.fetch(refs)
+        monkeypatch.undo()
+        assert len(executed) == 1
+        assert [(r.key, r.chunk) for r in got] == refs
+        assert [r.meta.deleted for r in got] == [False, True, False, True, True, False]
+        assert got[0] == live[march] and got[5] == live[march]
+        assert got[1].payload == b"" and got[1].meta.version == 2  # the stored tombstone row
+        assert store.backend.fetch([]) == []
+
+
+def test_sync_state_commits_with_the_chunks(pg_table_url: Callable[[], str]) -> None:
+    url = pg_table_url()
+    with _create(url) as store:
+        backend = store.backend
+        assert backend.get_state("cursor") is None
+        store.write({"site": "a", "n": 1}, curve("2024-01-01", periods=10))
+        (chunk,) = [r.chunk for r in backend.read_chunks(("a", 1))]
+        before = len(store.changes().items)
+        record = curvestore.core.records.ChunkRecord(
+            ("a", 1), curvestore.core.records.ChunkMeta(chunk=chunk + 1, deleted=True))
+        with pytest.raises(RuntimeError), backend.transaction([("a", 1)]) as tx:
+            tx.put([record])
+            tx.set_state("cursor", "one")
+            raise RuntimeError("the import fails")
+        assert backend.get_state("cursor") is None  # rolled back with the chunks
+        assert len(store.changes().items) == before
+        with backend.transaction([("a", 1)]) as tx:
+            tx.put([record])
+            tx.set_state("cursor", "one")
+        with backend.transaction([]) as tx:
+            tx.set_state("cursor", "two")  # an upsert, with or without chunks
+        assert backend.get_state("cursor") == "two"
+        assert len(store.changes().items) == before + 1
+    table = _table(url)
+    with _connect(url) as conn:
+        assert conn.execute(f'SELECT name, value FROM "{table}_sync_state"').fetchall() == \
+            [("cursor", "two")]
+        conn.execute(f'DROP TABLE "{table}_sync_state"')  # a store made before the table
+    with curvestore.open_store(url) as store:
+        assert store.backend.get_state("cursor") is None
+        source = _create("memory://")
+        source.write({"site": "s", "n": 1}, curve("2024-01-01", periods=10))
+        assert curvestore.replicate(source, store).chunks == 1  # the table is created
+        assert curvestore.replicate(source, store).chunks == 0
+
+
+def test_chunks_streamed_at_put_roll_back_and_may_be_put_again(
+        pg_table_url: Callable[[], str]) -> None:
+    """New chunks are COPYed as soon as they are put: an exception still rolls them back,
+    and a slot put twice in one transaction ends with the last record."""
+    memory = _create("memory://")
+    memory.write({"site": "a", "n": 1}, curve("2024-01-01", end="2024-03-31 23:45", seed=1))
+    records = [r for _k, rs in memory.backend.scan({}) for r in rs]
+    assert len(records) == 3
+    with _create(pg_table_url()) as store:
+        backend = store.backend
+        with pytest.raises(RuntimeError), backend.transaction([("a", 1)]) as tx:
+            assert tx.live_metas(("a", 1)) == []
+            tx.put(records)
+            assert len(tx.streamed) == 3 and not tx.staged  # sent already
+            raise RuntimeError("the writer fails after streaming")
+        assert store.read({"site": "a", "n": 1}) is None
+        assert store.changes().items == []
+        with backend.transaction([("a", 1)]) as tx:
+            tx.live_metas(("a", 1))
+            tx.put(records[:1])
+            tx.put(records)  # chunk 0 again: now an UPDATE of the streamed row
+        assert [(c.chunk, c.version) for c in tx.committed] == \
+            [(records[0].chunk, 2), (records[1].chunk, 1), (records[2].chunk, 1)]
+        assert assert_stores_equal(memory, store) == 1
+
+
+@pytest.mark.slow
+def test_replica_pulling_while_two_writers_commit_ends_equal(
+        pg_table_url: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writers update overlapping series of a PostgreSQL source, each keeping its
+    transaction open for a random moment after writing its rows, so commits land out of
+    transaction-id order while a replica pulls again and again in small pages. The replica
+    must end equal to the source, and a last pull must find nothing new. (Without the xid
+    watermark, i.e. with a feed that returns every committed row, this fails.)"""
+    url = pg_table_url()
+    source = _create(url)
+    replica = _create("memory://")
+    keys = [{"site": f"s{i}", "n": i} for i in range(16)]
+    source.write_many({(k["site"], k["n"]): curve("2024-01-01", end="2024-02-29 23:45",
+                                                  seed=i) for i, k in enumerate(keys)})
+    writers = [curvestore.open_store(url), curvestore.open_store(url)]
+    for number, writer in enumerate(writers):
+        rng_hold = np.random.default_rng(number + 5)
+
+        def held(conn: Any, tx: Any, original: Any = writer.backend._write,
+                 rng: Any = rng_hold) -> Any:
+            changes = original(conn, tx)
+            time.sleep(float(rng.uniform(0, 0.04)))  # rows written, commit delayed
+            return changes
+
+        monkeypatch.setattr(writer.backend, "_write", held)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write(number: int) -> None:
+        rng = np.random.default_rng(number)
+        store = writers[number]
+        try:
+            for step in range(60):
+                k = keys[int(rng.integers(len(keys)))]
+                start = pd.Timestamp("2024-01-01", tz=TZ) + pd.Timedelta(
+                    days=int(rng.integers(0, 720)))  # mostly distinct chunks: few overwrites
+                values = curve(start, periods=int(rng.integers(1, 3000)), seed=1000 * number
+                               + step)
+                if step % 20 == 19:
+                    store.write(k, values, mode="replace")
+                else:
+                    store.write(k, values, mode="update")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    pulls = 0
+
+    def pull() -> None:
+        nonlocal pulls
+        try:
+            while not done.is_set():
+                curvestore.replicate(source, replica, batch=1)
+                pulls += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    puller = threading.Thread(target=pull)
+    puller.start()
+    try:
+        for t in threads:
+            t.join(300)
+    finally:
+        done.set()
+        puller.join(300)
+    assert not errors, errors
+    assert pulls >= 3
+    curvestore.replicate(source, replica, batch=7)
+    assert assert_stores_equal(source, replica) == len(keys)
+    again = curvestore.replicate(source, replica)
+    assert (again.changes, again.chunks, again.tombstones) == (0, 0, 0)
+    for s in (*writers, source, replica):
+        s.close()
 
 
 # -- a writer killed inside its transaction ---------------------------------------------------

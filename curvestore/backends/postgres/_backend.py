@@ -2,10 +2,12 @@
 
 Guarantees and how they are met:
 
-* **Atomic batches**: a transaction stages its chunks; at commit, new chunks are COPYed
-  (binary) straight into the chunk table, rewritten ones into a session temp table applied by
-  one UPDATE, the change rows are COPYed into the change table, then one COMMIT: all or
-  nothing, whatever kills the writer. No round trip per chunk.
+* **Atomic batches**: chunks known to be new are COPYed (binary) into the chunk table as
+  they are put, inside the open transaction (the server ingests while the core encodes the
+  next series); at commit, the other new chunks are COPYed straight into the chunk table,
+  rewritten ones into a session temp table applied by one UPDATE, the change rows are
+  COPYed into the change table, then one COMMIT: all or nothing, whatever kills the writer.
+  No round trip per chunk.
 * **Writers of one series serialise**: ``transaction(keys)`` takes transaction-scoped advisory
   locks on a hash of each series key, in sorted order (no deadlock), so writers exclude each
   other even before a series has rows; a transaction over more than ``_MAX_KEY_LOCKS`` series
@@ -15,6 +17,9 @@ Guarantees and how they are met:
 * **Versions** are assigned in SQL: 1 on first write, the stored version + 1 afterwards.
 * **Change feed**: see :meth:`PostgresBackend.changes`: every committed change exactly once,
   ordered by (writer's transaction id, sequence), never skipping a late commit.
+* **Replication target**: ``tx.set_state`` upserts the replication cursor into
+  ``<table>_sync_state`` inside the open transaction, so the cursor commits atomically with
+  the imported chunks; ``fetch`` exports any number of chunks in one query.
 * **Reads**: one query per single-series read; ``scan``/``list_metas`` stream through a
   server-side cursor in batches (bounded memory); meta queries never fetch payloads.
 """
@@ -24,6 +29,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import queue
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -86,6 +93,36 @@ class _PgTransaction(Transaction):
         self.metas: dict[SeriesKey, list[ChunkMeta]] | None = None
         self.seen: dict[SeriesKey, list[tuple[int, int, set[int]]]] = {}  # ranges read
         self.committed = []
+        # new chunks are COPYed into the table as soon as they are put (while the core
+        # encodes the next series, the server ingests the previous one); the COPY is
+        # finished before any other statement runs on the connection
+        self.streamed: dict[tuple[SeriesKey, int], bool] = {}  # slot -> deleted
+        self._copy_cm: Any = None
+        self._copy: Any = None
+        self._cursor: Any = None
+
+    def finish_copy(self, exc: BaseException | None = None) -> None:
+        """End the streaming COPY, if one is open (aborting it when ``exc`` is given)."""
+        if self._copy_cm is None:
+            return
+        cm, cursor = self._copy_cm, self._cursor
+        self._copy_cm = self._copy = self._cursor = None
+        try:
+            if exc is None:
+                cm.__exit__(None, None, None)
+            else:
+                cm.__exit__(type(exc), exc, exc.__traceback__)
+        finally:
+            cursor.close()
+
+    def _stream(self, record: ChunkRecord, now: int) -> None:
+        if self._copy is None:
+            q = self.backend.queries
+            self._cursor = self.conn.cursor(binary=True)
+            self._copy_cm = self._cursor.copy(q.copy_chunks)
+            self._copy = self._copy_cm.__enter__()
+            self._copy.set_types(q.copy_types)
+        self._copy.write_row(self.backend.queries.copy_row(record, now))
 
     def _saw(self, key: SeriesKey, lo: int | None, hi: int | None, chunks: set[int]) -> None:
         self.seen.setdefault(key, []).append(
@@ -103,8 +140,10 @@ class _PgTransaction(Transaction):
         fetched in one query (they cannot change: the series are locked)."""
         q = self.backend.queries
         if key not in self.keys:
+            self.finish_copy()
             return [r.meta for r in self.backend._read(self.conn, q.read, key, None, None)]
         if self.metas is None:
+            self.finish_copy()
             self.metas = {}
             chunks: dict[SeriesKey, set[int]] = {k: set() for k in self.order}
             with self.conn.cursor(binary=True) as cur:
@@ -122,15 +161,31 @@ class _PgTransaction(Transaction):
     def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
              ) -> list[ChunkRecord]:
         q = self.backend.queries
+        self.finish_copy()
         records = self.backend._read(self.conn, q.read_for_update, key, lo, hi)
         self._saw(key, lo, hi, {r.chunk for r in records})
         return [r for r in records if not r.meta.deleted]
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
+        now = time.time_ns()
         for record in records:
             if record.key not in self.keys:
                 raise ValueError(f"series {record.key} is not part of this transaction")
-            self.staged[(record.key, record.chunk)] = record
+        for record in records:
+            slot = (record.key, record.chunk)
+            if slot not in self.staged and slot not in self.streamed and \
+                    self.exists(*slot) is False:
+                self._stream(record, now)  # known to have no row: INSERT right away
+                self.streamed[slot] = record.meta.deleted
+            else:
+                self.staged[slot] = record
+
+    def set_state(self, name: str, value: str) -> None:
+        """Upsert ``name`` in the sync-state table now, inside this open transaction: it
+        commits (or rolls back) together with the staged chunks."""
+        self.finish_copy()
+        self.backend._ensure_state_table()
+        self.conn.execute(self.backend.queries.set_state, [name, value])
 
 
 class PostgresBackend(Backend):
@@ -148,6 +203,8 @@ class PostgresBackend(Backend):
         self._queries: Queries | None = None
         self._store_lock = _hash(f"curvestore:{names.qualified}", 8)
         self._store_lock32 = _hash(f"curvestore:{names.qualified}", 4)
+        self._ddl_lock = _hash(f"curvestore-ddl:{names.qualified}", 8)
+        self._has_state_table = False
 
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> PostgresBackend:
@@ -209,7 +266,7 @@ class PostgresBackend(Backend):
         keys = KeySchema.from_json(manifest["keys"])
         statements = ddl_statements(self.names, keys)
         tables = {"chunks": self.names.table, "manifest": self.names.manifest,
-                  "changes": self.names.changes}
+                  "changes": self.names.changes, "sync_state": self.names.sync_state}
         with self.pool.connection() as conn, \
                 translated(self.target, "creating the store"), conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [self._store_lock])
@@ -259,12 +316,49 @@ class PostgresBackend(Backend):
             return self._read(conn, self.queries.read, key, lo, hi)
 
     def _stream(self, query: Any, params: list[Any], batch: int) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``query`` through a server-side cursor, ``batch`` rows per round trip."""
+        """Rows of ``query`` through a server-side cursor, ``batch`` rows per round trip.
+
+        After the first batch, a helper thread fetches the next batch while the caller
+        decodes the current one (at most two batches wait in memory), so the server's
+        work overlaps the client's."""
         with self.pool.connection() as conn, translated(self.target, "reading"), \
                 conn.transaction(), conn.cursor("curvestore_scan", binary=True) as cur:
-            cur.itersize = batch
             cur.execute(query, params)
-            yield from cur
+            rows = cur.fetchmany(batch)
+            if len(rows) < batch:
+                yield from rows
+                return
+            ready: queue.Queue[Any] = queue.Queue(maxsize=1)
+            stop = threading.Event()
+
+            def fetch() -> None:
+                try:
+                    while not stop.is_set():
+                        got = cur.fetchmany(batch)
+                        ready.put(got)
+                        if len(got) < batch:
+                            return
+                except BaseException as exc:  # handed to the reading thread
+                    ready.put(exc)
+
+            worker = threading.Thread(target=fetch, name="curvestore-pg-prefetch",
+                                      daemon=True)
+            worker.start()
+            try:
+                while True:
+                    yield from rows
+                    if len(rows) < batch:
+                        return
+                    item = ready.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    rows = item
+            finally:
+                stop.set()
+                while worker.is_alive():  # unblock a pending put, then let it end
+                    with contextlib.suppress(queue.Empty):
+                        ready.get(timeout=0.05)
+                worker.join()
 
     def _grouped(self, rows: Iterator[tuple[Any, ...]], convert: Any
                  ) -> Iterator[tuple[SeriesKey, list[Any]]]:
@@ -294,6 +388,57 @@ class PostgresBackend(Backend):
         query, params = self.queries.series(where)
         for row in self._stream(query, params, _META_BATCH):
             yield tuple(row)
+
+    def fetch(self, refs: Sequence[tuple[SeriesKey, int]]) -> list[ChunkRecord]:
+        """The current rows of the named chunks in ONE query (a join against unnest()ed
+        arrays of the key columns and chunk indexes), in the order of ``refs``: live
+        records, stored tombstone rows as they are, and a tombstone record for a chunk that
+        has no row at all."""
+        if not refs:
+            return []
+        q = self.queries
+        slots = list(dict.fromkeys(refs))
+        with self.pool.connection() as conn, translated(self.target, "fetching chunks"), \
+                conn.cursor(binary=True) as cur:
+            cur.execute(q.fetch, q.slot_arrays(slots))
+            found = {(r.key, r.chunk): r for r in map(q.record, cur)}
+        out = []
+        for key, chunk in refs:
+            record = found.get((key, chunk))
+            if record is None:
+                record = ChunkRecord(key, ChunkMeta(chunk=chunk, deleted=True))
+            elif record.meta.deleted and record.payload:
+                record = ChunkRecord(key, record.meta)
+            out.append(record)
+        return out
+
+    # -- replication target ----------------------------------------------------------------
+    def get_state(self, name: str) -> str | None:
+        """The value saved under ``name`` by :meth:`_PgTransaction.set_state`, or None
+        (also when the store predates the sync-state table)."""
+        with self.pool.connection() as conn, translated(self.target, "reading sync state"):
+            if not self._has_state_table:
+                if self._regclass(conn, self.names.sync_state) is None:
+                    return None
+                self._has_state_table = True
+            row = conn.execute(self.queries.get_state, [name]).fetchone()
+        return None if row is None else str(row[0])
+
+    def _ensure_state_table(self) -> None:
+        """Create the sync-state table of a store made before it existed (once, in its own
+        short transaction on another connection, under a DDL lock of its own)."""
+        if self._has_state_table:
+            return
+        with self.pool.connection() as conn, \
+                translated(self.target, "creating the sync-state table"):
+            if self._regclass(conn, self.names.sync_state) is None:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", [self._ddl_lock])
+                    if self._regclass(conn, self.names.sync_state) is None:
+                        for statement in ddl_statements(self.names, self.queries.keys)[
+                                "sync_state"]:
+                            conn.execute(statement.encode())
+        self._has_state_table = True
 
     # -- writes ----------------------------------------------------------------------------
     def _lock(self, conn: psycopg.Connection[Any], keys: list[SeriesKey]) -> None:
@@ -325,26 +470,33 @@ class PostgresBackend(Backend):
             with conn.transaction():
                 tx = _PgTransaction(self, conn, keys)
                 self._lock(conn, tx.order)
-                yield tx
+                try:
+                    yield tx
+                except BaseException as exc:
+                    with contextlib.suppress(Exception):
+                        tx.finish_copy(exc)
+                    raise
                 changes = self._write(conn, tx)
         tx.committed = changes
 
     def _write(self, conn: psycopg.Connection[Any], tx: _PgTransaction) -> list[Change]:
         """Write the staged chunks and their change rows in bulk (the COMMIT follows).
 
-        Which staged chunks already have a row is known from the transaction's reads, or
-        else asked in one query; new chunks are COPYed
+        Chunks known to have no row were already COPYed into the table by ``put`` (the
+        COPY is ended here). For the other staged chunks, which already have a row is known
+        from the transaction's reads, or else asked in one query; new chunks are COPYed
         straight into the table (version 1), existing ones are COPYed into the session's
         stage table and applied by one UPDATE (version + 1); the change rows, in (key, chunk)
         order, are COPYed last. Round trips do not depend on the number of chunks.
         """
-        if not tx.staged:
+        tx.finish_copy()
+        if not tx.staged and not tx.streamed:
             return []
         q = self.queries
         now = time.time_ns()
         slots = sorted(tx.staged)
         nk = q.nk
-        known = {slot: tx.exists(*slot) for slot in slots}
+        known = {slot: True if slot in tx.streamed else tx.exists(*slot) for slot in slots}
         with conn.cursor(binary=True) as cur:
             existing = {slot for slot, found in known.items() if found}
             unknown = [slot for slot, found in known.items() if found is None]
@@ -360,11 +512,16 @@ class PostgresBackend(Backend):
                            (q.copy_row(tx.staged[s], now) for s in slots if s in existing))
                 cur.execute(q.update_from_stage)
                 versions.update({(tuple(r[:nk]), r[nk]): r[nk + 1] for r in cur})
-            changes = [Change(key, chunk, versions[(key, chunk)],
-                              tx.staged[(key, chunk)].meta.deleted) for key, chunk in slots]
+            deleted = {slot: r.meta.deleted for slot, r in tx.staged.items()}
+            for slot, gone in tx.streamed.items():
+                versions.setdefault(slot, 1)  # a streamed slot put again was UPDATEd above
+                deleted.setdefault(slot, gone)
+            changes = [Change(key, chunk, versions[(key, chunk)], deleted[(key, chunk)])
+                       for key, chunk in sorted(deleted)]
             self._copy(cur, q.copy_changes, q.change_types,
                        ((*c.key, c.chunk, c.version, c.deleted) for c in changes))
         tx.staged.clear()
+        tx.streamed.clear()
         return changes
 
     @staticmethod

@@ -1,6 +1,6 @@
 """Table names and DDL of the PostgreSQL backend (no driver needed to build them).
 
-A store named ``<table>`` in schema ``<schema>`` is three tables:
+A store named ``<table>`` in schema ``<schema>`` is four tables:
 
 * ``<table>``: one row per chunk (tombstones included), the key attributes as typed columns
   (``text COLLATE "C"`` so ORDER BY matches Python's string order, or ``bigint``), the chunk
@@ -8,7 +8,9 @@ A store named ``<table>`` in schema ``<schema>`` is three tables:
   already: pglz would only burn CPU); primary key (keys..., chunk_index);
 * ``<table>_manifest``: the store's frozen configuration, one jsonb row;
 * ``<table>_changes``: the change feed, one row per committed chunk write, with the writing
-  transaction's id (``xid8``) for the watermark (see ``_feed``).
+  transaction's id (``xid8``) for the watermark (see ``_feed``);
+* ``<table>_sync_state``: small named values (replication cursors of a replica), written in
+  the same transaction as the chunks they describe.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ class Names:
         return f"{self.table}_changes"
 
     @property
+    def sync_state(self) -> str:
+        return f"{self.table}_sync_state"
+
+    @property
     def qualified(self) -> str:
         return f"{self.schema}.{self.table}"
 
@@ -98,10 +104,12 @@ def key_column_types(keys: KeySchema) -> list[tuple[str, str]]:
 
 
 def ddl_statements(names: Names, keys: KeySchema) -> dict[str, list[str]]:
-    """CREATE statements per table (``chunks``, ``manifest``, ``changes``), in run order."""
+    """CREATE statements per table (``chunks``, ``manifest``, ``changes``, ``sync_state``),
+    in run order."""
     s = _quote(names.schema)
-    chunks, manifest, changes = (f"{s}.{_quote(t)}" for t in
-                                 (names.table, names.manifest, names.changes))
+    chunks, manifest, changes, sync_state = (
+        f"{s}.{_quote(t)}" for t in (names.table, names.manifest, names.changes,
+                                     names.sync_state))
     key_cols = key_column_types(keys)
     key_list = ", ".join(_quote(n) for n, _ in key_cols)
     columns = [f"{_quote(n)} {t} NOT NULL" for n, t in key_cols]
@@ -131,6 +139,10 @@ def ddl_statements(names: Names, keys: KeySchema) -> dict[str, list[str]]:
             f"CREATE INDEX {_quote(names.changes + '_txid_seq')} ON {changes} "
             "(\"txid\", \"seq\")",
         ],
+        "sync_state": [
+            f"CREATE TABLE {sync_state} (\n    \"name\" text PRIMARY KEY,\n"
+            "    \"value\" text NOT NULL\n)",
+        ],
     }
 
 
@@ -139,7 +151,8 @@ def create_statements(keys: KeySchema, table: str = "load_curves", schema: str =
     """The SQL a DBA runs to create a store's tables ahead of time.
 
     ``create_store`` then only inserts the manifest row, so the application's role needs
-    SELECT/INSERT/UPDATE on the three tables and USAGE on the changes sequence, not CREATE.
+    SELECT/INSERT/UPDATE on the four tables and USAGE on the changes sequence, not CREATE.
     """
     by_table = ddl_statements(Names(schema, table), keys)
-    return [stmt for part in ("chunks", "manifest", "changes") for stmt in by_table[part]]
+    return [stmt for part in ("chunks", "manifest", "changes", "sync_state")
+            for stmt in by_table[part]]

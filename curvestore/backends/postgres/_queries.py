@@ -86,6 +86,15 @@ class Queries:
             "WHERE {match} RETURNING {returning}, t.chunk_index, t.version"
         ).format(table=self.table, updates=updates, stage=self.stage, match=stage_match,
                  returning=sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in key_ids))
+        # the current rows (tombstones too) of a list of (key, chunk) slots, in one query
+        self.fetch = fmt(
+            "SELECT {cols} FROM {table} JOIN unnest({slot_unnest}) "
+            "AS s({keys}, chunk_index) USING ({keys}, chunk_index)", slot_unnest=slot_unnest)
+        self.sync_state = ident(names.schema, names.sync_state)
+        self.get_state = sql.SQL("SELECT value FROM {} WHERE name = %s").format(self.sync_state)
+        self.set_state = sql.SQL(
+            "INSERT INTO {} (name, value) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value").format(self.sync_state)
         change_cols = sql.SQL("{}, chunk_index, version, deleted").format(key_list)
         self.copy_changes = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             self.change_table, change_cols)
@@ -99,7 +108,8 @@ class Queries:
         ).format(change_cols=change_cols, changes=self.change_table)
 
         for name in ("read", "read_for_update", "metas_of_keys", "create_stage", "copy_stage",
-                     "copy_chunks", "existing", "update_from_stage", "copy_changes"):
+                     "copy_chunks", "existing", "update_from_stage", "copy_changes", "fetch",
+                     "get_state", "set_state"):
             # rendered once: psycopg then caches their parsing instead of re-composing
             setattr(self, name, getattr(self, name).as_string(None))
 
