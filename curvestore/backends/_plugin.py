@@ -13,3 +13,4 @@ def register_backends(register: Registrar) -> None:
     register.backend(("tiered",), "curvestore.backends.tiered:TieredBackend")
     register.backend(("postgresql", "postgres"), "curvestore.backends.postgres:PostgresBackend",
                      extra="postgres")
+    register.backend(("s3",), "curvestore.backends.s3:S3Backend", extra="s3")

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import hashlib
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +52,29 @@ def load_boto3() -> Any:
     return boto3
 
 
+_SESSIONS: dict[str, Any] = {}
+_SESSIONS_LOCK = threading.Lock()
+#: The environment boto3's credential chain and configuration read: a session is reused only
+#: while these are unchanged (the cache key is a digest, never the values).
+_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+
+
+def _session(boto3: Any, profile: str | None) -> Any:
+    """A boto3 session per profile and credential environment, reused: building one loads
+    the S3 service model (~0.2 s), and its resolved credentials (refreshed by botocore when
+    they are temporary) are shared by every store of the process."""
+    digest = hashlib.sha256(repr((profile, [os.environ.get(n) for n in _ENV])).encode())
+    ident = digest.hexdigest()
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(ident)
+        if session is None:
+            session = _SESSIONS[ident] = boto3.session.Session(profile_name=profile)
+        return session
+
+
 @dataclass(frozen=True, slots=True)
 class Listed:
     """One object of a listing."""
@@ -72,7 +98,7 @@ class ObjectClient:
         self.endpoint = endpoint_url or "aws"
         self.page_size = page_size
         try:
-            session = boto3.session.Session(profile_name=profile)
+            session = _session(boto3, profile)
         except ProfileNotFound as exc:
             raise ConfigurationError(f"AWS profile {profile!r} is not defined") from exc
         except BotoCoreError as exc:
@@ -86,8 +112,9 @@ class ObjectClient:
             s3={"addressing_style": "path" if endpoint_url else "auto"},
         )
         try:
-            self.s3 = session.client("s3", endpoint_url=endpoint_url, region_name=region,
-                                     config=config)
+            with _SESSIONS_LOCK:  # creating clients from one session is not thread-safe
+                self.s3 = session.client("s3", endpoint_url=endpoint_url, region_name=region,
+                                         config=config)
         except (BotoCoreError, ValueError) as exc:
             raise ConfigurationError(f"cannot build an S3 client for endpoint {self.endpoint}: "
                                      f"{type(exc).__name__}") from exc

@@ -1,0 +1,94 @@
+"""S3 backend (boto3, the ``[s3]`` extra, imported lazily): any S3-compatible object store.
+
+URL: ``s3://bucket/prefix?endpoint_url=http://127.0.0.1:9000&region=eu-west-3`` with options
+
+* ``endpoint_url`` (omit for AWS), ``region``, ``profile`` (a boto3 profile name);
+* ``max_workers`` (16): concurrent requests per store (chunk GETs of reads and scans, PUTs of
+  a commit);
+* ``list_page_size`` (1000, the S3 maximum): keys per listing page;
+* ``pending_grace`` (60 seconds): age after which an unfinished commit is recovered (below);
+* ``single_writer`` (false): see "Services without conditional writes".
+
+Credentials come only from boto3's chain (environment, shared config and credential files or
+``AWS_PROFILE``/``profile=``, instance or container roles); a URL carrying ``user:pass@`` is
+refused, and no repr, log line or error message shows more than bucket, prefix, endpoint (its
+``user:pass@`` part removed) and the service's error code. Importing this package never needs
+boto3; opening a store without it raises BackendNotInstalledError naming the ``s3`` extra.
+
+Layout (shared with the filesystem backend, :mod:`curvestore.backends._layout`)::
+
+    <prefix>/manifest.json                 created with If-None-Match: * (one creator wins)
+    <prefix>/series/<k1>=<v1>/.../<chunk>.cvc  one object per chunk: header CRC-32 + payload CRC-32
+    <prefix>/log/<seq:020d>.json           one object per committed batch (the change feed)
+    <prefix>/log-head.json                 a hint to the log's head, rewritten every 100 batches
+    <prefix>/sync/<quoted name>.json       replication cursors (Transaction.set_state)
+    <prefix>/pending/<txid>.json           intents of commits in progress
+    <prefix>/probe/conditional-writes      written once to check the service's conditional writes
+
+Guarantees, exactly:
+
+* **Each chunk is atomic.** A chunk is one object, written by one PUT: readers see the old or the
+  new object, never a torn one. Every read checks the header's CRC-32 (IntegrityError on
+  mismatch, on a bad magic, on a wrong length or on a header naming another series); the core
+  checks the payload's CRC-32 when decoding.
+* **No lost update between concurrent writers.** Transactions are optimistic: ``read`` and
+  ``live_metas`` remember each chunk's ETag (or that it is absent); the commit writes each chunk
+  with ``If-Match: <etag>`` (or ``If-None-Match: *`` when it was absent), so a writer whose
+  input changed under it gets 412/409, turned into ConflictError, and the core re-runs its whole
+  read-merge-write (up to 20 times). Chunks a commit did not read are checked the same way
+  against the state fetched at commit. Versions are the read version + 1.
+* **A multi-chunk batch is NOT atomic** (S3 has no multi-object transaction). Readers may see
+  part of a batch while it is being written; a writer that dies mid-commit leaves the chunks it
+  had written (each whole, each announced in the feed, see below); and when a conflict hits in
+  the middle of a batch, the chunks already written that did not exist before are deleted again
+  (conditionally on their own ETag), while those it overwrote stay and are logged: the core's
+  retry re-reads them and rewrites them idempotently (update merges the same points again,
+  replace and delete recompute the same result). ``write_many`` is therefore not all-or-nothing
+  on S3: a failure can leave some of its series written, each chunk whole.
+* **The change feed never under-reports.** A commit (1) PUTs ``pending/<txid>.json`` naming the
+  chunks about to change, (2) PUTs the chunks (tagged with the txid in their user metadata),
+  (3) PUTs the replication cursors, (4) claims the next log sequence with an ``If-None-Match``
+  PUT of ``log/<seq>.json`` (retrying with the next number when another writer took it), and
+  (5) deletes its marker. Since a sequence is only claimed by whoever saw the previous one, the
+  log has no gaps and a cursor is the last sequence read. A writer that dies between (1) and
+  (4) leaves its marker; any writer (when opening the store for writing, and before commits, at
+  most every ``pending_grace / 2`` seconds: one LIST of ``pending/``) that finds a marker older
+  than ``pending_grace`` (measured on the service's clock) logs the chunks that still carry that
+  txid and deletes the marker with ``If-Match``. A commit in progress refreshes its marker every
+  ``pending_grace / 3`` seconds, so live writers are not taken over; if one is (a stall longer
+  than the grace), its chunks are announced twice, never zero times. The grace must also exceed
+  the time a request a dead writer had already sent can take to land (a PUT queued in the
+  service and applied after the recovery looked would otherwise go unannounced): 60 s is far
+  above any S3 request latency; ``pending_grace=0`` is for tests and manual repair only.
+* **Feed order.** Each change is announced once, in log order, except for the at-least-once
+  cases above (a writer presumed dead). Two writers committing the same chunk claim their log
+  sequences in the order their claims land, which may differ from the order of their chunk
+  PUTs: the feed can then show a chunk's versions out of order. Replicas fetch the current
+  state of announced chunks, so they converge all the same.
+* **Services without conditional writes.** Before its first commit, a store checks once per
+  endpoint and bucket that the service answers 412 to a failed ``If-None-Match``/``If-Match``;
+  if it does not, writing raises ConfigurationError, unless ``single_writer=true`` is given,
+  which writes unconditionally and is only safe when a single process writes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curvestore.backends.s3._backend import S3Backend
+    from curvestore.backends.s3._client import S3Error
+
+__all__ = ["S3Backend", "S3Error"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "S3Backend":
+        from curvestore.backends.s3._backend import S3Backend
+
+        return S3Backend
+    if name == "S3Error":
+        from curvestore.backends.s3._client import S3Error
+
+        return S3Error
+    raise AttributeError(name)
