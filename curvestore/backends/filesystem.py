@@ -166,6 +166,9 @@ class _FileTransaction(Transaction):
     def _version(self, key: SeriesKey, chunk: int) -> int:
         known = self.versions.get((key, chunk))
         if known is None and key not in self.listed:
+            if not os.path.isdir(self.backend._series_path(key)):
+                self.listed.add(key)  # a new series: every chunk starts at version 1
+                return 0
             with contextlib.suppress(FileNotFoundError):
                 known = self.backend._read_header(self.backend._chunk_path(key, chunk))[1].version
         return known or 0
@@ -227,6 +230,7 @@ class FileBackend(Backend):
         self.log = _Log(self.root / "log")
         self._pool: ThreadPoolExecutor | None = None
         self._manifest: dict[str, Any] = {}
+        self._paths: dict[SeriesKey, Path] = {}
 
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> FileBackend:
@@ -283,8 +287,14 @@ class FileBackend(Backend):
 
     # -- paths and single objects ----------------------------------------------------------
     def _series_path(self, key: SeriesKey) -> Path:
-        assert self.schema is not None, "bind() was not called"
-        return self.series_dir.joinpath(*layout.series_parts(self.schema, key))
+        path = self._paths.get(key)
+        if path is None:
+            assert self.schema is not None, "bind() was not called"
+            if len(self._paths) > 100_000:  # a cache, not a leak, on stores with many series
+                self._paths.clear()
+            path = self._paths[key] = self.series_dir.joinpath(
+                *layout.series_parts(self.schema, key))
+        return path
 
     def _chunk_path(self, key: SeriesKey, chunk: int) -> Path:
         return self._series_path(key) / layout.chunk_name(chunk)
