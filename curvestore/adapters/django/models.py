@@ -112,3 +112,9 @@ class TimeseriesChunkStore(ChunkStoreAPI, models.Model, metaclass=_ChunkStoreBas
     def delete(self, **kwargs: Any) -> Any:  # type: ignore[override]
         """Delete this chunk through the queryset (``keep_tracking=True``: a tombstone)."""
         return type(self)._default_manager.filter(pk=self.pk).delete(**kwargs)
+
+# holcstore's one-blob-per-series models (defined in their own modules).
+from curvestore.adapters.django.lc_store import Store  # noqa: E402
+from curvestore.adapters.django.series_store import TimeseriesStore  # noqa: E402
+
+__all__ += ["Store", "TimeseriesStore"]

@@ -66,3 +66,35 @@ class HolcConformanceA(_Conformance):
 
 class HolcConformanceB(_Conformance):
     pass
+
+
+# holcstore's Store and TimeseriesStore (test_legacy_stores.py).
+from curvestore.adapters.django.models import Store, TimeseriesStore  # noqa: E402
+
+
+class LcStore(Store):
+    """holcstore's TestDataStore."""
+
+    class Meta(Store.Meta):
+        abstract = False
+
+
+class LcStoreWithYear(Store):
+    """holcstore's TestDataStoreWithAttribute."""
+
+    year = models.IntegerField()
+
+    class Meta(Store.Meta):
+        abstract = False
+        constraints = (models.UniqueConstraint(fields=["prm", "client_id", "year", "created_at"],
+                                               name="testapp_lcstorewithyear_unq"),)
+
+
+class SeriesStore(TimeseriesStore):
+    """holcstore's TestTimeseriesStoreWithAttribute."""
+
+    year = models.IntegerField()
+    kind = models.CharField(max_length=100)
+
+    class Meta(TimeseriesStore.Meta):
+        unique_together = ("year", "kind")
