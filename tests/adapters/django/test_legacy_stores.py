@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -23,20 +22,6 @@ from curvestore.errors import BackendNotInstalledError
 from curvestore.errors import IntegrityError as BlobIntegrityError
 
 UTC = dt.UTC
-
-
-@pytest.fixture(autouse=True)
-def empty_tables(django_database: None) -> Iterator[None]:
-    """conftest's fixture, skipping models without a table: test_django_models.py defines
-    throw-away models in ``testapp`` at test time, which conftest's version trips over."""
-    from django.apps import apps
-
-    tables = set(connections["default"].introspection.table_names())
-    for model in [*apps.get_app_config("testapp").get_models(),
-                  *apps.get_app_config("curvestore").get_models()]:
-        if model._meta.db_table in tables:
-            model._base_manager.all()._raw_delete(model._base_manager.db)
-    yield
 
 
 def gen_serie(start: str, end: str, data: list, freq: str = "1h") -> pd.Series:
