@@ -55,6 +55,7 @@ import subprocess
 import sys
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,7 +233,7 @@ class Bytes:
 
 
 # -- systems ---------------------------------------------------------------------------------------
-class System:
+class System(ABC):
     """One store under test. Every method but ``setup`` and ``bytes`` is timed by the harness."""
 
     name = "?"  # short id used by --systems
@@ -240,6 +241,7 @@ class System:
     peer = True  # a reference system (ratios are computed against peers)
     calls: ClassVar[dict[str, str]] = {}  # operation -> the public API it uses
 
+    @abstractmethod
     def setup(self, dataset: Dataset) -> None:
         """Start from a fresh, empty store for ``dataset``."""
 
@@ -247,28 +249,32 @@ class System:
         """Untimed housekeeping right after write_many; returns facts worth reporting."""
         return {}
 
+    @abstractmethod
     def write_many(self, mapping: dict[tuple[str, str], Any]) -> None:
-        raise NotImplementedError
+        """Insert every series of ``mapping`` in one bulk call."""
 
+    @abstractmethod
     def read(self, key: tuple[str, str]) -> Any:
-        raise NotImplementedError
+        """The whole series ``key``."""
 
+    @abstractmethod
     def read_many(self) -> Iterator[tuple[tuple[str, str], Any]]:
-        raise NotImplementedError
+        """Every series, through the system's bulk read."""
 
+    @abstractmethod
     def read_window(self, key: tuple[str, str], start: Any, end: Any) -> Any:
         """The points in ``[start, end]``, both inclusive."""
-        raise NotImplementedError
 
+    @abstractmethod
     def update(self, key: tuple[str, str], series: Any) -> None:
         """Overwrite the points of ``series`` and keep the others."""
-        raise NotImplementedError
 
+    @abstractmethod
     def bytes(self) -> Bytes:
-        raise NotImplementedError
+        """What the stored data costs on disk."""
 
-    def teardown(self) -> None:
-        pass
+    def teardown(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what ``setup`` acquired (servers, files) once the run is over."""
 
     def versions(self) -> dict[str, str]:
         return {}
