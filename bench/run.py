@@ -787,7 +787,7 @@ def median_of(runs: list[Any]) -> Any:
 def machine_info() -> dict[str, str]:
     cpu = "unknown"
     ram = "unknown"
-    try:
+    with contextlib.suppress(OSError):  # not Linux: leave "unknown"
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
@@ -796,18 +796,14 @@ def machine_info() -> dict[str, str]:
             if line.startswith("MemTotal"):
                 ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
                 break
-    except OSError:
-        pass
     fs = "unknown"
-    try:
+    with contextlib.suppress(OSError):
         best = ""
         work = str(WORK.resolve())
         for line in Path("/proc/mounts").read_text().splitlines():
             _dev, mnt, kind, *_ = line.split()
             if (work == mnt or work.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
                 best, fs = mnt, kind
-    except OSError:
-        pass
     return {
         "nproc": str(len(os.sched_getaffinity(0))),
         "cpu": cpu,

@@ -103,7 +103,7 @@ def _moto() -> Iterator[str]:
 
     class QuietHandler(WSGIRequestHandler):
         def log_request(self, *args: Any, **kwargs: Any) -> None:
-            pass
+            """Silence per-request logging: the tests would drown in it."""
 
     app = _serialising_writes(DomainDispatcherApplication(create_backend_app))
     try:

@@ -8,9 +8,6 @@ Set ``CURVESTORE_TEST_S3_URL`` to run against another S3 service (see
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -42,7 +39,7 @@ from curvestore.testing import (
     StatefulConformance,
     StoreSemantics,
 )
-from curvestore.testing.backend import _CHILD, _killed_batch
+from curvestore.testing.backend import _killed_batch
 from curvestore.testing.replication import assert_stores_equal
 from curvestore.testing.s3_server import S3Unavailable, in_ci, s3_server, with_prefix
 from curvestore.testing.store import FREQ, KEYS, TZ, assert_series_exact, curve, dense, key
@@ -148,28 +145,7 @@ class TestS3(StoreSemantics, BackendConformance, StatefulConformance, Replicatio
         rng = random.Random(20240331)
         current = 0
         for attempt, delay in enumerate([0.7, rng.uniform(0.5, 1.5), rng.uniform(0.9, 2.0)]):
-            ready = tmp_path / f"ready-{attempt}"
-            log = tmp_path / f"stderr-{attempt}"
-            with open(log, "wb") as err:
-                child = subprocess.Popen(
-                    [sys.executable, "-c", _CHILD, backend_url, str(current + 1), str(ready)],
-                    stdout=subprocess.DEVNULL, stderr=err, env={**os.environ})
-            try:
-                deadline = time.monotonic() + self.process_timeout
-                while not ready.exists():
-                    if child.poll() is not None:
-                        pytest.fail(f"the writer died on its own:\n{log.read_text()}")
-                    if time.monotonic() > deadline:
-                        pytest.fail("the writer never started")
-                    time.sleep(0.01)
-                time.sleep(delay)
-                if child.poll() is not None:
-                    pytest.fail(f"the writer died on its own:\n{log.read_text()}")
-                child.send_signal(signal.SIGKILL)
-            finally:
-                if child.poll() is None:
-                    child.kill()
-                child.wait()
+            self.kill_writer_midway(backend_url, current + 1, delay, tmp_path, attempt)
             # requests the killed writer had already sent may still be queued in the server
             # (moto runs writes one at a time): they land within moments, and pending_grace
             # (60 s by default) exists for exactly that. Let them land, then recover now.

@@ -113,8 +113,9 @@ def test_periods_off_the_grid_are_refused(url: str, freq: str, tz: str, chunking
     ("1h", "Europe/Paris", "year"), ("5min", "America/New_York", "month"),
 ])
 def test_periods_on_the_grid_are_accepted(url: str, freq: str, tz: str, chunking: str) -> None:
-    with curvestore.create_store(url, keys=["site"], freq=freq, tz=tz, chunking=chunking):
-        pass
+    with curvestore.create_store(url, keys=["site"], freq=freq, tz=tz, chunking=chunking) as s:
+        periods = [s.grid.period(c)[1] for c in range(s.grid.first_chunk, s.grid.last_chunk + 1)]
+        assert min(periods) > 0 and s.grid.bounds[-1] == sum(periods)
 
 
 # -- bounds ----------------------------------------------------------------------------------
