@@ -1,0 +1,444 @@
+"""Benchmark curvestore's Django adapter against holcstore 0.6.7, both on one PostgreSQL server.
+
+The same N=50 workload as bench/run.py (50 series x 3 years of 15-min float64 in Europe/Paris,
+month chunks; a "random" and a "load" data set), through holcstore's public classmethods on
+both sides: ``set_many_ts``, ``get_ts``, ``yield_many_ts`` and ``set_ts(update=True)``.
+holcstore runs its concrete model (bench/hostore_bench); the adapter runs the same model with
+only the import changed (bench/cvs_django_bench), in holcstore's blob format (the drop-in
+default) and, for reference, with ``CURVESTORE_FORMAT = True``. One Django project configured
+in-process, each model on its own table of the same database. Every read is compared with
+the input bit for bit (bench/run.py's ``check_same``).
+
+Run from anywhere (re-executes itself in bench/.venv)::
+
+    python bench/django_adapter.py                   # throw-away PostgreSQL server
+    python bench/django_adapter.py --url postgresql://user@host:5432/db
+    python bench/django_adapter.py --n 10 --years 1 --repeat 1 --no-profile
+
+Results go to bench/RESULTS-django.md (``--output``) and bench/.work/results-django.json.
+With profiling on (the default), every adapter operation that misses its target is run once
+more under cProfile on a fresh table and the heaviest functions are listed in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import os
+import pstats
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, ClassVar
+
+BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import run as base  # noqa: E402  (bench/run.py: data, verification, workload, report pieces)
+
+RESULTS_JSON = base.WORK / "results-django.json"
+OUTPUT = BENCH / "RESULTS-django.md"
+HOLC = "holcstore"
+ADAPTER = "adapter"
+FRAMED = "adapter-framed"
+
+# (label, metric path, kind, threshold); kind "throughput": holcstore time / adapter time must
+# be >= threshold; "latency": adapter / holcstore must be <= threshold.
+TARGETS = [
+    ("set_many_ts >= 5x holcstore", ("write_many_s",), "throughput", 5.0),
+    ("get_ts of every series >= 3x holcstore", ("read_each_s",), "throughput", 3.0),
+    ("yield_many_ts >= 3x holcstore", ("read_many_s",), "throughput", 3.0),
+    ("1-month get_ts median <= 0.5x holcstore", ("read_month", "median_ms"), "latency", 0.5),
+    ("1-week set_ts(update=True) median <= 0.3x holcstore", ("update_week", "median_ms"),
+     "latency", 0.3),
+]
+OPERATION_OF = {"write_many_s": "write_many", "read_each_s": "read_each",
+                "read_many_s": "read_many", "read_month": "read_month",
+                "update_week": "update_week"}
+
+
+def ensure_venv() -> None:
+    """Re-execute this script with bench/.venv's interpreter (where holcstore is installed)."""
+    if base._in_venv() or os.environ.get(base._INSTALLED_FLAG) == "1":
+        return
+    if not base.VENV_PYTHON.exists():
+        sys.exit(f"{base.VENV} does not exist: run `python bench/run.py` once to create it")
+    env = dict(os.environ, **{base._INSTALLED_FLAG: "1"})
+    os.execve(str(base.VENV_PYTHON), [str(base.VENV_PYTHON), str(Path(__file__).resolve()),
+                                      *sys.argv[1:]], env)
+
+
+def setup_django(pg_url: str) -> None:
+    """One Django project, in-process: holcstore's app and model, the adapter's app and the
+    adapter's models, all on the PostgreSQL database of ``pg_url``."""
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.configure(
+        DEBUG=False,
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        INSTALLED_APPS=["hostore", "hostore_bench", "curvestore.adapters.django",
+                        "cvs_django_bench"],
+        DATABASES={"default": base._django_postgres(pg_url)},
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+    base._django_ready = True  # HolcstoreSystem must not configure Django a second time
+    call_command("migrate", "curvestore", verbosity=0, interactive=False)
+
+
+class AdapterSystem(base.HolcstoreSystem):
+    """curvestore's Django adapter through holcstore's classmethods (inherited from the
+    holcstore system: same calls, another model)."""
+
+    peer = False
+    calls: ClassVar[dict[str, str]] = {
+        **base.HolcstoreSystem.calls,
+        "bytes": "pg_total_relation_size(table) + this store's change-feed rows",
+    }
+
+    def __init__(self, name: str, model: Any, fmt: str) -> None:
+        import django
+
+        import curvestore
+
+        self.name = name
+        self.model = model
+        self.django = django
+        self.pg = True
+        self.label = (f"curvestore {curvestore.__version__} Django adapter ({fmt}, "
+                      "PostgreSQL)")
+
+    def versions(self) -> dict[str, str]:
+        import subprocess
+
+        import curvestore
+
+        commit = subprocess.run(["git", "-C", str(base.REPO), "describe", "--always",
+                                 "--dirty"], capture_output=True, text=True).stdout.strip()
+        return {"curvestore": f"{curvestore.__version__} (git {commit or '?'})"}
+
+    def setup(self, dataset: base.Dataset) -> None:
+        """A fresh chunk table and an empty change feed for this store. The store's manifest
+        row is kept (its version counter goes on), so no run pays for creating it."""
+        from django.db import connection
+
+        connection.close()
+        table = self.model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)} CASCADE")
+            cursor.execute("DELETE FROM curvestore_change WHERE store = %s", [table])
+        with connection.schema_editor() as editor:
+            editor.create_model(self.model)
+        # untimed: the first call records the store's manifest (once per table in real life)
+        if self.model.get_ts({"site": "none", "kind": "none"}) is not None:
+            raise base.BenchError(f"{self.label}: a fresh table returned data")
+
+    def bytes(self) -> base.Bytes:
+        from django.db import connection
+
+        table = self.model._meta.db_table
+        with connection.cursor() as cursor:
+            sizes = base.pg_sizes(cursor, [table], "data")
+            cursor.execute("SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM curvestore_change c "
+                           "WHERE store = %s", [table])
+            feed = int(cursor.fetchone()[0])
+        total = sizes.pop("total") + feed
+        return base.Bytes(total, "pg_total_relation_size of the chunk table (heap + TOAST + "
+                          "indexes) + its change-feed rows, no VACUUM", {**sizes, "feed": feed})
+
+
+# -- profiles ---------------------------------------------------------------------------------
+def _top(profile: cProfile.Profile, limit: int = 14) -> list[dict[str, Any]]:
+    """The heaviest functions of a profile (by own time), paths shortened."""
+    stats = pstats.Stats(profile, stream=io.StringIO())
+    rows = []
+    for (path, line, func), (_cc, ncalls, tottime, cumtime, _callers) in stats.stats.items():
+        short = path
+        for marker in ("site-packages/", "/work/main/", "lib/python3"):
+            if marker in short:
+                short = short.split(marker, 1)[1]
+                break
+        rows.append({"function": f"{short}:{line}({func})", "calls": ncalls,
+                     "tottime_s": tottime, "cumtime_s": cumtime})
+    rows.sort(key=lambda r: r["tottime_s"], reverse=True)
+    return rows[:limit]
+
+
+def profile_ops(system: AdapterSystem, ds: base.Dataset, windows: list, updates: list,
+                ops: set[str]) -> dict[str, Any]:
+    """Run ``ops`` once more under cProfile on a fresh table; their heaviest functions."""
+    out: dict[str, Any] = {}
+    system.setup(ds)
+    mapping = dict(zip(ds.keys, ds.series, strict=True))
+
+    def measure(op: str, body: Any) -> None:
+        profile = cProfile.Profile()
+        t0 = time.perf_counter()
+        profile.enable()
+        body()
+        profile.disable()
+        elapsed = time.perf_counter() - t0
+        if op in ops:
+            out[op] = {"elapsed_s": elapsed, "top": _top(profile)}
+
+    measure("write_many", lambda: system.write_many(mapping))
+    measure("read_each", lambda: [system.read(k) for k in ds.keys])
+    measure("read_many", lambda: list(system.read_many()))
+    measure("read_month", lambda: [system.read_window(ds.keys[i], s, e) for i, s, e in windows])
+    measure("update_week", lambda: [system.update(k, u) for k, u in
+                                    zip(ds.keys, updates, strict=True)])
+    system.teardown()
+    return out
+
+
+def _verdicts(systems: dict[str, Any], name: str) -> list[tuple[str, float, bool, str]]:
+    out = []
+    holc = systems[HOLC]["result"]
+    mine = systems[name]["result"]
+    for label, path, kind, threshold in TARGETS:
+        theirs, ours = base._get(holc, path), base._get(mine, path)
+        if kind == "throughput":
+            ratio = theirs / ours
+            ok = ratio >= threshold
+        else:
+            ratio = ours / theirs
+            ok = ratio <= threshold
+        out.append((label, ratio, ok, OPERATION_OF[path[0]]))
+    return out
+
+
+# -- the run ----------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", default=None,
+                    help="postgresql:// URL of the server to use (default: a throw-away "
+                         "server started here)")
+    ap.add_argument("--datasets", default="random,load")
+    ap.add_argument("--n", type=int, default=50)
+    ap.add_argument("--years", type=int, default=3)
+    ap.add_argument("--start", default="2022-01-01")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--month-reads", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of the whole workload, systems interleaved; medians reported")
+    ap.add_argument("--no-framed", action="store_true",
+                    help="leave out the adapter with CURVESTORE_FORMAT = True")
+    ap.add_argument("--no-profile", action="store_true",
+                    help="do not profile the operations that miss their targets")
+    ap.add_argument("--output", default=str(OUTPUT))
+    ap.add_argument("--render-only", metavar="RESULTS_JSON",
+                    help="only re-render a results JSON file into --output")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render_only:
+        Path(args.output).write_text(render(json.loads(Path(args.render_only).read_text())))
+        print(f"wrote {args.output}")
+        return 0
+    ensure_venv()
+    base._import_common()
+    if args.url:
+        return bench(args, args.url, False)
+    from curvestore.testing.postgres_server import postgres_server
+
+    with postgres_server(shared_buffers="256MB") as server:
+        return bench(args, server, True)
+
+
+def bench(args: argparse.Namespace, pg_url: str, started_here: bool) -> int:
+    np, pd = base.np, base.pd
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    setup_django(base.pg_plain_url(pg_url))
+    from cvs_django_bench.models import AdapterFramedLoadCurve, AdapterLoadCurve
+
+    systems: list[base.System] = [base.HolcstoreSystem(pg_url),
+                                  AdapterSystem(ADAPTER, AdapterLoadCurve, "holcstore format")]
+    if not args.no_framed:
+        systems.append(AdapterSystem(FRAMED, AdapterFramedLoadCurve, "CURVESTORE_FORMAT"))
+    end = (pd.Timestamp(args.start) + pd.DateOffset(years=args.years)).strftime("%Y-%m-%d")
+    versions = {"numpy": np.__version__, "pandas": pd.__version__}
+    for s in systems:
+        versions.update(s.versions())
+    versions.update(base._pg_server_facts(pg_url, started_here))
+
+    results: dict[str, Any] = {"datasets": {}}
+    n_points = 0
+    for ds_name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+        ds = base.make_dataset(ds_name, args.n, args.start, end, args.seed)
+        n_points = len(ds.series[0])
+        print(f"data set {ds_name}: {len(ds.series)} series x {n_points} points", flush=True)
+        windows = base.month_windows(ds, args.month_reads, args.seed)
+        updates = base.week_updates(ds, args.seed)
+        runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
+        for rep in range(args.repeat):  # interleaved, so that slow spells hit every system
+            print(f" repeat {rep + 1}/{args.repeat}", flush=True)
+            for system in systems:
+                runs[system.name].append(base.run_system(system, ds, windows, updates))
+        entry: dict[str, Any] = {"description": ds.description, "points": ds.points,
+                                 "systems": {s.name: {"label": s.label,
+                                                      "result": base.median_of(runs[s.name]),
+                                                      "runs": runs[s.name]}
+                                             for s in systems}}
+        if not args.no_profile:
+            adapter = next(s for s in systems if s.name == ADAPTER)
+            missed = {op for _l, _r, ok, op in _verdicts(entry["systems"], ADAPTER) if not ok}
+            if missed:
+                print(f" profiling {sorted(missed)}", flush=True)
+                entry["profiles"] = profile_ops(adapter, ds, windows, updates, missed)
+        results["datasets"][ds_name] = entry
+        del ds, windows, updates
+        gc.collect()
+
+    results["meta"] = {
+        "argv": sys.argv[1:],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "run_id": time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6],
+        "elapsed_s": time.perf_counter() - started,
+        "machine": base.machine_info(),
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
+        "versions": versions,
+        "workload": {"n": args.n, "start": args.start, "end": end,
+                     "points_per_series": n_points, "points": n_points * args.n,
+                     "month_reads": args.month_reads, "repeat": args.repeat},
+        "api": {s.label: s.calls for s in systems},
+    }
+    base.WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str))
+    Path(args.output).write_text(render(results))
+    print(f"wrote {args.output} and {RESULTS_JSON}")
+    return 0
+
+
+# -- report -----------------------------------------------------------------------------------
+def _loads(values: list[float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in values)
+
+
+def render(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    w = meta["workload"]
+    lines = ["# curvestore Django adapter vs holcstore on PostgreSQL", "",
+             f"Generated by `{' '.join(['python bench/django_adapter.py', *meta['argv']])}` on "
+             f"{meta['date']} (run {meta['run_id']}, {meta['elapsed_s']:.0f} s). Do not edit by "
+             "hand: rerun.", "", "## Machine and versions", ""]
+    lines += [f"- {k}: {v}" for k, v in meta["machine"].items()]
+    la = meta["load_average"]
+    lines.append(f"- load average (1 / 5 / 15 min): {_loads(la['before'])} before the run, "
+                 f"{_loads(la['after'])} after it")
+    lines += [f"- {k}: {v}" for k, v in meta["versions"].items()]
+    lines += ["", "## Workload", "",
+              f"{w['n']} series x {w['start']} to {w['end']} (local, end excluded) at "
+              f"{base.FREQ} in {base.TZ}, float64, month chunks (`CHUNK_AXIS = ('year', "
+              f"'month')`): {w['points_per_series']} points per series, {w['points']} in all. "
+              "Keys (site, kind). Each system starts from a fresh table and gets the same "
+              "pandas Series objects, through holcstore's public classmethods only. Every "
+              f"number is the median of {w['repeat']} runs of the whole workload (systems "
+              "interleaved; all runs are in bench/.work/results-django.json). Times are "
+              "wall-clock around the calls only, single process; every read (full, batch, "
+              "window, after update) is compared with the input (same instants, bit-identical "
+              "float64) and the run fails on any difference.", "",
+              f"- 1-month reads: {w['month_reads']} random (series, calendar month) windows, "
+              "the same for every system, `get_ts(attrs, month start, next month start - "
+              "15min)`.",
+              "- 1-week updates: one `set_ts(attrs, week, update=True)` per series, 672 new "
+              "values starting 4 days before a random month boundary (two month chunks).",
+              "- ratios are *adapter / holcstore* on the row's own number: below 1 means "
+              "faster or smaller than holcstore.", "",
+              "| operation | " + " | ".join(meta["api"]) + " |",
+              "|" + " --- |" * (len(meta["api"]) + 1)]
+    for op in ["write_many", "read_each", "read_many", "read_month", "update_week", "bytes"]:
+        lines.append(f"| {op} | " + " | ".join(f"`{calls.get(op, '')}`" for calls in
+                                               meta["api"].values()) + " |")
+
+    verdicts: dict[str, dict[str, list]] = {}
+    for ds_name, ds in results["datasets"].items():
+        systems = ds["systems"]
+        others = [s for s in systems if s != HOLC]
+        lines += ["", f"## Data set `{ds_name}`: {ds['description']}", ""]
+        head = ["operation", *[systems[s]["label"] for s in systems],
+                *[f"{s} / holcstore" for s in others]]
+        lines += ["| " + " | ".join(head) + " |", "|" + " --- |" + " ---: |" * (len(head) - 1)]
+        for path, label, fmt in base.ROWS:
+            cells = [fmt.format(base._get(systems[s]["result"], path)) for s in systems]
+            peer = base._get(systems[HOLC]["result"], path)
+            cells += [f"{base._get(systems[s]['result'], path) / peer:.2f}x" if peer else "-"
+                      for s in others]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", "Bytes on disk:", ""]
+        for r in systems.values():
+            b, after = r["result"]["bytes"], r["result"]["bytes_after_update"]
+            parts = ", ".join(f"{k} {v / ds['points']:.2f} B/point" for k, v in b.items()
+                              if k not in ("measured", "how"))
+            lines.append(f"- {r['label']}: {b['how']} ({parts}); after the updates "
+                         f"{after['measured'] / ds['points']:.2f} B/point.")
+        verdicts[ds_name] = {s: _verdicts(systems, s) for s in others}
+
+    lines += ["", "## Targets", "",
+              "Throughput ratios are holcstore time / adapter time (higher is better); latency "
+              "ratios are adapter / holcstore (lower is better). The targets are the drop-in's "
+              "(holcstore format, the default); the `CURVESTORE_FORMAT` column is for "
+              "reference.", ""]
+    ds_names = list(results["datasets"])
+    others = [s for s in next(iter(results["datasets"].values()))["systems"] if s != HOLC]
+    head = ["target", *[f"{s}, {d}" for s in others for d in ds_names]]
+    lines += ["| " + " | ".join(head) + " |", "| --- |" + " --- |" * (len(head) - 1)]
+    for i, (tlabel, *_rest) in enumerate(TARGETS):
+        cells = []
+        for s in others:
+            for d in ds_names:
+                _l, ratio, ok, _op = verdicts[d][s][i]
+                cells.append(f"{ratio:.2f}x **{'pass' if ok else 'MISS'}**")
+        lines.append(f"| {tlabel} | " + " | ".join(cells) + " |")
+
+    lines += ["", "## Where the time goes", "", ANALYSIS]
+    profiled = [(d, ds["profiles"]) for d, ds in results["datasets"].items()
+                if ds.get("profiles")]
+    if profiled:
+        lines += ["", "### Profiles of the missed targets", "",
+                  "Each operation the adapter missed was run once more under cProfile on a fresh "
+                  "table (profiling overhead included); functions by own time:"]
+        for d, profiles in profiled:
+            for op, prof in profiles.items():
+                lines += ["", f"`{d}` / {op}: {prof['elapsed_s']:.3f} s under the profiler", "",
+                          "| function | calls | own (s) | cumulative (s) |",
+                          "| --- | ---: | ---: | ---: |"]
+                lines += [f"| `{r['function']}` | {r['calls']} | {r['tottime_s']:.3f} | "
+                          f"{r['cumtime_s']:.3f} |" for r in prof["top"]]
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in NOTES]
+    return "\n".join(lines) + "\n"
+
+
+# Written from the profiles and runs described in it; re-render with --render-only.
+ANALYSIS = """\
+(analysis pending)
+"""
+
+NOTES = [
+    "Both systems use the same PostgreSQL server in the same run, over TCP on 127.0.0.1 "
+    "through Django's `postgresql` engine (psycopg 3, one persistent connection), with the "
+    "server's durability defaults (fsync on, synchronous_commit on).",
+    "holcstore: bench/hostore_bench's `BenchLoadCurve` (table dropped and re-created with the "
+    "schema editor for every run). The adapter: bench/cvs_django_bench's models, the same "
+    "fields and settings with `curvestore.adapters.django.models.TimeseriesChunkStore`; each "
+    "run drops and re-creates its chunk table and empties its change-feed rows, keeping its "
+    "manifest row (created once, untimed, as the first call on a table does in production).",
+    "The adapter's bytes add its change-feed rows (`pg_column_size` of its rows of "
+    "`curvestore_change`, shared by every adapter store of the database) to the chunk table; "
+    "measured without VACUUM, so the after-update numbers include dead row versions.",
+]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
