@@ -1,12 +1,7 @@
-"""The object layout shared by the filesystem and object-storage backends.
+"""Key paths and the chunk object framing shared by the backends and the HTTP wire format.
 
-::
-
-    manifest.json                         the store's frozen configuration
-    series/<k1>=<v1>/<k2>=<v2>/<chunk>.cvc   one object per chunk (Hive-style key prefixes)
-    log/<first seq>.log                   the change log, in segments
-
-A chunk object is ``PREFIX | header JSON | payload``. ``PREFIX`` packs a magic, the header
+Series live under Hive-style key prefixes, ``series/<k1>=<v1>/<k2>=<v2>/``, in the filesystem
+and object-storage backends. A chunk object is ``PREFIX | header JSON | payload``. ``PREFIX`` packs a magic, the header
 length and a CRC-32 of the header; the header holds the series key and the chunk's
 :class:`ChunkMeta` (including the payload's own CRC-32, verified by the core on decode).
 Key values are percent-encoded in paths, so any string is a safe path component.

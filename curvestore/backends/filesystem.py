@@ -1,15 +1,27 @@
 """Filesystem backend (the embedded default): ``file:///abs/path``, ``file://./rel`` or a path.
 
-Layout: see :mod:`curvestore.backends._layout`. Guarantees and how they are met:
+Layout::
 
-* **Atomic chunks**: every object is written to ``tmp/`` and renamed into place, so a reader
-  sees the old or the new file, never a torn one; headers and payloads carry CRC-32s.
-* **All-or-nothing batches**: a commit appends its change entries to the log as one batch
-  (begin marker with the entry count, entries naming their temp files), fsyncs it, renames the
-  temp files, then appends an end marker. A writer killed before the batch was fully logged is
+    manifest.json                              the store's frozen configuration
+    series/<k1>=<v1>/<k2>=<v2>/<shard>.cvs     a shard: the chunks of one series and one year
+    log/<first seq>.log                        the change log, in segments
+    sync/<name>.json                           replication cursors kept by this store
+    tmp/, locks/                               staged files and lock files
+
+Key directories are Hive-style (:mod:`curvestore.backends._layout`); shard files are described
+in :mod:`curvestore.backends._shards` (a year of month chunks per file: a twelfth of the files
+to create, open and fsync). Guarantees and how they are met:
+
+* **Atomic chunks**: every shard is written whole to ``tmp/`` and renamed into place, so a
+  reader sees the old or the new file, never a torn one; shard indexes and payloads carry
+  CRC-32s.
+* **All-or-nothing batches**: a commit appends its change entries and the renames it will do to
+  the log as one batch (a begin marker with the entry count), fsyncs it, renames the temp
+  files, then appends an end marker. A writer killed before the batch was fully logged is
   rolled back (temp files removed, log truncated); one killed after is rolled forward (the
   remaining renames redone). Recovery runs under the commit lock when a store is opened for
-  writing and before each commit, so no later reader or writer sees half a batch.
+  writing, when a transaction starts and before each commit, so no later reader or writer sees
+  half a batch, and no writer rewrites a shard from a state older than a logged batch.
 * **Several processes**: a transaction holds ``flock`` locks on the lock stripes of its series
   (64 stripes, taken in order, so no deadlock), and commits are serialised by a store-wide
   commit lock held only for the log append and the renames.
@@ -39,6 +51,7 @@ from typing import Any
 from urllib.parse import quote
 
 from curvestore.backends import _layout as layout
+from curvestore.backends import _shards as shards
 from curvestore.backends.base import Backend, Transaction
 from curvestore.core.cursor import decode_cursor, encode_cursor
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
@@ -54,7 +67,7 @@ __all__ = ["FileBackend"]
 _STRIPES = 64
 _SEGMENT_BYTES = 4 << 20
 _TAIL = 4096
-_DIRECT_READ_MAX = 6  # chunk ranges up to this size are opened by name, not listed
+_DIRECT_READ_MAX = 6  # shard ranges up to this size are opened by name, not listed
 
 
 def _fsync_path(path: str | Path, directory: bool = False) -> None:
@@ -138,64 +151,55 @@ class _Log:
 
 
 class _FileTransaction(Transaction):
+    """Stages whole shards as temp files; the commit logs and renames them."""
+
     def __init__(self, backend: FileBackend, keys: Sequence[SeriesKey]) -> None:
         self.backend = backend
         self.keys = set(keys)
-        self.versions: dict[tuple[SeriesKey, int], int] = {}
-        self.listed: set[SeriesKey] = set()  # series whose every chunk version is known
         self.dirs: dict[SeriesKey, str] = {}
         self.states: list[tuple[str, str]] = []
-        self.staged: dict[tuple[SeriesKey, int], tuple[str, str, ChunkRecord]] = {}
+        # (key, shard) -> (temp file, final path, the shard's records by chunk)
+        self.staged: dict[tuple[SeriesKey, int], tuple[str, str, dict[int, ChunkRecord]]] = {}
+        self.written: dict[tuple[SeriesKey, int], ChunkMeta] = {}
         self.committed = []
         self.txid = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
-        metas = self.backend._metas(self.backend._series_path(key), include_deleted=True)
-        for meta in metas:
-            self.versions[(key, meta.chunk)] = meta.version
-        self.listed.add(key)
-        return [m for m in metas if not m.deleted]
+        return self.backend._metas(self.backend._series_path(key))
 
     def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
              ) -> list[ChunkRecord]:
-        records = self.backend._read_series(key, lo, hi, include_deleted=True)
-        for r in records:
-            self.versions[(key, r.chunk)] = r.meta.version
-        return [r for r in records if not r.meta.deleted]
-
-    def _version(self, key: SeriesKey, chunk: int) -> int:
-        known = self.versions.get((key, chunk))
-        if known is None and key not in self.listed:
-            if not os.path.isdir(self.backend._series_path(key)):
-                self.listed.add(key)  # a new series: every chunk starts at version 1
-                return 0
-            with contextlib.suppress(FileNotFoundError):
-                known = self.backend._read_header(self.backend._chunk_path(key, chunk))[1].version
-        return known or 0
+        return self.backend._read_series(key, lo, hi)
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
         now = time.time_ns()
-        tmp_dir = os.path.join(self.backend.root, "tmp")
-        batch = []
+        per_shard = self.backend.per_shard
+        groups: dict[tuple[SeriesKey, int], list[ChunkRecord]] = {}
         for record in records:
             if record.key not in self.keys:
                 raise ValueError(f"series {record.key} is not part of this transaction")
-            slot = (record.key, record.chunk)
-            old = self.staged.pop(slot, None)
-            if old is not None:
-                os.unlink(old[0])
-            version = self._version(*slot) + 1
-            self.versions[slot] = version
-            final = record.with_meta(version=version, updated_at=record.meta.updated_at or now)
-            tmp = os.path.join(tmp_dir, f"{self.txid}-{len(self.staged)}-{record.chunk}.tmp")
-            directory = self.dirs.get(record.key)
-            if directory is None:
-                directory = self.dirs[record.key] = str(self.backend._series_path(record.key))
-            self.staged[slot] = (tmp, os.path.join(directory, layout.chunk_name(record.chunk)),
-                                 final)
-            batch.append((tmp, final))
-        for item in batch:  # serial: measured faster than a thread pool for page-cache writes
-            _write_tmp(item)
+            groups.setdefault((record.key, record.chunk // per_shard), []).append(record)
+        tmp_dir = os.path.join(self.backend.root, "tmp")
+        for (key, shard), group in groups.items():
+            staged = self.staged.get((key, shard))
+            if staged is None:
+                directory = self.dirs.get(key)
+                if directory is None:
+                    directory = self.dirs[key] = str(self.backend._series_path(key))
+                final = os.path.join(directory, shards.shard_name(shard))
+                tmp = os.path.join(tmp_dir, f"{self.txid}-{len(self.staged)}.tmp")
+                staged = (tmp, final, self.backend._load_shard(final))
+                self.staged[(key, shard)] = staged
+            tmp, final, current = staged
+            for record in group:
+                previous = current.get(record.chunk)
+                version = (previous.meta.version if previous is not None else 0) + 1
+                record = record.with_meta(version=version,
+                                          updated_at=record.meta.updated_at or now)
+                current[record.chunk] = record
+                self.written[(key, record.chunk)] = record.meta
+            with open(tmp, "wb") as f:
+                f.write(shards.encode_shard(key, current.values()))
 
     def set_state(self, name: str, value: str) -> None:
         tmp = os.path.join(self.backend.root, "tmp", f"{self.txid}-state-{len(self.states)}.tmp")
@@ -209,11 +213,7 @@ class _FileTransaction(Transaction):
                 os.unlink(tmp)
         self.staged.clear()
         self.states.clear()
-
-
-def _write_tmp(item: tuple[str, ChunkRecord]) -> None:
-    with open(item[0], "wb") as f:
-        f.write(layout.encode_object(item[1]))
+        self.written.clear()
 
 
 class FileBackend(Backend):
@@ -296,55 +296,70 @@ class FileBackend(Backend):
                 *layout.series_parts(self.schema, key))
         return path
 
-    def _chunk_path(self, key: SeriesKey, chunk: int) -> Path:
-        return self._series_path(key) / layout.chunk_name(chunk)
+    @property
+    def per_shard(self) -> int:
+        return shards.shard_chunks(str(self._manifest.get("chunking", "month")))
 
-    @staticmethod
-    def _read_header(path: Path | str) -> tuple[SeriesKey, ChunkMeta]:
-        with open(path, "rb") as f:
-            data = f.read(4096)
-            need = layout.PREFIX_SIZE + layout.header_length(data, str(path))
-            if need > len(data):
-                data += f.read(need - len(data))
-        return layout.decode_header(data, str(path))
+    def _load_shard(self, path: str) -> dict[int, ChunkRecord]:
+        """Every record of the shard file at ``path`` by chunk (empty if there is none)."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return {}
+        return {r.chunk: r for r in shards.decode_records(data, path)[1]}
 
-    @staticmethod
-    def _read_object(path: str) -> ChunkRecord:
-        with open(path, "rb") as f:
-            return layout.decode_object(f.read(), str(path))
-
-    def _chunk_files(self, directory: Path | str, lo: int | None, hi: int | None
+    def _shard_files(self, directory: Path | str, lo: int | None, hi: int | None
                      ) -> list[tuple[int, str]]:
-        if lo is not None and hi is not None and hi - lo < _DIRECT_READ_MAX:
+        per_shard = self.per_shard
+        first = None if lo is None else lo // per_shard
+        last = None if hi is None else hi // per_shard
+        if first is not None and last is not None and last - first < _DIRECT_READ_MAX:
             base = str(directory)
-            return [(c, os.path.join(base, layout.chunk_name(c))) for c in range(lo, hi + 1)]
+            return [(n, os.path.join(base, shards.shard_name(n))) for n in range(first, last + 1)]
         found = []
         try:
             entries = os.scandir(directory)
         except FileNotFoundError:
             return []
+        suffix = shards.SHARD_SUFFIX
         with entries:
             for entry in entries:
                 name = entry.name
-                if name.endswith(layout.CHUNK_SUFFIX):
-                    chunk = int(name[: -len(layout.CHUNK_SUFFIX)])
-                    if (lo is None or chunk >= lo) and (hi is None or chunk <= hi):
-                        found.append((chunk, entry.path))
+                if name.endswith(suffix):
+                    shard = int(name[: -len(suffix)])
+                    if (first is None or shard >= first) and (last is None or shard <= last):
+                        found.append((shard, entry.path))
         found.sort()
         return found
 
     def _read_series(self, key: SeriesKey, lo: int | None, hi: int | None, *,
                      include_deleted: bool = False, directory: Path | None = None
                      ) -> list[ChunkRecord]:
+        wanted = range(-(1 << 62) if lo is None else lo, (1 << 62) if hi is None else hi + 1)
         records = []
-        for _chunk, path in self._chunk_files(directory or self._series_path(key), lo, hi):
+        for _shard, path in self._shard_files(directory or self._series_path(key), lo, hi):
             try:
-                record = self._read_object(path)
+                with open(path, "rb") as f:
+                    data = f.read()
             except FileNotFoundError:
                 continue
-            if include_deleted or not record.meta.deleted:
-                records.append(record)
+            for record in shards.decode_records(data, path, wanted)[1]:
+                if include_deleted or not record.meta.deleted:
+                    records.append(record)
         return records
+
+    @staticmethod
+    def _read_index(path: str) -> shards.ShardIndex:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - shards.TAIL_READ))
+            tail = f.read()
+            start, length = shards.index_span(tail, size, path)
+            if length + shards.TRAILER_SIZE > len(tail):  # a long index: read all of it
+                f.seek(start)
+                tail = f.read()
+        return shards.decode_index(tail, size, path)
 
     # -- reads -----------------------------------------------------------------------------
     def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
@@ -390,15 +405,16 @@ class FileBackend(Backend):
     def _metas(self, directory: Path, *, first_only: bool = False,
                include_deleted: bool = False) -> list[ChunkMeta]:
         metas = []
-        for _chunk, path in self._chunk_files(directory, None, None):
+        for _shard, path in self._shard_files(directory, None, None):
             try:
-                meta = self._read_header(path)[1]
+                index = self._read_index(path)
             except FileNotFoundError:
                 continue
-            if include_deleted or not meta.deleted:
-                metas.append(meta)
-                if first_only:
-                    break
+            for meta in index.metas:
+                if include_deleted or not meta.deleted:
+                    metas.append(meta)
+                    if first_only:
+                        return metas
         return metas
 
     def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
@@ -432,6 +448,10 @@ class FileBackend(Backend):
         with contextlib.ExitStack() as stack:
             for stripe in sorted({self._stripe(k) for k in keys}):
                 stack.enter_context(self._flock(f"stripe-{stripe:02d}.lock"))
+            # A dead writer's logged batch must be rolled forward before this one reads the
+            # shards it would rewrite, or the rewrite would undo it.
+            if self.log.tail_state()[2]:
+                self._recover_locked()
             tx = _FileTransaction(self, keys)
             try:
                 yield tx
@@ -464,13 +484,13 @@ class FileBackend(Backend):
     def _commit(self, tx: _FileTransaction) -> list[Change]:
         if not tx.staged and not tx.states:
             return []
-        staged = sorted(tx.staged.values(), key=lambda s: (s[2].key, s[2].chunk))
-        moves = [(tmp, final) for tmp, final, _r in staged] + tx.states
+        moves = [(tmp, final) for tmp, final, _records in tx.staged.values()] + tx.states
         if self.fsync:
             self._sync_files([tmp for tmp, _final in moves])
         directories = {os.path.dirname(final) for _tmp, final in moves}
         for directory in directories:
             os.makedirs(directory, exist_ok=True)
+        written = sorted(tx.written.items(), key=lambda item: item[0])
         with self._flock("commit.lock"):
             head, segment, pending = self.log.tail_state()
             if pending:
@@ -481,18 +501,15 @@ class FileBackend(Backend):
                 segment = self.log.dir / self.log.segment_name(head + 1)
             changes = []
             root = str(self.root) + os.sep
-            lines = [json.dumps({"b": len(moves), "x": tx.txid})]
-            for i, (tmp, final, record) in enumerate(staged, start=head + 1):
-                meta = record.meta
-                changes.append(Change(record.key, meta.chunk, meta.version, meta.deleted))
-                lines.append(json.dumps(
-                    {"s": i, "k": list(record.key), "c": meta.chunk, "v": meta.version,
-                     "d": meta.deleted, "t": os.path.basename(tmp),
-                     "p": final[len(root):]},
-                    separators=(",", ":")))
-            lines += [json.dumps({"st": 1, "t": os.path.basename(tmp), "p": final[len(root):]})
-                      for tmp, final in tx.states]
-            self._append(segment, "\n".join(lines) + "\n", sync=self.fsync)
+            lines = []
+            for i, ((key, chunk), meta) in enumerate(written, start=head + 1):
+                changes.append(Change(key, chunk, meta.version, meta.deleted))
+                lines.append(json.dumps({"s": i, "k": list(key), "c": chunk, "v": meta.version,
+                                         "d": meta.deleted}, separators=(",", ":")))
+            lines += [json.dumps({"t": os.path.basename(tmp), "p": final[len(root):]},
+                                 separators=(",", ":")) for tmp, final in moves]
+            begin = json.dumps({"b": len(lines), "x": tx.txid})
+            self._append(segment, "\n".join([begin, *lines]) + "\n", sync=self.fsync)
             for tmp, final in moves:
                 os.replace(tmp, final)
             if self.fsync:
@@ -500,9 +517,10 @@ class FileBackend(Backend):
                     self._sync_files(sorted(directories))
                 else:
                     self._parallel(lambda d: _fsync_path(d, directory=True), sorted(directories))
-            self._append(segment, json.dumps({"e": head + len(staged)}) + "\n", sync=False)
+            self._append(segment, json.dumps({"e": head + len(written)}) + "\n", sync=False)
         tx.staged.clear()
         tx.states.clear()
+        tx.written.clear()
         return changes
 
     # -- replication state -------------------------------------------------------------------
@@ -539,12 +557,13 @@ class FileBackend(Backend):
             data = f.read()
             f.truncate(data.rfind(b"\n") + 1)
         begin = pending[0] if "b" in pending[0] else None
-        entries = [p for p in pending if "t" in p]
+        entries = pending[1:] if begin is not None else pending
         if begin is not None and len(entries) == begin["b"]:
             for entry in entries:
-                tmp = self.root / "tmp" / entry["t"]
-                if tmp.exists():
-                    os.replace(tmp, self.root / entry["p"])
+                if "t" in entry:
+                    tmp = self.root / "tmp" / entry["t"]
+                    if tmp.exists():
+                        os.replace(tmp, self.root / entry["p"])
             last = max((e["s"] for e in entries if "s" in e), default=None)
             if last is None:  # a batch of replication state only: the sequence did not move
                 last = self.log.tail_state()[0]
@@ -553,7 +572,7 @@ class FileBackend(Backend):
         prefix = f"{begin['x']}-" if begin is not None else None
         with os.scandir(self.root / "tmp") as found:
             doomed = [e.path for e in found if prefix and e.name.startswith(prefix)]
-        for path in doomed + [str(self.root / "tmp" / e["t"]) for e in entries]:
+        for path in doomed + [str(self.root / "tmp" / e["t"]) for e in entries if "t" in e]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         with open(segment, "rb+") as f:  # cut the unfinished batch off the log

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -139,33 +140,54 @@ def replicate(
     backend = target.backend
     cursor = backend.get_state(name)
     report = ReplicationReport(cursor=cursor)
-    while True:
-        page = src.changes(cursor, where, batch)
+
+    def pull(after: str | None) -> tuple[ChangePage, list[ChunkRecord]]:
+        page = src.changes(after, where, batch)
         latest = {(c.key, c.chunk): c for c in page.items}  # several changes of a chunk: once
         records = src.fetch(list(latest)) if latest else []
         verify(records)
-        keys = sorted({r.key for r in records})
-        if records or page.cursor != cursor:
-            with backend.transaction(keys) as tx:
-                tx.put(records)
-                tx.set_state(name, page.cursor)
-            if tx.committed:
-                from curvestore.plugins import notify
+        return page, records
 
-                notify("chunks_committed", store=target, changes=tx.committed)
-        cursor = page.cursor
-        report.pages += 1
-        report.changes += len(page.items)
-        report.chunks += sum(1 for r in records if not r.meta.deleted)
-        report.tombstones += sum(1 for r in records if r.meta.deleted)
-        report.payload_bytes += sum(len(r.payload) for r in records)
-        report.cursor = cursor
-        if progress is not None:
-            progress(report)
-        if not page.has_more or not page.items:
-            break
+    # One page is pulled ahead while the previous one commits: reading the source (or the
+    # network) and writing the target overlap instead of adding up. Pages still commit in
+    # order, each with its own cursor, so a crash leaves the target at a page boundary.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curvestore-pull") as puller:
+        ahead: Future[tuple[ChangePage, list[ChunkRecord]]] | None = puller.submit(pull, cursor)
+        try:
+            while ahead is not None:
+                page, records = ahead.result()
+                last = not page.has_more or not page.items
+                ahead = None if last else puller.submit(pull, page.cursor)
+                _commit_page(target, name, cursor, page, records)
+                cursor = page.cursor
+                report.pages += 1
+                report.changes += len(page.items)
+                report.chunks += sum(1 for r in records if not r.meta.deleted)
+                report.tombstones += sum(1 for r in records if r.meta.deleted)
+                report.payload_bytes += sum(len(r.payload) for r in records)
+                report.cursor = cursor
+                if progress is not None:
+                    progress(report)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
     if report.changes:
         from curvestore.plugins import notify
 
         notify("sync_pulled", target=target, report=report)
     return report
+
+
+def _commit_page(target: Store, name: str, cursor: str | None, page: ChangePage,
+                 records: list[ChunkRecord]) -> None:
+    """Import one page and its cursor in one target transaction."""
+    if not records and page.cursor == cursor:
+        return
+    keys = sorted({r.key for r in records})
+    with target.backend.transaction(keys) as tx:
+        tx.put(records)
+        tx.set_state(name, page.cursor)
+    if tx.committed:
+        from curvestore.plugins import notify
+
+        notify("chunks_committed", store=target, changes=tx.committed)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import curvestore
+from curvestore.backends import _shards as shards
 from curvestore.backends.filesystem import FileBackend
 from curvestore.errors import ConfigurationError, IntegrityError
 
@@ -30,10 +31,18 @@ def store(tmp_path: Path):
     s.close()
 
 
-def test_layout_is_hive_style_one_object_per_chunk(store, tmp_path: Path) -> None:
+def test_layout_is_hive_style_one_shard_per_year_of_month_chunks(store, tmp_path: Path) -> None:
     store.write({"site": "a/b %", "kind": "..", "n": 7}, _series("2024-01-31 20:00", 10))
+    store.write({"site": "a/b %", "kind": "..", "n": 7}, _series("2023-12-31 20:00", 2),
+                mode="update")
     series_dir = tmp_path / "s" / "series" / "site=a%2Fb%20%25" / "kind=%2e2e" / "n=7"
-    assert sorted(p.name for p in series_dir.iterdir()) == ["24288.cvc", "24289.cvc"]
+    assert sorted(p.name for p in series_dir.iterdir()) == ["2023.cvs", "2024.cvs"]
+    data = (series_dir / "2024.cvs").read_bytes()
+    index = shards.decode_index(data, len(data), "2024.cvs")
+    assert index.key == ("a/b %", "..", 7)
+    assert [m.chunk for m in index.metas] == [24288, 24289]  # January and February 2024
+    assert [m.count for m in index.metas] == [4, 6]
+    assert index.offsets == (0, index.metas[0].size)
     assert json.loads((tmp_path / "s" / "manifest.json").read_text())["freq"] == "1h"
     assert store.keys() == [{"site": "a/b %", "kind": "..", "n": 7}]
 
@@ -53,29 +62,30 @@ def test_url_rejects_hosts_and_unknown_options() -> None:
         FileBackend.from_url(parse_url("file:///x?compress=yes"))
 
 
-def _one_chunk(tmp_path: Path) -> Path:
-    return next((tmp_path / "s" / "series").rglob("*.cvc"))
+def _one_shard(tmp_path: Path) -> Path:
+    return next((tmp_path / "s" / "series").rglob("*.cvs"))
 
 
 def test_flipped_payload_byte_is_detected(store, tmp_path: Path) -> None:
     key = {"site": "a", "kind": "k", "n": 1}
     store.write(key, _series("2024-01-01", 48, 2.5))
-    path = _one_chunk(tmp_path)
+    path = _one_shard(tmp_path)
     data = bytearray(path.read_bytes())
-    data[-3] ^= 0xFF
+    data[3] ^= 0xFF  # inside the first payload
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="checksum"):
         store.read(key)
 
 
-def test_flipped_header_byte_is_detected(store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("from_end", [shards.TRAILER_SIZE + 5, 1, shards.TRAILER_SIZE - 1])
+def test_flipped_index_or_trailer_byte_is_detected(store, tmp_path: Path, from_end: int) -> None:
     key = {"site": "a", "kind": "k", "n": 1}
     store.write(key, _series("2024-01-01", 48, 2.5))
-    path = _one_chunk(tmp_path)
+    path = _one_shard(tmp_path)
     data = bytearray(path.read_bytes())
-    data[20] ^= 0x01
+    data[-from_end] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match="shard"):
         store.read(key)
 
 
@@ -147,9 +157,9 @@ def test_cli_verify_reports_corruption(store, tmp_path: Path, capsys) -> None:
     url = f"file://{tmp_path}/s"
     assert main(["verify", url]) == 0
     assert "3 chunks" in capsys.readouterr().err
-    path = sorted((tmp_path / "s" / "series" / "site=a").rglob("*.cvc"))[0]
+    path = sorted((tmp_path / "s" / "series" / "site=a").rglob("*.cvs"))[0]
     data = bytearray(path.read_bytes())
-    data[-1] ^= 0x55
+    data[0] ^= 0x55  # the first payload: chunk 24288's
     path.write_bytes(bytes(data))
     assert main(["verify", url]) == 1
     out = capsys.readouterr()
