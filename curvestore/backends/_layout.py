@@ -1,9 +1,10 @@
 """Key paths and the chunk object framing shared by the backends and the HTTP wire format.
 
 Series live under Hive-style key prefixes, ``series/<k1>=<v1>/<k2>=<v2>/``, in the filesystem
-and object-storage backends. A chunk object is ``PREFIX | header JSON | payload``. ``PREFIX`` packs a magic, the header
-length and a CRC-32 of the header; the header holds the series key and the chunk's
-:class:`ChunkMeta` (including the payload's own CRC-32, verified by the core on decode).
+and object-storage backends. A chunk object is ``PREFIX | header JSON | payload``: ``PREFIX``
+packs a magic, the header length and a CRC-32 of the header; the header holds the series key
+and the chunk's :class:`ChunkMeta` (including the payload's own CRC-32, verified by the core on
+decode).
 Key values are percent-encoded in paths, so any string is a safe path component.
 """
 
