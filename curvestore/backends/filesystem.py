@@ -194,8 +194,7 @@ class _FileTransaction(Transaction):
             for record in group:
                 previous = current.get(record.chunk)
                 version = (previous.meta.version if previous is not None else 0) + 1
-                record = record.with_meta(version=version,
-                                          updated_at=record.meta.updated_at or now)
+                record = ChunkRecord(key, record.meta.committed(version, now), record.payload)
                 current[record.chunk] = record
                 self.written[(key, record.chunk)] = record.meta
             with open(tmp, "wb") as f:

@@ -61,8 +61,7 @@ class _MemoryTransaction(Transaction):
         changes = []
         for (key, chunk), record in sorted(self.staged.items()):
             version = len(state.log) + 1
-            committed = record.with_meta(version=version,
-                                         updated_at=record.meta.updated_at or now)
+            committed = ChunkRecord(key, record.meta.committed(version, now), record.payload)
             state.series.setdefault(key, {})[chunk] = committed
             change = Change(key, chunk, version, record.meta.deleted)
             state.log.append(change)

@@ -53,6 +53,14 @@ class ChunkMeta:
     updated_at: int = 0
     deleted: bool = False
 
+    def committed(self, version: int, updated_at: int) -> ChunkMeta:
+        """This meta as committed at ``version``; ``updated_at`` unless it already has one
+        (replicated chunks keep their origin's time). Faster than ``dataclasses.replace``,
+        which a bulk commit would call once per chunk."""
+        return ChunkMeta(self.chunk, self.start, self.length, self.count, self.codec, self.dtype,
+                         self.checksum, self.size, version, self.updated_at or updated_at,
+                         self.deleted)
+
     def as_tombstone(self) -> ChunkMeta:
         return ChunkMeta(chunk=self.chunk, version=self.version, deleted=True)
 
