@@ -265,9 +265,10 @@ class ArcticDBS3(R.ArcticDBSystem):
 
 
 class CurvestoreS3(R.CurvestoreSystem):
-    def __init__(self, moto: Moto, codec: str, run_id: str) -> None:
+    def __init__(self, moto: Moto, codec: str, run_id: str, options: str = "") -> None:
         head, _, query = moto.url.partition("?")
-        super().__init__(f"{head}/{{dataset}}-{{run}}?{query}", codec, run_id)
+        extra = f"&{options}" if options else ""
+        super().__init__(f"{head}/{{dataset}}-{{run}}?{query}{extra}", codec, run_id)
         self.moto = moto
         self.label = f"curvestore {self.cs.__version__} (S3 on moto, {codec})"
         self.calls = {**self.calls, "bytes": "sizes of the objects under its prefix"}
@@ -313,7 +314,8 @@ def archive_runs(args: argparse.Namespace, moto: Moto, ds: Any, end: str, run_id
         info = source.info()
         for codec in (None, "pcodec"):
             prefix = f"archive-{kind}-{codec or 'same'}-{ds.name}-{run_id}"
-            target = curvestore.create_store(f"{head}/{prefix}?{query}", **schema)
+            extra = f"&{args.s3_options}" if args.s3_options else ""
+            target = curvestore.create_store(f"{head}/{prefix}?{query}{extra}", **schema)
             before = moto.stats()
             t0 = time.perf_counter()
             report = archive(source, target, end, codec=codec)
@@ -350,6 +352,11 @@ def archive_runs(args: argparse.Namespace, moto: Moto, ds: Any, end: str, run_id
 
 
 # -- run -------------------------------------------------------------------------------------------
+def _load() -> str:
+    """The machine's load averages (1, 5, 15 min), as uptime shows them."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=50, help="number of series (50)")
@@ -361,6 +368,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs of the workload per system, interleaved; medians reported (1)")
     ap.add_argument("--codec", default="lz4")
+    ap.add_argument("--s3-options", default="",
+                    help="extra options for curvestore's s3:// URLs, e.g. 'shard=12'")
     ap.add_argument("--no-archive", action="store_true")
     ap.add_argument("--no-postgres", action="store_true", help="archive from file:// only")
     ap.add_argument("--output", default=str(BENCH / "RESULTS-s3.md"), help="'-' for stdout")
@@ -388,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     moto = Moto()
     print(f"moto on {moto.endpoint}", flush=True)
     try:
-        systems = [ArcticDBS3(moto, run_id), CurvestoreS3(moto, args.codec, run_id)]
+        systems = [ArcticDBS3(moto, run_id),
+                   CurvestoreS3(moto, args.codec, run_id, args.s3_options)]
+        load_before = _load()
         end = (pd.Timestamp(args.start) + pd.DateOffset(years=args.years)).strftime("%Y-%m-%d")
         versions = {"numpy": R.np.__version__, "pandas": pd.__version__}
         for s in systems:
@@ -413,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                 windows = R.month_windows(ds, args.month_reads, args.seed)
                 updates = R.week_updates(ds, args.seed)
                 entry: dict[str, Any] = {"description": ds.description, "points": ds.points,
-                                         "systems": {}}
+                                         "systems": {}, "load_before": _load()}
                 runs: dict[str, list[Any]] = {s.name: [] for s in systems}
                 reqs: dict[str, list[Any]] = {s.name: [] for s in systems}
                 for _ in range(args.repeat):
@@ -426,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
                     entry["systems"][system.name] = {
                         "label": system.label, "result": R.median_of(runs[system.name]),
                         "runs": runs[system.name], "requests": reqs[system.name][-1]}
+                entry["load_after"] = _load()
+                for system in systems:
+                    if isinstance(system, CurvestoreS3) and system.store is not None:
+                        entry["shard"] = getattr(system.store.backend, "shard_size", None)
                 if not args.no_archive:
                     entry["archive"] = archive_runs(args, moto, ds, end, run_id, pg_url)
                 results["datasets"][ds_name] = entry
@@ -435,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         moto.close()
     w = {"n": args.n, "start": args.start, "end": end, "month_reads": args.month_reads,
-         "repeat": args.repeat, "codec": args.codec}
+         "repeat": args.repeat, "codec": args.codec, "s3_options": args.s3_options,
+         "load": [load_before, _load()]}
     results["meta"] = {"argv": sys.argv[1:], "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                        "run_id": run_id, "elapsed_s": time.perf_counter() - started,
                        "machine": R.machine_info(), "versions": versions, "workload": w,
@@ -503,8 +519,13 @@ def render(results: dict[str, Any]) -> str:
     for ds_name, ds in results["datasets"].items():
         sy = ds["systems"]
         cs, adb = sy["curvestore"], sy["arcticdb"]
-        lines += ["", f"## Data set `{ds_name}`: {ds['description']}", "",
-                  f"| operation | {adb['label']} | {cs['label']} | curvestore / ArcticDB |",
+        lines += ["", f"## Data set `{ds_name}`: {ds['description']}", ""]
+        if "shard" in ds or "load_before" in ds:
+            lines += [f"curvestore shard size: {ds.get('shard', '?')} month chunks per object "
+                      f"(URL options: `{w.get('s3_options') or 'none'}`). Load average "
+                      f"(1/5/15 min) before this data set: {ds.get('load_before', '?')}; "
+                      f"after: {ds.get('load_after', '?')}.", ""]
+        lines += [f"| operation | {adb['label']} | {cs['label']} | curvestore / ArcticDB |",
                   "| --- | ---: | ---: | ---: |"]
         for path, label, fmt in OPS:
             a, c = _get(adb["result"], path), _get(cs["result"], path)

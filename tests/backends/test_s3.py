@@ -420,20 +420,25 @@ def test_pagination_with_small_pages(s3_url: Callable[..., str]) -> None:
 
 def test_list_metas_reads_headers_only(s3_url: Callable[..., str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metas come from shard indexes: a suffix-ranged GET of each shard's tail, then none
+    at all while the listed ETag is unchanged."""
     url = s3_url()
     with _create(url) as store:
-        store.write(key(), curve("2024-01-01", end="2024-03-31", seed=1))
+        store.write(key(), curve("2021-11-01", end="2024-03-31", seed=1))
+    with curvestore.open_store(url) as store:
         ranges = []
         client = store.backend.client
         real_get = client.get
 
         def spy(object_key: str, **kwargs: Any) -> Any:
-            ranges.append(kwargs.get("byte_range"))
+            ranges.append((kwargs.get("byte_range"), kwargs.get("suffix")))
             return real_get(object_key, **kwargs)
 
         monkeypatch.setattr(client, "get", spy)
         assert store.max_timestamp() == pd.Timestamp("2024-03-31", tz=TZ)
-        assert ranges and all(r == (0, 4095) for r in ranges)
+        assert len(ranges) == 2 and all(r == (None, 16384) for r in ranges)
+        assert store.info()["chunks"] == 29
+        assert len(ranges) == 2
 
 
 def test_scan_fetches_chunks_concurrently(s3_url: Callable[..., str],
@@ -441,7 +446,7 @@ def test_scan_fetches_chunks_concurrently(s3_url: Callable[..., str],
     url = s3_url()
     with _create(url) as store:
         store.write_many({("a", "load", n): curve("2024-01-01", end="2024-06-30", seed=n)
-                          for n in range(3)})
+                          for n in range(8)})
         client = store.backend.client
         real_get = client.get
         active, peak = [0], [0]
@@ -462,19 +467,23 @@ def test_scan_fetches_chunks_concurrently(s3_url: Callable[..., str],
         started = time.monotonic()
         got = list(store.read_many())
         elapsed = time.monotonic() - started
-        assert len(got) == 3
+        assert len(got) == 8
         assert peak[0] >= 6, f"at most {peak[0]} GETs in flight"
-        assert elapsed < 18 * 0.05, f"18 chunk GETs took {elapsed:.2f}s: not concurrent"
+        assert elapsed < 8 * 0.05, f"8 shard GETs took {elapsed:.2f}s: not concurrent"
 
 
 def test_corrupted_objects_raise_integrity_error(s3_url: Callable[..., str]) -> None:
+    from curvestore.backends.s3._shard import encode_shard
+
     url = s3_url()
     with _create(url) as store:
         store.write(key(), curve("2024-01-01", periods=50, seed=3))
         client, bucket, _prefix = _raw_client(url)
         (object_key,) = _keys_under(url, "series/")
         good = client.get_object(Bucket=bucket, Key=object_key)["Body"].read()
-        for position in (layout.PREFIX_SIZE + 5, len(good) - 3, 0):  # header, payload, magic
+        payload = layout.PREFIX_SIZE + layout.header_length(good, "") + 5
+        # chunk header, chunk payload, shard index, trailer magic, chunk magic
+        for position in (layout.PREFIX_SIZE + 5, payload, len(good) - 20, len(good) - 3, 0):
             bad = bytearray(good)
             bad[position] ^= 0xFF
             client.put_object(Bucket=bucket, Key=object_key, Body=bytes(bad))
@@ -483,10 +492,14 @@ def test_corrupted_objects_raise_integrity_error(s3_url: Callable[..., str]) -> 
         client.put_object(Bucket=bucket, Key=object_key, Body=good[:-10])  # truncated
         with pytest.raises(IntegrityError):
             store.read(key())
-        other = layout.encode_object(ChunkRecord(("x", "y", 1), ChunkMeta(chunk=JAN)))
-        client.put_object(Bucket=bucket, Key=object_key, Body=other)  # another series' chunk
-        with pytest.raises(IntegrityError, match="holds series"):
-            store.read(key())
+        number = int(object_key.rsplit("/", 1)[1].split(".")[0])
+        other = ChunkRecord(("x", "y", 1), ChunkMeta(chunk=JAN))
+        for index_key in (("x", "y", 1), ("a", "load", 1)):  # another series' shard / chunk
+            body, _ = encode_shard(index_key, number,
+                                   [(other.meta, layout.encode_object(other), "t")])
+            client.put_object(Bucket=bucket, Key=object_key, Body=body)
+            with pytest.raises(IntegrityError, match="holds series"):
+                store.read(key())
 
 
 # -- URLs, errors, credentials -------------------------------------------------------------------

@@ -20,9 +20,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from curvestore.backends import _layout as layout
 from curvestore.backends.base import Backend, Transaction
-from curvestore.backends.s3._client import ObjectClient, S3Error
+from curvestore.backends.s3._client import ObjectClient, S3Error, parse_timestamp
 from curvestore.backends.s3._log import ChangeLog
-from curvestore.backends.s3._reader import TXID_META, ChunkReader, Fetched
+from curvestore.backends.s3._reader import _DIRECT_SHARDS, Listed, ShardReader, _within
+from curvestore.backends.s3._shard import Entry, Shard, default_shard_size, encode_shard
+from curvestore.core.config import StoreConfig
 from curvestore.core.cursor import decode_cursor, encode_cursor
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
@@ -42,13 +44,17 @@ __all__ = ["S3Backend"]
 log = logging.getLogger("curvestore.s3")
 
 _OPTIONS = frozenset({"endpoint_url", "region", "profile", "max_workers", "list_page_size",
-                      "pending_grace", "single_writer"})
+                      "pending_grace", "single_writer", "shard"})
+_MAX_SHARD = 1200
+#: The manifest.json field holding the backend's own layout settings (the shard size).
+_MANIFEST_FIELD = "s3"
 
 #: (endpoint, bucket) -> whether the service enforces conditional writes (probed once).
 _PROBED: dict[tuple[str, str], bool] = {}
 _PROBED_LOCK = threading.Lock()
 
-Slot = tuple[SeriesKey, int]
+Slot = tuple[SeriesKey, int]  # (series, chunk)
+ShardId = tuple[SeriesKey, int]  # (series, shard number)
 
 
 def _int_option(options: Mapping[str, str], name: str, default: int, low: int) -> int:
@@ -74,37 +80,70 @@ def _shown_endpoint(endpoint: str | None) -> str | None:
 
 
 class _S3Transaction(Transaction):
-    """Optimistic: remembers what it read (ETag, or absent) and commits with conditional PUTs."""
+    """Optimistic: remembers the shards it read whole (with their ETag) or found absent, and
+    commits each touched shard with one conditional PUT."""
 
     def __init__(self, backend: S3Backend, keys: Sequence[SeriesKey]) -> None:
         self.backend = backend
         self.keys = set(keys)
-        #: slot -> (ETag or None when absent, version) as read by this transaction
-        self.known: dict[Slot, tuple[str | None, int]] = {}
-        self.covered: dict[SeriesKey, list[tuple[int | None, int | None]]] = {}
+        self.order = list(dict.fromkeys(keys))
+        #: shard -> the shard as read (whole), or None when known absent
+        self.shards: dict[ShardId, Shard | None] = {}
+        #: series -> its shard objects, from one listing (shared by the transaction's keys)
+        self.listed: dict[SeriesKey, dict[int, Listed]] = {}
         self.staged: dict[Slot, ChunkRecord] = {}
         self.states: dict[str, str] = {}
         self.committed = []
         self.txid = f"{int(time.time())}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
-    def _remember(self, key: SeriesKey, fetched: Sequence[Fetched],
-                  lo: int | None, hi: int | None) -> None:
-        for f in fetched:
-            self.known[(key, f.meta.chunk)] = (f.etag, f.meta.version)
-        self.covered.setdefault(key, []).append((lo, hi))
+    def _listing(self, key: SeriesKey) -> dict[int, Listed]:
+        if key not in self.listed:
+            # the first listing covers every key of the transaction: write_many(mode="insert")
+            # then costs one LIST for all its series, not one each
+            wanted = [k for k in self.order if k not in self.listed] or [key]
+            if key not in wanted:
+                wanted.append(key)
+            for k, objects in self.backend.reader.list_many(wanted).items():
+                self.listed[k] = {o[0]: o for o in objects}
+        return self.listed[key]
+
+    def _load(self, key: SeriesKey, lo: int | None, hi: int | None) -> list[Shard]:
+        """The series' shards holding chunks ``lo..hi``, read whole once per transaction."""
+        reader = self.backend.reader
+        first, last = reader.numbers(lo, hi)
+        bounded = first is not None and last is not None
+        listed = None
+        if not bounded or len(self.order) > 1 or last - first >= _DIRECT_SHARDS:  # type: ignore[operator]
+            listed = self._listing(key)
+        if bounded:
+            numbers = list(range(first, last + 1))  # type: ignore[arg-type]
+        else:
+            numbers = [n for n in sorted(listed or ()) if _within(n, first, last)]
+        todo: list[Listed] = []
+        for number in numbers:
+            if (key, number) in self.shards:
+                continue
+            if listed is not None and number not in listed:
+                self.shards[(key, number)] = None
+                continue
+            todo.append(listed[number] if listed is not None
+                        else (number, reader.shard_key(key, number), None))
+        if todo:
+            for (number, _k, _e), shard in zip(todo, reader.fetch_listed(key, todo, False),
+                                               strict=True):
+                self.shards[(key, number)] = shard
+        found = (self.shards[(key, n)] for n in numbers)
+        return [s for s in found if s is not None]
 
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
-        fetched = self.backend.reader.series(key, None, None, header_only=True)
-        self._remember(key, fetched, None, None)
-        return [f.meta for f in fetched if not f.meta.deleted]
+        return [m for shard in self._load(key, None, None) for m in shard.metas()
+                if not m.deleted]
 
     def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
              ) -> list[ChunkRecord]:
         if lo is not None and hi is not None and hi < lo:
             return []
-        fetched = self.backend.reader.series(key, lo, hi)
-        self._remember(key, fetched, lo, hi)
-        return [f.record for f in fetched if f.record is not None and not f.meta.deleted]
+        return [r for shard in self._load(key, lo, hi) for r in shard.records(lo, hi)]
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
         for record in records:
@@ -116,26 +155,28 @@ class _S3Transaction(Transaction):
     def set_state(self, name: str, value: str) -> None:
         self.states[name] = value
 
-    def state_of(self, slot: Slot) -> tuple[str | None, int] | None:
-        """What this transaction knows of a chunk: read, known absent, or None (unknown)."""
-        known = self.known.get(slot)
-        if known is not None:
-            return known
-        for lo, hi in self.covered.get(slot[0], ()):
-            if (lo is None or slot[1] >= lo) and (hi is None or slot[1] <= hi):
-                return None, 0  # inside a range this transaction read: absent
-        return None
+
+class _Plan:
+    """One shard a commit rewrites: what it read (None: absent) and what it writes."""
+
+    __slots__ = ("base", "body", "entries", "object_key", "shard", "slots")
+
+    def __init__(self, shard: ShardId, object_key: str, base: Shard | None, body: bytes,
+                 entries: dict[int, Entry], slots: list[Slot]) -> None:
+        self.shard, self.object_key, self.base = shard, object_key, base
+        self.body, self.entries, self.slots = body, entries, slots
 
 
 class S3Backend(Backend):
-    """Chunks as objects in an S3 bucket; see :mod:`curvestore.backends.s3`."""
+    """Shards of chunks as objects in an S3 bucket; see :mod:`curvestore.backends.s3`."""
 
     schemes = ("s3",)
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                  region: str | None = None, profile: str | None = None, max_workers: int = 16,
                  list_page_size: int = 1000, pending_grace: float = 60.0,
-                 single_writer: bool = False, read_only: bool = False) -> None:
+                 single_writer: bool = False, shard: int | None = None,
+                 read_only: bool = False) -> None:
         super().__init__(read_only=read_only)
         if not bucket:
             raise ConfigurationError("an s3:// URL needs a bucket: s3://bucket/prefix")
@@ -146,6 +187,7 @@ class S3Backend(Backend):
         self.max_workers = max_workers
         self.pending_grace = pending_grace
         self.single_writer = single_writer
+        self.shard_option = shard
         self.client = ObjectClient(bucket, endpoint_url=endpoint_url, region=region,
                                    profile=profile, max_pool=max_workers + 4,
                                    page_size=list_page_size)
@@ -155,7 +197,7 @@ class S3Backend(Backend):
         self._manifest: dict[str, Any] = {}
         self._last_recovery = float("-inf")
         self._recover_at_bind = False
-        self.reader = ChunkReader(self.client, self.root, lambda: self.pool)
+        self.reader = ShardReader(self.client, self.root, lambda: self.pool, max_workers)
 
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> S3Backend:
@@ -175,6 +217,12 @@ class S3Backend(Backend):
             raise ConfigurationError(f"pending_grace must be seconds, got {grace!r}") from None
         if pending_grace < 0:
             raise ConfigurationError("pending_grace must not be negative")
+        shard = None
+        if "shard" in options:
+            shard = _int_option(options, "shard", 0, 1)
+            if shard > _MAX_SHARD:
+                raise ConfigurationError(f"option shard must be at most {_MAX_SHARD}, "
+                                         f"got {shard}")
         return cls(
             url.netloc, url.path,
             endpoint_url=options.get("endpoint_url") or None,
@@ -184,6 +232,7 @@ class S3Backend(Backend):
             list_page_size=min(_int_option(options, "list_page_size", 1000, 1), 1000),
             pending_grace=pending_grace,
             single_writer=single in ("true", "1"),
+            shard=shard,
             read_only=read_only,
         )
 
@@ -200,6 +249,11 @@ class S3Backend(Backend):
                                                 thread_name_prefix="curvestore-s3")
             return self._pool
 
+    @property
+    def shard_size(self) -> int:
+        """Chunks per shard object, as recorded in the store's manifest."""
+        return self.reader.size
+
     def _state_key(self, name: str) -> str:
         return f"{self.root}sync/{quote(name, safe='')}.json"
 
@@ -208,6 +262,8 @@ class S3Backend(Backend):
 
     # -- manifest ------------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any] | None:
+        """The store's manifest; the S3 layout settings stored beside it (``"s3"``: the shard
+        size) are kept by the backend, not returned."""
         got = self.client.get(self.root + "manifest.json")
         if got is None:
             return None
@@ -217,6 +273,20 @@ class S3Backend(Backend):
             raise IntegrityError(f"{self!r}: unreadable manifest") from exc
         if not isinstance(manifest, dict):
             raise IntegrityError(f"{self!r}: unreadable manifest")
+        settings = manifest.pop(_MANIFEST_FIELD, None)
+        try:
+            size = int(settings["shard"])  # type: ignore[index]
+        except (TypeError, KeyError, ValueError):
+            raise ConfigurationError(
+                f"{self!r}: the store has no S3 shard layout (written by an older curvestore, "
+                "one object per chunk); it cannot be read by this version") from None
+        if size < 1:
+            raise IntegrityError(f"{self!r}: invalid shard size {size} in the manifest")
+        if self.shard_option is not None and self.shard_option != size:
+            raise ConfigurationError(
+                f"this store was created with shard={size} (chunks per object), not "
+                f"shard={self.shard_option}; omit the option or give the store's value")
+        self.reader.size = size
         self._manifest = manifest
         self._recover_at_bind = not self.read_only
         return manifest
@@ -232,40 +302,51 @@ class S3Backend(Backend):
 
     def create_manifest(self, manifest: dict[str, Any]) -> None:
         self.check_writable()
-        body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        size = self.shard_option
+        if size is None:
+            config = StoreConfig.from_manifest(manifest)
+            size = default_shard_size(config.chunking, config.freq_ns)
+        stored = {**manifest, _MANIFEST_FIELD: {"shard": size}}
+        body = (json.dumps(stored, indent=2, sort_keys=True) + "\n").encode()
         try:
             self.client.put(self.root + "manifest.json", body,
                             if_none_match=not self.single_writer)
         except ConflictError as exc:
             raise StoreExistsError(f"a store already exists at {self!r}") from exc
+        self.reader.size = size
         self._manifest = dict(manifest)
         self.log.created()
 
     # -- reads ---------------------------------------------------------------------------------
     def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
                     ) -> list[ChunkRecord]:
-        return [f.record for f in self.reader.series(key, lo, hi)
-                if f.record is not None and not f.meta.deleted]
+        return [r for shard in self.reader.series(key, lo, hi) for r in shard.records(lo, hi)]
 
     def fetch(self, refs: Sequence[tuple[SeriesKey, int]]) -> list[ChunkRecord]:
+        wanted = list(dict.fromkeys((key, self.reader.number(chunk)) for key, chunk in refs))
+        shards = dict(zip(wanted, self.reader.get_many(wanted), strict=True))
         out = []
-        for (key, chunk), got in zip(refs, self.reader.fetch_many(refs), strict=True):
-            if got is None or got.record is None or got.meta.deleted:
+        for key, chunk in refs:
+            shard = shards[(key, self.reader.number(chunk))]
+            entry = None if shard is None else shard.entries.get(chunk)
+            if shard is None or entry is None or entry.meta.deleted:
                 out.append(ChunkRecord(key, ChunkMeta(chunk=chunk, deleted=True)))
             else:
-                out.append(got.record)
+                out.append(shard.record(chunk))
         return out
 
     def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
              ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
-        for key, fetched in self.reader.stream(where, lo, hi, header_only=False):
-            records = [f.record for f in fetched if f.record is not None and not f.meta.deleted]
+        if lo is not None and hi is not None and hi < lo:
+            return
+        for key, shards in self.reader.stream(where, lo, hi, index_only=False):
+            records = [r for shard in shards for r in shard.records(lo, hi)]
             if records:
                 yield key, records
 
     def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
-        for key, fetched in self.reader.stream(where, None, None, header_only=True):
-            metas = [f.meta for f in fetched if not f.meta.deleted]
+        for key, shards in self.reader.stream(where, None, None, index_only=True):
+            metas = [m for shard in shards for m in shard.metas() if not m.deleted]
             if metas:
                 yield key, metas
 
@@ -308,70 +389,88 @@ class S3Backend(Backend):
                 "overwrite each other; use a service that does, or add single_writer=true to "
                 "the URL if only one process ever writes to this store")
 
-    def _resolve(self, tx: _S3Transaction) -> dict[Slot, tuple[str | None, int]]:
-        """The (ETag or None, version) each staged chunk must still have at commit."""
-        states: dict[Slot, tuple[str | None, int]] = {}
-        unknown = []
-        for slot in tx.staged:
-            known = tx.state_of(slot)
-            if known is None:
-                unknown.append(slot)
-            else:
-                states[slot] = known
-        for slot, got in zip(unknown, self.reader.fetch_many(unknown, header_only=True),
-                             strict=True):
-            states[slot] = (None, 0) if got is None else (got.etag, got.meta.version)
-        return states
+    def _plan(self, tx: _S3Transaction) -> tuple[list[_Plan], dict[Slot, ChunkRecord]]:
+        """The new content of every shard the transaction touches: the shard as the
+        transaction read it (or as it is now, for shards it did not read), its untouched
+        chunks copied byte for byte, the staged ones with the next version."""
+        reader = self.reader
+        by_shard: dict[ShardId, list[Slot]] = {}
+        for slot in sorted(tx.staged):
+            by_shard.setdefault((slot[0], reader.number(slot[1])), []).append(slot)
+        unknown = [sid for sid in by_shard if sid not in tx.shards]
+        for sid, shard in zip(unknown, reader.get_many(unknown), strict=True):
+            tx.shards[sid] = shard
+        now = time.time_ns()
+        plans: list[_Plan] = []
+        final: dict[Slot, ChunkRecord] = {}
+        for sid, slots in by_shard.items():
+            base = tx.shards[sid]
+            parts: dict[int, tuple[ChunkMeta, bytes, str]] = {}
+            if base is not None:
+                for chunk, entry in base.entries.items():
+                    parts[chunk] = (entry.meta, base.raw(chunk), entry.txid)
+            for slot in slots:
+                old = parts.get(slot[1])
+                record = tx.staged[slot]
+                record = record.with_meta(version=(old[0].version if old else 0) + 1,
+                                          updated_at=record.meta.updated_at or now)
+                final[slot] = record
+                parts[slot[1]] = (record.meta, layout.encode_object(record), tx.txid)
+            body, entries = encode_shard(sid[0], sid[1], list(parts.values()))
+            plans.append(_Plan(sid, reader.shard_key(*sid), base, body, entries, slots))
+        return plans, final
 
     def _commit(self, tx: _S3Transaction) -> list[Change]:
         if not tx.staged and not tx.states:
             return []
         self._check_conditional_writes()
         self._recover()
-        now = time.time_ns()
-        states = self._resolve(tx)
+        plans, final = self._plan(tx)
         slots = sorted(tx.staged)
-        final: dict[Slot, ChunkRecord] = {}
-        for slot in slots:
-            record = tx.staged[slot]
-            final[slot] = record.with_meta(version=states[slot][1] + 1,
-                                           updated_at=record.meta.updated_at or now)
         changes = [Change(k, c, final[(k, c)].meta.version, final[(k, c)].meta.deleted)
                    for k, c in slots]
         marker = self._pending_key(tx.txid)
         marker_body = json.dumps({"txid": tx.txid, "refs": [[list(k), c] for k, c in slots]},
                                  separators=(",", ":")).encode()
-        if slots:
+        if plans:
             self.client.put(marker, marker_body)  # (1) intent, for recovery
-        written = self._put_chunks(tx, slots, final, states, marker, marker_body)  # (2)
+        self._put_chunks(tx, plans, final, marker, marker_body)  # (2)
         for name, value in sorted(tx.states.items()):  # replication cursors, after the chunks
             self.client.put(self._state_key(name),
                             json.dumps({"name": name, "value": value}).encode())
         if changes:
             self.log.claim(changes, tx.txid)  # (3)
-        if slots:
+        if plans:
             self.client.delete(marker)  # (4)
-        assert len(written) == len(slots)
         return changes
 
-    def _put_chunks(self, tx: _S3Transaction, slots: list[Slot], final: dict[Slot, ChunkRecord],
-                    states: dict[Slot, tuple[str | None, int]], marker: str, marker_body: bytes
-                    ) -> dict[Slot, str]:
-        """Conditional PUTs of every chunk, concurrently, refreshing the pending marker while
-        they run. On any failure, chunks this batch created are removed again (if nobody
-        changed them since), those it overwrote are logged, and the error is raised."""
-        metadata = {TXID_META: tx.txid}
+    def _put_chunks(self, tx: _S3Transaction, plans: list[_Plan],
+                    final: dict[Slot, ChunkRecord], marker: str, marker_body: bytes) -> None:
+        """Conditional PUTs of every shard, concurrently, refreshing the pending marker while
+        they run. On any failure, shards this batch created are removed again (if nobody
+        changed them since), the changes in those it overwrote are logged, and the error is
+        raised."""
         conditional = not self.single_writer
 
-        def put(slot: Slot) -> str:
-            etag = states[slot][0]
-            return self.client.put(
-                self.reader.chunk_key(slot[0], slot[1]),
-                layout.encode_object(final[slot]), metadata=metadata,
+        def put(plan: _Plan) -> str:
+            etag = None if plan.base is None else plan.base.etag
+            new_etag = self.client.put(
+                plan.object_key, plan.body,
                 if_match=etag if conditional and etag is not None else None,
                 if_none_match=conditional and etag is None)
+            # the next listing shows this ETag: its index is then known without a request
+            self.reader.indexes.put((plan.object_key, new_etag), Shard(
+                plan.shard[0], plan.shard[1], plan.entries, new_etag,
+                self.client.where(plan.object_key)))
+            return new_etag
 
-        futures = {self.pool.submit(put, slot): slot for slot in slots}
+        if len(plans) == 1:
+            try:  # one PUT, in this thread: no pool round trip for single-shard updates
+                put(plans[0])
+                return
+            except Exception as exc:
+                self._after_failure(tx, plans, {}, final, marker, exc)
+        futures = {self.pool.submit(put, plan): plan for plan in plans}
         beat = self.pending_grace / 3 if self.pending_grace > 0 else None
         last_beat = time.monotonic()
         remaining = set(futures)
@@ -383,40 +482,40 @@ class S3Backend(Backend):
                 self.client.put(marker, marker_body)  # heartbeat: the writer is alive
                 last_beat = time.monotonic()
         wait(list(futures))
-        written: dict[Slot, str] = {}
+        written: dict[int, str] = {}
         error: BaseException | None = None
-        for future, slot in futures.items():
+        for n, (future, _plan) in enumerate(futures.items()):
             exc = future.exception()
             if exc is None:
-                written[slot] = future.result()
+                written[n] = future.result()
             elif error is None or (isinstance(error, ConflictError)
                                    and not isinstance(exc, ConflictError)):
                 error = exc
-        if error is None:
-            return written
-        self._abandon(tx, written, states, final)
+        if error is not None:
+            self._after_failure(tx, plans, written, final, marker, error)
+
+    def _after_failure(self, tx: _S3Transaction, plans: list[_Plan], written: dict[int, str],
+                       final: dict[Slot, ChunkRecord], marker: str, error: BaseException
+                       ) -> None:
+        """After a failed batch: delete the shards it created (conditionally on their new
+        ETag), log the changes in those it overwrote, so the feed shows every change that
+        stays; drop the marker and raise ``error``."""
+        kept = []
+        for n, etag in sorted(written.items()):
+            plan = plans[n]
+            if plan.base is None and self.client.delete(plan.object_key, if_match=etag):
+                continue
+            kept += [Change(k, c, final[(k, c)].meta.version, final[(k, c)].meta.deleted)
+                     for k, c in plan.slots]
+        if kept:
+            self.log.claim(sorted(kept, key=lambda c: (c.key, c.chunk)), tx.txid)
         with contextlib.suppress(Exception):
             self.client.delete(marker)
         raise error
 
-    def _abandon(self, tx: _S3Transaction, written: dict[Slot, str],
-                 states: dict[Slot, tuple[str | None, int]], final: dict[Slot, ChunkRecord]
-                 ) -> None:
-        """After a failed batch: delete the chunks it created (conditionally on their new
-        ETag), and log the ones it overwrote, so the feed shows every change that stays."""
-        kept = []
-        for slot, etag in sorted(written.items()):
-            key = self.reader.chunk_key(slot[0], slot[1])
-            if states[slot][0] is None and self.client.delete(key, if_match=etag):
-                continue
-            kept.append(Change(slot[0], slot[1], final[slot].meta.version,
-                               final[slot].meta.deleted))
-        if kept:
-            self.log.claim(kept, tx.txid)
-
     # -- recovery of writers that died mid-commit ---------------------------------------------
     def _recover(self, force: bool = False) -> int:
-        """Log the chunks of batches whose writer died between its chunk PUTs and its log
+        """Log the chunks of batches whose writer died between its shard PUTs and its log
         claim (pending markers older than ``pending_grace``); returns how many were found.
 
         One LIST of ``pending/`` per call; called when a store is opened for writing and before
@@ -428,7 +527,7 @@ class S3Backend(Backend):
         now, markers = self.client.server_time(self.root + "pending/")
         recovered = 0
         for item in markers:
-            age = (now - item.last_modified).total_seconds()  # Date has 1 s resolution
+            age = (now - parse_timestamp(item.last_modified)).total_seconds()  # Date: 1 s
             if self.pending_grace > 0 and age < self.pending_grace:
                 continue
             got = self.client.get(item.key)
@@ -443,10 +542,15 @@ class S3Backend(Backend):
                 log.warning("removing unreadable pending marker %s", item.key)
                 self.client.delete(item.key, if_match=etag)
                 continue
-            fetched = self.reader.fetch_many(refs, header_only=True)
-            changes = [Change(key, chunk, got_.meta.version, got_.meta.deleted)
-                       for (key, chunk), got_ in zip(refs, fetched, strict=True)
-                       if got_ is not None and got_.txid == txid]
+            wanted = list(dict.fromkeys((k, self.reader.number(c)) for k, c in refs))
+            shards = dict(zip(wanted, self.reader.get_many(wanted, index_only=True),
+                              strict=True))
+            changes = []
+            for k, c in refs:
+                shard = shards[(k, self.reader.number(c))]
+                entry = None if shard is None else shard.entries.get(c)
+                if entry is not None and entry.txid == txid:
+                    changes.append(Change(k, c, entry.meta.version, entry.meta.deleted))
             if changes:
                 self.log.claim(changes, f"recovered:{txid}")
             self.client.delete(item.key, if_match=etag)

@@ -26,7 +26,7 @@ from curvestore.errors import (
     CurvestoreError,
 )
 
-__all__ = ["Listed", "ObjectClient", "S3Error", "load_boto3"]
+__all__ = ["Listed", "ObjectClient", "S3Error", "load_boto3", "parse_timestamp"]
 
 #: Error codes meaning "a condition of a conditional request did not hold".
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
@@ -62,17 +62,37 @@ _ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_
         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
 
 
+def _raw_timestamp(value: str) -> str:
+    return value
+
+
 def _session(boto3: Any, profile: str | None) -> Any:
     """A boto3 session per profile and credential environment, reused: building one loads
     the S3 service model (~0.2 s), and its resolved credentials (refreshed by botocore when
-    they are temporary) are shared by every store of the process."""
+    they are temporary) are shared by every store of the process.
+
+    Its responses keep timestamps as the service's text: botocore would otherwise parse every
+    listed object's LastModified (and every GET's Last-Modified header) with dateutil, about
+    1 ms each, for values the backend almost never needs (see :func:`parse_timestamp`)."""
+    import botocore.session
+
     digest = hashlib.sha256(repr((profile, [os.environ.get(n) for n in _ENV])).encode())
     ident = digest.hexdigest()
     with _SESSIONS_LOCK:
         session = _SESSIONS.get(ident)
         if session is None:
-            session = _SESSIONS[ident] = boto3.session.Session(profile_name=profile)
+            core = botocore.session.Session()
+            core.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=_raw_timestamp)
+            session = _SESSIONS[ident] = boto3.session.Session(profile_name=profile,
+                                                               botocore_session=core)
         return session
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """An S3 listing's LastModified (ISO 8601, ``...Z``) as an aware datetime."""
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +101,7 @@ class Listed:
 
     key: str
     etag: str
-    last_modified: dt.datetime
+    last_modified: str  # the service's text: see parse_timestamp
     size: int
 
 
@@ -174,12 +194,15 @@ class ObjectClient:
         return (ClientError, BotoCoreError)
 
     # -- objects -------------------------------------------------------------------------------
-    def get(self, key: str, *, byte_range: tuple[int, int] | None = None
-            ) -> tuple[bytes, str, dict[str, str]] | None:
-        """``(data, etag, user metadata)``, or None when the object does not exist."""
+    def get(self, key: str, *, byte_range: tuple[int, int] | None = None,
+            suffix: int | None = None) -> tuple[bytes, str, dict[str, str]] | None:
+        """``(data, etag, user metadata)``, or None when the object does not exist.
+        ``suffix``: only the last ``suffix`` bytes (all of a smaller object)."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if byte_range is not None:
             args["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        elif suffix is not None:
+            args["Range"] = f"bytes=-{suffix}"
         try:
             response = self.s3.get_object(**args)
             data = response["Body"].read()
@@ -233,8 +256,8 @@ class ObjectClient:
         """Objects under ``prefix`` in key order (after ``start_after``), page by page."""
         for page in self._pages(prefix, start_after=start_after, limit=limit):
             for item in page.get("Contents", ()):
-                yield Listed(item["Key"], str(item.get("ETag", "")), item["LastModified"],
-                             int(item.get("Size", 0)))
+                yield Listed(item["Key"], str(item.get("ETag", "")),
+                             str(item.get("LastModified", "")), int(item.get("Size", 0)))
 
     def list_prefixes(self, prefix: str) -> list[str]:
         """The 'sub-directories' right under ``prefix`` (``Delimiter='/'``), every page."""
@@ -275,6 +298,6 @@ class ObjectClient:
             raise self.translate(exc, "cannot list", prefix) from exc
         date = page.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
         now = email.utils.parsedate_to_datetime(date) if date else dt.datetime.now(dt.UTC)
-        items = [Listed(i["Key"], str(i.get("ETag", "")), i["LastModified"],
+        items = [Listed(i["Key"], str(i.get("ETag", "")), str(i.get("LastModified", "")),
                         int(i.get("Size", 0))) for i in page.get("Contents", ())]
         return now, items

@@ -1,11 +1,14 @@
-"""Reading chunk objects: by name or listed, concurrently, headers cached by ETag.
+"""Reading shard objects: by name or listed, concurrently, indexes cached by ETag.
 
-:class:`ChunkReader` is the read side of the S3 backend: it finds a series' chunk objects (by
-name for small chunk ranges, else by a paginated listing), walks key prefixes in key order
-(Delimiter listings, pruned by the filter; the last level listed flat when small), and fetches
-objects on a bounded thread pool so that latency does not add up per chunk. Every object read
-is checked: magic, lengths and the header's CRC-32 (IntegrityError), and that the header names
-the series the path says; the core checks the payload's CRC-32 when decoding.
+:class:`ShardReader` is the read side of the S3 backend. It finds a series' shards by name
+when a read's chunk range spans few of them, else with one paginated listing of the series;
+it finds many series with ONE flat, paginated listing (narrowed to the key prefix the filter
+fixes, the rest of the filter applied to the listed names) instead of a listing per key level;
+and it fetches objects on a bounded thread pool so that latency does not add up per object.
+Every object read is checked: the trailer's magic and the index's CRC-32, that the index names
+the series, shard and chunks the object's name says, and for each chunk returned its own
+framing (magic, lengths, header CRC-32) and that its header agrees with the index; the core
+checks the payload's CRC-32 when decoding.
 """
 
 from __future__ import annotations
@@ -18,252 +21,309 @@ from typing import TYPE_CHECKING, Any
 
 from curvestore.backends import _layout as layout
 from curvestore.backends.s3._client import ObjectClient
-from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.backends.s3._shard import (
+    SHARD_SUFFIX,
+    TAIL_GUESS,
+    Shard,
+    decode_shard,
+    index_length,
+)
+from curvestore.core.records import SeriesKey
 from curvestore.errors import IntegrityError
 
 if TYPE_CHECKING:
     from curvestore.core.config import KeySchema
 
-__all__ = ["TXID_META", "ChunkReader", "Fetched"]
+__all__ = ["Listed", "ShardReader"]
 
-_DIRECT_READ_MAX = 6  # chunk ranges up to this size are fetched by name, not listed
-_HEADER_BYTES = 4096  # ranged GET size when only a chunk's header is needed
-_HEADER_CACHE = 50_000  # chunk headers kept per store (about 300 bytes each)
-_FLAT_MAX = 5000  # chunk objects listed flat below one prefix before falling back
-_LOOKAHEAD = 2  # series whose chunks are in flight during a scan (memory stays bounded)
-TXID_META = "curvestore-tx"  # user metadata naming the transaction that wrote a chunk
+_DIRECT_SHARDS = 4  # reads spanning at most this many shards GET them by name, unlisted
+_INDEX_CACHE = 20_000  # shard indexes kept per store (a few KB each)
+_RANGE_LIST_MIN = 2000  # a transaction's bulk listing reads at least this many names...
+_RANGE_LIST_PER_KEY = 50  # ...or this many per key, before listing series one by one
 
-_Objects = list[tuple[int, str, str | None]]  # (chunk, object key, ETag from a listing)
-
-
-class Fetched:
-    """A chunk object as read: its record (or header-only meta), ETag and writer's txid."""
-
-    __slots__ = ("etag", "meta", "record", "txid")
-
-    def __init__(self, meta: ChunkMeta, etag: str, txid: str,
-                 record: ChunkRecord | None = None) -> None:
-        self.meta, self.etag, self.txid, self.record = meta, etag, txid, record
+#: (shard number, object key, ETag from a listing or None)
+Listed = tuple[int, str, str | None]
 
 
-class _HeaderCache:
-    """A bounded LRU of chunk headers by (object key, ETag); thread-safe."""
+class _IndexCache:
+    """A bounded LRU of index-only shards by (object key, ETag); thread-safe. A listing
+    gives each object's current ETag, so the index of a listed shard whose ETag is cached
+    costs no request."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[tuple[str, str], Fetched] = OrderedDict()
+        self.items: OrderedDict[tuple[str, str], Shard] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, ident: tuple[str, str]) -> Fetched | None:
+    def get(self, ident: tuple[str, str]) -> Shard | None:
         with self.lock:
             found = self.items.get(ident)
             if found is not None:
                 self.items.move_to_end(ident)
             return found
 
-    def put(self, ident: tuple[str, str], fetched: Fetched) -> None:
+    def put(self, ident: tuple[str, str], shard: Shard) -> None:
         if not ident[1]:
             return
         with self.lock:
-            self.items[ident] = fetched
+            self.items[ident] = shard
             self.items.move_to_end(ident)
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
 
 
-class ChunkReader:
-    """Reads the chunk objects under ``<root>series/``; ``schema`` is set once known."""
+class ShardReader:
+    """Reads the shard objects under ``<root>series/``. ``schema`` and ``size`` (chunks per
+    shard) are set once the manifest is known."""
 
     def __init__(self, client: ObjectClient, root: str,
-                 pool: Callable[[], ThreadPoolExecutor]) -> None:
+                 pool: Callable[[], ThreadPoolExecutor], workers: int) -> None:
         self.client = client
         self.root = root
+        self.base = root + "series/"
         self._pool = pool
+        self.workers = workers
         self.schema: KeySchema | None = None
-        self.headers = _HeaderCache(_HEADER_CACHE)
+        self.size = 0
+        self.indexes = _IndexCache(_INDEX_CACHE)
 
     @property
     def pool(self) -> ThreadPoolExecutor:
         return self._pool()
 
-    def chunk_key(self, key: SeriesKey, chunk: int) -> str:
-        return self.series_prefix(key) + layout.chunk_name(chunk)
-
-    def fetch_many(self, refs: Sequence[tuple[SeriesKey, int]], header_only: bool = False
-                   ) -> list[Fetched | None]:
-        """The named chunks (None where absent), fetched concurrently, in the given order."""
-        return self.collect_each([
-            self.pool.submit(self.get_chunk, key, self.chunk_key(key, chunk), header_only)
-            for key, chunk in refs])
-
+    # -- names ---------------------------------------------------------------------------------
     def series_prefix(self, key: SeriesKey) -> str:
         assert self.schema is not None, "bind() was not called"
-        return f"{self.root}series/{'/'.join(layout.series_parts(self.schema, key))}/"
+        return f"{self.base}{'/'.join(layout.series_parts(self.schema, key))}/"
 
-    def get_chunk(self, key: SeriesKey, object_key: str, header_only: bool = False,
-                  listed_etag: str | None = None) -> Fetched | None:
-        """Read one chunk object (only its header when ``header_only``); None when absent.
+    def shard_key(self, key: SeriesKey, number: int) -> str:
+        return f"{self.series_prefix(key)}{number}{SHARD_SUFFIX}"
 
-        Headers are cached by (object key, ETag): a listing gives each object's current ETag,
-        so a header-only read of an object listed with a cached ETag costs no request."""
-        if header_only and listed_etag:
-            cached = self.headers.get((object_key, listed_etag))
+    def number(self, chunk: int) -> int:
+        assert self.size > 0, "the shard size is not known yet"
+        return chunk // self.size
+
+    def numbers(self, lo: int | None, hi: int | None) -> tuple[int | None, int | None]:
+        return (None if lo is None else self.number(lo), None if hi is None else self.number(hi))
+
+    @staticmethod
+    def _shard_number(name: str) -> int | None:
+        if not name.endswith(SHARD_SUFFIX):
+            return None
+        try:
+            return int(name[:-len(SHARD_SUFFIX)])
+        except ValueError:
+            return None
+
+    # -- one shard -----------------------------------------------------------------------------
+    def get(self, key: SeriesKey, number: int, *, index_only: bool = False,
+            listed_etag: str | None = None, object_key: str | None = None) -> Shard | None:
+        """Read one shard (its index only when ``index_only``: one suffix-ranged GET, or
+        none when a listing's ETag is cached); None when it does not exist."""
+        object_key = object_key or self.shard_key(key, number)
+        if index_only and listed_etag:
+            cached = self.indexes.get((object_key, listed_etag))
             if cached is not None:
                 return cached
         where = self.client.where(object_key)
-        got = self.client.get(object_key, byte_range=(0, _HEADER_BYTES - 1) if header_only
-                              else None)
+        whole = not index_only
+        got = self.client.get(object_key, suffix=None if whole else TAIL_GUESS)
         if got is None:
             return None
-        data, etag, metadata = got
-        txid = metadata.get(TXID_META, "")
-        if header_only:
-            need = layout.PREFIX_SIZE + layout.header_length(data, where)
-            if need > len(data) and len(data) == _HEADER_BYTES:
-                return self.get_chunk(key, object_key)
-            found_key, meta = layout.decode_header(data, where)
-            record = None
-        else:
-            record = layout.decode_object(data, where)
-            found_key, meta = record.key, record.meta
-        if tuple(found_key) != tuple(key):
-            raise IntegrityError(f"{where}: holds series {found_key}, not {key}")
-        self.headers.put((object_key, etag), Fetched(meta, etag, txid))
-        return Fetched(meta, etag, txid, record)
-
-    def chunk_objects(self, key: SeriesKey, lo: int | None, hi: int | None) -> _Objects:
-        """``(chunk, object key, listed ETag)`` for the chunk range: by name when the range
-        is small (no ETag known), else from a listing of the series."""
-        prefix = self.series_prefix(key)
-        if lo is not None and hi is not None and hi - lo < _DIRECT_READ_MAX:
-            return [(c, prefix + layout.chunk_name(c), None) for c in range(lo, hi + 1)]
-        found: _Objects = []
-        suffix = layout.CHUNK_SUFFIX
-        for item in self.client.list_objects(prefix):
-            name = item.key[len(prefix):]
-            if "/" in name or not name.endswith(suffix):
-                continue
-            try:
-                chunk = int(name[:-len(suffix)])
-            except ValueError:
-                continue
-            if (lo is None or chunk >= lo) and (hi is None or chunk <= hi):
-                found.append((chunk, item.key, item.etag))
-        found.sort()
-        return found
-
-    def submit(self, key: SeriesKey, lo: int | None, hi: int | None, header_only: bool,
-               objects: _Objects | None = None) -> list[Future[Fetched | None]]:
-        """Start fetching the series' chunks in range (``objects``: already listed)."""
-        if lo is not None and hi is not None and hi < lo:
-            return []
-        if objects is None:
-            objects = self.chunk_objects(key, lo, hi)
-        else:
-            objects = [o for o in objects
-                       if (lo is None or o[0] >= lo) and (hi is None or o[0] <= hi)]
-        return [self.pool.submit(self.get_chunk, key, object_key, header_only, etag)
-                for _chunk, object_key, etag in objects]
+        data, etag, _meta = got
+        if not whole and index_length(data, where) > len(data):
+            got = self.client.get(object_key)  # an index larger than the guess: rare
+            if got is None:
+                return None
+            data, etag, _meta = got
+            whole = True
+        shard = decode_shard(data, key=key, number=number, etag=etag, where=where, whole=whole)
+        for chunk in shard.entries:
+            if self.number(chunk) != number:
+                raise IntegrityError(f"{where}: holds chunk {chunk}, outside shard {number}")
+        self.indexes.put((object_key, etag), shard.index_only())
+        return shard
 
     @staticmethod
-    def collect(futures: list[Future[Fetched | None]]) -> list[Fetched]:
-        try:
-            fetched = [f.result() for f in futures]
-        finally:
-            for f in futures:
-                f.cancel()
-        return sorted((f for f in fetched if f is not None), key=lambda f: f.meta.chunk)
-
-    def series(self, key: SeriesKey, lo: int | None, hi: int | None, *,
-               header_only: bool = False) -> list[Fetched]:
-        """Every stored chunk object of a series in range, tombstones included, by chunk."""
-        return self.collect(self.submit(key, lo, hi, header_only))
-
-
-    @staticmethod
-    def collect_each(futures: list[Future[Fetched | None]]) -> list[Fetched | None]:
+    def collect(futures: Sequence[Future[Shard | None]]) -> list[Shard | None]:
         try:
             return [f.result() for f in futures]
         finally:
             for f in futures:
                 f.cancel()
 
-    def walk(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, _Objects | None]]:
-        """Series matching ``where`` in key order, each with its chunk objects when a listing
-        already gave them (else None). Filtered levels are pruned without a request; other
-        levels cost one Delimiter listing, except the last: the series below one prefix are
-        listed flat in one go (one request per 1000 chunks, instead of one per series) when
-        they hold at most ``_FLAT_MAX`` objects."""
-        assert self.schema is not None
-        names, types = self.schema.names, self.schema.types
-        last = len(names) - 1
+    def get_many(self, shards: Sequence[tuple[SeriesKey, int]], *, index_only: bool = False
+                 ) -> list[Shard | None]:
+        """The named shards (None where absent), fetched concurrently, in the given order."""
+        if len(shards) == 1:
+            return [self.get(*shards[0], index_only=index_only)]
+        return self.collect([self.pool.submit(self.get, key, number, index_only=index_only)
+                             for key, number in shards])
 
-        def level(i: int, prefix: str, values: tuple[Any, ...]
-                  ) -> Iterator[tuple[SeriesKey, _Objects | None]]:
-            if i > last:
-                yield values, None
-                return
-            if names[i] in where:
-                value = where[names[i]]
-                part = layout.encode_component(names[i], value)
-                yield from level(i + 1, f"{prefix}{part}/", (*values, value))
-                return
-            if i == last:
-                flat = self.flat(prefix)
-                if flat is not None:
-                    parsed = sorted((layout.parse_component(part, names[i], types[i]), part)
-                                    for part in flat)
-                    for value, part in parsed:
-                        yield (*values, value), flat[part]
-                    return
-            children = []
-            for child in self.client.list_prefixes(prefix):
-                part = child[len(prefix):].rstrip("/")
-                children.append((layout.parse_component(part, names[i], types[i]), child))
-            for value, child in sorted(children):
-                yield from level(i + 1, child, (*values, value))
-
-        yield from level(0, f"{self.root}series/", ())
-
-    def flat(self, prefix: str) -> dict[str, _Objects] | None:
-        """Chunk objects of every series right under ``prefix``, by series directory name;
-        None (given up) when there are more than ``_FLAT_MAX``."""
-        found: dict[str, _Objects] = {}
-        suffix = layout.CHUNK_SUFFIX
-        for n, item in enumerate(self.client.list_objects(prefix)):
-            if n >= _FLAT_MAX:
-                return None
-            part, _, name = item.key[len(prefix):].partition("/")
-            if not name.endswith(suffix) or "/" in name:
-                continue
-            try:
-                chunk = int(name[:-len(suffix)])
-            except ValueError:
-                continue
-            found.setdefault(part, []).append((chunk, item.key, item.etag))
-        for objects in found.values():
-            objects.sort()
+    # -- one series ----------------------------------------------------------------------------
+    def series_objects(self, key: SeriesKey) -> list[Listed]:
+        """Every shard object of the series (one paginated listing), by number."""
+        prefix = self.series_prefix(key)
+        found = []
+        for item in self.client.list_objects(prefix):
+            name = item.key[len(prefix):]
+            number = None if "/" in name else self._shard_number(name)
+            if number is not None:
+                found.append((number, item.key, item.etag))
+        found.sort()
         return found
 
+    def series(self, key: SeriesKey, lo: int | None, hi: int | None, *,
+               index_only: bool = False) -> list[Shard]:
+        """The series' shards holding chunks ``lo..hi``, by number: named directly when the
+        range spans at most ``_DIRECT_SHARDS`` shards, else listed."""
+        if lo is not None and hi is not None and hi < lo:
+            return []
+        first, last = self.numbers(lo, hi)
+        if first is not None and last is not None and last - first < _DIRECT_SHARDS:
+            got = self.get_many([(key, n) for n in range(first, last + 1)],
+                                index_only=index_only)
+        else:
+            objects = [o for o in self.series_objects(key) if _within(o[0], first, last)]
+            got = self.fetch_listed(key, objects, index_only)
+        return [s for s in got if s is not None]
+
+    def fetch_listed(self, key: SeriesKey, objects: Sequence[Listed], index_only: bool
+                     ) -> list[Shard | None]:
+        if len(objects) == 1:
+            number, object_key, etag = objects[0]
+            return [self.get(key, number, index_only=index_only, listed_etag=etag,
+                             object_key=object_key)]
+        return self.collect(self.submit(key, objects, index_only))
+
+    def submit(self, key: SeriesKey, objects: Sequence[Listed], index_only: bool
+               ) -> list[Future[Shard | None]]:
+        return [self.pool.submit(self.get, key, number, index_only=index_only,
+                                 listed_etag=etag, object_key=object_key)
+                for number, object_key, etag in objects]
+
+    # -- many series ---------------------------------------------------------------------------
+    def _parser(self) -> Callable[[str], tuple[SeriesKey, int] | None]:
+        """Object key -> (series key, shard number), None for names outside the layout;
+        series prefixes are parsed once."""
+        assert self.schema is not None
+        names, types = self.schema.names, self.schema.types
+        depth = len(names)
+        base = len(self.base)
+        seen: dict[str, SeriesKey] = {}
+
+        def parse(object_key: str) -> tuple[SeriesKey, int] | None:
+            head, _, name = object_key.rpartition("/")
+            number = self._shard_number(name)
+            if number is None:
+                return None
+            key = seen.get(head)
+            if key is None:
+                parts = head[base:].split("/")
+                if len(parts) != depth:
+                    return None
+                key = seen[head] = tuple(layout.parse_component(p, n, t)
+                                         for p, n, t in zip(parts, names, types, strict=True))
+            return key, number
+
+        return parse
+
+    def listing(self, where: Mapping[str, Any]) -> list[tuple[SeriesKey, list[Listed]]]:
+        """Every series matching ``where`` with its shard objects, ordered by key: one flat
+        listing under the prefix fixed by the filter's leading key levels (about one request
+        per 1000 shards), the rest of the filter applied to the parsed names."""
+        assert self.schema is not None
+        schema = self.schema
+        prefix = self.base
+        for name in schema.names:
+            if name not in where:
+                break
+            prefix += layout.encode_component(name, where[name]) + "/"
+        parse = self._parser()
+        found: dict[SeriesKey, list[Listed]] = {}
+        for item in self.client.list_objects(prefix):
+            parsed = parse(item.key)
+            if parsed is None:
+                continue
+            key, number = parsed
+            objects = found.get(key)
+            if objects is None:
+                if not schema.matches(key, where):
+                    continue
+                objects = found[key] = []
+            objects.append((number, item.key, item.etag))
+        for objects in found.values():
+            objects.sort()
+        return sorted(found.items())
+
+    def list_many(self, keys: Sequence[SeriesKey]) -> dict[SeriesKey, list[Listed]]:
+        """The shard objects of each of ``keys``: one listing of the key range the keys span
+        (pages up to ``max(2000, 50 x len(keys))`` names), else one listing per key,
+        concurrently."""
+        prefixes = {self.series_prefix(k): k for k in keys}
+        if len(prefixes) > 1:
+            ordered = sorted(prefixes)
+            lo, hi = ordered[0], ordered[-1]
+            same = 0
+            for a, b in zip(lo.split("/"), hi.split("/"), strict=False):
+                if a != b:
+                    break
+                same += 1
+            common = "".join(p + "/" for p in lo.split("/")[:same])
+            cap = max(_RANGE_LIST_MIN, _RANGE_LIST_PER_KEY * len(prefixes))
+            found: dict[SeriesKey, list[Listed]] = {k: [] for k in prefixes.values()}
+            complete = True
+            for n, item in enumerate(self.client.list_objects(common, start_after=lo)):
+                if item.key > hi and not item.key.startswith(hi):
+                    break
+                if n >= cap:
+                    complete = False
+                    break
+                head, _, name = item.key.rpartition("/")
+                key = prefixes.get(head + "/")
+                number = self._shard_number(name)
+                if key is not None and number is not None:
+                    found[key].append((number, item.key, item.etag))
+            if complete:
+                for objects in found.values():
+                    objects.sort()
+                return found
+        keys = list(prefixes.values())
+        if len(keys) == 1:
+            return {keys[0]: self.series_objects(keys[0])}
+        lists = list(self.pool.map(self.series_objects, keys))
+        return dict(zip(keys, lists, strict=True))
+
     def stream(self, where: Mapping[str, Any], lo: int | None, hi: int | None,
-               header_only: bool) -> Iterator[tuple[SeriesKey, list[Fetched]]]:
-        """Each matching series with its chunk objects in range, in key order; the chunks of
-        the next ``_LOOKAHEAD - 1`` series are fetched while one is being consumed."""
-        queue: deque[tuple[SeriesKey, list[Future[Fetched | None]]]] = deque()
-        series = self.walk(where)
+               index_only: bool) -> Iterator[tuple[SeriesKey, list[Shard]]]:
+        """Each matching series with its shards holding chunks ``lo..hi``, in key order.
+        Shards of the following series are fetched while one is consumed: up to the pool's
+        size in flight (and at least the next series), so memory stays bounded."""
+        first, last = self.numbers(lo, hi)
+        series = iter(self.listing(where))
+        queue: deque[tuple[SeriesKey, list[Future[Shard | None]]]] = deque()
+        in_flight = 0
         try:
             while True:
-                while len(queue) < _LOOKAHEAD:
+                while len(queue) < 2 or in_flight < self.workers:
                     found = next(series, None)
                     if found is None:
                         break
                     key, objects = found
-                    queue.append((key, self.submit(key, lo, hi, header_only, objects)))
+                    chosen = [o for o in objects if _within(o[0], first, last)]
+                    futures = self.submit(key, chosen, index_only)
+                    queue.append((key, futures))
+                    in_flight += len(futures)
                 if not queue:
                     return
                 key, futures = queue.popleft()
-                yield key, self.collect(futures)
+                in_flight -= len(futures)
+                yield key, [s for s in self.collect(futures) if s is not None]
         finally:
             for _key, futures in queue:
                 for f in futures:
                     f.cancel()
+
+
+def _within(number: int, first: int | None, last: int | None) -> bool:
+    return (first is None or number >= first) and (last is None or number <= last)
