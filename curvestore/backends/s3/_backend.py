@@ -397,6 +397,9 @@ class S3Backend(Backend):
         by_shard: dict[ShardId, list[Slot]] = {}
         for slot in sorted(tx.staged):
             by_shard.setdefault((slot[0], reader.number(slot[1])), []).append(slot)
+        for sid in by_shard:  # absent from a listing the transaction made: known absent
+            if sid not in tx.shards and sid[0] in tx.listed and sid[1] not in tx.listed[sid[0]]:
+                tx.shards[sid] = None
         unknown = [sid for sid in by_shard if sid not in tx.shards]
         for sid, shard in zip(unknown, reader.get_many(unknown), strict=True):
             tx.shards[sid] = shard
