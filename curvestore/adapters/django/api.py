@@ -27,7 +27,19 @@ logger = logging.getLogger(__name__)
 
 
 def _set_freq(series: pd.Series | None, freq: str) -> pd.Series | None:
-    if series is not None and len(series) > 1:
+    """The series with its index's ``freq`` set, as holcstore returns it.
+
+    The index is rebuilt by ``date_range`` from its first instant, in UTC (the grid is regular
+    in absolute time), then converted: assigning ``index.freq`` instead would validate it
+    against the whole index, which costs ~6 ms for three years of 15-min points."""
+    if series is None or len(series) < 2:
+        return series
+    index = series.index
+    rebuilt = pd.date_range(start=index[0].tz_convert("UTC"), periods=len(index), freq=freq,
+                            unit=index.unit).tz_convert(index.tz)
+    if rebuilt.asi8[-1] == index.asi8[-1]:
+        series.index = rebuilt.rename(index.name)
+    else:  # not a fixed-length step in absolute time: let pandas validate it
         series.index.freq = freq
     return series
 
@@ -70,7 +82,10 @@ class ChunkStoreAPI:
                                         freq=backend.model_config.freq,
                                         tz=backend.model_config.tz,
                                         chunking=backend.model_config.chunking)
-            store = cache[alias] = Store(backend, config)
+            # holcstore-format rows are re-encoded from the values anyway: the core's codec
+            # would only be decoded again, so it stores them raw ("none") in between
+            codec = None if backend.framed else "none"
+            store = cache[alias] = Store(backend, config, codec=codec)
         return store
 
     @classmethod
@@ -182,8 +197,15 @@ class ChunkStoreAPI:
                drop_bounds_na: bool = True) -> pd.Series | None:
         """The series (in STORE_TZ at STORE_FREQ) on ``[start, end]``, or None if absent."""
         cls._ensure_all_attrs_specified(attrs)
-        series = cls._cs_store().read(attrs, cls._bound(start), cls._bound(end),
-                                      drop_bounds_na=drop_bounds_na)
+        store = cls._cs_store()
+        # Store.read, with the backend's decoded pieces (see DjangoModelBackend.read_pieces)
+        key = store.schema.key(attrs)
+        lo, hi = store._window(cls._bound(start), cls._bound(end))
+        if lo is not None and hi is not None and hi < lo:
+            return None
+        clo, chi = store._chunk_window(lo, hi)
+        pieces = store.backend.read_pieces(key, clo, chi)
+        series = _chunks.assemble(store.grid, pieces, lo, hi, drop_bounds_na)
         return _set_freq(series, cls.STORE_FREQ)  # type: ignore[attr-defined]
 
     @classmethod
@@ -204,9 +226,8 @@ class ChunkStoreAPI:
             return
         clo, chi = store._chunk_window(lo, hi)
         names = cls._key_order()
-        for key, records in store.backend.scan(filters, clo, chi, chunk_size=chunk_size):
-            series = _chunks.assemble(store.grid, [_chunks.decode(r) for r in records],
-                                      lo, hi, drop_bounds_na)
+        for key, pieces in store.backend.scan_pieces(filters, clo, chi, chunk_size=chunk_size):
+            series = _chunks.assemble(store.grid, pieces, lo, hi, drop_bounds_na)
             if series is not None:
                 yield _set_freq(series, cls.STORE_FREQ), dict(zip(names, key, strict=True))  # type: ignore[attr-defined,misc]
 

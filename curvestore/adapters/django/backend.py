@@ -18,6 +18,7 @@ records (checksums computed on read: holcstore's format carries none).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -33,9 +34,11 @@ from django.db import IntegrityError as DjangoIntegrityError
 from django.db import OperationalError, models, router, transaction
 
 from curvestore.adapters.django import compat
+from curvestore.adapters.django._postgres import dt_of, ns_of, pg_paths
 from curvestore.adapters.django.bookkeeping import ChunkChange, StoreManifest, SyncState
 from curvestore.adapters.django.options import key_schema, model_config
 from curvestore.backends.base import Backend, Transaction
+from curvestore.core import chunks as _chunks
 from curvestore.core.config import StoreConfig
 from curvestore.core.cursor import decode_cursor, encode_cursor
 from curvestore.core.grid import get_grid
@@ -57,6 +60,8 @@ _OR_BATCH = 200
 
 
 def _ns(value: Any) -> int:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return ns_of(value)  # what database rows hold; pandas is the slow general case
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
@@ -65,7 +70,7 @@ def _ns(value: Any) -> int:
 
 def _dt(ns: int) -> Any:
     """An aware datetime (DateTimeField keeps microseconds: finer digits are dropped)."""
-    return pd.Timestamp(int(ns) // 1000 * 1000, tz="UTC").to_pydatetime()
+    return dt_of(ns)
 
 
 @dataclass(slots=True)
@@ -95,13 +100,32 @@ class _DjangoTransaction(Transaction):
         self.staged: dict[tuple[SeriesKey, int], _Row] = {}
         self.states: dict[str, str] = {}
         self.committed = []
+        # What the reads saw: a chunk inside a read range without a row was merged as new,
+        # and the row locks cannot cover a row that does not exist yet (see commit)
+        self.read_ranges: dict[SeriesKey, list[tuple[int | None, int | None]]] = {}
+        self.seen: set[tuple[SeriesKey, int]] = set()
+        self.ids: dict[tuple[SeriesKey, int], int] = {}  # primary keys of the rows seen
 
     def _locked(self, key: SeriesKey, lo: int | None, hi: int | None) -> list[ChunkRecord]:
         b = self.backend
+        if b._pg is not None:
+            pg_rows = b._pg.read_locked(key, lo, hi)
+            self.read_ranges.setdefault(key, []).append((lo, hi))
+            self.ids.update(((key, row[2]), row[0]) for row in pg_rows)
+            self.seen.update((key, row[2]) for row in pg_rows)
+            live = [b._record(key, *row[2:]) for row in pg_rows if not row[1]]
+            return [r for r in live if r is not None]
         qs = b._range(b._qs().select_for_update().filter(**b.key_dict(key)), lo, hi)
-        rows = qs.order_by("chunk_index").values_list("is_deleted", *_FIELDS)
+        rows = list(qs.order_by("chunk_index").values_list("is_deleted", *_FIELDS))
+        self.read_ranges.setdefault(key, []).append((lo, hi))
+        self.seen.update((key, row[1]) for row in rows)
         out = [b._record(key, *row[1:]) for row in rows if not row[0]]
         return [r for r in out if r is not None]
+
+    def _read_as_absent(self, key: SeriesKey, chunk: int) -> bool:
+        return (key, chunk) not in self.seen and any(
+            (lo is None or lo <= chunk) and (hi is None or chunk <= hi)
+            for lo, hi in self.read_ranges.get(key, ()))
 
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
         return [r.meta for r in self._locked(key, None, None)]
@@ -131,9 +155,17 @@ class _DjangoTransaction(Transaction):
         if not self.staged and not self.states:
             return []
         b = self.backend
+        if b._pg is not None and self.staged:
+            return self._commit_pg()
         manifest = b._lock_manifest()
         version = manifest.last_version
         existing = b._existing_ids(sorted(self.staged))
+        # Commits serialise on the manifest lock, so this sees every chunk committed before:
+        # one created since this transaction read its range without it must not be
+        # overwritten by a merge that never saw its values (the core re-runs the merge)
+        raced = [ref for ref in existing if self._read_as_absent(*ref)]
+        if raced:
+            raise ConflictError(f"a concurrent writer created chunk(s) {raced[:3]}")
         to_create, to_update, changes, log = [], [], [], []
         for (key, chunk), row in sorted(self.staged.items()):
             version += 1
@@ -159,9 +191,49 @@ class _DjangoTransaction(Transaction):
         if version != manifest.last_version:
             manifest.last_version = version
             manifest.save(using=b.using, update_fields=["last_version"])
+        self._save_states()
+        return changes
+
+    def _save_states(self) -> None:
+        b = self.backend
         for name, value in self.states.items():
             SyncState.objects.using(b.using).update_or_create(
                 store=b.table, name=name, defaults={"value": value})
+
+    def _commit_pg(self) -> list[Change]:
+        """``commit`` on PostgreSQL: the same rows and locks in a few statements.
+
+        The manifest row is locked by the statement that takes the versions. A chunk the
+        transaction read as absent is INSERTed, so one created since by a concurrent writer
+        fails on the unique constraint (ConflictError: the core re-runs the merge) instead of
+        being overwritten; chunks the reads did not cover are looked up in one query."""
+        b = self.backend
+        pg = b._pg
+        assert pg is not None
+        items = sorted(self.staged.items())
+        top = pg.bump_version(b.table, len(items))
+        if top is None:  # no manifest row yet (e.g. after a flush): created, then bumped
+            b._lock_manifest()
+            top = pg.bump_version(b.table, len(items))
+            assert top is not None
+        version = top - len(items)
+        unknown = [ref for ref, _ in items
+                   if ref not in self.ids and not self._read_as_absent(*ref)]
+        existing = {**self.ids, **(b._existing_ids(unknown) if unknown else {})}
+        inserts, updates, log, changes = [], [], [], []
+        for (key, chunk), row in items:
+            version += 1
+            start, updated = dt_of(row.start_ns), dt_of(row.updated_ns)
+            pk = existing.get((key, chunk))
+            if pk is None:
+                inserts.append((*key, chunk, start, row.dtype, updated, row.deleted, row.data,
+                                version))
+            else:
+                updates.append((pk, start, row.dtype, updated, row.deleted, row.data, version))
+            changes.append(Change(key, chunk, version, row.deleted))
+            log.append((b.table, version, json.dumps(list(key)), chunk, row.deleted))
+        pg.write(inserts, updates, log)
+        self._save_states()
         return changes
 
 
@@ -182,6 +254,7 @@ class DjangoModelBackend(Backend):
         cfg = self.model_config
         self.grid = get_grid(cfg.freq_ns, cfg.tz, cfg.chunking)
         self.freq_ns = cfg.freq_ns
+        self._pg = pg_paths(model, self.using, self.names)  # None: the ORM paths
 
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> DjangoModelBackend:
@@ -252,6 +325,30 @@ class DjangoModelBackend(Backend):
                          checksum=compat.crc(payload), size=len(payload),
                          version=version or 0, updated_at=updated)
         return ChunkRecord(key, meta, payload)
+
+    def _piece(self, key: SeriesKey, chunk: int, start_ts: Any, dtype: str, data: Any
+               ) -> _chunks.Piece | None:
+        """A row's values on the grid (None without any value): ``_record`` then the core's
+        decode, except that a holcstore row's values are used as they are, NaN included
+        (assembling places them on the grid and trims the NaN bounds the same way)."""
+        data = bytes(data)
+        if compat.is_framed(data):
+            record = self._record(key, chunk, start_ts, dtype, data, 0, None)
+            return None if record is None else _chunks.decode(record)
+        values = compat.holc_decode(data, dtype)
+        _, period_len = self.grid.period(chunk)
+        offset_ns = _ns(start_ts) - self.grid.period_start_ns(chunk)
+        if offset_ns % self.freq_ns:
+            raise IntegrityError(f"chunk {chunk} of {key}: start_ts {start_ts} is not on the "
+                                 f"store's {self.model_config.freq} grid")
+        offset = offset_ns // self.freq_ns
+        a, b = max(0, -offset), min(len(values), period_len - offset)
+        if b <= a:
+            return None
+        values = values[a:b]
+        if np.isnan(values).all():
+            return None
+        return _chunks.Piece(chunk, offset + a, values)
 
     def _row(self, record: ChunkRecord, now: int) -> _Row:
         """A core record in the table's format (holcstore's unless ``CURVESTORE_FORMAT``)."""
@@ -331,23 +428,51 @@ class DjangoModelBackend(Backend):
             raise StoreExistsError(f"a store already exists at {self!r}") from exc
 
     # -- reads -----------------------------------------------------------------------------
+    def _rows(self, key: SeriesKey, lo: int | None, hi: int | None) -> list[tuple]:
+        """Live rows of one series, ``_FIELDS`` by chunk."""
+        if self._pg is not None:
+            return self._pg.read(key, lo, hi)
+        qs = self._range(self._qs().filter(**self.key_dict(key), is_deleted=False), lo, hi)
+        return list(qs.order_by("chunk_index").values_list(*_FIELDS))
+
     def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
                     ) -> list[ChunkRecord]:
-        qs = self._range(self._qs().filter(**self.key_dict(key), is_deleted=False), lo, hi)
-        out = [self._record(key, *row) for row in qs.order_by("chunk_index").values_list(*_FIELDS)]
+        out = [self._record(key, *row) for row in self._rows(key, lo, hi)]
         return [r for r in out if r is not None]
+
+    def read_pieces(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+                    ) -> list[_chunks.Piece]:
+        """What ``read_chunks`` + the core's decode give, without turning holcstore rows
+        into checksummed records first (the adapter's ``get_ts``)."""
+        out = [self._piece(key, *row[:4]) for row in self._rows(key, lo, hi)]
+        return [p for p in out if p is not None]
+
+    def _scan_rows(self, where: Mapping[str, Any], lo: int | None, hi: int | None,
+                   chunk_size: int) -> Iterator[tuple[SeriesKey, Iterator[tuple]]]:
+        n = len(self.names)
+        qs = self._range(self._qs().filter(**where, is_deleted=False), lo, hi)
+        qs = qs.order_by(*self.names, "chunk_index").values_list(*self.names, *_FIELDS)
+        rows = (self._pg.stream(qs, chunk_size) if self._pg is not None
+                else qs.iterator(chunk_size=chunk_size))
+        for key, group in groupby(rows, lambda r: r[:n]):
+            yield key, (row[n:] for row in group)
 
     def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None,
              chunk_size: int = 200) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
         """Stream matching series; ``where`` may also hold Django lookups (``n__in``...)."""
-        n = len(self.names)
-        qs = self._range(self._qs().filter(**where, is_deleted=False), lo, hi)
-        rows = qs.order_by(*self.names, "chunk_index").values_list(*self.names, *_FIELDS)
-        for key, group in groupby(rows.iterator(chunk_size=chunk_size), lambda r: r[:n]):
-            records = [self._record(key, *row[n:]) for row in group]
-            live = [r for r in records if r is not None]
+        for key, rows in self._scan_rows(where, lo, hi, chunk_size):
+            live = [r for r in (self._record(key, *row) for row in rows) if r is not None]
             if live:
                 yield key, live
+
+    def scan_pieces(self, where: Mapping[str, Any], lo: int | None = None,
+                    hi: int | None = None, chunk_size: int = 200
+                    ) -> Iterator[tuple[SeriesKey, list[_chunks.Piece]]]:
+        """``scan`` as decoded pieces (see ``read_pieces``)."""
+        for key, rows in self._scan_rows(where, lo, hi, chunk_size):
+            pieces = [p for p in (self._piece(key, *row[:4]) for row in rows) if p is not None]
+            if pieces:
+                yield key, pieces
 
     def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
         for key, records in self.scan(where):

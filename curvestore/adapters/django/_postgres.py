@@ -1,0 +1,246 @@
+"""PostgreSQL paths of :class:`~curvestore.adapters.django.backend.DjangoModelBackend`.
+
+Used when the model's database is Django's ``postgresql`` engine on psycopg 3; every other
+database keeps the ORM paths. The statements run on Django's own connection (so they join
+the caller's ``transaction.atomic`` blocks and its error handling) but through a psycopg
+cursor with server-side binding: payloads travel as binary parameters and binary COPY rows
+instead of the hex literals a client-side-binding cursor would have the server parse, and
+rows come back without ORM model or converter work per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connections, models
+
+__all__ = ["PgPaths", "pg_paths"]
+
+_INT_TYPES = {"IntegerField": "int4", "PositiveIntegerField": "int4",
+              "BigIntegerField": "int8", "PositiveBigIntegerField": "int8",
+              "SmallIntegerField": "int2", "PositiveSmallIntegerField": "int2"}
+_TEXT_TYPES = {"CharField", "TextField", "SlugField"}
+_PK_TYPES = {"AutoField": "int4", "BigAutoField": "int8", "SmallAutoField": "int2"}
+#: Below this many rows a multi-row INSERT (one round trip) beats COPY (two).
+_COPY_MIN_ROWS = 64
+_UPDATE_BATCH = 500
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
+_cursor_names = itertools.count()
+
+
+def ns_of(value: dt.datetime) -> int:
+    """UTC epoch nanoseconds of an aware datetime (psycopg's timestamptz values)."""
+    return (value - _EPOCH) // _US * 1000
+
+
+def dt_of(ns: int) -> dt.datetime:
+    """An aware UTC datetime, to the microsecond (DateTimeField's precision)."""
+    return _EPOCH + dt.timedelta(microseconds=int(ns) // 1000)
+
+
+def pg_paths(model: type[models.Model], using: str, names: Sequence[str]) -> PgPaths | None:
+    """The PostgreSQL paths of ``model`` on database ``using``, or None when they do not
+    apply (another engine, psycopg 2, or fields whose wire types are not known here)."""
+    conn = connections[using]
+    if conn.vendor != "postgresql":
+        return None
+    try:
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+    except ImportError:  # pragma: no cover - Django without the postgresql backend
+        return None
+    if not is_psycopg3:
+        return None
+    meta = model._meta
+    key_types = []
+    for name in names:
+        kind = meta.get_field(name).get_internal_type()
+        wire = _INT_TYPES.get(kind) or ("text" if kind in _TEXT_TYPES else None)
+        if wire is None:
+            return None
+        key_types.append(wire)
+    pk_type = _PK_TYPES.get(meta.pk.get_internal_type())
+    if pk_type is None:
+        return None
+    return PgPaths(model, using, names, key_types)
+
+
+class PgPaths:
+    """SQL of one chunk-store model; see the module docs."""
+
+    def __init__(self, model: type[models.Model], using: str, names: Sequence[str],
+                 key_types: Sequence[str]) -> None:
+        from curvestore.adapters.django.bookkeeping import ChunkChange, StoreManifest
+
+        self.using = using
+        conn = connections[using]
+        q = conn.ops.quote_name
+        meta = model._meta
+
+        def col(name: str, m: Any = meta) -> str:
+            return q(m.get_field(name).column)
+
+        self.table = q(meta.db_table)
+        self.keys = [col(n) for n in names]
+        self.pk = q(meta.pk.column)
+        self.chunk = col("chunk_index")
+        self.deleted = col("is_deleted")
+        # the row fields the backend reads, in _FIELDS order (chunk_index first)
+        read_cols = ", ".join(col(n) for n in ("chunk_index", "start_ts", "dtype", "data",
+                                                "updated_at", "row_version"))
+        key_match = " AND ".join(f"{k} = %s" for k in self.keys)
+        self._read = (f"SELECT {read_cols} FROM {self.table} WHERE {key_match} AND NOT "
+                      f"{self.deleted}")
+        self._locked = (f"SELECT {self.pk}, {self.deleted}, {read_cols} FROM {self.table} "
+                        f"WHERE {key_match}")
+        write_fields = ("chunk_index", "start_ts", "dtype", "updated_at", "is_deleted", "data",
+                        "row_version")
+        self.insert_cols = [*self.keys, *(col(n) for n in write_fields)]
+        self.insert_types = [*key_types, "int4", "timestamptz", "text", "timestamptz", "bool",
+                             "bytea", "int8"]
+        sets = ", ".join(f"{col(n)} = v.{col(n)}" for n in write_fields[1:])
+        self._update_head = f"UPDATE {self.table} AS t SET {sets} FROM (VALUES "
+        self._update_tail = (f") AS v({self.pk}, " + ", ".join(col(n) for n in write_fields[1:])
+                             + f") WHERE t.{self.pk} = v.{self.pk}")
+        self._update_row = "(%s::int8, %s::timestamptz, %s::text, %s::timestamptz, " \
+                           "%s::bool, %b::bytea, %s::int8)"
+        mm = StoreManifest._meta
+        self._bump = (f"UPDATE {q(mm.db_table)} SET {col('last_version', mm)} = "
+                      f"{col('last_version', mm)} + %s WHERE {col('store', mm)} = %s "
+                      f"RETURNING {col('last_version', mm)}")
+        cm = ChunkChange._meta
+        self.change_table = q(cm.db_table)
+        self.change_cols = [col(n, cm) for n in ("store", "version", "key", "chunk", "deleted")]
+        self.change_types = ["text", "int8", "text", "int4", "bool"]
+        self._toast_lz4: bool | None = None
+
+    # -- plumbing --------------------------------------------------------------------------
+    @contextmanager
+    def cursor(self) -> Iterator[Any]:
+        """A server-side-binding psycopg cursor on Django's connection; database errors
+        come out as Django's (``django.db.IntegrityError``...), as from the ORM."""
+        import psycopg
+
+        conn = connections[self.using]
+        conn.ensure_connection()
+        conn.validate_no_broken_transaction()
+        with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cur:
+            yield cur
+
+    @staticmethod
+    def _range(sql: str, params: list[Any], column: str, lo: int | None, hi: int | None
+               ) -> str:
+        if lo is not None:
+            sql += f" AND {column} >= %s"
+            params.append(lo)
+        if hi is not None:
+            sql += f" AND {column} <= %s"
+            params.append(hi)
+        return sql
+
+    # -- reads -----------------------------------------------------------------------------
+    def read(self, key: Sequence[Any], lo: int | None, hi: int | None) -> list[tuple]:
+        """Live rows of one series: ``(chunk_index, start_ts, dtype, data, updated_at,
+        row_version)`` by chunk."""
+        params = list(key)
+        sql = self._range(self._read, params, self.chunk, lo, hi)
+        with self.cursor() as cur:
+            cur.execute(sql + f" ORDER BY {self.chunk}", params, binary=True)
+            return cur.fetchall()
+
+    def read_locked(self, key: Sequence[Any], lo: int | None, hi: int | None) -> list[tuple]:
+        """Every row of one series in the range, tombstones included, locked FOR UPDATE:
+        ``(pk, is_deleted, chunk_index, start_ts, dtype, data, updated_at, row_version)``."""
+        params = list(key)
+        sql = self._range(self._locked, params, self.chunk, lo, hi)
+        with self.cursor() as cur:
+            cur.execute(sql + f" ORDER BY {self.chunk} FOR UPDATE", params, binary=True)
+            return cur.fetchall()
+
+    def stream(self, qs: models.QuerySet, chunk_size: int) -> Iterator[tuple]:
+        """The rows of an ORM ``values_list`` queryset through a server-side cursor (held
+        over commits outside a transaction, as Django's ``iterator()`` does), fetched
+        ``chunk_size`` at a time without per-row ORM conversion."""
+        import psycopg
+
+        sql, params = qs.query.get_compiler(using=self.using).as_sql()
+        conn = connections[self.using]
+        conn.ensure_connection()
+        conn.validate_no_broken_transaction()
+        raw = conn.connection
+        name = f"_cvs_scan_{next(_cursor_names)}"
+        with conn.wrap_database_errors:
+            cur = psycopg.ServerCursor(raw, name, withhold=raw.autocommit)
+        try:
+            with conn.wrap_database_errors:
+                cur.itersize = chunk_size
+                cur.execute(sql, params, binary=True)
+            while True:
+                with conn.wrap_database_errors:
+                    rows = cur.fetchmany(chunk_size)
+                if not rows:
+                    break
+                yield from rows
+        finally:
+            with conn.wrap_database_errors:
+                if not raw.closed:
+                    cur.close()
+
+    # -- writes ----------------------------------------------------------------------------
+    def bump_version(self, store: str, count: int) -> int | None:
+        """Add ``count`` to the store's version counter, locking its manifest row until
+        commit; the new top, or None when the store has no manifest row yet."""
+        with self.cursor() as cur:
+            cur.execute(self._bump, [count, store])
+            row = cur.fetchone()
+        return None if row is None else int(row[0])
+
+    def insert(self, cur: Any, table: str, cols: list[str], types: list[str],
+               rows: list[tuple]) -> None:
+        """Rows into ``table``: binary COPY, or one multi-row INSERT for a few rows."""
+        if not rows:
+            return
+        if len(rows) >= _COPY_MIN_ROWS:
+            with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
+                          ) as copy:
+                copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+            return
+        one = "(" + ", ".join(("%b" if t == "bytea" else "%s") + f"::{t}" for t in types) + ")"
+        cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
+                    + ", ".join([one] * len(rows)), [v for row in rows for v in row])
+
+    def _lz4_toast(self, cur: Any) -> bool:
+        """Whether the server can compress TOAST with lz4 (PostgreSQL >= 14 built with it)."""
+        if self._toast_lz4 is None:
+            cur.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                        "WHERE name = 'default_toast_compression'")
+            row = cur.fetchone()
+            self._toast_lz4 = bool(row and row[0])
+        return self._toast_lz4
+
+    def write(self, inserts: list[tuple], updates: list[tuple], changes: list[tuple]) -> None:
+        """New chunk rows (``insert_cols`` order), rewrites of existing rows ``(pk, start_ts,
+        dtype, updated_at, is_deleted, data, row_version)`` and change-feed rows.
+
+        The blobs are LZ4 already, but holcstore's ``data`` column is ``bytea`` with
+        PostgreSQL's default EXTENDED storage, so the server tries to compress every blob
+        again before storing it out of line; with the default pglz that retry dominates the
+        write (about 25 MB/s here). For this transaction only, and only where the column has
+        no compression method of its own, the retry uses lz4 (``SET LOCAL``), which gives up
+        on incompressible input at memory speed. Readers see no difference (TOAST is
+        decompressed by the server), holcstore included."""
+        with self.cursor() as cur:
+            if (inserts or updates) and self._lz4_toast(cur):
+                cur.execute("SET LOCAL default_toast_compression = 'lz4'")
+            self.insert(cur, self.table, self.insert_cols, self.insert_types, inserts)
+            for i in range(0, len(updates), _UPDATE_BATCH):
+                batch = updates[i:i + _UPDATE_BATCH]
+                cur.execute(self._update_head + ", ".join([self._update_row] * len(batch))
+                            + self._update_tail, [v for row in batch for v in row])
+            self.insert(cur, self.change_table, self.change_cols, self.change_types, changes)
