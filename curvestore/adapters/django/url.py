@@ -27,7 +27,7 @@ class DjangoURL:
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> DjangoModelBackend:
         try:
-            import django  # noqa: F401
+            import django
         except ImportError as exc:
             raise BackendNotInstalledError("backend 'django'", "django", str(exc)) from exc
         from django.conf import settings
@@ -37,6 +37,10 @@ class DjangoURL:
                 "django:// URLs need Django settings: set DJANGO_SETTINGS_MODULE or call "
                 "settings.configure() first"
             )
+        from django.apps import apps
+
+        if not apps.ready:  # the backend module defines models: Django must be set up first
+            django.setup()
         from curvestore.adapters.django.backend import DjangoModelBackend
 
         return DjangoModelBackend.from_url(url, read_only=read_only)

@@ -1,10 +1,24 @@
-"""Django settings for the adapter's tests: SQLite in a temporary file by default,
-PostgreSQL when ``CURVESTORE_TEST_POSTGRES_URL`` is set (django-model-utils style)."""
+"""Django settings for the adapter's tests: two databases, SQLite and PostgreSQL.
+
+The whole suite runs once per database (``conftest.py``): :mod:`testdb` sends every model to
+the database of the current run. ``default`` is deliberately left unconfigured (Django's dummy
+backend), so code that ignores the router or a store's ``using`` alias fails loudly instead of
+quietly touching the other database.
+
+* ``sqlite``: a file in a temporary directory, kept in ``CURVESTORE_TEST_SQLITE`` so that child
+  processes open the same file.
+* ``postgresql``: the database named by ``CURVESTORE_TEST_DJANGO_POSTGRES`` (a
+  ``postgresql://`` URL). The test session sets it once it has a server (the throw-away one of
+  :mod:`curvestore.testing.postgres_server`, or ``CURVESTORE_TEST_POSTGRES_URL``) and created a
+  database on it; child processes inherit it. Absent when psycopg is not installed.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 SECRET_KEY = "curvestore-tests"
@@ -12,24 +26,18 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = ["curvestore.adapters.django", "testapp"]
+DATABASE_ROUTERS = ["testdb.ActiveDatabaseRouter"]
+
+#: Environment variables shared with child processes.
+SQLITE_ENV = "CURVESTORE_TEST_SQLITE"
+POSTGRES_ENV = "CURVESTORE_TEST_DJANGO_POSTGRES"
 
 
-def _database() -> dict:
-    url = os.environ.get("CURVESTORE_TEST_POSTGRES_URL")
-    if url:
-        parts = urlparse(url)
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": unquote(parts.path.lstrip("/")) or "postgres",
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
-        }
-    path = os.environ.get("CURVESTORE_TEST_SQLITE")
+def sqlite_database() -> dict[str, Any]:
+    path = os.environ.get(SQLITE_ENV)
     if not path:
         path = os.path.join(tempfile.mkdtemp(prefix="curvestore-django-"), "db.sqlite3")
-        os.environ["CURVESTORE_TEST_SQLITE"] = path  # child processes share the file
+        os.environ[SQLITE_ENV] = path  # child processes share the file
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": path,
@@ -39,4 +47,20 @@ def _database() -> dict:
     }
 
 
-DATABASES = {"default": _database()}
+def postgres_database(url: str | None) -> dict[str, Any]:
+    """The settings of a ``postgresql://user:password@host:port/name`` URL (None: left empty,
+    to be filled in by the test session before the first connection)."""
+    parts = urlparse(url or "")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+    }
+
+
+DATABASES: dict[str, dict[str, Any]] = {"default": {}, "sqlite": sqlite_database()}
+if importlib.util.find_spec("psycopg") is not None:
+    DATABASES["postgresql"] = postgres_database(os.environ.get(POSTGRES_ENV))

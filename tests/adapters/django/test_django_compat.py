@@ -1,6 +1,6 @@
 """Storage compatibility with holcstore 0.6.7: the exact byte layout of chunk rows, rows
 built by hand as holcstore writes them, and holcstore itself (bench/.venv) reading rows the
-adapter wrote and writing rows the adapter reads, on the same SQLite file."""
+adapter wrote and writing rows the adapter reads, in the same database (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import lz4.frame
 import numpy as np
 import pandas as pd
 import pytest
-from django.conf import settings
-from django.db import connection
+from django.db import connections
 from testapp.models import FramedStore, HolcStoreYearMonth
 
 from curvestore.adapters.django import compat
@@ -91,8 +90,7 @@ import django
 from django.conf import settings
 settings.configure(INSTALLED_APPS=["hostore"], USE_TZ=True, TIME_ZONE="UTC",
                    DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-                   DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
-                                          "NAME": sys.argv[1]}})
+                   DATABASES={"default": json.loads(sys.argv[1])})
 django.setup()
 import pandas as pd
 from django.db import models
@@ -118,25 +116,25 @@ else:
 """
 
 
-def _run_holcstore(mode: str) -> dict:
+def _run_holcstore(database: str, mode: str) -> dict:
+    """Run holcstore itself (bench/.venv) on the test run's database."""
     if not HOLC_PYTHON.exists():
         pytest.skip("holcstore's venv (bench/.venv) is not set up")
-    if connection.vendor != "sqlite":
-        pytest.skip("the holcstore subprocess runs against the SQLite test database")
-    done = subprocess.run([str(HOLC_PYTHON), "-c", _HOLC_SCRIPT,
-                           settings.DATABASES["default"]["NAME"], mode],
+    settings_dict = connections[database].settings_dict
+    db = {k: settings_dict[k] for k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")}
+    done = subprocess.run([str(HOLC_PYTHON), "-c", _HOLC_SCRIPT, json.dumps(db), mode],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_holcstore_reads_adapter_rows() -> None:
+def test_holcstore_reads_adapter_rows(database: str) -> None:
     s = pd.Series(np.random.default_rng(0).standard_normal(24 * 70),
                   index=pd.date_range("2024-03-01", periods=24 * 70, freq="1h", tz=PARIS))
     s.iloc[100:200] = np.nan
     HolcStoreYearMonth.set_ts(ATTRS, s)
     HolcStoreYearMonth.set_ts(ATTRS, s.iloc[:10] * 2, update=True)
-    out = _run_holcstore("read")
+    out = _run_holcstore(database, "read")
     assert out["table"] == HolcStoreYearMonth._meta.db_table
     got = pd.Series(out["values"], index=pd.to_datetime(out["index"], utc=True)).dropna()
     expected = (s.iloc[:10] * 2).combine_first(s).dropna()
@@ -144,8 +142,8 @@ def test_holcstore_reads_adapter_rows() -> None:
     assert np.array_equal(got.to_numpy(), expected.to_numpy())
 
 
-def test_adapter_reads_holcstore_rows() -> None:
-    _run_holcstore("write")
+def test_adapter_reads_holcstore_rows(database: str) -> None:
+    _run_holcstore(database, "write")
     attrs = {"version": 1, K: "H"}
     got = HolcStoreYearMonth.get_ts(attrs)
     idx = pd.date_range("2024-10-20", periods=24 * 15, freq="1h", tz=PARIS)

@@ -1,32 +1,43 @@
-"""The shipped conformance suites on the ORM backend (``django://app_label.Model``).
+"""The shipped conformance suites on the ORM backend (``django://app_label.Model?using=alias``),
+on each database of the run (``conftest.py``).
 
 Each test gets empty tables; the URL factory hands out the two models of a format in turn
-(a test needs at most two locations). The multi-process tests are skipped: child processes
-cannot resolve the ``django`` scheme until it is registered through an entry point.
+(a test needs at most two locations). The multi-process tests run too: child processes open
+the same URLs, finding the ``django`` scheme through its entry point and the settings, the
+database and the alias through the environment the session sets up.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from curvestore.testing import BackendConformance, ReplicationConformance, StoreSemantics
 
 
-def _factory(models: tuple[str, ...]) -> Callable[[], str]:
+@pytest.fixture(autouse=True)
+def children_find_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Children started as ``python -c`` import the settings (DJANGO_SETTINGS_MODULE) from
+    this directory; multiprocessing's children get the parent's ``sys.path`` anyway."""
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (here, os.environ.get("PYTHONPATH")) if p))
+
+
+def _factory(models: tuple[str, ...], database: str) -> Callable[[], str]:
     it = iter(models)
-    return lambda: f"django://testapp.{next(it)}"
+    return lambda: f"django://testapp.{next(it)}?using={database}"
 
 
 class TestDjangoFramed(StoreSemantics, BackendConformance, ReplicationConformance):
     """Curvestore framing: payloads, codecs and checksums are kept as the core made them."""
 
-    shared_between_processes = False
-
     @pytest.fixture
-    def backend_url_factory(self) -> Callable[[], str]:
-        return _factory(("FramedConformanceA", "FramedConformanceB"))
+    def backend_url_factory(self, database: str) -> Callable[[], str]:
+        return _factory(("FramedConformanceA", "FramedConformanceB"), database)
 
 
 class TestDjangoHolcstoreFormat(StoreSemantics):
@@ -34,8 +45,8 @@ class TestDjangoHolcstoreFormat(StoreSemantics):
     payload bytes are not kept, which the codec test checks)."""
 
     @pytest.fixture
-    def backend_url_factory(self) -> Callable[[], str]:
-        return _factory(("HolcConformanceA", "HolcConformanceB"))
+    def backend_url_factory(self, database: str) -> Callable[[], str]:
+        return _factory(("HolcConformanceA", "HolcConformanceB"), database)
 
     def test_codec_change_keeps_old_chunks_readable(self) -> None:  # type: ignore[override]
         pytest.skip("holcstore's format has no codec id: every chunk is an LZ4 frame")

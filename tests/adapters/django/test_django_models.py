@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, models
+from django.test.utils import isolate_apps
 from testapp.models import (
     FramedStore,
     HolcStoreUTC,
@@ -266,6 +267,7 @@ def test_invalid_settings_raise_at_definition(setting: dict) -> None:
             "Meta": type("Meta", (), {"app_label": "testapp"}), **setting})
 
 
+@isolate_apps("testapp")  # the models defined here stay out of the app registry
 def test_custom_manager_must_derive_from_chunk_queryset() -> None:
     class Fine(ChunkQuerySet):
         pass

@@ -2,7 +2,8 @@
 
 The server is ``SyncStore`` behind the DRF ViewSet (``urls.py``); the client pulls into
 ``FramedStore`` (same keys and grid, curvestore's blob framing), whose sync flag is switched
-on for the test: two stores in one database, as the issue allows.
+on for the test: two stores in the database of the run, and in the PostgreSQL run also two
+stores in two databases (SQLite and PostgreSQL, both ways).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+import testdb
 
 pytest.importorskip("rest_framework")
 pytest.importorskip("waitress")
 
+from django.core.management import call_command
 from django.core.wsgi import get_wsgi_application
 from django.test import override_settings
 from testapp.models import FramedStore, SyncStore
@@ -77,7 +80,38 @@ def assert_same(model: type, data: dict[tuple[int, str], pd.Series]) -> None:
                                        check_index_type=False)
 
 
+@pytest.fixture(params=["sqlite-to-postgresql", "postgresql-to-sqlite"])
+def across_databases(request: pytest.FixtureRequest, database: str) -> Iterator[str]:
+    """The server's store on one database, the replica on the other."""
+    if database != "postgresql":
+        pytest.skip("needs both databases: runs in the PostgreSQL run, while its server is up")
+    source = request.param.split("-to-")[0]
+    call_command("migrate", database="sqlite", verbosity=0, interactive=False)
+    testdb.clear_tables("sqlite")
+    moved = SyncStore if source == "sqlite" else FramedStore
+    testdb.pinned[moved._meta.label_lower] = "sqlite"
+    try:
+        yield request.param
+    finally:
+        testdb.pinned.clear()
+
+
 def test_end_to_end_cursor_sync_then_incremental(server: str, replica: type) -> None:
+    sync_round_trip(server, replica)
+
+
+def test_end_to_end_sync_across_databases(across_databases: str, server: str,
+                                          replica: type) -> None:
+    from django.db import router
+
+    source, target = across_databases.split("-to-")
+    assert (router.db_for_write(SyncStore), router.db_for_write(replica)) == (source, target)
+    sync_round_trip(server, replica)
+    assert SyncStore.objects.using(target).count() == replica.objects.using(source).count() == 0
+
+
+def sync_round_trip(server: str, replica: type) -> None:
+    """A full pull, then an update and a deletion pulled incrementally."""
     data = fill_server()
     client = TimeseriesChunkStoreSyncClient(endpoint=f"{server}/ts/sync/", store_model=replica)
     assert client.protocol() == "cursor"
