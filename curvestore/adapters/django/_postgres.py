@@ -10,9 +10,9 @@ rows come back without ORM model or converter work per row.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,7 +30,6 @@ _COPY_MIN_ROWS = 64
 _UPDATE_BATCH = 500
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
-_cursor_names = itertools.count()
 
 
 def ns_of(value: dt.datetime) -> int:
@@ -109,6 +108,10 @@ class PgPaths:
         self._update_row = "(%s::int8, %s::timestamptz, %s::text, %s::timestamptz, " \
                            "%s::bool, %b::bytea, %s::int8)"
         mm = StoreManifest._meta
+        self._ensure_manifest = (
+            f"INSERT INTO {q(mm.db_table)} ({col('store', mm)}, {col('manifest', mm)}, "
+            f"{col('last_version', mm)}) VALUES (%s, %s, 0) ON CONFLICT ({col('store', mm)}) "
+            "DO NOTHING")
         self._bump = (f"UPDATE {q(mm.db_table)} SET {col('last_version', mm)} = "
                       f"{col('last_version', mm)} + %s WHERE {col('store', mm)} = %s "
                       f"RETURNING {col('last_version', mm)}")
@@ -161,46 +164,71 @@ class PgPaths:
             cur.execute(sql + f" ORDER BY {self.chunk} FOR UPDATE", params, binary=True)
             return cur.fetchall()
 
-    def stream(self, qs: models.QuerySet, chunk_size: int) -> Iterator[tuple]:
-        """The rows of an ORM ``values_list`` queryset through a server-side cursor (held
-        over commits outside a transaction, as Django's ``iterator()`` does), fetched
-        ``chunk_size`` at a time without per-row ORM conversion."""
-        import psycopg
-
+    def fetch(self, qs: models.QuerySet) -> list[tuple]:
+        """The rows of an ORM ``values_list`` queryset, without per-row ORM conversion."""
         sql, params = qs.query.get_compiler(using=self.using).as_sql()
-        conn = connections[self.using]
-        conn.ensure_connection()
-        conn.validate_no_broken_transaction()
-        raw = conn.connection
-        name = f"_cvs_scan_{next(_cursor_names)}"
-        with conn.wrap_database_errors:
-            cur = psycopg.ServerCursor(raw, name, withhold=raw.autocommit)
-        try:
-            with conn.wrap_database_errors:
-                cur.itersize = chunk_size
-                cur.execute(sql, params, binary=True)
-            while True:
-                with conn.wrap_database_errors:
-                    rows = cur.fetchmany(chunk_size)
-                if not rows:
-                    break
-                yield from rows
-        finally:
-            with conn.wrap_database_errors:
-                if not raw.closed:
-                    cur.close()
+        with self.cursor() as cur:
+            cur.execute(sql, params, binary=True)
+            return cur.fetchall()
+
+    def scan(self, qs: models.QuerySet, names: Sequence[str], fields: Sequence[str],
+             keys_q: Callable[[list[tuple]], models.Q], chunk_size: int) -> Iterator[tuple]:
+        """``values_list(*names, *fields)`` of ``qs`` ordered by key and chunk, fetched a few
+        whole series at a time (about ``chunk_size`` rows per query).
+
+        The series and their row counts are listed first, then each batch of series is one
+        query. Unlike a server-side cursor, nothing is held open between batches, so there
+        is no need for a cursor WITH HOLD (outside a transaction, PostgreSQL materialises the
+        whole result of such a cursor before the first row). Each series is read by one
+        statement, so it is consistent in itself."""
+        counts = (qs.order_by().values(*names).annotate(cvs_rows=models.Count("pk"))
+                  .order_by(*names).values_list(*names, "cvs_rows"))
+        n = len(names)
+        batch: list[tuple] = []
+        rows = 0
+        listed = self.fetch(counts)
+        for i, row in enumerate(listed):
+            batch.append(tuple(row[:n]))
+            rows += row[n]
+            if rows >= chunk_size or i == len(listed) - 1:
+                yield from self.fetch(qs.filter(keys_q(batch)).order_by(*names, "chunk_index")
+                                      .values_list(*names, *fields))
+                batch, rows = [], 0
 
     # -- writes ----------------------------------------------------------------------------
-    def bump_version(self, store: str, count: int) -> int | None:
-        """Add ``count`` to the store's version counter, locking its manifest row until
-        commit; the new top, or None when the store has no manifest row yet."""
-        with self.cursor() as cur:
-            cur.execute(self._bump, [count, store])
+    def _lz4_toast(self, cur: Any) -> bool:
+        """Whether the server can compress TOAST with lz4 (PostgreSQL >= 14 built with it)."""
+        if self._toast_lz4 is None:
+            cur.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                        "WHERE name = 'default_toast_compression'")
             row = cur.fetchone()
-        return None if row is None else int(row[0])
+            self._toast_lz4 = bool(row and row[0])
+        return self._toast_lz4
 
-    def insert(self, cur: Any, table: str, cols: list[str], types: list[str],
-               rows: list[tuple]) -> None:
+    def begin_commit(self, store: str, count: int, manifest: str) -> int:
+        """Take ``count`` versions: the store's manifest row (``manifest``, its JSON, if it
+        has none yet, e.g. after a flush) has its counter raised and stays locked until
+        commit, which orders commits. Returns the new top. One round trip.
+
+        Also, for this transaction only (``SET LOCAL``): the blobs are LZ4 already, but
+        holcstore's ``data`` column is ``bytea`` with PostgreSQL's default EXTENDED storage,
+        so the server tries to compress every blob again before storing it out of line; with
+        the default pglz that attempt dominates the write (about 25 MB/s here). Where the
+        column has no compression method of its own, the attempt then uses lz4, which gives
+        up on incompressible input at memory speed. Readers see no difference (the server
+        decompresses TOAST), holcstore included."""
+        with self.cursor() as cur:
+            lz4 = self._lz4_toast(cur)
+            with cur.connection.pipeline():
+                if lz4:
+                    cur.execute("SET LOCAL default_toast_compression = 'lz4'")
+                cur.execute(self._ensure_manifest, [store, manifest])
+                cur.execute(self._bump, [count, store])
+            row = cur.fetchone()
+        return int(row[0])
+
+    def _insert(self, cur: Any, table: str, cols: list[str], types: list[str],
+                rows: list[tuple]) -> None:
         """Rows into ``table``: binary COPY, or one multi-row INSERT for a few rows."""
         if not rows:
             return
@@ -215,32 +243,16 @@ class PgPaths:
         cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
                     + ", ".join([one] * len(rows)), [v for row in rows for v in row])
 
-    def _lz4_toast(self, cur: Any) -> bool:
-        """Whether the server can compress TOAST with lz4 (PostgreSQL >= 14 built with it)."""
-        if self._toast_lz4 is None:
-            cur.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
-                        "WHERE name = 'default_toast_compression'")
-            row = cur.fetchone()
-            self._toast_lz4 = bool(row and row[0])
-        return self._toast_lz4
-
     def write(self, inserts: list[tuple], updates: list[tuple], changes: list[tuple]) -> None:
         """New chunk rows (``insert_cols`` order), rewrites of existing rows ``(pk, start_ts,
-        dtype, updated_at, is_deleted, data, row_version)`` and change-feed rows.
-
-        The blobs are LZ4 already, but holcstore's ``data`` column is ``bytea`` with
-        PostgreSQL's default EXTENDED storage, so the server tries to compress every blob
-        again before storing it out of line; with the default pglz that retry dominates the
-        write (about 25 MB/s here). For this transaction only, and only where the column has
-        no compression method of its own, the retry uses lz4 (``SET LOCAL``), which gives up
-        on incompressible input at memory speed. Readers see no difference (TOAST is
-        decompressed by the server), holcstore included."""
-        with self.cursor() as cur:
-            if (inserts or updates) and self._lz4_toast(cur):
-                cur.execute("SET LOCAL default_toast_compression = 'lz4'")
-            self.insert(cur, self.table, self.insert_cols, self.insert_types, inserts)
+        dtype, updated_at, is_deleted, data, row_version)`` and change-feed rows: one round
+        trip when none needs a COPY (a pipeline), else one statement after another."""
+        small = len(inserts) < _COPY_MIN_ROWS and len(changes) < _COPY_MIN_ROWS
+        with self.cursor() as cur, (cur.connection.pipeline() if small
+                                    else contextlib.nullcontext()):
+            self._insert(cur, self.table, self.insert_cols, self.insert_types, inserts)
             for i in range(0, len(updates), _UPDATE_BATCH):
                 batch = updates[i:i + _UPDATE_BATCH]
                 cur.execute(self._update_head + ", ".join([self._update_row] * len(batch))
                             + self._update_tail, [v for row in batch for v in row])
-            self.insert(cur, self.change_table, self.change_cols, self.change_types, changes)
+            self._insert(cur, self.change_table, self.change_cols, self.change_types, changes)

@@ -203,20 +203,17 @@ class _DjangoTransaction(Transaction):
     def _commit_pg(self) -> list[Change]:
         """``commit`` on PostgreSQL: the same rows and locks in a few statements.
 
-        The manifest row is locked by the statement that takes the versions. A chunk the
-        transaction read as absent is INSERTed, so one created since by a concurrent writer
-        fails on the unique constraint (ConflictError: the core re-runs the merge) instead of
-        being overwritten; chunks the reads did not cover are looked up in one query."""
+        The manifest row (created if a flush removed it) is locked by the statement that
+        takes the versions. A chunk the transaction read as absent is INSERTed, so one
+        created since by a concurrent writer fails on the unique constraint (ConflictError:
+        the core re-runs the merge) instead of being overwritten; chunks the reads did not
+        cover are looked up in one query."""
         b = self.backend
         pg = b._pg
         assert pg is not None
         items = sorted(self.staged.items())
-        top = pg.bump_version(b.table, len(items))
-        if top is None:  # no manifest row yet (e.g. after a flush): created, then bumped
-            b._lock_manifest()
-            top = pg.bump_version(b.table, len(items))
-            assert top is not None
-        version = top - len(items)
+        manifest = json.dumps(model_config(b.model, uuid.uuid4().hex).manifest())
+        version = pg.begin_commit(b.table, len(items), manifest) - len(items)
         unknown = [ref for ref, _ in items
                    if ref not in self.ids and not self._read_as_absent(*ref)]
         existing = {**self.ids, **(b._existing_ids(unknown) if unknown else {})}
@@ -451,9 +448,11 @@ class DjangoModelBackend(Backend):
                    chunk_size: int) -> Iterator[tuple[SeriesKey, Iterator[tuple]]]:
         n = len(self.names)
         qs = self._range(self._qs().filter(**where, is_deleted=False), lo, hi)
-        qs = qs.order_by(*self.names, "chunk_index").values_list(*self.names, *_FIELDS)
-        rows = (self._pg.stream(qs, chunk_size) if self._pg is not None
-                else qs.iterator(chunk_size=chunk_size))
+        if self._pg is not None:
+            rows = self._pg.scan(qs, self.names, _FIELDS, self._keys_q, chunk_size)
+        else:
+            rows = qs.order_by(*self.names, "chunk_index").values_list(
+                *self.names, *_FIELDS).iterator(chunk_size=chunk_size)
         for key, group in groupby(rows, lambda r: r[:n]):
             yield key, (row[n:] for row in group)
 
