@@ -389,6 +389,119 @@ def test_feed_log_is_gap_free_under_concurrent_commits(s3_url: Callable[..., str
         assert len(store.changes(limit=100).items) == 12
 
 
+# -- shards --------------------------------------------------------------------------------------
+
+def _spy(monkeypatch: pytest.MonkeyPatch, client: Any, method: str) -> list[tuple[Any, ...]]:
+    """Record the calls of one ObjectClient method (object key and keyword arguments)."""
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(client, method)
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args[0] if args else None, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, method, spy)
+    return calls
+
+
+def test_shard_size_is_recorded_at_creation(s3_url: Callable[..., str]) -> None:
+    url = s3_url(shard=12)
+    with _create(url) as store:
+        assert store.backend.shard_size == 12
+        store.write(key(), curve("2023-11-01", end="2024-02-29", seed=2))  # 4 months, 2 years
+        assert sorted(k.rsplit("/", 1)[1] for k in _keys_under(url, "series/")) == [
+            "2023.cvs", "2024.cvs"]  # month chunks, 12 per shard: calendar years
+        assert store.backend.read_manifest() == store.config.manifest()
+    bare = url.replace("&shard=12", "")
+    with curvestore.open_store(bare) as again:  # the recorded size, whatever the URL says
+        assert again.backend.shard_size == 12
+        assert_series_exact(again.read(key()), dense(curve("2023-11-01", end="2024-02-29",
+                                                           seed=2)))
+    with pytest.raises(ConfigurationError, match="shard=12"):
+        curvestore.open_store(bare + "&shard=6")
+    with _create(s3_url()) as default:  # 15-min data: 3 calendar years per object
+        assert default.backend.shard_size == 36
+
+
+@pytest.mark.parametrize("bad", ["shard=0", "shard=x", "shard=5000"])
+def test_shard_option_is_checked(s3_url: Callable[..., str], bad: str) -> None:
+    with pytest.raises(ConfigurationError):
+        _create(s3_url() + "&" + bad)
+
+
+def test_store_without_shard_layout_is_refused(s3_url: Callable[..., str]) -> None:
+    url = s3_url()
+    _create(url).close()
+    client, bucket, prefix = _raw_client(url)
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")
+                          ["Body"].read())
+    del manifest["s3"]
+    client.put_object(Bucket=bucket, Key=f"{prefix}/manifest.json",
+                      Body=json.dumps(manifest).encode())
+    with pytest.raises(ConfigurationError, match="shard layout"):
+        curvestore.open_store(url)
+
+
+def test_write_many_and_read_many_cost_one_listing(s3_url: Callable[..., str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """write_many lists once for all its series and PUTs one object per series and shard;
+    read_many lists ``series/`` once (flat) and GETs each shard once."""
+    url = s3_url()
+    series = {(f"s{n}", "load", n): curve("2024-12-01", end="2025-01-31", seed=n)
+              for n in range(6)}  # 2 months in 2 shards (2022-2024, 2025-2027) each
+    with _create(url) as store:
+        store.write(key(), curve("2024-01-01", periods=3))  # first commit: recovery LIST
+        client = store.backend.client
+        lists = _spy(monkeypatch, client, "list_objects")
+        puts = _spy(monkeypatch, client, "put")
+        gets = _spy(monkeypatch, client, "get")
+        store.write_many(series)
+        assert len(lists) == 1 and gets == []
+        shard_puts = [k for k, _ in puts if "/series/" in k]
+        assert len(shard_puts) == len(set(shard_puts)) == 12
+        assert all(kw.get("if_none_match") for k, kw in puts if "/series/" in k)
+    with curvestore.open_store(url) as store:
+        client = store.backend.client
+        lists = _spy(monkeypatch, client, "list_objects")
+        gets = _spy(monkeypatch, client, "get")
+        got = dict(((k["site"], k["kind"], k["n"]), v) for k, v in store.read_many())
+        assert [k for k, _ in lists] == [store.backend.reader.base]
+        assert len(gets) == 13 and len({k for k, _ in gets}) == 13
+        for k, s in series.items():
+            assert_series_exact(got[k], dense(s))
+        gets.clear()
+        store.read(dict(zip(("site", "kind", "n"), ("s1", "load", 1), strict=True)),
+                   "2025-01-05", "2025-01-20")
+        assert len(gets) == 1 and len(lists) == 1  # a month: one GET by name, no listing
+
+
+def test_writers_of_one_shard_conflict_and_both_land(s3_url: Callable[..., str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two months of one shard are one object: a writer whose shard changed under it gets a
+    conflict, and the core's re-run keeps both writes."""
+    url = s3_url()
+    with _create(url) as store, curvestore.open_store(url) as other:
+        store.write(key(), curve("2024-01-10", periods=4, value=1.0))
+        backend = store.backend
+        original = backend._commit
+        calls = []
+
+        def racing_commit(tx: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:  # another writer changes March, in the same shard
+                other.write(key(), curve("2024-03-05", periods=3, value=3.0), mode="update")
+            return original(tx)
+
+        monkeypatch.setattr(backend, "_commit", racing_commit)
+        store.write(key(), curve("2024-01-15", periods=2, value=2.0), mode="update")
+        assert len(calls) == 2
+        got = store.read(key()).dropna()
+        assert sorted(got.value_counts().items()) == [(1.0, 4), (2.0, 2), (3.0, 3)]
+        assert [(i.chunk - JAN, i.version) for i in store.changes().items] == [
+            (0, 1), (2, 1), (0, 2)]
+        assert len(_keys_under(url, "series/")) == 1
+
+
 # -- listings, pagination, reads -----------------------------------------------------------------
 
 def test_pagination_with_small_pages(s3_url: Callable[..., str]) -> None:
