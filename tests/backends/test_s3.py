@@ -502,6 +502,27 @@ def test_writers_of_one_shard_conflict_and_both_land(s3_url: Callable[..., str],
         assert len(_keys_under(url, "series/")) == 1
 
 
+def test_small_reads_fetch_only_their_chunks_of_an_unchanged_shard(
+        s3_url: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A month of a shard whose index this process knows is a ranged GET conditional on the
+    shard's ETag; once another writer changed the shard, the condition fails and the whole
+    shard is read: never stale data."""
+    url = s3_url()
+    with _create(url) as store, curvestore.open_store(url) as other:
+        store.write(key(), curve("2024-01-01", end="2024-06-30", seed=4))
+        gets = _spy(monkeypatch, store.backend.client, "get")
+        march = store.read(key(), "2024-03-01", "2024-03-31 23:45")
+        assert_series_exact(march, dense(curve("2024-01-01", end="2024-06-30", seed=4))
+                            .loc["2024-03-01":"2024-03-31 23:45"])
+        ((_, kwargs),) = gets
+        assert kwargs["if_match"] and kwargs["byte_range"][1] - kwargs["byte_range"][0] < 30_000
+        other.write(key(), curve("2024-03-10", periods=4, value=7.0), mode="update")
+        gets.clear()
+        again = store.read(key(), "2024-03-01", "2024-03-31 23:45")
+        assert (again == 7.0).sum() == 4
+        assert [kw.get("byte_range") for _, kw in gets] == [(gets[0][1]["byte_range"]), None]
+
+
 # -- listings, pagination, reads -----------------------------------------------------------------
 
 def test_pagination_with_small_pages(s3_url: Callable[..., str]) -> None:

@@ -462,7 +462,7 @@ class S3Backend(Backend):
                 if_match=etag if conditional and etag is not None else None,
                 if_none_match=conditional and etag is None)
             # the next listing shows this ETag: its index is then known without a request
-            self.reader.indexes.put((plan.object_key, new_etag), Shard(
+            self.reader.indexes.put(plan.object_key, Shard(
                 plan.shard[0], plan.shard[1], plan.entries, new_etag,
                 self.client.where(plan.object_key)))
             return new_etag

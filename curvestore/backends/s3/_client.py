@@ -195,10 +195,14 @@ class ObjectClient:
 
     # -- objects -------------------------------------------------------------------------------
     def get(self, key: str, *, byte_range: tuple[int, int] | None = None,
-            suffix: int | None = None) -> tuple[bytes, str, dict[str, str]] | None:
+            suffix: int | None = None, if_match: str | None = None
+            ) -> tuple[bytes, str, dict[str, str]] | None:
         """``(data, etag, user metadata)``, or None when the object does not exist.
-        ``suffix``: only the last ``suffix`` bytes (all of a smaller object)."""
+        ``suffix``: only the last ``suffix`` bytes (all of a smaller object); ``if_match``:
+        ConflictError unless the object's ETag is this one."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if if_match is not None:
+            args["IfMatch"] = if_match
         if byte_range is not None:
             args["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
         elif suffix is not None:

@@ -29,7 +29,7 @@ from curvestore.backends.s3._shard import (
     index_length,
 )
 from curvestore.core.records import SeriesKey
-from curvestore.errors import IntegrityError
+from curvestore.errors import ConflictError, IntegrityError
 
 if TYPE_CHECKING:
     from curvestore.core.config import KeySchema
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Listed", "ShardReader"]
 
 _DIRECT_SHARDS = 4  # reads spanning at most this many shards GET them by name, unlisted
-_INDEX_CACHE = 20_000  # shard indexes kept per store (a few KB each)
+_INDEX_CACHE = 4096  # shard indexes kept per store (up to ~10 KB each in memory)
 _RANGE_LIST_MIN = 2000  # a transaction's bulk listing reads at least this many names...
 _RANGE_LIST_PER_KEY = 50  # ...or this many per key, before listing series one by one
 
@@ -46,28 +46,30 @@ Listed = tuple[int, str, str | None]
 
 
 class _IndexCache:
-    """A bounded LRU of index-only shards by (object key, ETag); thread-safe. A listing
-    gives each object's current ETag, so the index of a listed shard whose ETag is cached
-    costs no request."""
+    """A bounded LRU of the latest known index of shard objects, by object key; thread-safe.
+
+    An entry is only ever used against the service's current ETag: a listing's ETag (a
+    listed shard whose index is cached costs no request), or ``If-Match`` on a ranged GET."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[tuple[str, str], Shard] = OrderedDict()
+        self.items: OrderedDict[str, Shard] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, ident: tuple[str, str]) -> Shard | None:
+    def get(self, object_key: str, etag: str | None = None) -> Shard | None:
         with self.lock:
-            found = self.items.get(ident)
-            if found is not None:
-                self.items.move_to_end(ident)
+            found = self.items.get(object_key)
+            if found is None or (etag is not None and found.etag != etag):
+                return None
+            self.items.move_to_end(object_key)
             return found
 
-    def put(self, ident: tuple[str, str], shard: Shard) -> None:
-        if not ident[1]:
+    def put(self, object_key: str, shard: Shard) -> None:
+        if not shard.etag:
             return
         with self.lock:
-            self.items[ident] = shard
-            self.items.move_to_end(ident)
+            self.items[object_key] = shard
+            self.items.move_to_end(object_key)
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
 
@@ -122,7 +124,7 @@ class ShardReader:
         none when a listing's ETag is cached); None when it does not exist."""
         object_key = object_key or self.shard_key(key, number)
         if index_only and listed_etag:
-            cached = self.indexes.get((object_key, listed_etag))
+            cached = self.indexes.get(object_key, listed_etag)
             if cached is not None:
                 return cached
         where = self.client.where(object_key)
@@ -141,8 +143,30 @@ class ShardReader:
         for chunk in shard.entries:
             if self.number(chunk) != number:
                 raise IntegrityError(f"{where}: holds chunk {chunk}, outside shard {number}")
-        self.indexes.put((object_key, etag), shard.index_only())
+        self.indexes.put(object_key, shard.index_only())
         return shard
+
+    def get_span(self, key: SeriesKey, number: int, lo: int | None, hi: int | None
+                 ) -> Shard | None:
+        """The shard, for reading its chunks ``lo..hi`` only: when this process knows the
+        shard's index, only the bytes of those chunks, with a ranged GET conditional on the
+        index's ETag (one small request; a whole GET when the shard changed since)."""
+        object_key = self.shard_key(key, number)
+        cached = self.indexes.get(object_key)
+        wanted = [] if cached is None else [
+            e for c, e in cached.entries.items() if _within(c, lo, hi)]
+        if cached is not None and wanted:
+            start = min(e.offset for e in wanted)
+            end = max(e.offset + e.length for e in wanted)
+            try:
+                got = self.client.get(object_key, byte_range=(start, end - 1),
+                                      if_match=cached.etag)
+            except ConflictError:  # the shard changed since its index was cached
+                got = None
+            if got is not None and len(got[0]) == end - start:
+                return Shard(key, number, cached.entries, cached.etag, cached.where, got[0],
+                             base=start)
+        return self.get(key, number)
 
     @staticmethod
     def collect(futures: Sequence[Future[Shard | None]]) -> list[Shard | None]:
@@ -181,8 +205,14 @@ class ShardReader:
             return []
         first, last = self.numbers(lo, hi)
         if first is not None and last is not None and last - first < _DIRECT_SHARDS:
-            got = self.get_many([(key, n) for n in range(first, last + 1)],
-                                index_only=index_only)
+            if index_only:
+                got = self.get_many([(key, n) for n in range(first, last + 1)],
+                                    index_only=True)
+            elif first == last:
+                got = [self.get_span(key, first, lo, hi)]
+            else:
+                got = self.collect([self.pool.submit(self.get_span, key, n, lo, hi)
+                                    for n in range(first, last + 1)])
         else:
             objects = [o for o in self.series_objects(key) if _within(o[0], first, last)]
             got = self.fetch_listed(key, objects, index_only)

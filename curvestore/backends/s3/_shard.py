@@ -68,12 +68,14 @@ class Entry:
 class Shard:
     """A shard as read: its index, ETag, and the whole object when it was read whole."""
 
-    __slots__ = ("data", "entries", "etag", "key", "number", "where")
+    __slots__ = ("base", "data", "entries", "etag", "key", "number", "where")
 
     def __init__(self, key: SeriesKey, number: int, entries: dict[int, Entry], etag: str,
-                 where: str, data: bytes | None = None) -> None:
+                 where: str, data: bytes | None = None, base: int = 0) -> None:
         self.key, self.number, self.entries = key, number, entries
-        self.etag, self.where, self.data = etag, where, data
+        #: ``data`` holds the object's bytes from offset ``base`` on (all of it, or the span
+        #: of the chunks a ranged read asked for)
+        self.etag, self.where, self.data, self.base = etag, where, data, base
 
     def index_only(self) -> Shard:
         return Shard(self.key, self.number, self.entries, self.etag, self.where)
@@ -83,9 +85,11 @@ class Shard:
 
     def raw(self, chunk: int) -> bytes:
         """The chunk's object bytes, verbatim (to copy it into a rewritten shard)."""
-        assert self.data is not None, "shard read index-only"
         entry = self.entries[chunk]
-        return self.data[entry.offset:entry.offset + entry.length]
+        start = entry.offset - self.base
+        if self.data is None or start < 0 or start + entry.length > len(self.data):
+            raise ValueError(f"{self.where}: chunk {chunk} was not read")
+        return self.data[start:start + entry.length]
 
     def record(self, chunk: int) -> ChunkRecord:
         """The chunk, with its framing checked (magic, header CRC-32, payload length) and
