@@ -85,6 +85,8 @@ def _postgres_database(env: pytest.MonkeyPatch) -> Iterator[str]:
             # the alias was left empty at import; Django reads this same dict whenever it
             # opens a connection, as its own test runner does when it renames databases
             settings.DATABASES["postgresql"].update(test_settings.postgres_database(url))
+            if connections["postgresql"].vendor != "postgresql":
+                raise RuntimeError("the postgresql alias was opened before it was configured")
             yield url
         finally:
             connections["postgresql"].close()

@@ -48,9 +48,12 @@ def sqlite_database() -> dict[str, Any]:
 
 
 def postgres_database(url: str | None) -> dict[str, Any]:
-    """The settings of a ``postgresql://user:password@host:port/name`` URL (None: left empty,
-    to be filled in by the test session before the first connection)."""
-    parts = urlparse(url or "")
+    """The settings of a ``postgresql://user:password@host:port/name`` URL (None: Django's
+    dummy backend until the test session fills them in, before the first connection, so
+    that management commands run outside the tests skip the alias)."""
+    if not url:
+        return {"ENGINE": "django.db.backends.dummy"}
+    parts = urlparse(url)
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parts.path.lstrip("/")),

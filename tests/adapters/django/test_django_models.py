@@ -16,6 +16,7 @@ from testapp.models import (
     HolcStoreUTC,
     HolcStoreYear,
     HolcStoreYearMonth,
+    ReadmeChunkStore,
     SyncStore,
 )
 
@@ -150,6 +151,53 @@ def test_set_many_and_yield_many(model: type) -> None:
     model.set_many_ts(mapping, keys=keys, kwargs_bulk_create={"ignore_conflicts": True})
     many = model.get_many_max_horodate({}, distinct_on=("version",))
     assert many[(5,)] == mapping[(5, "G")].index.max()
+
+
+def test_readme_quick_start() -> None:
+    """holcstore's README, "Basic usage: TimeseriesChunkStore class", step 2, as written."""
+    MyChunkedStore = ReadmeChunkStore  # the README's name
+    tz = MyChunkedStore.STORE_TZ
+    my_series = make_series("2025-04-01", 24 * 91)
+    delta_series = pd.Series(-1.0, index=pd.date_range("2025-05-10", periods=48, freq="1h",
+                                                       tz=tz))
+    series1, series2 = make_series("2025-01-01", 24 * 40, seed=1), make_series("2024-12-20",
+                                                                               24 * 3, seed=2)
+    # Set one
+    attrs = {"version": 1, "kind": "type1"}
+    MyChunkedStore.set_ts(attrs, my_series)  # first write
+    same(MyChunkedStore.get_ts(attrs), my_series)
+    MyChunkedStore.set_ts(attrs, delta_series, update=True)  # update (combine_first)
+    same(MyChunkedStore.get_ts(attrs), delta_series.combine_first(my_series))
+    MyChunkedStore.set_ts(attrs, delta_series, replace=True)  # replace
+    same(MyChunkedStore.get_ts(attrs), delta_series)
+    with pytest.raises(IntegrityError):
+        MyChunkedStore.set_ts(attrs, delta_series)  # FAIL (attrs exists)
+
+    # Get one
+    MyChunkedStore.set_ts(attrs, my_series, replace=True)
+    full = MyChunkedStore.get_ts(attrs)
+    same(full, my_series)
+    window = MyChunkedStore.get_ts(attrs, start="2025-05-01", end="2025-05-31")
+    same(window, my_series[pd.Timestamp("2025-05-01", tz=tz):pd.Timestamp("2025-05-31", tz=tz)])
+    with pytest.raises(ValueError):
+        MyChunkedStore.get_ts({"version": 1})  # FAIL : must specify all attrs
+    assert MyChunkedStore.get_ts({"version": 1, "kind": "nonexisting"}) is None
+
+    # Set many
+    mapping = {(5, "type1"): series1, (5, "type2"): series2}
+    MyChunkedStore.set_many_ts(mapping, keys=("version", "kind"))
+
+    # Yield many: the 2 (serie, key_dict) from mapping
+    got = {(d["version"], d["kind"]): s for s, d in MyChunkedStore.yield_many_ts({"version": 5})}
+    assert set(got) == set(mapping)
+    for k, s in got.items():
+        same(s, mapping[k])
+
+    # CANNOT set many over existing
+    with pytest.raises(IntegrityError):
+        MyChunkedStore.set_many_ts(mapping, keys=("version", "kind"))
+    for k, s in mapping.items():  # and nothing was written
+        same(MyChunkedStore.get_ts(dict(zip(("version", "kind"), k, strict=True))), s)
 
 
 def test_year_chunks_indexes() -> None:

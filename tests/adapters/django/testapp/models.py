@@ -41,6 +41,21 @@ class FramedStore(TimeseriesChunkStore):
     CURVESTORE_FORMAT = True
 
 
+class ReadmeChunkStore(TimeseriesChunkStore):
+    """holcstore README's ``MyChunkedStore``, as written there."""
+
+    # Custom fields (can be seen as "axis keys")
+    version = models.IntegerField()
+    kind = models.CharField(max_length=20)
+
+    # Store settings
+    CHUNK_AXIS = ("year", "month")
+    STORE_TZ = "Europe/Paris"
+    STORE_FREQ = "1h"
+    ITER_CHUNK_SIZE = 200
+    BULK_CREATE_BATCH_SIZE = 200
+
+
 # Conformance-suite models: keys site/kind/n, 15 min, Europe/Paris, monthly chunks.
 class _Conformance(TimeseriesChunkStore):
     site = models.CharField(max_length=20)
