@@ -2,14 +2,16 @@
 databases: PostgreSQL, then SQLite.
 
 ``database`` is a session fixture parametrised by the database alias, used by every test of
-this directory, so pytest runs the whole directory once per database. For PostgreSQL it starts
-the throw-away server of :mod:`curvestore.testing.postgres_server` (or uses
-``CURVESTORE_TEST_POSTGRES_URL``), creates a fresh database on it, points the ``postgresql``
-alias at it, and drops it afterwards. A server that cannot start skips the PostgreSQL run,
-except under CI (``CI=true``), where every PostgreSQL test fails. Each database is migrated
-once (``migrate``), and every test starts from empty tables. Tests reach the database
-directly (threads included), so the session unblocks pytest-django's database guard instead
-of marking each test.
+this directory, so pytest runs the whole directory once per database (PostgreSQL first: its
+server stops when pytest moves on to SQLite, instead of idling until the session ends).
+
+For PostgreSQL it starts the throw-away server of :mod:`curvestore.testing.postgres_server`
+(or uses ``CURVESTORE_TEST_POSTGRES_URL``), creates a fresh database on it, points the
+``postgresql`` alias at it, and drops it afterwards. A server that cannot start skips the
+PostgreSQL run, except under CI (``CI=true``), where every PostgreSQL test fails. Each
+database is migrated once (``migrate``), and every test starts from empty tables. Tests reach
+the database directly (threads included), so the session unblocks pytest-django's database
+guard instead of marking each test.
 
 Child processes (the multi-process conformance tests) open the same databases: they inherit
 ``DJANGO_SETTINGS_MODULE``, the SQLite file, the PostgreSQL database's URL and the active alias
@@ -82,8 +84,8 @@ def _postgres_database(env: pytest.MonkeyPatch) -> Iterator[str]:
         try:
             url = urlparse(server_url)._replace(path=f"/{name}", query="").geturl()
             env.setenv(test_settings.POSTGRES_ENV, url)
-            # the alias was left empty at import; Django reads this same dict whenever it
-            # opens a connection, as its own test runner does when it renames databases
+            # the alias was a dummy at import; Django reads this same dict whenever it opens
+            # a connection (its own test runner edits it the same way to rename databases)
             settings.DATABASES["postgresql"].update(test_settings.postgres_database(url))
             if connections["postgresql"].vendor != "postgresql":
                 raise RuntimeError("the postgresql alias was opened before it was configured")
