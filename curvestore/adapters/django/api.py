@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 from django.db import IntegrityError, models, transaction
 
@@ -81,24 +82,65 @@ class ChunkStoreAPI:
         return store
 
     @classmethod
-    def _with_freq(cls, series: pd.Series | None) -> pd.Series | None:
-        """``series`` with holcstore's index: ``freq`` set, from a per-model LRU cache of
-        ``CACHED_INDEX_SIZE`` indexes (holcstore's setting; each caller gets its own shallow
-        copy, so renaming one index never renames another)."""
-        if series is None or len(series) < 2:
-            return series
+    def _index(cls, grid: Any, first_pos: int, count: int) -> pd.DatetimeIndex:
+        """The grid's index of ``count`` points from ``first_pos`` with ``freq`` set, as
+        holcstore returns it, from a per-model LRU cache of ``CACHED_INDEX_SIZE`` indexes
+        (holcstore's setting). Each caller gets its own shallow copy, so renaming one
+        returned index never renames another."""
+        if count < 2:
+            return grid.index(first_pos, count)
         cache = cls.__dict__.get("_cs_index_cache")
         if cache is None:
             cache = lru_cache(maxsize=cls.CACHED_INDEX_SIZE)(_freq_index)  # type: ignore[attr-defined]
             type.__setattr__(cls, "_cs_index_cache", cache)
-        index = series.index
-        ticks = index.asi8
-        built = cache(int(ticks[0]), len(index), index.unit, cls.STORE_FREQ, index.tz)  # type: ignore[attr-defined]
-        if built.asi8[-1] == ticks[-1]:
-            series.index = built.copy()
-        else:  # not a fixed step in absolute time: let pandas validate the frequency
-            series.index.freq = cls.STORE_FREQ  # type: ignore[attr-defined]
-        return series
+        first_ns = grid.origin_ns + first_pos * grid.freq_ns
+        built = cache(first_ns, count, "ns", cls.STORE_FREQ, grid.dtype.tz)  # type: ignore[attr-defined]
+        if built.asi8[-1] == first_ns + (count - 1) * grid.freq_ns:
+            return built.copy()
+        index = grid.index(first_pos, count)  # not a fixed step in absolute time:
+        index.freq = cls.STORE_FREQ  # type: ignore[attr-defined]  # pandas validates it
+        return index
+
+    @classmethod
+    def _assemble(cls, grid: Any, pieces: list[_chunks.Piece], lo_pos: int | None,
+                  hi_pos: int | None, drop_bounds_na: bool) -> pd.Series | None:
+        """The core's ``chunks.assemble`` (same values, same bounds), with the index from
+        :meth:`_index` instead of a fresh one whose ``freq`` would then be validated."""
+        if not pieces:
+            return None
+        starts = [grid.period(p.chunk)[0] for p in pieces]
+        if drop_bounds_na:
+            first = starts[0] + pieces[0].start
+            last = starts[-1] + pieces[-1].stop
+        else:
+            first = starts[0]
+            last_start, last_len = grid.period(pieces[-1].chunk)
+            # a piece may span several whole periods (DjangoModelBackend._whole_periods)
+            last = max(last_start + last_len, starts[-1] + pieces[-1].stop)
+        if lo_pos is not None:
+            first = max(first, lo_pos)
+        if hi_pos is not None:
+            last = min(last, hi_pos + 1)
+        if last <= first:
+            return None
+        out = np.full(last - first, np.nan)
+        for piece, period_start in zip(pieces, starts, strict=True):
+            a = period_start + piece.start
+            b = a + len(piece.values)
+            lo, hi = max(a, first), min(b, last)
+            if lo < hi:
+                out[lo - first:hi - first] = piece.values[lo - a:hi - a]
+        if drop_bounds_na:
+            valid = ~np.isnan(out)
+            if not valid.any():
+                return None
+            head = int(valid.argmax())
+            tail = len(out) - int(valid[::-1].argmax())
+            out = out[head:tail]
+            first += head
+        elif np.isnan(out).all():
+            return None
+        return pd.Series(out, index=cls._index(grid, first, len(out)), copy=False)
 
     @classmethod
     def _key_order(cls) -> tuple[str, ...]:
@@ -217,8 +259,7 @@ class ChunkStoreAPI:
             return None
         clo, chi = store._chunk_window(lo, hi)
         pieces = store.backend.read_pieces(key, clo, chi)
-        series = _chunks.assemble(store.grid, pieces, lo, hi, drop_bounds_na)
-        return cls._with_freq(series)
+        return cls._assemble(store.grid, pieces, lo, hi, drop_bounds_na)
 
     @classmethod
     def yield_many_ts(cls, filters: dict, start: Any = None, end: Any = None,
@@ -239,9 +280,9 @@ class ChunkStoreAPI:
         clo, chi = store._chunk_window(lo, hi)
         names = cls._key_order()
         for key, pieces in store.backend.scan_pieces(filters, clo, chi, chunk_size=chunk_size):
-            series = _chunks.assemble(store.grid, pieces, lo, hi, drop_bounds_na)
+            series = cls._assemble(store.grid, pieces, lo, hi, drop_bounds_na)
             if series is not None:
-                yield cls._with_freq(series), dict(zip(names, key, strict=True))  # type: ignore[misc]
+                yield series, dict(zip(names, key, strict=True))
 
     @classmethod
     def _max_of(cls, records: list[Any]) -> pd.Timestamp | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HOLC_EMPTY", "MAGIC", "Framed", "holc_decode", "holc_encode", "is_framed",
+__all__ = ["HOLC_EMPTY", "MAGIC", "Framed", "holc_decode", "holc_encode", "holc_raw", "is_framed",
            "pack_frame", "unpack_frame"]
 
 MAGIC = b"CVS\x01"
@@ -44,6 +44,11 @@ def holc_encode(values: np.ndarray) -> bytes:
     """holcstore's blob: the LZ4 frame of the native float64 buffer."""
     buf = np.ascontiguousarray(values, dtype=np.float64)
     return _lz4().compress(buf)  # type: ignore[attr-defined]  # buffer protocol: no copy
+
+
+def holc_raw(data: bytes) -> bytes:
+    """The buffer a holcstore blob holds (its LZ4 frame decompressed)."""
+    return _lz4().decompress(data)  # type: ignore[attr-defined,no-any-return]
 
 
 def holc_decode(data: bytes, dtype: str) -> np.ndarray:

@@ -1,0 +1,179 @@
+"""The adapter's own read paths (``get_ts``/``yield_many_ts`` assemble the backend's decoded
+pieces, whole holcstore periods in one piece, cached ``freq``'d indexes) give exactly what
+the core's generic path (``Store.read`` over checksummed records) gives, on rows holcstore
+wrote, including empty and partial chunks, for every window and ``drop_bounds_na``."""
+
+from __future__ import annotations
+
+import lz4.frame
+import numpy as np
+import pandas as pd
+import pytest
+from django.db import connections
+from testapp.models import FramedStore, HolcStoreYearMonth
+
+K = "kind_very_long_name_for_testing_purpose"
+PARIS = "Europe/Paris"
+
+
+def period(year: int, month: int) -> pd.DatetimeIndex:
+    start = pd.Timestamp(year=year, month=month, day=1, tz=PARIS)
+    return pd.date_range(start, start + pd.offsets.MonthBegin(), freq="1h", inclusive="left")
+
+
+def holc_row(version: int, kind: str, year: int, month: int, values: np.ndarray
+             ) -> HolcStoreYearMonth:
+    """A row exactly as holcstore writes one (whole-period LZ4 frame, start_ts = start)."""
+    return HolcStoreYearMonth(
+        version=version, kind_very_long_name_for_testing_purpose=kind,
+        chunk_index=year * 12 + month - 1, start_ts=period(year, month)[0], dtype="float64",
+        data=lz4.frame.compress(np.ascontiguousarray(values, dtype=float).tobytes()),
+        updated_at=pd.Timestamp.now(tz="UTC"), is_deleted=False)
+
+
+def month_values(year: int, month: int, kind: str, seed: int) -> np.ndarray:
+    n = len(period(year, month))
+    rng = np.random.default_rng(seed)
+    if kind == "full":
+        return rng.random(n)
+    if kind == "empty":
+        return np.full(n, np.nan)
+    values = np.full(n, np.nan)  # "partial": values in the middle only, a hole inside
+    values[40:n - 30] = rng.random(n - 70)
+    values[100:120] = np.nan
+    return values
+
+
+LAYOUTS = {  # (month, kind) per series, months of 2024
+    "whole": [(1, "full"), (2, "full"), (3, "full"), (4, "full")],
+    "empty_edges": [(1, "empty"), (2, "full"), (3, "full"), (4, "empty")],
+    "empty_inside": [(1, "full"), (2, "empty"), (3, "full")],
+    "partial_edges": [(1, "partial"), (2, "full"), (3, "partial")],
+    "gap": [(1, "full"), (3, "full")],
+    "single": [(5, "partial")],
+}
+
+
+@pytest.fixture
+def hand_built() -> dict[str, dict]:
+    rows, attrs = [], {}
+    for version, (name, layout) in enumerate(LAYOUTS.items()):
+        attrs[name] = {"version": version, K: name}
+        for i, (month, kind) in enumerate(layout):
+            rows.append(holc_row(version, name, 2024, month,
+                                 month_values(2024, month, kind, seed=version * 10 + i)))
+    HolcStoreYearMonth.objects.bulk_create(rows)
+    return attrs
+
+
+WINDOWS = [(None, None), ("2024-01-15", None), (None, "2024-03-10 05:00"),
+           ("2024-02-01", "2024-02-29 23:00"), ("2024-01-01 03:00", "2024-03-31 12:00"),
+           ("2024-06-01", "2024-07-01"), ("2024-03-05", "2024-02-01")]
+
+
+def generic(attrs: dict, start: object, end: object, drop: bool) -> pd.Series | None:
+    """The core's own path: Store.read over the backend's checksummed records."""
+    store = HolcStoreYearMonth._cs_store()
+    bound = HolcStoreYearMonth._bound
+    return store.read(attrs, bound(start), bound(end), drop_bounds_na=drop)
+
+
+def assert_same(got: pd.Series | None, expected: pd.Series | None) -> None:
+    if expected is None:
+        assert got is None
+        return
+    assert got is not None
+    assert np.array_equal(got.index.asi8, expected.index.asi8)
+    assert str(got.index.tz) == str(expected.index.tz)
+    assert np.array_equal(got.to_numpy(), expected.to_numpy(), equal_nan=True)
+    if len(got) > 1:
+        assert got.index.freq == pd.tseries.frequencies.to_offset("1h")
+
+
+@pytest.mark.parametrize("drop", [True, False])
+@pytest.mark.parametrize("window", WINDOWS, ids=str)
+def test_get_ts_equals_the_generic_read(hand_built: dict, window: tuple, drop: bool) -> None:
+    start, end = window
+    for name, attrs in hand_built.items():
+        got = HolcStoreYearMonth.get_ts(attrs, start, end, drop_bounds_na=drop)
+        assert_same(got, generic(attrs, start, end, drop))
+        if got is not None:
+            assert not got.isna().all(), name
+
+
+@pytest.mark.parametrize("drop", [True, False])
+@pytest.mark.parametrize("window", WINDOWS[:5], ids=str)
+@pytest.mark.parametrize("chunk_size", [1, 3, 200])
+def test_yield_many_ts_equals_the_generic_read(hand_built: dict, window: tuple, drop: bool,
+                                               chunk_size: int) -> None:
+    start, end = window
+    got = {attrs[K]: series for series, attrs in HolcStoreYearMonth.yield_many_ts(
+        {}, start, end, qs_iterator_chunk_size=chunk_size, drop_bounds_na=drop)}
+    expected = {name: generic(attrs, start, end, drop) for name, attrs in hand_built.items()}
+    assert sorted(got) == sorted(k for k, v in expected.items() if v is not None)
+    for name, series in got.items():
+        assert_same(series, expected[name])
+
+
+def test_yield_many_ts_filters_and_order(hand_built: dict) -> None:
+    wanted = [hand_built[n]["version"] for n in ("gap", "whole", "single")]
+    got = [(attrs["version"], attrs[K]) for _, attrs in
+           HolcStoreYearMonth.yield_many_ts({"version__in": wanted}, qs_iterator_chunk_size=2)]
+    assert got == sorted((hand_built[n]["version"], n) for n in ("gap", "whole", "single"))
+
+
+def test_returned_indexes_are_not_shared() -> None:
+    s = pd.Series(np.arange(100.0), index=pd.date_range("2024-01-01", periods=100, freq="1h",
+                                                          tz=PARIS))
+    HolcStoreYearMonth.set_ts({"version": 1, K: "a"}, s)
+    first = HolcStoreYearMonth.get_ts({"version": 1, K: "a"})
+    second = HolcStoreYearMonth.get_ts({"version": 1, K: "a"})
+    first.index.name = "renamed"
+    assert second.index.name is None
+    assert HolcStoreYearMonth.get_ts({"version": 1, K: "a"}).index.name is None
+    pd.testing.assert_series_equal(second, s, check_names=False, check_freq=False,
+                                   check_index_type=False)
+
+
+@pytest.mark.parametrize("model", [HolcStoreYearMonth, FramedStore], ids=lambda m: m.__name__)
+def test_update_spanning_new_and_existing_chunks(model: type) -> None:
+    """An update rewrites an existing chunk and creates a new one in one commit (on
+    PostgreSQL: the pipelined UPDATE and INSERT); the change feed gets both, in order."""
+    attrs = {"version": 1, (K if model is HolcStoreYearMonth else "kind"): "u"}
+    jan = pd.Series(1.0, index=period(2024, 1))
+    model.set_ts(attrs, jan)
+    week = pd.Series(2.0, index=pd.date_range("2024-01-28", periods=7 * 24, freq="1h", tz=PARIS))
+    model.set_ts(attrs, week, update=True)
+    expected = jan.combine_first(week)
+    expected.loc[week.index] = 2.0
+    pd.testing.assert_series_equal(model.get_ts(attrs), expected, check_freq=False,
+                                   check_names=False, check_index_type=False)
+    feed = model._cs_store().changes()
+    assert [(i.chunk, i.version) for i in feed.items] == [
+        (2024 * 12, 1), (2024 * 12, 2), (2024 * 12 + 1, 3)]
+
+
+def test_postgres_writes_skip_pglz() -> None:
+    """On PostgreSQL with lz4 TOAST support, the adapter's blobs are not pglz-compressed
+    again (the write transaction uses lz4 for TOAST); reads are unaffected."""
+    conn = connections[HolcStoreYearMonth._cs_backend().using]
+    if conn.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    with conn.cursor() as cur:
+        cur.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                    "WHERE name = 'default_toast_compression'")
+        if not cur.fetchone()[0]:
+            pytest.skip("server built without lz4")
+    s = pd.Series(np.tile(np.arange(24.0), 60), index=pd.date_range(
+        "2024-01-01", periods=24 * 60, freq="1h", tz=PARIS))
+    HolcStoreYearMonth.set_ts({"version": 1, K: "z"}, s)
+    table = conn.ops.quote_name(HolcStoreYearMonth._meta.db_table)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT DISTINCT pg_column_compression(data) FROM {table}")
+        methods = {row[0] for row in cur.fetchall()}
+        cur.execute("SHOW default_toast_compression")
+        session_default = cur.fetchone()[0]
+    assert "pglz" not in methods
+    assert session_default == "pglz"  # SET LOCAL: the session's setting is untouched
+    pd.testing.assert_series_equal(HolcStoreYearMonth.get_ts({"version": 1, K: "z"}), s,
+                                   check_freq=False, check_names=False, check_index_type=False)
