@@ -276,6 +276,7 @@ class CurvestoreS3(R.CurvestoreSystem):
     def setup(self, dataset: Any) -> None:
         super().setup(dataset)
         self.prefix = f"{dataset.name}-{self.run_id}-r{self.setups}"
+        self.shard = self.store.backend.shard_size  # chunks per object, from the manifest
 
     def bytes(self) -> Any:
         objects, size = self.moto.prefix_bytes(self.prefix)
@@ -439,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                         "runs": runs[system.name], "requests": reqs[system.name][-1]}
                 entry["load_after"] = _load()
                 for system in systems:
-                    if isinstance(system, CurvestoreS3) and system.store is not None:
-                        entry["shard"] = getattr(system.store.backend, "shard_size", None)
+                    if isinstance(system, CurvestoreS3):
+                        entry["shard"] = getattr(system, "shard", None)
                 if not args.no_archive:
                     entry["archive"] = archive_runs(args, moto, ds, end, run_id, pg_url)
                 results["datasets"][ds_name] = entry
