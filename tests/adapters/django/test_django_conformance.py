@@ -2,7 +2,8 @@
 on each database of the run (``conftest.py``).
 
 Each test gets empty tables; the URL factory hands out the two models of a format in turn
-(a test needs at most two locations). The multi-process tests run too: child processes open
+(a test needs at most two locations), except for the stateful suite, which empties its one
+model for each example. The multi-process tests run too: child processes open
 the same URLs, finding the ``django`` scheme through its entry point and the settings, the
 database and the alias through the environment the session sets up.
 """
@@ -14,8 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import testdb
 
-from curvestore.testing import BackendConformance, ReplicationConformance, StoreSemantics
+from curvestore.testing import (
+    BackendConformance,
+    ReplicationConformance,
+    StatefulConformance,
+    StoreSemantics,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +57,13 @@ class TestDjangoHolcstoreFormat(StoreSemantics):
 
     def test_codec_change_keeps_old_chunks_readable(self) -> None:  # type: ignore[override]
         pytest.skip("holcstore's format has no codec id: every chunk is an LZ4 frame")
+
+
+class TestDjangoStateful(StatefulConformance):
+    """Random operation sequences against a pandas model, in both blob formats; every
+    Hypothesis example starts from the model's table emptied, manifest included."""
+
+    @pytest.fixture(params=["StatefulFramed", "StatefulHolc"])
+    def backend_url_factory(self, request: pytest.FixtureRequest, database: str
+                            ) -> Callable[[], str]:
+        return lambda: testdb.clear_store(f"testapp.{request.param}", database)

@@ -39,6 +39,21 @@ def clear_tables(alias: str) -> None:
             model._base_manager.using(alias).all()._raw_delete(alias)
 
 
+def clear_store(label: str, alias: str) -> str:
+    """Empty the chunk store of model ``label`` on ``alias``, manifest and feed included, so
+    that a store can be created there again; returns its ``django://`` URL."""
+    from django.apps import apps
+
+    from curvestore.adapters.django.bookkeeping import ChunkChange, StoreManifest, SyncState
+
+    model = apps.get_model(label)
+    table = model._meta.db_table
+    model._base_manager.using(alias).all()._raw_delete(alias)
+    for bookkeeping in (StoreManifest, ChunkChange, SyncState):
+        bookkeeping.objects.using(alias).filter(store=table)._raw_delete(alias)
+    return f"django://{label}?using={alias}"
+
+
 class ActiveDatabaseRouter:
     @staticmethod
     def _alias(model: type) -> str:

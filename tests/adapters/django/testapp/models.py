@@ -83,6 +83,24 @@ class HolcConformanceB(_Conformance):
     pass
 
 
+# Stateful-suite models: keys site/n, hourly, UTC (the suite's random store).
+class _Stateful(TimeseriesChunkStore):
+    site = models.CharField(max_length=20)
+    n = models.IntegerField()
+    STORE_TZ = "UTC"
+
+    class Meta:
+        abstract = True
+
+
+class StatefulFramed(_Stateful):
+    CURVESTORE_FORMAT = True
+
+
+class StatefulHolc(_Stateful):
+    pass
+
+
 # holcstore's Store and TimeseriesStore (test_legacy_stores.py).
 from curvestore.adapters.django.models import Store, TimeseriesStore  # noqa: E402
 
