@@ -102,6 +102,21 @@ class ChunkStoreAPI:
         return index
 
     @classmethod
+    def _cut(cls, grid: Any, values: np.ndarray, offset: int, first: int, count: int,
+             drop_bounds_na: bool) -> pd.Series | None:
+        """``_assemble`` of one piece covering the window: one copy of the cut values, no
+        NaN-filled buffer to place them in."""
+        values = values[offset:offset + count]
+        valid = ~np.isnan(values)
+        if not valid.any():
+            return None
+        if drop_bounds_na:
+            head = int(valid.argmax())
+            tail = len(values) - int(valid[::-1].argmax())
+            values, first = values[head:tail], first + head
+        return pd.Series(values.copy(), index=cls._index(grid, first, len(values)), copy=False)
+
+    @classmethod
     def _assemble(cls, grid: Any, pieces: list[_chunks.Piece], lo_pos: int | None,
                   hi_pos: int | None, drop_bounds_na: bool) -> pd.Series | None:
         """The core's ``chunks.assemble`` (same values, same bounds), with the index from
@@ -123,6 +138,10 @@ class ChunkStoreAPI:
             last = min(last, hi_pos + 1)
         if last <= first:
             return None
+        if len(pieces) == 1 and starts[0] + pieces[0].start <= first and \
+                last <= starts[0] + pieces[0].stop:
+            return cls._cut(grid, pieces[0].values, first - starts[0] - pieces[0].start,
+                            first, last - first, drop_bounds_na)
         out = np.full(last - first, np.nan)
         for piece, period_start in zip(pieces, starts, strict=True):
             a = period_start + piece.start

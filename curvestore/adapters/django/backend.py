@@ -22,11 +22,11 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,8 @@ from curvestore.errors import (
 from curvestore.registry import get_codec
 
 __all__ = ["DjangoModelBackend"]
+
+T = TypeVar("T")
 
 _FIELDS = ("chunk_index", "start_ts", "dtype", "data", "updated_at", "row_version")
 _OR_BATCH = 200
@@ -475,34 +477,40 @@ class DjangoModelBackend(Backend):
             return None  # an empty edge chunk is skipped: let _piece say which
         return _chunks.Piece(first, 0, joined)
 
-    def _scan_rows(self, where: Mapping[str, Any], lo: int | None, hi: int | None,
-                   chunk_size: int) -> Iterator[tuple[SeriesKey, Iterator[tuple]]]:
+    def _scan(self, where: Mapping[str, Any], lo: int | None, hi: int | None, chunk_size: int,
+              decode: Callable[[SeriesKey, list[tuple]], list[T]]
+              ) -> Iterator[tuple[SeriesKey, list[T]]]:
+        """``(key, decode(key, rows))`` of the matching series with a value, by key; rows are
+        ``_FIELDS`` by chunk."""
         n = len(self.names)
         qs = self._range(self._qs().filter(**where, is_deleted=False), lo, hi)
+
+        def series_of(rows: Iterable[tuple]) -> Iterator[tuple[SeriesKey, list[T]]]:
+            for key, group in groupby(rows, lambda r: r[:n]):
+                items = decode(key, [row[n:] for row in group])
+                if items:
+                    yield key, items
+
         if self._pg is not None:
-            rows = self._pg.scan(qs, self.names, _FIELDS, self._keys_q, chunk_size)
+            yield from self._pg.scan(qs, self.names, _FIELDS, self._keys_q, chunk_size,
+                                     lambda rows: list(series_of(rows)))
         else:
-            rows = qs.order_by(*self.names, "chunk_index").values_list(
-                *self.names, *_FIELDS).iterator(chunk_size=chunk_size)
-        for key, group in groupby(rows, lambda r: r[:n]):
-            yield key, (row[n:] for row in group)
+            yield from series_of(qs.order_by(*self.names, "chunk_index").values_list(
+                *self.names, *_FIELDS).iterator(chunk_size=chunk_size))
 
     def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None,
              chunk_size: int = 200) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
         """Stream matching series; ``where`` may also hold Django lookups (``n__in``...)."""
-        for key, rows in self._scan_rows(where, lo, hi, chunk_size):
-            live = [r for r in (self._record(key, *row) for row in rows) if r is not None]
-            if live:
-                yield key, live
+        def records(key: SeriesKey, rows: list[tuple]) -> list[ChunkRecord]:
+            return [r for r in (self._record(key, *row) for row in rows) if r is not None]
+
+        return self._scan(where, lo, hi, chunk_size, records)
 
     def scan_pieces(self, where: Mapping[str, Any], lo: int | None = None,
                     hi: int | None = None, chunk_size: int = 200
                     ) -> Iterator[tuple[SeriesKey, list[_chunks.Piece]]]:
         """``scan`` as decoded pieces (see ``read_pieces``)."""
-        for key, rows in self._scan_rows(where, lo, hi, chunk_size):
-            pieces = self._pieces(key, rows)
-            if pieces:
-                yield key, pieces
+        return self._scan(where, lo, hi, chunk_size, self._pieces)
 
     def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
         for key, records in self.scan(where):
