@@ -47,6 +47,20 @@ class TestDjangoFramed(StoreSemantics, BackendConformance, ReplicationConformanc
         return _factory(("FramedConformanceA", "FramedConformanceB"), database)
 
 
+class TestDjangoOrmPaths(StoreSemantics, BackendConformance):
+    """A model with a UUID primary key, which the adapter's PostgreSQL paths do not take:
+    the ORM paths on PostgreSQL too. Races between writers are proved here by the threads
+    test; the multi-process tests are left to ``TestDjangoFramed`` (its SQLite run takes the
+    ORM paths), to keep the suite's time down."""
+
+    def require_processes(self) -> None:
+        pytest.skip("multi-process tests: see TestDjangoFramed")
+
+    @pytest.fixture
+    def backend_url_factory(self, database: str) -> Callable[[], str]:
+        return _factory(("UuidConformanceA", "UuidConformanceB"), database)
+
+
 class TestDjangoHolcstoreFormat(StoreSemantics):
     """holcstore's blob format: same semantics (chunks are re-encoded, so codec ids and
     payload bytes are not kept, which the codec test checks)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 from curvestore.adapters.django.models import TimeseriesChunkStore
@@ -73,6 +75,24 @@ class FramedConformanceA(_Conformance):
 
 class FramedConformanceB(_Conformance):
     CURVESTORE_FORMAT = True
+
+
+class _UuidConformance(_Conformance):
+    """A primary key that is not an integer: the ORM paths on every database."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    CURVESTORE_FORMAT = True
+
+    class Meta:
+        abstract = True
+
+
+class UuidConformanceA(_UuidConformance):
+    pass
+
+
+class UuidConformanceB(_UuidConformance):
+    pass
 
 
 class HolcConformanceA(_Conformance):
