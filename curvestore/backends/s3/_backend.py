@@ -111,12 +111,12 @@ class _S3Transaction(Transaction):
         """The series' shards holding chunks ``lo..hi``, read whole once per transaction."""
         reader = self.backend.reader
         first, last = reader.numbers(lo, hi)
-        bounded = first is not None and last is not None
+        span = None if first is None or last is None else range(first, last + 1)
         listed = None
-        if not bounded or len(self.order) > 1 or last - first >= _DIRECT_SHARDS:  # type: ignore[operator]
+        if span is None or len(self.order) > 1 or len(span) > _DIRECT_SHARDS:
             listed = self._listing(key)
-        if bounded:
-            numbers = list(range(first, last + 1))  # type: ignore[arg-type]
+        if span is not None:
+            numbers = list(span)
         else:
             numbers = [n for n in sorted(listed or ()) if _within(n, first, last)]
         todo: list[Listed] = []
@@ -487,13 +487,13 @@ class S3Backend(Backend):
         wait(list(futures))
         written: dict[int, str] = {}
         error: BaseException | None = None
-        for n, (future, _plan) in enumerate(futures.items()):
-            exc = future.exception()
-            if exc is None:
+        for n, future in enumerate(futures):
+            failure = future.exception()
+            if failure is None:
                 written[n] = future.result()
             elif error is None or (isinstance(error, ConflictError)
-                                   and not isinstance(exc, ConflictError)):
-                error = exc
+                                   and not isinstance(failure, ConflictError)):
+                error = failure
         if error is not None:
             self._after_failure(tx, plans, written, final, marker, error)
 

@@ -188,7 +188,7 @@ class ShardReader:
     def series_objects(self, key: SeriesKey) -> list[Listed]:
         """Every shard object of the series (one paginated listing), by number."""
         prefix = self.series_prefix(key)
-        found = []
+        found: list[Listed] = []
         for item in self.client.list_objects(prefix):
             name = item.key[len(prefix):]
             number = None if "/" in name else self._shard_number(name)
