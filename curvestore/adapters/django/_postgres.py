@@ -114,6 +114,10 @@ class PgPaths:
             f"INSERT INTO {q(mm.db_table)} ({col('store', mm)}, {col('manifest', mm)}, "
             f"{col('last_version', mm)}) VALUES (%s, %s, 0) ON CONFLICT ({col('store', mm)}) "
             "DO NOTHING")
+        self._lock_version = (f"SELECT {col('last_version', mm)} FROM {q(mm.db_table)} WHERE "
+                              f"{col('store', mm)} = %s FOR UPDATE")
+        self._set_version = (f"UPDATE {q(mm.db_table)} SET {col('last_version', mm)} = %s "
+                             f"WHERE {col('store', mm)} = %s")
         self._bump = (f"UPDATE {q(mm.db_table)} SET {col('last_version', mm)} = "
                       f"{col('last_version', mm)} + %s WHERE {col('store', mm)} = %s "
                       f"RETURNING {col('last_version', mm)}")
@@ -211,6 +215,16 @@ class PgPaths:
             self._toast_lz4 = bool(row and row[0])
         return self._toast_lz4
 
+    def _prepare_writes(self, cur: Any, store: str, manifest: str, lz4: bool) -> None:
+        if lz4:
+            cur.execute("SET LOCAL default_toast_compression = 'lz4'")
+        cur.execute(self._ensure_manifest, [store, manifest])
+
+    def open_stream(self, store: str, manifest: str) -> NewChunks:
+        """Lock the store's version counter now and COPY new chunk rows as they come (see
+        :class:`NewChunks`); ``manifest`` as for :meth:`begin_commit`."""
+        return NewChunks(self, store, manifest)
+
     def begin_commit(self, store: str, count: int, manifest: str) -> int:
         """Take ``count`` versions: the store's manifest row (``manifest``, its JSON, if it
         has none yet, e.g. after a flush) has its counter raised and stays locked until
@@ -226,9 +240,7 @@ class PgPaths:
         with self.cursor() as cur:
             lz4 = self._lz4_toast(cur)
             with cur.connection.pipeline():
-                if lz4:
-                    cur.execute("SET LOCAL default_toast_compression = 'lz4'")
-                cur.execute(self._ensure_manifest, [store, manifest])
+                self._prepare_writes(cur, store, manifest, lz4)
                 cur.execute(self._bump, [count, store])
             row = cur.fetchone()
         return int(row[0])
@@ -249,10 +261,12 @@ class PgPaths:
         cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
                     + ", ".join([one] * len(rows)), [v for row in rows for v in row])
 
-    def write(self, inserts: list[tuple], updates: list[tuple], changes: list[tuple]) -> None:
+    def write(self, inserts: list[tuple], updates: list[tuple], changes: list[tuple],
+              top: tuple[str, int] | None = None) -> None:
         """New chunk rows (``insert_cols`` order), rewrites of existing rows ``(pk, start_ts,
-        dtype, updated_at, is_deleted, data, row_version)`` and change-feed rows: one round
-        trip when none needs a COPY (a pipeline), else one statement after another."""
+        dtype, updated_at, is_deleted, data, row_version)``, change-feed rows and, with
+        ``top`` = (store, version), the store's new version counter: one round trip when
+        none needs a COPY (a pipeline), else one statement after another."""
         small = len(inserts) < _COPY_MIN_ROWS and len(changes) < _COPY_MIN_ROWS
         with self.cursor() as cur, (cur.connection.pipeline() if small
                                     else contextlib.nullcontext()):
@@ -262,3 +276,61 @@ class PgPaths:
                 cur.execute(self._update_head + ", ".join([self._update_row] * len(batch))
                             + self._update_tail, [v for row in batch for v in row])
             self._insert(cur, self.change_table, self.change_cols, self.change_types, changes)
+            if top is not None:
+                cur.execute(self._set_version, [top[1], top[0]])
+
+
+class NewChunks:
+    """A binary COPY of new chunk rows, open while the caller prepares the next ones, so the
+    server stores series k while series k+1 is being encoded.
+
+    Opening it locks the store's manifest row (after creating it if needed) and reads the
+    version counter: the rows written get the next versions, and the counter is set at
+    commit, so versions still follow commit order. Nothing else may use the connection
+    until :meth:`finish`."""
+
+    def __init__(self, paths: PgPaths, store: str, manifest: str) -> None:
+        import psycopg
+
+        self.paths = paths
+        self.conn = connections[paths.using]
+        self.conn.ensure_connection()
+        self.conn.validate_no_broken_transaction()
+        with self.conn.wrap_database_errors:
+            self.cur = psycopg.Cursor(self.conn.connection)
+            lz4 = paths._lz4_toast(self.cur)
+            with self.cur.connection.pipeline():
+                paths._prepare_writes(self.cur, store, manifest, lz4)
+                self.cur.execute(paths._lock_version, [store])
+            self.base = int(self.cur.fetchone()[0])
+            self._cm: Any = self.cur.copy(f"COPY {paths.table} ({', '.join(paths.insert_cols)}) "
+                                          "FROM STDIN (FORMAT BINARY)")
+            self._copy = self._cm.__enter__()
+            self._copy.set_types(paths.insert_types)
+
+    def write(self, row: tuple) -> None:
+        with self.conn.wrap_database_errors:
+            self._copy.write_row(row)
+
+    @property
+    def open(self) -> bool:
+        return self._cm is not None
+
+    def finish(self) -> None:
+        """End the COPY; a duplicate chunk (a concurrent writer's) raises IntegrityError."""
+        if self._cm is None:
+            return
+        cm, self._cm = self._cm, None
+        with self.conn.wrap_database_errors:
+            cm.__exit__(None, None, None)
+            self.cur.close()
+
+    def abort(self, exc: BaseException) -> None:
+        """Abandon the COPY (the transaction is being rolled back because of ``exc``)."""
+        if self._cm is None:
+            return
+        cm, self._cm = self._cm, None
+        # the caller re-raises exc; an error from cancelling the COPY would only hide it
+        with contextlib.suppress(Exception):
+            cm.__exit__(type(exc), exc, exc.__traceback__)
+            self.cur.close()

@@ -34,7 +34,7 @@ from django.db import IntegrityError as DjangoIntegrityError
 from django.db import OperationalError, models, router, transaction
 
 from curvestore.adapters.django import compat
-from curvestore.adapters.django._postgres import dt_of, ns_of, pg_paths
+from curvestore.adapters.django._postgres import NewChunks, dt_of, ns_of, pg_paths
 from curvestore.adapters.django.bookkeeping import ChunkChange, StoreManifest, SyncState
 from curvestore.adapters.django.options import key_schema, model_config
 from curvestore.backends.base import Backend, Transaction
@@ -107,10 +107,17 @@ class _DjangoTransaction(Transaction):
         self.read_ranges: dict[SeriesKey, list[tuple[int | None, int | None]]] = {}
         self.seen: set[tuple[SeriesKey, int]] = set()
         self.ids: dict[tuple[SeriesKey, int], int] = {}  # primary keys of the rows seen
+        # PostgreSQL: new chunks COPYed as soon as they are put (see put), with their versions
+        self.stream: NewChunks | None = None
+        self.streamed: dict[tuple[SeriesKey, int], int] = {}
+        self._fresh: list[tuple[SeriesKey, int]] = []  # put since the last streaming
+        self.again: set[tuple[SeriesKey, int]] = set()  # streamed, then put again
 
     def _locked(self, key: SeriesKey, lo: int | None, hi: int | None) -> list[ChunkRecord]:
         b = self.backend
         if b._pg is not None:
+            if self.stream is not None:
+                self.stream.finish()  # the connection is needed for the read
             pg_rows = b._pg.read_locked(key, lo, hi)
             self.read_ranges.setdefault(key, []).append((lo, hi))
             self.ids.update(((key, row[2]), row[0]) for row in pg_rows)
@@ -141,7 +148,44 @@ class _DjangoTransaction(Transaction):
         for record in records:
             if record.key not in self.keys:
                 raise ValueError(f"series {record.key} is not part of this transaction")
-            self.staged[(record.key, record.chunk)] = self.backend._row(record, now)
+            ref = (record.key, record.chunk)
+            self.staged[ref] = self.backend._row(record, now)
+            if ref in self.streamed:
+                self.again.add(ref)
+            else:
+                self._fresh.append(ref)
+        if self.backend._pg is not None:
+            self._stream_new()
+
+    def _stream_new(self) -> None:
+        """COPY the chunks just put that the reads found absent, right away, so that the
+        server stores them while the core prepares the next series (write_many).
+
+        Only once every series of the transaction has been read (and locked): from then on
+        the transaction takes no more row locks, so holding the manifest lock early (which
+        streaming does, for the versions) cannot deadlock with another writer. A chunk put
+        again after being streamed is rewritten at commit, keeping its version."""
+        fresh, self._fresh = self._fresh, []
+        if not self.keys <= self.read_ranges.keys():
+            return
+        b = self.backend
+        for ref in fresh:
+            if not self._read_as_absent(*ref):
+                continue
+            if self.stream is None:
+                manifest = json.dumps(model_config(b.model, uuid.uuid4().hex).manifest())
+                self.stream = b._pg.open_stream(b.table, manifest)  # type: ignore[union-attr]
+            elif not self.stream.open:
+                return  # ended for a read: the rest waits for the commit
+            version = self.stream.base + len(self.streamed) + 1
+            row = self.staged[ref]
+            self.stream.write((*ref[0], ref[1], dt_of(row.start_ns), row.dtype,
+                               dt_of(row.updated_ns), row.deleted, row.data, version))
+            self.streamed[ref] = version
+
+    def abort(self, exc: BaseException) -> None:
+        if self.stream is not None:
+            self.stream.abort(exc)
 
     def put_rows(self, rows: Iterable[tuple[SeriesKey, int, _Row]]) -> None:
         """Stage rows already in the table's format (holcstore's ``import_chunks``)."""
@@ -149,6 +193,8 @@ class _DjangoTransaction(Transaction):
             if key not in self.keys:
                 raise ValueError(f"series {key} is not part of this transaction")
             self.staged[(key, chunk)] = row
+            if (key, chunk) in self.streamed:
+                self.again.add((key, chunk))
 
     def set_state(self, name: str, value: str) -> None:
         self.states[name] = value
@@ -213,13 +259,34 @@ class _DjangoTransaction(Transaction):
         b = self.backend
         pg = b._pg
         assert pg is not None
-        items = sorted(self.staged.items())
-        manifest = json.dumps(model_config(b.model, uuid.uuid4().hex).manifest())
-        version = pg.begin_commit(b.table, len(items), manifest) - len(items)
+        changes: list[Change] = []
+        log: list[tuple] = []
+
+        def logged(ref: tuple[SeriesKey, int], version: int, row: _Row) -> None:
+            changes.append(Change(ref[0], ref[1], version, row.deleted))
+            log.append((b.table, version, json.dumps(list(ref[0])), ref[1], row.deleted))
+
+        if self.stream is not None:
+            self.stream.finish()  # a concurrent writer's duplicate chunk fails here
+            for ref, version in sorted(self.streamed.items(), key=lambda item: item[1]):
+                logged(ref, version, self.staged[ref])
+            items = sorted((ref, row) for ref, row in self.staged.items()
+                           if ref not in self.streamed)
+            version = self.stream.base + len(self.streamed)
+        else:
+            items = sorted(self.staged.items())
+            manifest = json.dumps(model_config(b.model, uuid.uuid4().hex).manifest())
+            version = pg.begin_commit(b.table, len(items), manifest) - len(items)
+        # streamed chunks put again since (rewritten, keeping their versions), then the rest
+        again = sorted(self.again)
         unknown = [ref for ref, _ in items
-                   if ref not in self.ids and not self._read_as_absent(*ref)]
+                   if ref not in self.ids and not self._read_as_absent(*ref)] + again
         existing = {**self.ids, **(b._existing_ids(unknown) if unknown else {})}
-        inserts, updates, log, changes = [], [], [], []
+        inserts, updates = [], []
+        for ref in again:
+            row = self.staged[ref]
+            updates.append((existing[ref], dt_of(row.start_ns), row.dtype, dt_of(row.updated_ns),
+                            row.deleted, row.data, self.streamed[ref]))
         for (key, chunk), row in items:
             version += 1
             start, updated = dt_of(row.start_ns), dt_of(row.updated_ns)
@@ -229,9 +296,9 @@ class _DjangoTransaction(Transaction):
                                 version))
             else:
                 updates.append((pk, start, row.dtype, updated, row.deleted, row.data, version))
-            changes.append(Change(key, chunk, version, row.deleted))
-            log.append((b.table, version, json.dumps(list(key)), chunk, row.deleted))
-        pg.write(inserts, updates, log)
+            logged((key, chunk), version, row)
+        pg.write(inserts, updates, log,
+                 top=(b.table, version) if self.stream is not None else None)
         self._save_states()
         return changes
 
@@ -526,8 +593,12 @@ class DjangoModelBackend(Backend):
         tx = _DjangoTransaction(self, keys)
         try:
             with transaction.atomic(using=self.using):
-                yield tx
-                tx.committed = tx.commit()
+                try:
+                    yield tx
+                    tx.committed = tx.commit()
+                except BaseException as exc:
+                    tx.abort(exc)  # an open COPY is cancelled before the rollback
+                    raise
         except DjangoIntegrityError as exc:
             raise ConflictError(f"a concurrent writer created the same chunk: {exc}") from exc
         except OperationalError as exc:
