@@ -178,3 +178,45 @@ def test_postgres_writes_skip_pglz() -> None:
     assert session_default == "pglz"  # SET LOCAL: the session's setting is untouched
     pd.testing.assert_series_equal(HolcStoreYearMonth.get_ts({"version": 1, K: "z"}), s,
                                    check_freq=False, check_names=False, check_index_type=False)
+
+
+def test_concurrent_set_many_ts_of_the_same_series() -> None:
+    """Writers inserting the same new series at once (on PostgreSQL their new chunks are
+    COPYed while they are prepared): one wins, every other gets IntegrityError, the stored
+    series is exactly the winner's and the change feed has no gap."""
+    import threading
+
+    from django.db import IntegrityError as DjangoIntegrityError
+
+    writers = 4
+    index = pd.date_range("2024-01-01", "2024-06-30 23:00", freq="1h", tz=PARIS)
+    outcomes: dict[int, str] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(writers)
+
+    def write(n: int) -> None:
+        try:
+            barrier.wait()
+            HolcStoreYearMonth.set_many_ts({(1, "race"): pd.Series(float(n), index=index)},
+                                           keys=("version", K))
+            outcomes[n] = "won"
+        except DjangoIntegrityError:
+            outcomes[n] = "lost"
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    winners = [n for n, outcome in outcomes.items() if outcome == "won"]
+    assert len(winners) == 1 and len(outcomes) == writers
+    got = HolcStoreYearMonth.get_ts({"version": 1, K: "race"})
+    assert np.array_equal(got.index.asi8, index.as_unit("ns").asi8)
+    assert (got == float(winners[0])).all()
+    feed = HolcStoreYearMonth._cs_store().changes().items
+    assert [i.version for i in feed] == list(range(1, 7))  # 6 months, versions 1..6
