@@ -1,4 +1,4 @@
-"""Shard files: several consecutive chunks of one series in one object.
+"""Shard files of the filesystem backend: several consecutive chunks of one series in a file.
 
 One file (or object) per shard instead of one per chunk divides the number of objects to
 create, list, open and fsync by the shard size: 12 for month chunks, so a year of a series is
@@ -11,7 +11,7 @@ changes, which costs at most the shard's size (a year of 15-min float64 is ~280 
 
     payload_0 | payload_1 | ... | index JSON | TRAILER
 
-``TRAILER`` packs the index length, the index's CRC-32 and the magic ``CVS1``. The index is
+``TRAILER`` packs the index length, the index's CRC-32 and the magic ``CVF1``. The index is
 ``{"key": [...], "chunks": [[chunk, start, length, count, codec, dtype, checksum, size,
 version, updated_at, deleted], ...]}`` in chunk order, each row a :class:`ChunkMeta` in field
 order; payloads follow each other in the same order, so a chunk's offset is the sum of the
@@ -34,7 +34,7 @@ from curvestore.errors import IntegrityError
 __all__ = ["SHARD_SUFFIX", "ShardIndex", "decode_records", "encode_shard", "shard_chunks",
            "shard_name", "shard_of"]
 
-MAGIC = b"CVS1"
+MAGIC = b"CVF1"  # not the S3 shard's CVS1: the formats differ
 _TRAILER = struct.Struct("<II4s")  # index length, index CRC-32, magic
 TRAILER_SIZE = _TRAILER.size
 SHARD_SUFFIX = ".cvs"
