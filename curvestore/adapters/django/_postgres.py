@@ -34,6 +34,12 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
 
 
+class Rel(int):
+    """A version given relative to the store's counter once raised: the version is
+    ``counter - self``, computed by the server (so a small commit takes its versions in the
+    same round trip as its writes)."""
+
+
 def ns_of(value: dt.datetime) -> int:
     """UTC epoch nanoseconds of an aware datetime (psycopg's timestamptz values)."""
     return (value - _EPOCH) // _US * 1000
@@ -86,6 +92,7 @@ class PgPaths:
             return q(m.get_field(name).column)
 
         self.table = q(meta.db_table)
+        self.store = meta.db_table  # the store's name in the manifest and change tables
         self.keys = [col(n) for n in names]
         self.pk = q(meta.pk.column)
         self.chunk = col("chunk_index")
@@ -107,8 +114,8 @@ class PgPaths:
         self._update_head = f"UPDATE {self.table} AS t SET {sets} FROM (VALUES "
         self._update_tail = (f") AS v({self.pk}, " + ", ".join(col(n) for n in write_fields[1:])
                              + f") WHERE t.{self.pk} = v.{self.pk}")
-        self._update_row = "(%s::int8, %s::timestamptz, %s::text, %s::timestamptz, " \
-                           "%s::bool, %b::bytea, %s::int8)"
+        self._update_types = ["int8", "timestamptz", "text", "timestamptz", "bool", "bytea",
+                              "int8"]
         mm = StoreManifest._meta
         self._ensure_manifest = (
             f"INSERT INTO {q(mm.db_table)} ({col('store', mm)}, {col('manifest', mm)}, "
@@ -118,6 +125,8 @@ class PgPaths:
                               f"{col('store', mm)} = %s FOR UPDATE")
         self._set_version = (f"UPDATE {q(mm.db_table)} SET {col('last_version', mm)} = %s "
                              f"WHERE {col('store', mm)} = %s")
+        self._current_version = (f"(SELECT {col('last_version', mm)} FROM {q(mm.db_table)} "
+                                 f"WHERE {col('store', mm)} = %s) - %s")
         self._bump = (f"UPDATE {q(mm.db_table)} SET {col('last_version', mm)} = "
                       f"{col('last_version', mm)} + %s WHERE {col('store', mm)} = %s "
                       f"RETURNING {col('last_version', mm)}")
@@ -257,27 +266,66 @@ class PgPaths:
                 for row in rows:
                     copy.write_row(row)
             return
-        one = "(" + ", ".join(("%b" if t == "bytea" else "%s") + f"::{t}" for t in types) + ")"
-        cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
-                    + ", ".join([one] * len(rows)), [v for row in rows for v in row])
+        sql, params = self._values(types, rows)
+        cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES {sql}", params)
+
+    def _values(self, types: list[str], rows: list[tuple]) -> tuple[str, list[Any]]:
+        """A VALUES list of ``rows`` (typed placeholders; a :class:`Rel` becomes the
+        server-side version expression) and its parameters."""
+        groups, params = [], []
+        for row in rows:
+            cells = []
+            for value, kind in zip(row, types, strict=True):
+                if isinstance(value, Rel):
+                    cells.append(self._current_version)
+                    params += [self.store, int(value)]
+                else:
+                    cells.append(("%b" if kind == "bytea" else "%s") + f"::{kind}")
+                    params.append(value)
+            groups.append("(" + ", ".join(cells) + ")")
+        return ", ".join(groups), params
+
+    def small(self, inserts: int, changes: int) -> bool:
+        """Whether rows this many go in VALUES lists (one pipeline) rather than COPY."""
+        return inserts < _COPY_MIN_ROWS and changes < _COPY_MIN_ROWS
 
     def write(self, inserts: list[tuple], updates: list[tuple], changes: list[tuple],
-              top: tuple[str, int] | None = None) -> None:
+              top: int | None = None, begin: tuple[int, str] | None = None) -> int | None:
         """New chunk rows (``insert_cols`` order), rewrites of existing rows ``(pk, start_ts,
-        dtype, updated_at, is_deleted, data, row_version)``, change-feed rows and, with
-        ``top`` = (store, version), the store's new version counter: one round trip when
-        none needs a COPY (a pipeline), else one statement after another."""
-        small = len(inserts) < _COPY_MIN_ROWS and len(changes) < _COPY_MIN_ROWS
-        with self.cursor() as cur, (cur.connection.pipeline() if small
-                                    else contextlib.nullcontext()):
-            self._insert(cur, self.table, self.insert_cols, self.insert_types, inserts)
-            for i in range(0, len(updates), _UPDATE_BATCH):
-                batch = updates[i:i + _UPDATE_BATCH]
-                cur.execute(self._update_head + ", ".join([self._update_row] * len(batch))
-                            + self._update_tail, [v for row in batch for v in row])
-            self._insert(cur, self.change_table, self.change_cols, self.change_types, changes)
-            if top is not None:
-                cur.execute(self._set_version, [top[1], top[0]])
+        dtype, updated_at, is_deleted, data, row_version)`` and change-feed rows; with
+        ``top``, the store's version counter is then set to it. One round trip when no COPY
+        is needed (a pipeline), else one statement after another.
+
+        ``begin`` = (count, manifest JSON) does :meth:`begin_commit` in the same pipeline
+        (only when :meth:`small`): versions are then :class:`Rel` to the raised counter,
+        which is returned."""
+        small = self.small(len(inserts), len(changes))
+        if begin is not None and not small:
+            raise ValueError("begin= needs a small commit")
+        import psycopg
+
+        with self.cursor() as cur:
+            lz4 = begin is not None and self._lz4_toast(cur)
+            bump = None if begin is None else psycopg.Cursor(cur.connection)
+            with cur.connection.pipeline() if small else contextlib.nullcontext():
+                if bump is not None and begin is not None:
+                    self._prepare_writes(cur, self.store, begin[1], lz4)
+                    bump.execute(self._bump, [begin[0], self.store])
+                self._write_rows(cur, inserts, updates, changes, top)
+        if bump is None:
+            return None
+        with bump:
+            return int(bump.fetchone()[0])
+
+    def _write_rows(self, cur: Any, inserts: list[tuple], updates: list[tuple],
+                    changes: list[tuple], top: int | None) -> None:
+        self._insert(cur, self.table, self.insert_cols, self.insert_types, inserts)
+        for i in range(0, len(updates), _UPDATE_BATCH):
+            sql, params = self._values(self._update_types, updates[i:i + _UPDATE_BATCH])
+            cur.execute(self._update_head + sql + self._update_tail, params)
+        self._insert(cur, self.change_table, self.change_cols, self.change_types, changes)
+        if top is not None:
+            cur.execute(self._set_version, [top, self.store])
 
 
 class NewChunks:

@@ -34,7 +34,7 @@ from django.db import IntegrityError as DjangoIntegrityError
 from django.db import OperationalError, models, router, transaction
 
 from curvestore.adapters.django import compat
-from curvestore.adapters.django._postgres import NewChunks, dt_of, ns_of, pg_paths
+from curvestore.adapters.django._postgres import NewChunks, Rel, dt_of, ns_of, pg_paths
 from curvestore.adapters.django.bookkeeping import ChunkChange, StoreManifest, SyncState
 from curvestore.adapters.django.options import key_schema, model_config
 from curvestore.backends.base import Backend, Transaction
@@ -173,8 +173,7 @@ class _DjangoTransaction(Transaction):
             if not self._read_as_absent(*ref):
                 continue
             if self.stream is None:
-                manifest = json.dumps(model_config(b.model, uuid.uuid4().hex).manifest())
-                self.stream = b._pg.open_stream(b.table, manifest)  # type: ignore[union-attr]
+                self.stream = b._pg.open_stream(b.table, b._manifest_json())  # type: ignore[union-attr]
             elif not self.stream.open:
                 return  # ended for a read: the rest waits for the commit
             version = self.stream.base + len(self.streamed) + 1
@@ -261,6 +260,7 @@ class _DjangoTransaction(Transaction):
         assert pg is not None
         changes: list[Change] = []
         log: list[tuple] = []
+        one_trip = False
 
         def logged(ref: tuple[SeriesKey, int], version: int, row: _Row) -> None:
             changes.append(Change(ref[0], ref[1], version, row.deleted))
@@ -275,8 +275,11 @@ class _DjangoTransaction(Transaction):
             version = self.stream.base + len(self.streamed)
         else:
             items = sorted(self.staged.items())
-            manifest = json.dumps(model_config(b.model, uuid.uuid4().hex).manifest())
-            version = pg.begin_commit(b.table, len(items), manifest) - len(items)
+            manifest = b._manifest_json()
+            # a small commit takes its versions in the pipeline of its writes (Rel)
+            one_trip = pg.small(len(items), len(items))
+            version = 0 if one_trip else pg.begin_commit(b.table, len(items),
+                                                         manifest) - len(items)
         # streamed chunks put again since (rewritten, keeping their versions), then the rest
         again = sorted(self.again)
         unknown = [ref for ref, _ in items
@@ -287,8 +290,10 @@ class _DjangoTransaction(Transaction):
             row = self.staged[ref]
             updates.append((existing[ref], dt_of(row.start_ns), row.dtype, dt_of(row.updated_ns),
                             row.deleted, row.data, self.streamed[ref]))
-        for (key, chunk), row in items:
+        for i, ((key, chunk), row) in enumerate(items):
             version += 1
+            if one_trip:
+                version = Rel(len(items) - i - 1)
             start, updated = dt_of(row.start_ns), dt_of(row.updated_ns)
             pk = existing.get((key, chunk))
             if pk is None:
@@ -297,8 +302,12 @@ class _DjangoTransaction(Transaction):
             else:
                 updates.append((pk, start, row.dtype, updated, row.deleted, row.data, version))
             logged((key, chunk), version, row)
-        pg.write(inserts, updates, log,
-                 top=(b.table, version) if self.stream is not None else None)
+        if one_trip:
+            top = pg.write(inserts, updates, log, begin=(len(items), manifest))
+            assert top is not None
+            changes = [Change(c.key, c.chunk, top - c.version, c.deleted) for c in changes]
+        else:
+            pg.write(inserts, updates, log, top=version if self.stream is not None else None)
         self._save_states()
         return changes
 
@@ -450,6 +459,10 @@ class DjangoModelBackend(Backend):
             for row in qs.values_list(*self.names, "chunk_index", "pk"):
                 out[(tuple(row[:n]), row[n])] = row[n + 1]
         return out
+
+    def _manifest_json(self) -> str:
+        """The manifest recorded if a commit finds none (a new store id each time)."""
+        return json.dumps({**self.model_config.manifest(), "store_id": uuid.uuid4().hex})
 
     def _manifest_row(self) -> StoreManifest | None:
         return StoreManifest.objects.using(self.using).filter(store=self.table).first()
