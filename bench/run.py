@@ -984,7 +984,9 @@ def render(results: dict[str, Any]) -> str:
                         ("postgres", "PostgreSQL backend vs holcstore on PostgreSQL "
                                      "(`python bench/run.py --postgres`)"),
                         ("sync", "Replication (`python bench/sync.py`)"),
-                        ("s3", "S3 backend and archival (`python bench/s3.py`)")):
+                        ("s3", "S3 backend and archival (`python bench/s3.py`)"),
+                        ("django", "Django adapter vs holcstore on PostgreSQL "
+                                   "(`python bench/django_adapter.py`)")):
         extra = BENCH / f"RESULTS-{name}.md"
         if extra.exists():
             body = extra.read_text().split("\n", 1)[1]
