@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from django.db import connections, models
 
+from curvestore.errors import StoreNotFoundError
+
 __all__ = ["PgPaths", "pg_paths"]
 
 T = TypeVar("T")
@@ -315,7 +317,10 @@ class PgPaths:
         if bump is None:
             return None
         with bump:
-            return int(bump.fetchone()[0])
+            row = bump.fetchone()
+        if row is None:  # pragma: no cover - the pipeline ensured the manifest row
+            raise StoreNotFoundError(f"no manifest row for {self.store!r}")
+        return int(row[0])
 
     def _write_rows(self, cur: Any, inserts: list[tuple], updates: list[tuple],
                     changes: list[tuple], top: int | None) -> None:
@@ -350,7 +355,10 @@ class NewChunks:
             with self.cur.connection.pipeline():
                 paths._prepare_writes(self.cur, store, manifest, lz4)
                 self.cur.execute(paths._lock_version, [store])
-            self.base = int(self.cur.fetchone()[0])
+            row = self.cur.fetchone()
+            if row is None:  # pragma: no cover - the pipeline ensured the manifest row
+                raise StoreNotFoundError(f"no manifest row for {paths.store!r}")
+            self.base = int(row[0])
             self._cm: Any = self.cur.copy(f"COPY {paths.table} ({', '.join(paths.insert_cols)}) "
                                           "FROM STDIN (FORMAT BINARY)")
             self._copy = self._cm.__enter__()

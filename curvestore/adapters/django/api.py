@@ -277,7 +277,8 @@ class ChunkStoreAPI:
         if lo is not None and hi is not None and hi < lo:
             return None
         clo, chi = store._chunk_window(lo, hi)
-        pieces = store.backend.read_pieces(key, clo, chi)
+        backend: Any = store.backend  # a DjangoModelBackend
+        pieces = backend.read_pieces(key, clo, chi)
         return cls._assemble(store.grid, pieces, lo, hi, drop_bounds_na)
 
     @classmethod
@@ -298,7 +299,8 @@ class ChunkStoreAPI:
             return
         clo, chi = store._chunk_window(lo, hi)
         names = cls._key_order()
-        for key, pieces in store.backend.scan_pieces(filters, clo, chi, chunk_size=chunk_size):
+        backend: Any = store.backend  # a DjangoModelBackend
+        for key, pieces in backend.scan_pieces(filters, clo, chi, chunk_size=chunk_size):
             series = cls._assemble(store.grid, pieces, lo, hi, drop_bounds_na)
             if series is not None:
                 yield series, dict(zip(names, key, strict=True))
