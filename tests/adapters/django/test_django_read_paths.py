@@ -220,3 +220,44 @@ def test_concurrent_set_many_ts_of_the_same_series() -> None:
     assert (got == float(winners[0])).all()
     feed = HolcStoreYearMonth._cs_store().changes().items
     assert [i.version for i in feed] == list(range(1, 7))  # 6 months, versions 1..6
+
+
+def _record(key: tuple, chunk: int, value: float) -> object:
+    """A core record of a whole month of ``value`` (what the core puts for a series)."""
+    from curvestore.core import chunks
+
+    store = HolcStoreYearMonth._cs_store()
+    _, length = store.grid.period(chunk)
+    return chunks.encode(key, chunks.Piece(chunk, 0, np.full(length, value)), store.codec,
+                         "float64")
+
+
+def test_chunk_put_twice_in_one_transaction_keeps_the_last() -> None:
+    """On PostgreSQL the first put of a new chunk is COPYed at once; putting it again
+    rewrites that row at commit, under the same version, with one change-feed entry."""
+    backend = HolcStoreYearMonth._cs_backend()
+    key, chunk = (1, "twice"), 2024 * 12 + 2
+    with backend.transaction([key]) as tx:
+        assert tx.live_metas(key) == []
+        tx.put([_record(key, chunk, 1.0)])
+        tx.put([_record(key, chunk, 2.0), _record(key, chunk + 1, 3.0)])
+    got = HolcStoreYearMonth.get_ts({"version": 1, K: "twice"})
+    assert set(got.loc["2024-03"]) == {2.0} and set(got.loc["2024-04"]) == {3.0}
+    feed = HolcStoreYearMonth._cs_store().changes().items
+    assert sorted((i.chunk, i.version) for i in feed) in (
+        [(chunk, 1), (chunk + 1, 2)], [(chunk, 2), (chunk + 1, 1)])
+    assert HolcStoreYearMonth.objects.filter(version=1).count() == 2
+
+
+def test_failure_after_chunks_were_streamed_leaves_nothing() -> None:
+    backend = HolcStoreYearMonth._cs_backend()
+    key = (1, "boom")
+    with pytest.raises(ZeroDivisionError), backend.transaction([key]) as tx:
+        tx.live_metas(key)
+        tx.put([_record(key, 2024 * 12 + m, 1.0) for m in range(3)])
+        1 / 0  # noqa: B018
+    assert not HolcStoreYearMonth.objects.exists()
+    assert HolcStoreYearMonth._cs_store().changes().items == []
+    HolcStoreYearMonth.set_ts({"version": 1, K: "boom"}, pd.Series(  # the connection works
+        1.0, index=period(2024, 1)))
+    assert len(HolcStoreYearMonth.get_ts({"version": 1, K: "boom"})) == len(period(2024, 1))
