@@ -14,6 +14,11 @@ gets :class:`ConflictError` and the core re-runs its read-merge-write.
 
 holcstore rows are decoded on read and presented to the core as trimmed ``"none"``-codec
 records (checksums computed on read: holcstore's format carries none).
+
+On PostgreSQL with psycopg 3, the same rows, locks and commit order are implemented by
+statements on Django's own connection instead of the ORM (see :mod:`._postgres`): binary
+reads, binary COPY of new chunks while the core prepares the next series, and small commits
+in one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -161,10 +166,12 @@ class _DjangoTransaction(Transaction):
         """COPY the chunks just put that the reads found absent, right away, so that the
         server stores them while the core prepares the next series (write_many).
 
-        Only once every series of the transaction has been read (and locked): from then on
-        the transaction takes no more row locks, so holding the manifest lock early (which
-        streaming does, for the versions) cannot deadlock with another writer. A chunk put
-        again after being streamed is rewritten at commit, keeping its version."""
+        Only once every series of the transaction has been read (and locked): the core
+        takes no row lock after that, so holding the manifest lock early (streaming does,
+        for the versions) adds no lock-order inversion with another writer. (A later read
+        would end the COPY first; a deadlock PostgreSQL then detected would be retried as a
+        conflict.) A chunk put again after being streamed is rewritten at commit, keeping its
+        version."""
         fresh, self._fresh = self._fresh, []
         if not self.keys <= self.read_ranges.keys():
             return
