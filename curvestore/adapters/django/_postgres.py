@@ -96,6 +96,8 @@ class PgPaths:
         self.table = q(meta.db_table)
         self.store = meta.db_table  # the store's name in the manifest and change tables
         self.keys = [col(n) for n in names]
+        self.key_types = list(key_types)
+        self._col = col
         self.pk = q(meta.pk.column)
         self.chunk = col("chunk_index")
         self.deleted = col("is_deleted")
@@ -203,13 +205,39 @@ class PgPaths:
         batch: list[tuple] = []
         rows = 0
         listed = self.fetch(counts)
+        batch_query = self._batch_query(qs, fields)
         for i, row in enumerate(listed):
             batch.append(tuple(row[:n]))
             rows += row[n]
             if rows >= chunk_size or i == len(listed) - 1:
-                yield from decode(self.fetch(qs.filter(keys_q(batch)).order_by(
-                    *names, "chunk_index").values_list(*names, *fields)))
+                if batch_query is None:
+                    found = self.fetch(qs.filter(keys_q(batch)).order_by(
+                        *names, "chunk_index").values_list(*names, *fields))
+                else:
+                    found = self.fetch_sql(*batch_query(batch))
+                yield from decode(found)
                 batch, rows = [], 0
+
+    def _batch_query(self, qs: models.QuerySet, fields: Sequence[str]
+                     ) -> Callable[[list[tuple]], tuple[str, list[Any]]] | None:
+        """The SQL of ``qs``'s rows for a batch of series, with the queryset's WHERE compiled
+        once (the ORM would build and compile an OR of every batch's keys, ~1.5 ms a batch);
+        None for a queryset that is not one plain filtered table."""
+        query = qs.query
+        if len(query.alias_map) != 1 or query.distinct or query.group_by:
+            return None
+        where_sql, where_params = query.get_compiler(using=self.using).compile(query.where)
+        keys = ", ".join(self.keys)
+        head = (f"SELECT {keys}, {', '.join(self._col(f) for f in fields)} FROM {self.table} "
+                f"WHERE ({where_sql}) AND ({keys}) IN (VALUES ")
+        tail = f") ORDER BY {keys}, {self.chunk}"
+        one = "(" + ", ".join(f"%s::{t}" for t in self.key_types) + ")"
+
+        def build(batch: list[tuple]) -> tuple[str, list[Any]]:
+            return (head + ", ".join([one] * len(batch)) + tail,
+                    [*where_params, *(v for key in batch for v in key)])
+
+        return build
 
     def fetch_sql(self, sql: str, params: Any) -> list[tuple]:
         with self.cursor() as cur:

@@ -104,8 +104,9 @@ class ChunkStoreAPI:
     @classmethod
     def _cut(cls, grid: Any, values: np.ndarray, offset: int, first: int, count: int,
              drop_bounds_na: bool) -> pd.Series | None:
-        """``_assemble`` of one piece covering the window: one copy of the cut values, no
-        NaN-filled buffer to place them in."""
+        """``_assemble`` of one piece covering the window: no NaN-filled buffer to place the
+        values in, and no copy of a writable piece (pieces are decoded for each call, so a
+        writable one is not shared: the whole periods of DjangoModelBackend._whole_periods)."""
         values = values[offset:offset + count]
         valid = ~np.isnan(values)
         if not valid.any():
@@ -114,7 +115,9 @@ class ChunkStoreAPI:
             head = int(valid.argmax())
             tail = len(values) - int(valid[::-1].argmax())
             values, first = values[head:tail], first + head
-        return pd.Series(values.copy(), index=cls._index(grid, first, len(values)), copy=False)
+        if not values.flags.writeable:
+            values = values.copy()
+        return pd.Series(values, index=cls._index(grid, first, len(values)), copy=False)
 
     @classmethod
     def _assemble(cls, grid: Any, pieces: list[_chunks.Piece], lo_pos: int | None,

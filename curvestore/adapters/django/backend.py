@@ -558,7 +558,7 @@ class DjangoModelBackend(Backend):
             if len(values) != grid.period(chunk)[1] * 8:
                 return None
             raw.append(values)
-        joined = np.frombuffer(b"".join(raw), dtype=np.float64)
+        joined = np.frombuffer(bytearray().join(raw), dtype=np.float64)  # writable: see _cut
         head, tail = len(raw[0]) // 8, len(raw[-1]) // 8
         if np.isnan(joined[:head]).all() or np.isnan(joined[-tail:]).all():
             return None  # an empty edge chunk is skipped: let _piece say which
