@@ -449,61 +449,65 @@ def render(results: dict[str, Any]) -> str:
 
 # Written from the profiles and runs described in it; re-render with --render-only.
 ANALYSIS = """\
-Every target is met by the drop-in (holcstore format) on both data sets in the run above. The
-machine is a shared 2-vCPU VM where other jobs ran during the run (load average above): the
-same system varied by up to 1.5x between repeats (see the runs in the JSON), so ratios close
-to a threshold should be read with that margin. What the adapter does differently, per
-operation, and where its time goes now (cProfile of 50 random series; the holcstore-format
-rows the adapter writes are byte-identical to holcstore's):
+In the run above the drop-in (holcstore format) meets every target on both data sets. The
+machine is a shared 2-vCPU VM where other jobs ran (load average above): the same system
+varied by up to 1.5x between repeats (every run is in the JSON), so read the ratios with
+that margin; the closest to its threshold is the 1-week update on random data (0.27x for
+0.3x; its three runs gave 3.8-4.5 ms against holcstore's 15.8-17.3 ms). Where the time goes,
+operation by operation (from cProfile runs on 50 series; the adapter's holcstore-format rows
+are byte-identical to holcstore's, and every read above was checked bit for bit):
 
-- **set_many_ts** (~0.45-0.55 s vs 2.4-3.5 s). holcstore builds a model instance per chunk
-  (pandas groupby per month, an LZ4 frame each) and `bulk_create`s them 200 at a time
+- **set_many_ts** (0.44-0.53 s vs 2.7-3.3 s). holcstore builds a model instance per chunk
+  (a pandas groupby per month, an LZ4 frame each) and `bulk_create`s them 200 at a time
   through Django's client-side-binding cursor: every 23 KB blob travels as a hex literal in
   the SQL text for the server to parse, then PostgreSQL tries to compress it again with pglz
   (holcstore's `data` is a plain `bytea`, EXTENDED storage), about 25 MB/s of blobs here.
   The adapter validates and cuts with the core (vectorised), writes the same LZ4 frames, and
-  COPYs (binary) each new chunk on Django's own connection as soon as its series is
-  prepared, so the server stores series k while series k+1 is encoded; its write
-  transactions set `default_toast_compression = lz4` for themselves (`SET LOCAL`, PostgreSQL
-  >= 14 built with lz4, and only for columns without a compression method of their own), so
-  the server's second compression attempt runs at memory speed. The change feed is one more
-  COPY. Remaining: ~0.4 s of client CPU (input validation and grid positions ~0.06 s,
-  the core's split/trim/encode with CRC-32 ~0.12 s, the holcstore frames ~0.08 s, COPY row
-  framing ~0.05 s) and ~0.2 s waiting for the server (42 MB of TOAST + WAL, commit fsync)
-  that the streaming does not hide on two busy cores.
-- **get_ts of every series** (~0.12-0.14 s vs 0.5-0.8 s). One query per series, binary
-  results through a server-side-binding psycopg cursor (no ORM instances, no converters);
+  COPYs (binary) each new chunk on Django's own connection as soon as its series is prepared,
+  so the server stores series k while series k+1 is encoded; its write transactions set
+  `default_toast_compression = lz4` for themselves (`SET LOCAL`; PostgreSQL >= 14 built with
+  lz4; columns with a compression method of their own keep it), so the server's second
+  compression attempt runs at memory speed. The change feed is one more COPY. What remains:
+  ~0.4 s of client CPU (input validation and grid positions ~0.06 s, the core's
+  split/trim/encode with CRC-32 ~0.12 s, the holcstore frames ~0.08 s, COPY row framing
+  ~0.05 s) and ~0.2 s waiting for the server (42 MB of TOAST and WAL, the commit's fsync)
+  that streaming does not hide on two busy cores.
+- **get_ts of every series** (0.12-0.13 s vs 0.5-0.6 s). One query per series, binary
+  results through a server-side-binding psycopg cursor (no model instances, no converters);
   the 36 holcstore rows of a series are decompressed and joined into one buffer (consecutive
-  whole periods are one piece) and copied once into the result; the `freq`'d index comes
+  whole periods make one piece) that becomes the result's values; the `freq`'d index comes
   from a per-model LRU cache of `CACHED_INDEX_SIZE` indexes (holcstore's setting; assigning
   `index.freq` to a fresh 3-year index costs ~6 ms of validation). holcstore makes a model
   instance, a `date_range` and a `pd.Series` per chunk, then `pd.concat` and `.loc`. Per
-  series now: ~1 ms in the query (server detoast + transfer), ~0.6 ms LZ4, ~0.3 ms assembly.
-- **yield_many_ts** (~0.12-0.19 s vs 0.3-0.8 s). The matching series are listed with their
+  series now: ~1 ms in the query (server detoast and transfer), ~0.6 ms LZ4, ~0.3 ms
+  assembly.
+- **yield_many_ts** (0.12-0.13 s vs 0.47-0.63 s). The matching series are listed with their
   row counts (one GROUP BY), then each batch of whole series (about `qs_iterator_chunk_size`
-  rows) is one query, decoded as above. Django's `iterator()` (holcstore) uses a cursor
-  WITH HOLD outside a transaction, which makes PostgreSQL materialise the whole result before
-  the first row. Fetching the next batch in a helper thread while decoding one was measured
-  and gave nothing on two cores, so it is not done.
-- **1-month get_ts** (~0.6-0.85 ms vs 2-2.8 ms): one indexed query returning one row, one
-  LZ4 frame, one cut, a cached index. About half of it is the round trip and the server.
-- **set_ts(update=True)** (~3.1-3.7 ms vs 13-16.5 ms). holcstore runs one transaction per
+  rows) is one query: the filter's WHERE compiled once by the ORM, the batch's keys as a
+  VALUES list; rows decoded as above. Django's `iterator()` (holcstore's) uses a cursor
+  WITH HOLD outside a transaction, which makes PostgreSQL materialise the whole result
+  before the first row. Fetching the next batch in a helper thread while decoding one was
+  measured and gave nothing on two cores, so it is not done.
+- **1-month get_ts** (0.68-0.77 ms vs 2.3-2.6 ms): one indexed query returning one row, one
+  LZ4 frame, one cut, a cached index; about half of it is the round trip and the server.
+- **set_ts(update=True)** (3.1-4.4 ms vs 15-16 ms). holcstore runs one transaction per
   chunk (SELECT ... FOR UPDATE, `combine_first`, `update_or_create`, COMMIT): two commits and
-  about eight statements for a week across two months, the blobs as hex literals. The adapter
-  runs one transaction: `SELECT ... FOR UPDATE` of the two chunks, then one pipeline (the
+  about eight statements for a week across two months, blobs as hex literals. The adapter
+  runs one transaction: `SELECT ... FOR UPDATE` of the two chunks, one pipeline (the
   `SET LOCAL`, the manifest row ensured and its version counter raised, the chunk rows
   rewritten by one `UPDATE ... FROM (VALUES ...)` with binary blobs and versions computed by
   the server, the change-feed rows inserted), then COMMIT: three round trips and one fsync.
-  Of ~3.5 ms, ~1.2 ms is that pipeline (server: TOAST rewrite, three indexes, WAL), ~0.5 ms
-  the locked read, ~0.3 ms COMMIT, ~1 ms Python (validation, merge, encode, psycopg).
-- **bytes** are the same on random data; on load curves 1.11x holcstore: holcstore's blobs
-  get pglz'd by the server a further ~10% (TOAST 2.36 vs 2.58 B/point), the adapter's get
-  lz4 (less compression, much cheaper to write), and the adapter's change feed adds
-  0.05 B/point.
+  Of ~3.5 ms, ~1.2 ms is that pipeline (server side: TOAST rewrite, three indexes, WAL),
+  ~0.5 ms the locked read, ~0.3 ms the COMMIT and ~1 ms Python (validation, merge, encode,
+  psycopg). Closing more would mean fewer indexes to maintain (holcstore's table has three)
+  or merging the locked read into the pipeline, which needs the old values first.
+- **bytes** are the same on random data; on load curves 1.11x holcstore: the server pglz's
+  holcstore's blobs a further ~10% (TOAST 2.36 vs 2.58 B/point) where the adapter's get lz4
+  (less compression, far cheaper to write), and the adapter's change feed adds 0.05 B/point.
 
-With `CURVESTORE_FORMAT = True` (reference only) reads go through the core's checksummed
-records (CRC-32 of every chunk, the codec's decode, one piece per chunk), which is what makes
-its full reads slower than the holcstore format's on load curves (2.3-2.6x holcstore there).
+With `CURVESTORE_FORMAT = True` (reference only, no target) reads go through the core's
+checksummed records (CRC-32 of every chunk, the codec's decode, one piece per chunk), which
+is what keeps its full reads on load curves below 3x holcstore.
 """
 
 NOTES = [
