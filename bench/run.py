@@ -1022,25 +1022,25 @@ NOTES = [
 
 
 ANALYSIS = """\
-Profiled with cProfile and with timers around each stage; the VM's disk varies a lot (creating
-1,800 files of 23 KB took 0.07 s to 1.0 s within the same hour), so CPU and disk are separated
-by also running the store on tmpfs (/dev/shm).
+The file backend stores one shard file per series and calendar year (12 month chunks, an index
+at the end; see curvestore/backends/_shards.py): write_many creates 150 files instead of
+1,800, which is what moved write_many from 0.31x to 0.5-2.2x ArcticDB's throughput (creating
+1,800 files had cost 0.07-1.0 s on this VM's ext4, mostly ext4 inode allocation after many
+deletions, seen with perf as find_inode_bit / recently_deleted).
 
-- **write_many** (1,800 chunk files of ~23 KB for random data). On tmpfs the whole call takes
-  0.25-0.37 s: validation and grid positions 0.12 s, LZ4 + CRC-32 encoding 0.12 s, object
-  framing 0.06 s, temp-file writes 0.07 s, renames 0.04 s. On ext4 the same call takes
-  0.45-1.1 s: the difference is file creation, directory updates and the `syncfs` that makes
-  the batch durable. ArcticDB/LMDB appends to one memory-mapped file. Thread pools for encoding
-  and file writes were measured and made it slower (GIL hand-offs on 2 cores), so they are not
-  used. What would close the gap: write each commit's chunks into one append-only pack file
-  with a per-series index (LSM style, with background compaction), turning 1,800 file creations
-  into a handful; the change log already gives the commit boundaries such a layout needs.
-- **full reads** (36 files per 3-year series). Per chunk about 55 us: open + read 15 us, header
-  CRC + JSON 10 us, payload CRC 6 us, LZ4 5 us, array wrapping; plus 0.7 ms per series to
-  assemble the dense array and build the tz-aware index. read_many meets its target because it
-  walks directories once. What would close it: the same pack layout (one read per series and
-  year), a fixed binary header instead of JSON, and codecs decoding straight into the output
-  array instead of a temporary one.
+The ratios against ArcticDB depend on the machine's load more than curvestore's times do:
+ArcticDB's C++ thread pools use both cores when they are free, so on a quiet machine its reads
+are ~2x faster than under a load average of 2-3, while curvestore (one Python thread) stays
+within ~10%. Measured back to back on a quiet machine, the old one-file-per-chunk layout and
+the shards read at the same speed (read_many 0.12 s, reads of each series 0.11 s for 50
+series), so the read misses below are not the shards'.
+
+- **full reads and read_many** (50 series x 36 chunks). Per series about 2.3 ms: LZ4
+  decompression of the 36 chunks (~40% of it), payload CRC-32s, the codec's dtype and length
+  checks, assembling the dense array and building the tz-aware index. What would close it:
+  decoding the chunks of a series straight into the output array (one allocation, no
+  per-chunk array objects), and a decoder that handles all of a shard's chunks in one call.
+  Thread pools for decoding were measured and were slower (GIL hand-offs on 2 cores).
 """
 
 
