@@ -30,12 +30,19 @@ from curvestore.errors import BackendNotInstalledError, IntegrityError
 __all__ = ["LZ4Codec", "LZ4ShuffleCodec"]
 
 
+_LZ4_BLOCK: ModuleType | None = None
+
+
 def _lz4_block(codec_id: str) -> ModuleType:
-    try:
-        import lz4.block
-    except ImportError as exc:
-        raise BackendNotInstalledError(f"codec {codec_id!r}", extra="lz4", cause=str(exc)) from exc
-    return lz4.block
+    global _LZ4_BLOCK
+    if _LZ4_BLOCK is None:  # imported once: this runs for every chunk
+        try:
+            import lz4.block
+        except ImportError as exc:
+            raise BackendNotInstalledError(f"codec {codec_id!r}", extra="lz4",
+                                           cause=str(exc)) from exc
+        _LZ4_BLOCK = lz4.block
+    return _LZ4_BLOCK
 
 
 class LZ4Codec(Codec):

@@ -41,6 +41,11 @@ def _native_and_name(dtype: np.dtype) -> tuple[np.dtype, str]:
     return dtype.newbyteorder("="), dtype.name  # dtype.name costs ~5 us: cache it
 
 
+@functools.lru_cache(maxsize=64)
+def _little_endian(dtype: np.dtype) -> np.dtype:
+    return dtype.newbyteorder("<")  # a new dtype object per call otherwise, once per chunk
+
+
 def check_dtype(dtype: np.dtype, codec_id: str, supported: frozenset[str]) -> np.dtype:
     """Return ``dtype`` in native byte order, or raise InvalidDataError if it is unsupported."""
     native, name = _native_and_name(np.dtype(dtype))
@@ -105,7 +110,7 @@ def from_le_bytes(
             f"codec {codec_id!r}: payload holds {nbytes} bytes, expected {length} x {dtype}"
         )
     owned = isinstance(buf, bytearray) or (isinstance(buf, np.ndarray) and buf.flags.writeable)
-    values = np.frombuffer(buf, dtype=dtype.newbyteorder("<"))
+    values = np.frombuffer(buf, dtype=_little_endian(dtype))
     return values.astype(dtype, copy=not owned)
 
 

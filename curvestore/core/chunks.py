@@ -3,6 +3,7 @@ and assembling decoded spans back into a series. Vectorised per chunk, never per
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,11 @@ def tombstone(key: SeriesKey, chunk: int) -> ChunkRecord:
     return ChunkRecord(key, ChunkMeta(chunk=chunk, deleted=True))
 
 
+@functools.lru_cache(maxsize=32)
+def _dtype(name: str) -> np.dtype:
+    return np.dtype(name)  # parsing the name costs more than the lookup, once per chunk
+
+
 def decode(record: ChunkRecord) -> Piece:
     """Verify a record's checksum and decode it."""
     meta = record.meta
@@ -105,7 +111,7 @@ def decode(record: ChunkRecord) -> Piece:
             "corrupt); restore it from a replica or delete it"
         )
     values = get_codec(meta.codec).decode(
-        record.payload, dtype=np.dtype(meta.dtype), length=meta.length
+        record.payload, dtype=_dtype(meta.dtype), length=meta.length
     )
     return Piece(meta.chunk, meta.start, values)
 
