@@ -77,6 +77,8 @@ def test_missing_library_names_the_extra(module: str, monkeypatch: pytest.Monkey
     mod = importlib.import_module(module)
     if hasattr(mod, "_local"):  # forget the zstd objects cached by earlier tests
         monkeypatch.setattr(mod, "_local", threading.local())
+    if hasattr(mod, "_LZ4_BLOCK"):  # and the lz4 module cached by the first use
+        monkeypatch.setattr(mod, "_LZ4_BLOCK", None)
     codec = getattr(mod, class_name)()
     with pytest.raises(BackendNotInstalledError) as info:
         codec.encode(np.arange(3.0))
