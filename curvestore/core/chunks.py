@@ -4,6 +4,7 @@ and assembling decoded spans back into a series. Vectorised per chunk, never per
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,11 +123,14 @@ def assemble(
     lo_pos: int | None,
     hi_pos: int | None,
     drop_bounds_na: bool,
+    index: Callable[[int, int], pd.DatetimeIndex] | None = None,
 ) -> pd.Series | None:
     """Place decoded pieces on the grid and cut the window ``[lo_pos, hi_pos]``.
 
     With ``drop_bounds_na`` the result runs from the first to the last valid point; without,
     it covers the full periods of the chunks read, cut to the window. None if no valid point.
+    ``index(first_pos, count)`` builds the result's index (default: ``grid.index``); a piece
+    may span several whole periods. One piece covering the window is used without a copy.
     """
     if not pieces:
         return None
@@ -137,20 +141,26 @@ def assemble(
     else:
         first = starts[0]
         last_start, last_len = grid.period(pieces[-1].chunk)
-        last = last_start + last_len
+        last = max(last_start + last_len, starts[-1] + pieces[-1].stop)
     if lo_pos is not None:
         first = max(first, lo_pos)
     if hi_pos is not None:
         last = min(last, hi_pos + 1)
     if last <= first:
         return None
-    out = np.full(last - first, np.nan)
-    for piece, period_start in zip(pieces, starts, strict=True):
-        a = period_start + piece.start
-        b = a + len(piece.values)
-        lo, hi = max(a, first), min(b, last)
-        if lo < hi:
-            out[lo - first:hi - first] = piece.values[lo - a:hi - a]
+    head_start = starts[0] + pieces[0].start
+    if len(pieces) == 1 and head_start <= first and last <= starts[0] + pieces[0].stop:
+        out = pieces[0].values[first - head_start:last - head_start]
+        if not out.flags.writeable:
+            out = out.copy()
+    else:
+        out = np.full(last - first, np.nan)
+        for piece, period_start in zip(pieces, starts, strict=True):
+            a = period_start + piece.start
+            b = a + len(piece.values)
+            lo, hi = max(a, first), min(b, last)
+            if lo < hi:
+                out[lo - first:hi - first] = piece.values[lo - a:hi - a]
     if drop_bounds_na:
         valid = ~np.isnan(out)
         if not valid.any():
@@ -161,4 +171,5 @@ def assemble(
         first += head
     elif np.isnan(out).all():
         return None
-    return pd.Series(out, index=grid.index(first, len(out)), copy=False)
+    make_index = grid.index if index is None else index
+    return pd.Series(out, index=make_index(first, len(out)), copy=False)

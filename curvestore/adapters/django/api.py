@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import pandas as pd
 from django.db import IntegrityError, models, transaction
 
@@ -102,67 +101,12 @@ class ChunkStoreAPI:
         return index
 
     @classmethod
-    def _cut(cls, grid: Any, values: np.ndarray, offset: int, first: int, count: int,
-             drop_bounds_na: bool) -> pd.Series | None:
-        """``_assemble`` of one piece covering the window: no NaN-filled buffer to place the
-        values in, and no copy of a writable piece (pieces are decoded for each call, so a
-        writable one is not shared: the whole periods of DjangoModelBackend._whole_periods)."""
-        values = values[offset:offset + count]
-        valid = ~np.isnan(values)
-        if not valid.any():
-            return None
-        if drop_bounds_na:
-            head = int(valid.argmax())
-            tail = len(values) - int(valid[::-1].argmax())
-            values, first = values[head:tail], first + head
-        if not values.flags.writeable:
-            values = values.copy()
-        return pd.Series(values, index=cls._index(grid, first, len(values)), copy=False)
-
-    @classmethod
     def _assemble(cls, grid: Any, pieces: list[_chunks.Piece], lo_pos: int | None,
                   hi_pos: int | None, drop_bounds_na: bool) -> pd.Series | None:
-        """The core's ``chunks.assemble`` (same values, same bounds), with the index from
-        :meth:`_index` instead of a fresh one whose ``freq`` would then be validated."""
-        if not pieces:
-            return None
-        starts = [grid.period(p.chunk)[0] for p in pieces]
-        if drop_bounds_na:
-            first = starts[0] + pieces[0].start
-            last = starts[-1] + pieces[-1].stop
-        else:
-            first = starts[0]
-            last_start, last_len = grid.period(pieces[-1].chunk)
-            # a piece may span several whole periods (DjangoModelBackend._whole_periods)
-            last = max(last_start + last_len, starts[-1] + pieces[-1].stop)
-        if lo_pos is not None:
-            first = max(first, lo_pos)
-        if hi_pos is not None:
-            last = min(last, hi_pos + 1)
-        if last <= first:
-            return None
-        if len(pieces) == 1 and starts[0] + pieces[0].start <= first and \
-                last <= starts[0] + pieces[0].stop:
-            return cls._cut(grid, pieces[0].values, first - starts[0] - pieces[0].start,
-                            first, last - first, drop_bounds_na)
-        out = np.full(last - first, np.nan)
-        for piece, period_start in zip(pieces, starts, strict=True):
-            a = period_start + piece.start
-            b = a + len(piece.values)
-            lo, hi = max(a, first), min(b, last)
-            if lo < hi:
-                out[lo - first:hi - first] = piece.values[lo - a:hi - a]
-        if drop_bounds_na:
-            valid = ~np.isnan(out)
-            if not valid.any():
-                return None
-            head = int(valid.argmax())
-            tail = len(out) - int(valid[::-1].argmax())
-            out = out[head:tail]
-            first += head
-        elif np.isnan(out).all():
-            return None
-        return pd.Series(out, index=cls._index(grid, first, len(out)), copy=False)
+        """The core's ``chunks.assemble``, with the index from :meth:`_index` instead of a
+        fresh one whose ``freq`` would then be validated."""
+        return _chunks.assemble(grid, pieces, lo_pos, hi_pos, drop_bounds_na,
+                                index=lambda first, count: cls._index(grid, first, count))
 
     @classmethod
     def _key_order(cls) -> tuple[str, ...]:

@@ -558,7 +558,8 @@ class DjangoModelBackend(Backend):
             if len(values) != grid.period(chunk)[1] * 8:
                 return None
             raw.append(values)
-        joined = np.frombuffer(bytearray().join(raw), dtype=np.float64)  # writable: see _cut
+        # writable, so the result is assembled from it without a copy
+        joined = np.frombuffer(bytearray().join(raw), dtype=np.float64)
         head, tail = len(raw[0]) // 8, len(raw[-1]) // 8
         if np.isnan(joined[:head]).all() or np.isnan(joined[-tail:]).all():
             return None  # an empty edge chunk is skipped: let _piece say which
