@@ -452,8 +452,10 @@ ANALYSIS = """\
 In the run above the drop-in (holcstore format) meets every target on both data sets. The
 machine is a shared 2-vCPU VM where other jobs ran (load average above): the same system
 varied by up to 1.5x between repeats (every run is in the JSON), so read the ratios with
-that margin; the closest to its threshold is the 1-week update on random data (0.27x for
-0.3x; its three runs gave 3.8-4.5 ms against holcstore's 15.8-17.3 ms). Where the time goes,
+that margin; the closest to its threshold is the 1-week update on random data (0.25-0.27x
+for 0.3x in the last two runs; 3.8-4.5 ms against holcstore's 15.8-17.3 ms). The
+CURVESTORE_FORMAT columns are for reference (no target): their reads go through the core's
+per-chunk checksum and codec path. Where the time goes,
 operation by operation (from cProfile runs on 50 series; the adapter's holcstore-format rows
 are byte-identical to holcstore's, and every read above was checked bit for bit):
 
