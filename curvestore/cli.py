@@ -442,9 +442,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       "can reach it can read the store", file=sys.stderr)
             print(f"serving {store.url} on http://{args.host}:{server.effective_port} "
                   f"(auth: {'bearer token' if token else 'none'}); Ctrl-C stops", flush=True)
-            server.run()  # returns on SIGINT/SIGTERM (waitress catches KeyboardInterrupt)
-        except KeyboardInterrupt:
-            pass
+            with suppress(KeyboardInterrupt):  # how a server is meant to stop: not an error
+                server.run()  # returns on SIGINT/SIGTERM (waitress catches KeyboardInterrupt)
         finally:
             server.close()
             for sig, handler in previous.items():

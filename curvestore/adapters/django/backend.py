@@ -28,7 +28,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, TypeVar
@@ -478,11 +478,9 @@ class DjangoModelBackend(Backend):
         rows = StoreManifest.objects.using(self.using).select_for_update()
         row = rows.filter(store=self.table).first()
         if row is None:  # created lazily (the ORM API), e.g. after a test flush
-            try:
-                with transaction.atomic(using=self.using):
-                    self._insert_manifest(model_config(self.model, uuid.uuid4().hex).manifest())
-            except DjangoIntegrityError:
-                pass
+            # a concurrent writer may create it first: then its row is the one to lock
+            with suppress(DjangoIntegrityError), transaction.atomic(using=self.using):
+                self._insert_manifest(model_config(self.model, uuid.uuid4().hex).manifest())
             row = rows.get(store=self.table)
         return row
 

@@ -376,7 +376,7 @@ class S3Backend(Backend):
                     self.client.put(probe, b"probe", **condition)  # type: ignore[arg-type]
                     supported = False
                 except ConflictError:
-                    pass
+                    continue  # the service refused the failing condition: as it should
                 except S3Error as exc:
                     log.warning("conditional write probe failed on %s: %s", ident[0], exc.code)
                     supported = False

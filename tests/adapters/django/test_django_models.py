@@ -318,7 +318,7 @@ def test_invalid_settings_raise_at_definition(setting: dict) -> None:
 @isolate_apps("testapp")  # the models defined here stay out of the app registry
 def test_custom_manager_must_derive_from_chunk_queryset() -> None:
     class Fine(ChunkQuerySet):
-        pass
+        """A custom queryset built on the adapter's: accepted."""
 
     type("GoodManager", (TimeseriesChunkStore,), {
         "__module__": "testapp.models", "k": models.IntegerField(), "objects": Fine.as_manager(),

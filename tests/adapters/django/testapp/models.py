@@ -88,19 +88,19 @@ class _UuidConformance(_Conformance):
 
 
 class UuidConformanceA(_UuidConformance):
-    pass
+    """A concrete table for the suite (settings from its base)."""
 
 
 class UuidConformanceB(_UuidConformance):
-    pass
+    """A concrete table for the suite (settings from its base)."""
 
 
 class HolcConformanceA(_Conformance):
-    pass
+    """A concrete table for the suite (settings from its base)."""
 
 
 class HolcConformanceB(_Conformance):
-    pass
+    """A concrete table for the suite (settings from its base)."""
 
 
 # Stateful-suite models: keys site/n, hourly, UTC (the suite's random store).
@@ -118,7 +118,7 @@ class StatefulFramed(_Stateful):
 
 
 class StatefulHolc(_Stateful):
-    pass
+    """A concrete table for the suite (settings from its base)."""
 
 
 # holcstore's Store and TimeseriesStore (test_legacy_stores.py).
