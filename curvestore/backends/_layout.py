@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import struct
-import zlib
 from typing import Any
 from urllib.parse import quote, unquote
 
 from curvestore.core.config import KeySchema
-from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey, checksum
 from curvestore.errors import IntegrityError, InvalidKeyError
 
 __all__ = [
@@ -25,6 +24,8 @@ __all__ = [
     "decode_header",
     "decode_object",
     "encode_object",
+    "frame",
+    "header_crc",
     "parse_component",
     "series_parts",
 ]
@@ -69,10 +70,19 @@ def chunk_name(chunk: int) -> str:
     return f"{chunk}{CHUNK_SUFFIX}"
 
 
+def _header(key: SeriesKey, meta: ChunkMeta) -> bytes:
+    return json.dumps({"key": list(key), **meta.to_dict()}, separators=(",", ":")).encode()
+
+
+def header_crc(key: SeriesKey, meta: ChunkMeta) -> int:
+    """The CRC-32 of the header a chunk object of ``key`` with ``meta`` has (the encoding is
+    deterministic), for checking a chunk against an index without parsing its header."""
+    return checksum(_header(key, meta))
+
+
 def encode_object(record: ChunkRecord) -> bytes:
-    header = json.dumps({"key": list(record.key), **record.meta.to_dict()},
-                        separators=(",", ":")).encode()
-    return _PREFIX.pack(MAGIC, len(header), zlib.crc32(header)) + header + record.payload
+    header = _header(record.key, record.meta)
+    return _PREFIX.pack(MAGIC, len(header), checksum(header)) + header + record.payload
 
 
 def header_length(prefix: bytes, where: str) -> int:
@@ -84,11 +94,26 @@ def header_length(prefix: bytes, where: str) -> int:
     return int(length)
 
 
+def frame(data: bytes, start: int, end: int, where: str) -> tuple[int, int, int]:
+    """Locate the chunk object ``data[start:end]`` without parsing its header:
+    ``(header CRC-32 as stored, header offset, payload offset)``. Checks the magic, that the
+    header lies within the object and that it matches its stored CRC-32."""
+    if end - start < PREFIX_SIZE:
+        raise IntegrityError(f"{where}: truncated chunk object")
+    magic, length, crc = _PREFIX.unpack_from(data, start)
+    header = start + PREFIX_SIZE
+    if magic != MAGIC:
+        raise IntegrityError(f"{where}: not a curvestore chunk object")
+    if header + length > end or checksum(memoryview(data)[header:header + length]) != crc:
+        raise IntegrityError(f"{where}: chunk header fails its checksum")
+    return int(crc), header, header + int(length)
+
+
 def decode_header(data: bytes, where: str) -> tuple[SeriesKey, ChunkMeta]:
     length = header_length(data, where)
     _magic, _length, crc = _PREFIX.unpack_from(data)
     header = data[PREFIX_SIZE:PREFIX_SIZE + length]
-    if len(header) != length or zlib.crc32(header) != crc:
+    if len(header) != length or checksum(header) != crc:
         raise IntegrityError(f"{where}: chunk header fails its checksum")
     fields = json.loads(header)
     return tuple(fields.pop("key")), ChunkMeta.from_dict(fields)

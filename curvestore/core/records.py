@@ -7,7 +7,6 @@ series, encoded by a codec. Offsets and lengths count grid points from the perio
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,9 +23,15 @@ SeriesKey = tuple[Any, ...]
 """Key values in the order the store declares its key attributes (``int`` or ``str``)."""
 
 
-def checksum(payload: bytes) -> int:
-    """CRC-32 of a payload, as stored in :attr:`ChunkMeta.checksum`."""
-    return zlib.crc32(payload)
+try:  # ISA-L computes the same CRC-32 as zlib, about 20x faster on payload-sized buffers
+    from isal.isal_zlib import crc32 as _crc32
+except ImportError:  # pragma: no cover - platforms without isal wheels
+    from zlib import crc32 as _crc32
+
+
+def checksum(payload: bytes | memoryview) -> int:
+    """CRC-32 (zlib's polynomial) of a payload, as stored in :attr:`ChunkMeta.checksum`."""
+    return _crc32(payload)
 
 
 @dataclass(frozen=True, slots=True)

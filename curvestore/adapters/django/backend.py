@@ -47,7 +47,14 @@ from curvestore.core import chunks as _chunks
 from curvestore.core.config import StoreConfig
 from curvestore.core.cursor import decode_cursor, encode_cursor
 from curvestore.core.grid import get_grid
-from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.records import (
+    Change,
+    ChangePage,
+    ChunkMeta,
+    ChunkRecord,
+    SeriesKey,
+    checksum,
+)
 from curvestore.core.url import StoreURL
 from curvestore.errors import (
     ConfigMismatchError,
@@ -404,7 +411,7 @@ class DjangoModelBackend(Backend):
         payload = np.ascontiguousarray(values[first:last], dtype="<f8").tobytes()
         meta = ChunkMeta(chunk=chunk, start=offset + first, length=last - first,
                          count=int(valid.sum()), codec="none", dtype="float64",
-                         checksum=compat.crc(payload), size=len(payload),
+                         checksum=checksum(payload), size=len(payload),
                          version=version or 0, updated_at=updated)
         return ChunkRecord(key, meta, payload)
 

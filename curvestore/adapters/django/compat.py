@@ -16,7 +16,6 @@ Two formats share the column and are told apart by their first bytes, so a table
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +93,3 @@ def unpack_frame(data: bytes) -> Framed:
     start, length, count, crc = _HEAD.unpack_from(data, 5 + n)
     return Framed(codec, start, length, count, crc, data[head_end:])
 
-
-def crc(payload: bytes) -> int:
-    return zlib.crc32(payload)

@@ -129,15 +129,15 @@ class ShardReader:
                 return cached
         where = self.client.where(object_key)
         whole = not index_only
-        got = self.client.get(object_key, suffix=None if whole else TAIL_GUESS)
+        got = self.client.read_checked(object_key, suffix=None if whole else TAIL_GUESS)
         if got is None:
             return None
-        data, etag, _meta = got
+        data, etag = got
         if not whole and index_length(data, where) > len(data):
-            got = self.client.get(object_key)  # an index larger than the guess: rare
+            got = self.client.read_checked(object_key)  # an index larger than the guess
             if got is None:
                 return None
-            data, etag, _meta = got
+            data, etag = got
             whole = True
         shard = decode_shard(data, key=key, number=number, etag=etag, where=where, whole=whole)
         for chunk in shard.entries:
@@ -159,8 +159,8 @@ class ShardReader:
             start = min(e.offset for e in wanted)
             end = max(e.offset + e.length for e in wanted)
             try:
-                got = self.client.get(object_key, byte_range=(start, end - 1),
-                                      if_match=cached.etag)
+                got = self.client.read_checked(object_key, byte_range=(start, end - 1),
+                                               if_match=cached.etag)
             except ConflictError:  # the shard changed since its index was cached
                 got = None
             if got is not None and len(got[0]) == end - start:

@@ -8,9 +8,12 @@ Each chunk is stored exactly as the shared layout encodes a chunk object
 (:func:`curvestore.backends._layout.encode_object`: magic, header length, header CRC-32, header
 JSON naming the series and the chunk's meta, payload), tombstones included (empty payload).
 The index lists, for every chunk of the shard, its byte span in the object, the id of the
-transaction that last wrote it (for the recovery of interrupted commits) and its full
+transaction that last wrote it (for the recovery of interrupted commits), the CRC-32 of the
+header the chunk must have (its encoding is deterministic) and its full
 :class:`~curvestore.core.records.ChunkMeta`, so the metas of a shard are known from its tail
-alone. The trailer is ``<index length u32><index CRC-32 u32>CVS1``.
+alone, and a chunk read through the index is checked by comparing CRCs instead of parsing
+its header again (indexes written before the header CRC was recorded are read by parsing
+the header). The trailer is ``<index length u32><index CRC-32 u32>CVS1``.
 
 Shard ``n`` of a series holds chunks ``n * size`` to ``(n + 1) * size - 1`` (floor division,
 so with monthly chunks and ``size=12`` a shard is a calendar year).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 from curvestore.backends import _layout as layout
@@ -37,7 +41,8 @@ TRAILER_SIZE = _TRAILER.size
 #: Bytes read from a shard's end when only its index is needed (a 36-chunk index is ~5 KB).
 TAIL_GUESS = 16384
 _META_FIELDS = tuple(ChunkMeta.__slots__)  # type: ignore[attr-defined]
-_SPAN_FIELDS = ("@offset", "@bytes", "@txid")  # named apart from ChunkMeta's own fields
+_SPAN_FIELDS = ("@offset", "@bytes", "@txid", "@hcrc")  # apart from ChunkMeta's own fields
+_FIELDS = [*_SPAN_FIELDS, *_META_FIELDS]
 _INDEX_VERSION = 1
 #: Points per shard the default size aims at: 2**17 float64 are 1 MiB before compression,
 #: large enough for request overhead to stop dominating, small enough to rewrite on an update.
@@ -57,12 +62,15 @@ def default_shard_size(chunking: str, freq_ns: int) -> int:
 
 
 class Entry:
-    """One chunk of a shard: its meta, where its object lies, the txid that wrote it."""
+    """One chunk of a shard: its meta, where its object lies, the txid that wrote it and the
+    CRC-32 of its header (None in indexes that predate it)."""
 
-    __slots__ = ("length", "meta", "offset", "txid")
+    __slots__ = ("header_crc", "length", "meta", "offset", "txid")
 
-    def __init__(self, meta: ChunkMeta, offset: int, length: int, txid: str) -> None:
+    def __init__(self, meta: ChunkMeta, offset: int, length: int, txid: str,
+                 header_crc: int | None) -> None:
         self.meta, self.offset, self.length, self.txid = meta, offset, length, txid
+        self.header_crc = header_crc
 
 
 class Shard:
@@ -93,14 +101,28 @@ class Shard:
 
     def record(self, chunk: int) -> ChunkRecord:
         """The chunk, with its framing checked (magic, header CRC-32, payload length) and
-        its header checked against the index (series, meta)."""
+        its header checked against the index (by CRC, or by parsing it in older shards)."""
         where = f"{self.where} chunk {chunk}"
-        record = layout.decode_object(self.raw(chunk), where)
-        if tuple(record.key) != tuple(self.key):
-            raise IntegrityError(f"{where}: holds series {record.key}, not {self.key}")
-        if record.meta != self.entries[chunk].meta:
-            raise IntegrityError(f"{where}: chunk header and shard index disagree")
-        return record
+        entry = self.entries[chunk]
+        if entry.header_crc is None:
+            record = layout.decode_object(self.raw(chunk), where)
+            if tuple(record.key) != tuple(self.key):
+                raise IntegrityError(f"{where}: holds series {record.key}, not {self.key}")
+            if record.meta != entry.meta:
+                raise IntegrityError(f"{where}: chunk header and shard index disagree")
+            return record
+        start = entry.offset - self.base
+        end = start + entry.length
+        if self.data is None or start < 0 or end > len(self.data):
+            raise ValueError(f"{self.where}: chunk {chunk} was not read")
+        crc, _header, payload = layout.frame(self.data, start, end, where)
+        if crc != entry.header_crc:
+            raise IntegrityError(f"{where}: chunk header and shard index disagree (the "
+                                 "object holds another series' or another version's chunk)")
+        if end - payload != entry.meta.size:
+            raise IntegrityError(f"{where}: payload is {end - payload} bytes, the index says "
+                                 f"{entry.meta.size}")
+        return ChunkRecord(self.key, entry.meta, self.data[payload:end])
 
     def records(self, lo: int | None, hi: int | None, live_only: bool = True
                 ) -> list[ChunkRecord]:
@@ -124,11 +146,13 @@ def encode_shard(key: SeriesKey, number: int, parts: list[tuple[ChunkMeta, bytes
     offset = 0
     for meta, blob, txid in sorted(parts, key=lambda p: p[0].chunk):
         pieces.append(blob)
-        rows.append([offset, len(blob), txid, *(getattr(meta, f) for f in _META_FIELDS)])
-        entries[meta.chunk] = Entry(meta, offset, len(blob), txid)
+        header_crc = layout.header_crc(key, meta)  # what the chunk's header must be
+        rows.append([offset, len(blob), txid, header_crc,
+                     *(getattr(meta, f) for f in _META_FIELDS)])
+        entries[meta.chunk] = Entry(meta, offset, len(blob), txid, header_crc)
         offset += len(blob)
     index = json.dumps({"v": _INDEX_VERSION, "key": list(key), "shard": number,
-                        "fields": [*_SPAN_FIELDS, *_META_FIELDS], "chunks": rows},
+                        "fields": _FIELDS, "chunks": rows},
                        separators=(",", ":")).encode()
     pieces.append(index)
     pieces.append(_TRAILER.pack(len(index), zlib.crc32(index), SHARD_MAGIC))
@@ -173,14 +197,30 @@ def decode_shard(tail: bytes, *, key: SeriesKey, number: int, etag: str, where: 
     data_end = len(tail) - need if whole else None
     entries: dict[int, Entry] = {}
     try:
-        for row in rows:
-            values = dict(zip(fields, row, strict=True))
-            meta = ChunkMeta.from_dict(values)
-            offset, size = int(values["@offset"]), int(values["@bytes"])
+        for meta, offset, size, txid, header_crc in _index_rows(fields, rows):
             if offset < 0 or size < layout.PREFIX_SIZE or (
                     data_end is not None and offset + size > data_end):
                 raise IntegrityError(f"{where}: chunk {meta.chunk} lies outside the shard")
-            entries[meta.chunk] = Entry(meta, offset, size, str(values["@txid"]))
+            entries[meta.chunk] = Entry(meta, offset, size, txid, header_crc)
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"{where}: unreadable shard index") from exc
     return Shard(key, number, entries, etag, where, tail if whole else None)
+
+
+def _index_rows(fields: list[str], rows: list[list[Any]]
+                ) -> Iterator[tuple[ChunkMeta, int, int, str, int | None]]:
+    """``(meta, offset, bytes, txid, header CRC or None)`` per index row: positionally when
+    the index has this version's fields (the common case: no dict per row), else by name."""
+    if fields == _FIELDS:
+        width = len(_FIELDS)
+        for row in rows:
+            if len(row) != width:
+                raise ValueError("index row of the wrong width")
+            yield (ChunkMeta(*row[len(_SPAN_FIELDS):]), int(row[0]), int(row[1]), str(row[2]),
+                   int(row[3]))
+        return
+    for row in rows:
+        values = dict(zip(fields, row, strict=True))
+        header_crc = values.get("@hcrc")
+        yield (ChunkMeta.from_dict(values), int(values["@offset"]), int(values["@bytes"]),
+               str(values["@txid"]), None if header_crc is None else int(header_crc))
