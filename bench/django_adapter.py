@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.output).write_text(render(json.loads(Path(args.render_only).read_text())))
         print(f"wrote {args.output}")
         if Path(args.output) == OUTPUT:
-            fold_into_results_md()
+            base.fold_into_results_md("django")
         return 0
     ensure_venv()
     base._import_common()
@@ -321,31 +321,9 @@ def bench(args: argparse.Namespace, pg_url: str, started_here: bool) -> int:
     Path(args.output).write_text(render(results))
     print(f"wrote {args.output} and {RESULTS_JSON}")
     if Path(args.output) == OUTPUT:
-        fold_into_results_md()
+        base.fold_into_results_md("django")
     return 0
 
-
-FOLD_TITLE = "Django adapter vs holcstore on PostgreSQL (`python bench/django_adapter.py`)"
-
-
-def fold_into_results_md() -> None:
-    """Refresh this benchmark's section of bench/RESULTS.md as bench/run.py folds it (same
-    heading and heading shifts), leaving the rest of the file as its last run wrote it."""
-    main = BENCH / "RESULTS.md"
-    if not main.exists() or not OUTPUT.exists():
-        return
-    body = OUTPUT.read_text().split("\n", 1)[1]
-    body = body.replace("\n#### ", "\n##### ").replace("\n### ", "\n#### ")
-    section = f"## {FOLD_TITLE}\n\n" + body.replace("\n## ", "\n### ").strip() + "\n"
-    text = main.read_text()
-    start = text.find(f"\n## {FOLD_TITLE}\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        after = text.find("\n## ", start + 1)
-        text = text[:start + 1] + section + ("" if after < 0 else "\n" + text[after + 1:])
-    main.write_text(text)
-    print(f"refreshed its section of {main}")
 
 
 # -- report -----------------------------------------------------------------------------------

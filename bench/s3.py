@@ -50,6 +50,7 @@ sys.modules["bench_run"] = R
 _spec.loader.exec_module(R)
 
 WORK = BENCH / ".work" / "s3"
+OUTPUT = BENCH / "RESULTS-s3.md"
 EXTRAS = ["moto[s3,server]>=5", "boto3>=1.28", "pcodec>=0.3", "psycopg[binary]>=3.1"]
 ACCESS, SECRET = "testing-key-id", "testing-secret-key"
 STATS_PATH = "/__bench__/stats"
@@ -373,7 +374,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="extra options for curvestore's s3:// URLs, e.g. 'shard=12'")
     ap.add_argument("--no-archive", action="store_true")
     ap.add_argument("--no-postgres", action="store_true", help="archive from file:// only")
-    ap.add_argument("--output", default=str(BENCH / "RESULTS-s3.md"), help="'-' for stdout")
+    ap.add_argument("--output", default=str(OUTPUT), help="'-' for stdout")
     ap.add_argument("--skip-install", action="store_true")
     ap.add_argument("--render-only", metavar="RESULTS_JSON",
                     help="only re-render a results JSON file into --output")
@@ -389,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         Path(args.output).write_text(render(json.loads(Path(args.render_only).read_text())))
         print(f"wrote {args.output}")
+        if Path(args.output).resolve() == OUTPUT:
+            R.fold_into_results_md("s3")
         return 0
     ensure_env(args.skip_install)
     R._import_common()
@@ -465,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         Path(args.output).write_text(text)
         print(f"wrote {args.output} and {WORK / 'results-s3.json'}")
+        if Path(args.output).resolve() == OUTPUT:
+            R.fold_into_results_md("s3")
     return 0
 
 
@@ -583,95 +588,74 @@ def render(results: dict[str, Any]) -> str:
 
 
 ANALYSIS = """\
-**Conditions.** The runs shared the 2-vCPU VM with other jobs (load averages per data set are
-given above, 1.7-3.5): moto, both clients and PostgreSQL competed for the same two CPUs, so
-absolute times are inflated and noisy. Each system ran the workload 3 times, interleaved; the
-tables show medians. The ratios follow request counts (which do not depend on load) and, for
-the random data set, bytes moved.
+**Conditions.** The machine was quieter than in earlier runs (load averages above, 1.1-1.5),
+but moto, both clients and PostgreSQL still shared the two CPUs. Each system ran the workload
+3 times, interleaved; the tables show medians. All six targets pass. Per repeat, read_many
+was 2.50x, 2.71x and 2.43x of ArcticDB's throughput on random data and 3.35x, 3.19x and 2.84x
+on load curves; an earlier run today (11:02 UTC, `--no-archive`) gave 3.02x / 3.22x and
+the 1-month read 0.44x / 0.42x there.
 
-**Before / after.** The previous layout (one object per month chunk; run of 2026-11-29 07:14
-UTC, same machine, load 4-6.5) gave write_many 0.32x (random) / 0.23x (load) of ArcticDB's
-throughput, read_many 0.10x / 0.09x, 1-month read median 0.52x / 0.43x, with 1,857 / 1,851
-requests for write_many / read_many against ArcticDB's 500 / 152. The S3 backend now stores
-**shards**: the chunks of one series for `shard` consecutive chunk periods in one object (each
-chunk in the shared CVC1 encoding with its own checksums, then an index with its own CRC-32;
-see `curvestore/backends/s3/__init__.py`). The default aims at about 2^17 points per object,
-which for 15-min month chunks is 36 chunks = 3 calendar years (shard n covers chunks 36n to
-36n+35, so 2022-2024 is one shard): this workload's series are ONE object each (~840 KB
-random, ~280 KB load curves). Request counts per call, from the server:
+**Layout and requests.** The S3 backend stores **shards**: the chunks of one series for
+`shard` consecutive chunk periods in one object (each chunk in the shared CVC1 encoding, then
+an index with its own CRC-32; see `curvestore/backends/s3/__init__.py`). The default aims at
+about 2^17 points per object, 36 month chunks (3 calendar years) for 15-min data, so this
+workload's series are ONE object each (~840 KB random, ~280 KB load curves). Requests per
+call, from the server: write_many 55 (one LIST for the insert check, one recovery LIST, 50
+shard PUTs with `If-None-Match`, marker PUT, log PUT, marker DELETE) against ArcticDB's 500;
+read_many 51 (one flat LIST of `series/`, 50 GETs on the 16-thread pool) against 152; a
+1-month read 1 (a ranged GET of the month's bytes, conditional on the shard's ETag, as this
+process knows the shard's index); a 1-week update 5 against ~9.9, at the price of rewriting
+the whole shard. (The first layout, one object per chunk, made 1,857 / 1,851 requests for
+write_many / read_many and reached 0.32x / 0.10x of ArcticDB.)
 
-- write_many: 55 (one LIST of the key range for the insert check, one recovery LIST of
-  `pending/`, 50 shard PUTs with `If-None-Match`, marker PUT, log PUT, marker DELETE) against
-  ArcticDB's 500 and the old layout's 1,857;
-- read_many: 51 (ONE flat LIST of `series/`, 50 GETs on the 16-thread pool) against 152 and
-  1,851 (the old layout also walked one LIST per site: 50 sequential LISTs);
-- 1-month read: 1 ranged GET of the month's bytes (~24 KB random), conditional (`If-Match`) on
-  the shard's ETag, because this process knows the shard's index (it wrote the shard, and
-  read_many reads every shard). A process that does not know the index reads the whole shard
-  once (one GET, up to ~840 KB here); its next reads of that shard are ranged;
-- 1-week update: 5 (GET of the whole shard, marker PUT, shard PUT with `If-Match`, log PUT,
-  marker DELETE) against ArcticDB's ~9.9. The price of shards is write amplification: a week's
-  update rewrites its whole shard (~840 KB random, ~280 KB load) where the old layout rewrote
-  one month.
+**What moved read_many from ~1.8-2.2x to ~3x: client CPU, not requests.** In the 09:17 run
+read_many took 0.45-0.63 s against ArcticDB's 0.71-1.16 s, with the same 51 requests as now.
+Measuring CPU per process showed why: curvestore's read_many used 0.22-0.37 s of client CPU
+while moto spent only 0.15-0.24 s serving it, so the wall time followed the client (one
+GIL-bound core), whereas ArcticDB is bound by moto (0.41-0.75 s of server CPU per read_batch,
+its C++ client threads idle most of the time). The client work was cut in five places:
 
-Listings and GET responses no longer go through botocore's dateutil parsing of timestamps
-(~1 ms per listed object in the old profile): they are kept as text and the backend parses the
-one it needs (the age of pending markers).
+- botocore checked a CRC-32 of every GET body (`StreamingChecksumBody`: its PUTs store a
+  checksum, which the service then returns): redundant with the shards' own CRC-32s, so shard
+  GETs no longer ask for it (`response_checksum_validation="when_required"`; other objects
+  still ask with `ChecksumMode=ENABLED`);
+- the payload CRC-32 is computed with ISA-L (`isal`): 81 GB/s against zlib's 4.3 GB/s on this
+  CPU (850 KB buffers);
+- the shard index records each chunk's expected header CRC-32, so a chunk is checked by
+  comparing CRCs instead of parsing its JSON header again, and its payload is sliced once
+  instead of twice; index rows are read positionally;
+- shard GETs are presigned (SigV4) and sent on botocore's own HTTP session, skipping the
+  per-call pipeline: 50 sequential 850 KB GETs cost 0.082 s of client CPU against 0.119 s
+  through `get_object`; interleaved in one process (12 repeats each), read_many took 0.319 s
+  (median) against 0.343 s without it.
 
-**Verdicts, and their noise.** In this run write_many passes (3.68x / 3.18x), the 1-month read
-passes (0.48x / 0.42x), read_many passes on load curves (2.19x) and misses on random data
-(1.81x). An identical full run just before (`--skip-install --repeat 3`, 09:11-09:16 UTC,
-load 2.2-3.8) passed all six: write_many 3.13x / 3.94x, read_many 2.76x / 2.23x, 1-month read
-0.43x / 0.43x. read_many seconds per repeat:
+Decoding 50 such shards from memory (index, chunk checks, CRC-32, LZ4, assembly) went from
+106-130 ms to 89 ms. The remaining client CPU is mostly per request (HTTP through urllib3 and
+http.client: moto closes the connection after every response, so each GET also connects)
+and memory traffic (each point is copied by the payload slice, by LZ4 and into the result).
+Fetching alone, without decoding, takes 0.16-0.25 s here, moto being busy for most of it:
+moto's dispatcher resolves the backend under a global lock on every request (with `isdir`
+calls), so its requests are largely serialised whatever the client does.
 
-| run | data set | ArcticDB read_batch | curvestore read_many |
-| --- | --- | --- | --- |
-| 09:11 | random | 0.989, 0.767, 1.111 | 0.436, 0.359, 0.279 |
-| 09:11 | load | 1.138, 1.082, 0.942 | 0.485, 0.553, 0.486 |
-| 09:17 (tables above) | random | 0.930, 0.888, 1.023 | 0.507, 0.513, 0.550 |
-| 09:17 (tables above) | load | 0.712, 1.161, 1.029 | 0.470, 0.449, 0.626 |
+**Shard alignment.** With the workload shifted to 2021-07-01..2024-07-01 (`--start 2021-07-01
+--no-archive --repeat 2`, 11:13 UTC) every series spans two shards (2019-2021 and 2022-2024),
+101 requests: read_many 1.83x / 1.93x (1.21x / 1.25x before the changes above), write_many
+2.86x / 2.89x, 1-month read 0.40x / 0.42x. Larger default shards would make straddling rarer
+at the cost of more write amplification per update; 2^17 points (1 MiB of float64) per object
+was kept as the balance. On real S3 (~20-50 ms per request, served in parallel) the pool hides
+most of the per-request latency, and request counts mostly set the bill.
 
-On random data read_many moves 42 MB in 51 requests against ArcticDB's 84 MB in 152, and on
-this moto a request's cost grows with its size: 50 concurrent GETs took 0.15 s for 10 KB
-objects, 0.29 s for 840 KB and 0.46 s for 2.5 MB (measured separately on the same server
-setup, load ~3). A cost model fitted to that (~3 ms per request + ~3.3 ms per MB) puts the
-best case near 2.5x for random data, so the 2x target sits within this machine's noise there;
-the client also decodes 1,800 chunks (payload CRC-32, LZ4, assembly: ~0.1 s on memory://) in
-the consuming thread while the pool fetches the next shards.
+**Archival** costs per series: a LIST of the target series (for idempotence), the commit
+(marker PUT, a GET of the shard the commit had not read, here absent, one shard PUT, log PUT,
+marker DELETE) and a LIST + GET to verify the read-back: 150 PUTs / 100 GETs / 101 LISTs / 50
+DELETEs for 1,800 chunks. 1,800 chunks take 4-6 s (290-420 chunks/s) from file:// or
+PostgreSQL; the re-run (a no-op) takes 1.1-1.6 s. pcodec archives of load curves are ~5.8x
+smaller than LZ4 (2.3 MB vs 13.5 MB).
 
-**What the pass depends on: shard alignment.** Two extra runs (one repeat each, not in the
-tables above):
-
-- the same workload shifted to 2021-07-01..2024-07-01 (`--start 2021-07-01 --no-archive`,
-  09:17 UTC, load ~2.5): each series then spans the shards 2019-2021 and 2022-2024, 2 objects
-  per series: write_many 2.26x / 2.44x (pass), 1-month read 0.44x / 0.43x (pass), read_many
-  **1.21x / 1.25x (MISS)** with 101 requests against ArcticDB's 152;
-- `--s3-options shard=12` (one calendar year per object; 09:07 UTC, before ranged month reads
-  existed, load ~3.5-4): write_many 1.35x / 2.07x (pass), read_many **1.04x / 1.21x (MISS)**
-  with 151 requests, 1-month read 0.45x / 0.50x (pass; whole-shard GETs).
-
-So read_many reaches 2x on moto only when a series' span fits in its shards: a 3-year window
-straddling a 3-year shard boundary costs 2 GETs per series. Larger default shards would make
-straddling rarer at the cost of more write amplification per update (a 10-year shard of 15-min
-float64 is 2.3 MB before compression); 2^17 points (1 MiB of float64) per object was kept as
-the balance. On real S3 (requests in parallel, no server-side write serialisation, ~20-50 ms
-per request) the pool hides much of the per-request latency, and request counts mostly set the
-bill.
-
-**Archival** now costs per series: a LIST of the target series (its existing chunks, for
-idempotence), the commit (marker PUT, a GET of the shard the commit had not read, here absent,
-one shard PUT, log PUT, marker DELETE) and a LIST + GET to verify the read-back: 150 PUTs /
-100 GETs / 101 LISTs / 50 DELETEs for 1,800 chunks, against ~77 target requests per series
-before (36 chunk PUTs and 36 verification GETs among them). 1,800 chunks take 4-8 s (230-450
-chunks/s) from file:// or PostgreSQL, against 34-47 s (38-53 chunks/s) in the old layout's
-run; the re-run (a no-op) takes 1-2 s. pcodec archives of load curves are ~5.8x smaller than
-LZ4 (2.3 MB vs 13.5 MB); re-encoding and decoding to verify costs CPU on the 2 loaded cores.
-
-**Left open.** Not measured on real S3 or MinIO. A small read by a process that does not know
-the shard's index reads the whole shard (a conditional ranged GET needs the cached index, and
-reading the index first would add a round trip). `write_many(mode="update")` reads its series'
-shards one series after the other (the core reads inside the transaction series by series).
-A listing of many series is held in memory (one tuple per shard object) to sort the keys.
+**Left open.** Not measured on real S3 or MinIO. A full read of one series (`read(key)`, no
+window) is a LIST of the series then its GETs, 0.87x of ArcticDB's time (no target). A small
+read by a process that does not know the shard's index reads the whole shard once.
+`write_many(mode="update")` reads its series' shards one series after the other.
 """
 
 
