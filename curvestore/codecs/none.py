@@ -13,12 +13,15 @@ elements on decode, or :class:`~curvestore.errors.IntegrityError`.
 from __future__ import annotations
 
 import functools
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 
 from curvestore.codecs.base import Codec
 from curvestore.errors import IntegrityError, InvalidDataError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 __all__ = [
     "SUPPORTED_DTYPES",
@@ -104,7 +107,8 @@ def from_le_bytes(
         one the codec supports.
     """
     dtype, expected = expected_nbytes(dtype, length, codec_id, supported)
-    nbytes = memoryview(buf).nbytes
+    # numpy's stubs give ndarray the buffer protocol only from Python 3.12 on; it has it on 3.11.
+    nbytes = memoryview(cast("Buffer", buf)).nbytes
     if nbytes != expected:
         raise IntegrityError(
             f"codec {codec_id!r}: payload holds {nbytes} bytes, expected {length} x {dtype}"

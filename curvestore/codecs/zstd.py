@@ -120,9 +120,9 @@ class ZstdCodec(Codec):
             raise IntegrityError(f"codec {self.codec_id!r}: cannot decompress: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise IntegrityError(f"codec {self.codec_id!r}: cannot decompress: {exc}") from exc
-        if self._shuffle:
-            data = unshuffle(data, dtype.itemsize, length)
-        return from_le_bytes(data, dtype, length, self.codec_id, self.supported_dtypes)
+        le_bytes: bytes | np.ndarray = (
+            unshuffle(data, dtype.itemsize, length) if self._shuffle else data)
+        return from_le_bytes(le_bytes, dtype, length, self.codec_id, self.supported_dtypes)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(codec_id={self.codec_id!r}, level={self.level})"

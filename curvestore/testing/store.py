@@ -23,7 +23,7 @@ The tests compare every read with what pandas computes from the written data, bi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -134,6 +134,16 @@ def _month(text: str) -> pd.Timestamp:
     return pd.Timestamp(text, tz=TZ)
 
 
+def _read(store: curvestore.Store, series_key: Mapping[str, Any], start: Any = None,
+          end: Any = None, drop_bounds_na: bool = True) -> pd.Series:
+    """``store.read`` where the written data must be found: None fails the test, naming the read."""
+    got = store.read(series_key, start, end, drop_bounds_na=drop_bounds_na)
+    assert got is not None, (
+        f"read of {dict(series_key)} on [{start!r}, {end!r}] (drop_bounds_na={drop_bounds_na}) "
+        "returned None, expected the written data")
+    return got
+
+
 class StoreFixtures:
     """Fixtures shared by the suites. A backend's test class defines ``backend_url_factory``
     (a callable giving a URL to a new, empty location on each call); ``backend_url``,
@@ -226,7 +236,7 @@ class StoreSemantics(StoreFixtures):
         s.iloc[6] = 5e-324
         s.iloc[7] = 1.7976931348623157e308
         assert store.write(key(), s) == 3
-        got = store.read(key())
+        got = _read(store, key())
         assert_series_exact(got, dense(s))
         assert got.index.tz is not None and str(got.index.tz) == TZ
         assert np.signbit(got.iloc[5]) and got.iloc[5] == 0.0
@@ -234,7 +244,7 @@ class StoreSemantics(StoreFixtures):
     def test_round_trip_input_in_another_tz(self, store: curvestore.Store) -> None:
         s = curve("2024-01-31 20:00", periods=40, tz="UTC", seed=2)
         store.write(key(), s)
-        got = store.read(key())
+        got = _read(store, key())
         assert_series_exact(got, dense(s))
         assert got.index[0] == pd.Timestamp("2024-01-31 21:00", tz=TZ)
 
@@ -247,13 +257,14 @@ class StoreSemantics(StoreFixtures):
         assert_series_exact(store.read(key(n=1)), dense(march))
         assert_series_exact(store.read(key(n=2)), dense(october))
         # naive bounds on either side of the missing hour: 01:45 CET is followed by 03:00 CEST
-        got = store.read(key(n=1), "2024-03-31 01:45", "2024-03-31 03:00")
+        got = _read(store, key(n=1), "2024-03-31 01:45", "2024-03-31 03:00")
         assert list(got.index) == [pd.Timestamp("2024-03-31 01:45+01:00"),
                                    pd.Timestamp("2024-03-31 03:00+02:00")]
         # a full March holds 4 points fewer than 31 days, a full October 4 more
-        full_march = store.read(key(n=1), "2024-03-01", "2024-03-31 23:45", drop_bounds_na=False)
-        full_october = store.read(key(n=2), "2024-10-01", "2024-10-31 23:45",
-                                  drop_bounds_na=False)
+        full_march = _read(store, key(n=1), "2024-03-01", "2024-03-31 23:45",
+                           drop_bounds_na=False)
+        full_october = _read(store, key(n=2), "2024-10-01", "2024-10-31 23:45",
+                             drop_bounds_na=False)
         assert len(full_march) == 31 * 96 - 4
         assert len(full_october) == 31 * 96 + 4
         assert full_march.index[0] == _month("2024-03-01")
@@ -267,8 +278,8 @@ class StoreSemantics(StoreFixtures):
         index = pd.date_range("2024-01-01", periods=4, freq=FREQ, tz=TZ)
         store.write(key(n=1), pd.Series([1, 2, 3, 4], index=index))
         store.write(key(n=2), pd.Series([1.5, None, 3.0, 4.0], index=index, dtype="Float64"))
-        assert store.read(key(n=1)).tolist() == [1.0, 2.0, 3.0, 4.0]
-        got = store.read(key(n=2))
+        assert _read(store, key(n=1)).tolist() == [1.0, 2.0, 3.0, 4.0]
+        got = _read(store, key(n=2))
         assert got.dtype == np.float64 and np.isnan(got.iloc[1]) and got.iloc[3] == 4.0
 
     # -- insert ------------------------------------------------------------------------------
@@ -356,7 +367,7 @@ class StoreSemantics(StoreFixtures):
         store.write(key(), old)
         store.write(key(), new, mode="replace")
         assert_series_exact(store.read(key()), dense(new))
-        assert_series_exact(store.read(key(), drop_bounds_na=False).dropna(), _ns(new))
+        assert_series_exact(_read(store, key(), drop_bounds_na=False).dropna(), _ns(new))
 
     def test_replace_on_missing_series_creates_it(self, store: curvestore.Store) -> None:
         s = curve("2024-06-01", periods=20, seed=22)
@@ -464,9 +475,9 @@ class StoreSemantics(StoreFixtures):
     def test_read_end_is_inclusive(self, store: curvestore.Store) -> None:
         s = curve("2024-01-01", periods=100, seed=28)
         store.write(key(), s)
-        got = store.read(key(), s.index[10], s.index[20])
+        got = _read(store, key(), s.index[10], s.index[20])
         assert len(got) == 11 and got.index[-1] == s.index[20]
-        one = store.read(key(), s.index[10], s.index[10])
+        one = _read(store, key(), s.index[10], s.index[10])
         assert len(one) == 1 and one.iloc[0] == s.iloc[10]
 
     def test_read_empty_or_reversed_window(self, store: curvestore.Store) -> None:
@@ -488,7 +499,7 @@ class StoreSemantics(StoreFixtures):
         january = curve("2024-01-10", periods=50, seed=31)
         march = curve("2024-03-05", periods=20, seed=32)
         store.write(key(), pd.concat([january, march]))
-        got = store.read(key(), drop_bounds_na=False)
+        got = _read(store, key(), drop_bounds_na=False)
         # January + February (between) + March (DST: 4 fewer points) in full
         assert len(got) == 31 * 96 + 29 * 96 + 31 * 96 - 4
         assert got.index[0] == _month("2024-01-01")
@@ -497,7 +508,7 @@ class StoreSemantics(StoreFixtures):
         expected = pd.concat([january, march]).reindex(full)
         assert_series_exact(got, expected)
         # a window inside the padded span is cut exactly; outside it, padding stops at periods
-        window = store.read(key(), "2024-01-02", "2024-05-15", drop_bounds_na=False)
+        window = _read(store, key(), "2024-01-02", "2024-05-15", drop_bounds_na=False)
         assert window.index[0] == _month("2024-01-02")
         assert window.index[-1] == _month("2024-03-31 23:45")
         (_, many), = store.read_many(None, drop_bounds_na=False)
@@ -508,9 +519,9 @@ class StoreSemantics(StoreFixtures):
         written = {}
         order = [("b", "load", 1), ("a", "prod", 10), ("a", "load", 10), ("a", "load", 2),
                  ("c", "load", 2), ("a", "load", 1)]
-        for i, k in enumerate(order):
-            written[k] = curve("2024-01-01", periods=10 + i, seed=100 + i)
-            store.write(dict(zip(KEYS, k, strict=True)), written[k])
+        for i, parts in enumerate(order):
+            written[parts] = curve("2024-01-01", periods=10 + i, seed=100 + i)
+            store.write(dict(zip(KEYS, parts, strict=True)), written[parts])
         stream = store.read_many({"site": "a"})
         assert isinstance(stream, Iterator) and iter(stream) is stream
         assert not isinstance(stream, (list, tuple))
@@ -557,7 +568,9 @@ class StoreSemantics(StoreFixtures):
         mapping: dict[Any, Any] = {
             ("a", "load", n): curve("2024-01-25", periods=1000, seed=n) for n in range(4)}
         index = pd.date_range("2024-01-01", periods=3, freq=FREQ, tz=TZ)
-        bad_key, bad_value = ("b", "load", 9), None
+        # the bad key of some cases is deliberately not (str, str, int)
+        bad_key: tuple[Any, ...] = ("b", "load", 9)
+        bad_value: Any = None
         if bad == "naive":
             bad_value = pd.Series([1.0, 2.0, 3.0], index=index.tz_localize(None))
         elif bad == "strings":
@@ -852,7 +865,8 @@ class StoreSemantics(StoreFixtures):
             assert self.feed(store, filter=where, limit=2) == expected
 
     def test_change_feed_rejects_bad_limit(self, store: curvestore.Store) -> None:
-        for limit in (0, -1, "10"):
+        bad_limits: tuple[Any, ...] = (0, -1, "10")  # "10": a str, deliberately mistyped
+        for limit in bad_limits:
             with pytest.raises(CurvestoreError):
                 store.changes(limit=limit)
 

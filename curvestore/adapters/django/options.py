@@ -8,7 +8,7 @@ periods that do not start on the grid, e.g. ``STORE_FREQ = '7min'``).
 from __future__ import annotations
 
 from hashlib import blake2b
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
@@ -16,6 +16,9 @@ from django.db import models
 from curvestore.core.config import KeySchema, StoreConfig, normalize_freq, normalize_tz
 from curvestore.core.grid import get_grid
 from curvestore.errors import ConfigurationError
+
+if TYPE_CHECKING:  # models imports this module; the import is for the annotations only
+    from curvestore.adapters.django.models import TimeseriesChunkStore
 
 __all__ = ["FROZEN_ATTRS", "RESERVED_FIELDS", "key_schema", "model_config", "table_name",
            "validate_settings"]
@@ -32,7 +35,7 @@ _INT_TYPES = {"IntegerField", "BigIntegerField", "SmallIntegerField", "PositiveI
 _STR_TYPES = {"CharField", "TextField", "SlugField"}
 
 
-def validate_settings(cls: type) -> None:
+def validate_settings(cls: type[TimeseriesChunkStore]) -> None:
     """Raise ValueError for an invalid class setting of chunk-store model ``cls``."""
     name = cls.__name__
     axis = tuple(getattr(cls, "CHUNK_AXIS", ()))
