@@ -27,6 +27,7 @@ Guarantees and how they are met:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import queue
@@ -55,7 +56,7 @@ from curvestore.core.config import KeySchema
 from curvestore.core.cursor import decode_cursor, encode_cursor
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
-from curvestore.errors import ConfigurationError, StoreExistsError, SyncError
+from curvestore.errors import ConfigurationError, ConflictError, StoreExistsError, SyncError
 
 if TYPE_CHECKING:
     import psycopg
@@ -65,6 +66,9 @@ if TYPE_CHECKING:
 __all__ = ["PostgresBackend"]
 
 _MAX_KEY_LOCKS = 256
+#: Commits of at most this many chunks, all of whose rows the transaction read, are sent as
+#: plain statements in one pipeline rather than COPYs (see _write_small).
+_SMALL_COMMIT = 16
 _SCAN_BATCH = 64  # rows (chunks with payload) per server-side cursor fetch
 _META_BATCH = 5000
 _SEQ_MAX = 2**63 - 1
@@ -74,6 +78,13 @@ def _hash(text: str, size: int) -> int:
     """A stable signed hash (``size`` bytes) for advisory lock ids."""
     digest = hashlib.blake2b(text.encode(), digest_size=size).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+@functools.cache
+def _pipelines_supported() -> bool:
+    from psycopg import Pipeline
+
+    return bool(Pipeline.is_supported())  # libpq 14 or later
 
 
 class _PgTransaction(Transaction):
@@ -91,7 +102,8 @@ class _PgTransaction(Transaction):
         self.keys = set(self.order)
         self.staged: dict[tuple[SeriesKey, int], ChunkRecord] = {}
         self.metas: dict[SeriesKey, list[ChunkMeta]] | None = None
-        self.seen: dict[SeriesKey, list[tuple[int, int, set[int]]]] = {}  # ranges read
+        # ranges read: (lo, hi, {chunk: version of its row}); the rows are locked
+        self.seen: dict[SeriesKey, list[tuple[int, int, dict[int, int]]]] = {}
         self.committed = []
         # new chunks are COPYed into the table as soon as they are put (while the core
         # encodes the next series, the server ingests the previous one); the COPY is
@@ -124,7 +136,8 @@ class _PgTransaction(Transaction):
             self._copy.set_types(q.copy_types)
         self._copy.write_row(self.backend.queries.copy_row(record, now))
 
-    def _saw(self, key: SeriesKey, lo: int | None, hi: int | None, chunks: set[int]) -> None:
+    def _saw(self, key: SeriesKey, lo: int | None, hi: int | None,
+             chunks: dict[int, int]) -> None:
         self.seen.setdefault(key, []).append(
             (CHUNK_MIN if lo is None else lo, CHUNK_MAX if hi is None else hi, chunks))
 
@@ -133,6 +146,14 @@ class _PgTransaction(Transaction):
         for lo, hi, chunks in self.seen.get(key, ()):
             if lo <= chunk <= hi:
                 return chunk in chunks
+        return None
+
+    def version(self, key: SeriesKey, chunk: int) -> int | None:
+        """The version of the slot's row as read (it is locked, so current), or None when
+        the row is absent or was not read."""
+        for lo, hi, chunks in self.seen.get(key, ()):
+            if lo <= chunk <= hi:
+                return chunks.get(chunk)
         return None
 
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
@@ -145,13 +166,13 @@ class _PgTransaction(Transaction):
         if self.metas is None:
             self.finish_copy()
             self.metas = {}
-            chunks: dict[SeriesKey, set[int]] = {k: set() for k in self.order}
+            chunks: dict[SeriesKey, dict[int, int]] = {k: {} for k in self.order}
             with self.conn.cursor(binary=True) as cur:
                 cur.execute(q.metas_of_keys, q.key_arrays(self.order))
                 for row in cur:
                     meta = q.meta(row)
                     series = tuple(row[: q.nk])
-                    chunks[series].add(meta.chunk)
+                    chunks[series][meta.chunk] = meta.version
                     if not meta.deleted:
                         self.metas.setdefault(series, []).append(meta)
             for series, found in chunks.items():
@@ -163,7 +184,7 @@ class _PgTransaction(Transaction):
         q = self.backend.queries
         self.finish_copy()
         records = self.backend._read(self.conn, q.read_for_update, key, lo, hi)
-        self._saw(key, lo, hi, {r.chunk for r in records})
+        self._saw(key, lo, hi, {r.chunk: r.meta.version for r in records})
         return [r for r in records if not r.meta.deleted]
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
@@ -497,6 +518,9 @@ class PostgresBackend(Backend):
         slots = sorted(tx.staged)
         nk = q.nk
         known = {slot: True if slot in tx.streamed else tx.exists(*slot) for slot in slots}
+        if not tx.streamed and len(slots) <= _SMALL_COMMIT and None not in known.values() \
+                and _pipelines_supported():
+            return self._write_small(conn, tx, slots, known, now)
         with conn.cursor(binary=True) as cur:
             existing = {slot for slot, found in known.items() if found}
             unknown = [slot for slot, found in known.items() if found is None]
@@ -522,6 +546,43 @@ class PostgresBackend(Backend):
                        ((*c.key, c.chunk, c.version, c.deleted) for c in changes))
         tx.staged.clear()
         tx.streamed.clear()
+        return changes
+
+    def _write_small(self, conn: psycopg.Connection[Any], tx: _PgTransaction,
+                     slots: list[tuple[SeriesKey, int]], known: dict[Any, bool | None],
+                     now: int) -> list[Change]:
+        """A few chunks whose rows the transaction read (locked, versions known): INSERTs,
+        one UPDATE per existing row and the change rows, in ONE pipeline (one round trip)
+        instead of three COPYs and an UPDATE (about six round trips): a 1-week update's
+        commit."""
+        q = self.queries
+        inserts, updates, changes = [], [], []
+        for slot in slots:
+            record = tx.staged[slot]
+            if known[slot]:
+                version = (tx.version(*slot) or 0) + 1
+                updates.append(q.update_params(record, now, version))
+            else:
+                version = 1
+                inserts.append(q.copy_row(record, now))
+            changes.append(Change(slot[0], slot[1], version, record.meta.deleted))
+        with conn.cursor(binary=True) as cur, conn.cursor(binary=True) as rewrite:
+            with conn.pipeline():
+                if inserts:
+                    cur.executemany(q.insert_chunk, inserts)
+                if updates:
+                    rewrite.executemany(q.update_chunk, updates, returning=True)
+                cur.executemany(q.insert_change, [(*c.key, c.chunk, c.version, c.deleted)
+                                                  for c in changes])
+            rewritten = 0
+            while updates:
+                rewritten += len(rewrite.fetchall())
+                if not rewrite.nextset():
+                    break
+        if rewritten != len(updates):  # cannot happen while the rows stay locked
+            raise ConflictError(f"{len(updates) - rewritten} chunk row(s) vanished during "
+                                "the commit; nothing was written")
+        tx.staged.clear()
         return changes
 
     @staticmethod

@@ -99,6 +99,24 @@ class Queries:
         self.copy_changes = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             self.change_table, change_cols)
         self.change_types = [*self.copy_types[:self.nk], "int4", "int8", "bool"]
+        # a small commit's statements, sent in one pipeline instead of COPYs (typed
+        # placeholders: psycopg's binary dumpers then need no guess)
+        def typed(types: list[str]) -> sql.Composable:
+            return sql.SQL(", ").join(sql.SQL("%s::" + t) for t in types)
+
+        columns = [*keys.names, *(n for n, _ in META_COLUMNS), "payload"]
+        self._updated_positions = [columns.index(c) for c in _UPDATED]
+        self.insert_chunk = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            self.table, all_cols, typed(self.copy_types))
+        self.update_chunk = sql.SQL(
+            "UPDATE {table} SET {updates}, version = %s::int8 WHERE {key_match} "
+            "AND chunk_index = %s::int4 RETURNING version").format(
+            table=self.table, key_match=self.key_match,
+            updates=sql.SQL(", ").join(
+                sql.SQL("{} = %s::" + self.copy_types[i]).format(ident(c))
+                for c, i in zip(_UPDATED, self._updated_positions, strict=True)))
+        self.insert_change = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            self.change_table, change_cols, typed(self.change_types))
         self._feed = sql.SQL(
             "SELECT w.xmin::text::bigint, c.* FROM "
             "(SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS w "
@@ -109,7 +127,7 @@ class Queries:
 
         for name in ("read", "read_for_update", "metas_of_keys", "create_stage", "copy_stage",
                      "copy_chunks", "existing", "update_from_stage", "copy_changes", "fetch",
-                     "get_state", "set_state"):
+                     "get_state", "set_state", "insert_chunk", "update_chunk", "insert_change"):
             # rendered once: psycopg then caches their parsing instead of re-composing
             setattr(self, name, getattr(self, name).as_string(None))
 
@@ -154,6 +172,11 @@ class Queries:
         m = record.meta
         return (*record.key, m.chunk, m.start, m.length, m.count, m.codec, m.dtype, m.checksum,
                 m.size, 1, m.updated_at or now, m.deleted, record.payload)
+
+    def update_params(self, record: ChunkRecord, now: int, version: int) -> list[Any]:
+        """Parameters of :attr:`update_chunk` rewriting the slot's row as ``record``."""
+        row = self.copy_row(record, now)
+        return [*(row[i] for i in self._updated_positions), version, *record.key, record.chunk]
 
     def key_arrays(self, keys: list[SeriesKey]) -> list[list[Any]]:
         return [[k[i] for k in keys] for i in range(self.nk)]
