@@ -162,13 +162,16 @@ def assemble(
             if lo < hi:
                 out[lo - first:hi - first] = piece.values[lo - a:hi - a]
     if drop_bounds_na:
-        valid = ~np.isnan(out)
-        if not valid.any():
-            return None
-        head = int(valid.argmax())
-        tail = len(out) - int(valid[::-1].argmax())
-        out = out[head:tail]
-        first += head
+        # only an end that is NaN needs the scan: a chunk's stored span starts and ends on a
+        # valid point, so that happens where a window cuts into a span, seldom otherwise
+        if np.isnan(out[0]) or np.isnan(out[-1]):
+            valid = ~np.isnan(out)
+            if not valid.any():
+                return None
+            head = int(valid.argmax())
+            tail = len(out) - int(valid[::-1].argmax())
+            out = out[head:tail]
+            first += head
     elif np.isnan(out).all():
         return None
     make_index = grid.index if index is None else index
