@@ -69,6 +69,7 @@ _MAX_KEY_LOCKS = 256
 #: Commits of at most this many chunks, all of whose rows the transaction read, are sent as
 #: plain statements in one pipeline rather than COPYs (see _write_small).
 _SMALL_COMMIT = 16
+_COPY_FLUSH_BYTES = 64 * 1024
 _SCAN_BATCH = 64  # rows (chunks with payload) per server-side cursor fetch
 _META_BATCH = 5000
 _SEQ_MAX = 2**63 - 1
@@ -78,6 +79,16 @@ def _hash(text: str, size: int) -> int:
     """A stable signed hash (``size`` bytes) for advisory lock ids."""
     digest = hashlib.blake2b(text.encode(), digest_size=size).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _copy_writer(cursor: psycopg.Cursor[Any]) -> Any:
+    """psycopg's queued COPY writer: a thread sends the rows while the caller encodes the next
+    series (the GIL is released while it waits on the socket), so the client's encoding and
+    the server's ingest overlap. Buffers of 64 KB bound what can be queued to 64 MB (psycopg
+    queues at most 1,024 buffers)."""
+    from psycopg.copy import QueuedLibpqWriter
+
+    return QueuedLibpqWriter(cursor, flush_threshold=_COPY_FLUSH_BYTES)
 
 
 @functools.cache
@@ -131,7 +142,7 @@ class _PgTransaction(Transaction):
         if self._copy is None:
             q = self.backend.queries
             self._cursor = self.conn.cursor(binary=True)
-            self._copy_cm = self._cursor.copy(q.copy_chunks)
+            self._copy_cm = self._cursor.copy(q.copy_chunks, writer=_copy_writer(self._cursor))
             self._copy = self._copy_cm.__enter__()
             self._copy.set_types(q.copy_types)
         self._copy.write_row(self.backend.queries.copy_row(record, now))
@@ -588,7 +599,7 @@ class PostgresBackend(Backend):
     @staticmethod
     def _copy(cur: psycopg.Cursor[Any], statement: Any, types: list[str],
               rows: Iterator[tuple[Any, ...]]) -> None:
-        with cur.copy(statement) as copy:
+        with cur.copy(statement, writer=_copy_writer(cur)) as copy:
             copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
