@@ -1135,7 +1135,7 @@ heap rows (heap 0.08 vs 0.04 B/point) and has smaller indexes (0.05 vs 0.07): 8.
 8.57. Load: curvestore's LZ4 payload is already 2.57 B/point, more than holcstore's whole
 table (2.48), because holcstore's `bytea` is EXTENDED and PostgreSQL pglz-compresses its LZ4
 blobs a further ~10% at the write-speed cost the issue warns against; curvestore's payload is
-EXTERNAL. With `codec=zstd` (a store option) the same command (`--codec zstd`, 11:45 UTC)
+EXTERNAL. With `codec=zstd` (a store option) the same command (`--codec zstd`, 11:43 UTC)
 gives 8.26 vs 8.57 B/point (0.96x) and 1.49 vs 2.48 (0.60x), both passes, but zstd's slower
 encoding and decoding cost the speed targets: write_many 6.97x / 5.38x, full reads 3.28x /
 3.61x, read_many 4.37x / 3.69x, while the 1-month read (0.24x / 0.17x) and update (0.16x /
