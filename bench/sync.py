@@ -370,7 +370,21 @@ def main() -> int:
     else:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}", file=sys.stderr)
+        if Path(args.output).resolve() == BENCH / "RESULTS-sync.md":
+            _fold_into_results_md()
     return 0
+
+
+def _fold_into_results_md() -> None:
+    """Refresh this benchmark's section of bench/RESULTS.md (bench/run.py's fold)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+    assert spec is not None and spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = run
+    spec.loader.exec_module(run)
+    run.fold_into_results_md("sync")
 
 
 if __name__ == "__main__":
