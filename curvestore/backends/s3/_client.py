@@ -37,6 +37,13 @@ _DENIED_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesN
                            "ExpiredToken", "InvalidToken", "AllAccessDisabled"})
 
 
+def _range(byte_range: tuple[int, int] | None, suffix: int | None) -> str | None:
+    """The HTTP Range of a GET: bytes ``byte_range`` (inclusive), or the last ``suffix``."""
+    if byte_range is not None:
+        return f"bytes={byte_range[0]}-{byte_range[1]}"
+    return None if suffix is None else f"bytes=-{suffix}"
+
+
 class S3Error(CurvestoreError):
     """The object service failed a request (after botocore's own retries)."""
 
@@ -215,10 +222,8 @@ class ObjectClient:
             args["ChecksumMode"] = "ENABLED"
         if if_match is not None:
             args["IfMatch"] = if_match
-        if byte_range is not None:
-            args["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
-        elif suffix is not None:
-            args["Range"] = f"bytes=-{suffix}"
+        if (wanted := _range(byte_range, suffix)) is not None:
+            args["Range"] = wanted
         try:
             response = self.s3.get_object(**args)
             data = response["Body"].read()
@@ -248,10 +253,8 @@ class ObjectClient:
         headers: dict[str, str] = {}
         if if_match is not None:
             headers["If-Match"] = if_match
-        if byte_range is not None:
-            headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
-        elif suffix is not None:
-            headers["Range"] = f"bytes=-{suffix}"
+        if (wanted := _range(byte_range, suffix)) is not None:
+            headers["Range"] = wanted
         quick = self._presigned_get(key, headers)
         if quick is not _RETRY:
             return quick  # type: ignore[return-value]
