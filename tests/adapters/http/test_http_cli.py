@@ -107,7 +107,9 @@ def test_sync_killed_at_random_points_resumes(
 
     final = _sync(url, target_url, "--batch", "2")
     assert final.returncode == 0, final.stderr
-    assert final.stdout.startswith("synced ")
+    # a kill may land after the last commit (or the last run may finish before its kill):
+    # then nothing is left to pull, which the content check below proves either way
+    assert final.stdout.startswith(("synced ", "already up to date")), final.stdout
     again = _sync(url, target_url)
     assert again.returncode == 0 and again.stdout.startswith("already up to date"), again.stdout
     with curvestore.open_store(target_url) as target:
