@@ -159,13 +159,13 @@ class _PgTransaction(Transaction):
                 return chunk in chunks
         return None
 
-    def version(self, key: SeriesKey, chunk: int) -> int | None:
-        """The version of the slot's row as read (it is locked, so current), or None when
-        the row is absent or was not read."""
+    def version(self, key: SeriesKey, chunk: int) -> int:
+        """The version of the slot's row as read (it is locked, so current); LookupError
+        when the transaction did not read that row."""
         for lo, hi, chunks in self.seen.get(key, ()):
-            if lo <= chunk <= hi:
-                return chunks.get(chunk)
-        return None
+            if lo <= chunk <= hi and chunk in chunks:
+                return chunks[chunk]
+        raise LookupError(f"chunk {chunk} of {key} was not read in this transaction")
 
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
         """Metas of ``key``; on first call, those of every series of the transaction are
@@ -571,7 +571,7 @@ class PostgresBackend(Backend):
         for slot in slots:
             record = tx.staged[slot]
             if known[slot]:
-                version = (tx.version(*slot) or 0) + 1
+                version = tx.version(*slot) + 1
                 updates.append(q.update_params(record, now, version))
             else:
                 version = 1
