@@ -206,12 +206,7 @@ def _verdicts(systems: dict[str, Any], name: str) -> list[tuple[str, float, bool
     mine = systems[name]["result"]
     for label, path, kind, threshold in TARGETS:
         theirs, ours = base._get(holc, path), base._get(mine, path)
-        if kind == "throughput":
-            ratio = theirs / ours
-            ok = ratio >= threshold
-        else:
-            ratio = ours / theirs
-            ok = ratio <= threshold
+        ratio, ok = base.verdict(kind, ours, theirs, threshold)
         out.append((label, ratio, ok, OPERATION_OF[path[0]]))
     return out
 
@@ -361,11 +356,7 @@ def render(results: dict[str, Any]) -> str:
               "values starting 4 days before a random month boundary (two month chunks).",
               "- ratios are *adapter / holcstore* on the row's own number: below 1 means "
               "faster or smaller than holcstore.", "",
-              "| operation | " + " | ".join(meta["api"]) + " |",
-              "|" + " --- |" * (len(meta["api"]) + 1)]
-    for op in ["write_many", "read_each", "read_many", "read_month", "update_week", "bytes"]:
-        lines.append(f"| {op} | " + " | ".join(f"`{calls.get(op, '')}`" for calls in
-                                               meta["api"].values()) + " |")
+              *base.api_table(meta["api"])]
 
     verdicts: dict[str, dict[str, list]] = {}
     for ds_name, ds in results["datasets"].items():

@@ -863,6 +863,23 @@ TARGETS_PG = [
 ]
 
 
+def api_table(api: dict[str, dict[str, str]]) -> list[str]:
+    """The markdown table of each system's call per operation (``api``: label -> calls)."""
+    lines = ["| operation | " + " | ".join(api) + " |", "|" + " --- |" * (len(api) + 1)]
+    for op in ["write_many", "read_each", "read_many", "read_month", "update_week", "bytes"]:
+        lines.append(f"| {op} | " + " | ".join(f"`{calls.get(op, '')}`"
+                                                for calls in api.values()) + " |")
+    return lines
+
+
+def verdict(kind: str, ours: float, theirs: float, threshold: float) -> tuple[float, bool]:
+    """(ratio, met) of a target: a throughput ratio is peer time / our time (at least
+    ``threshold``), any other ratio is ours / the peer's (at most ``threshold``)."""
+    if kind == "throughput":
+        return theirs / ours, theirs / ours >= threshold
+    return ours / theirs, ours / theirs <= threshold
+
+
 def _get(res: dict[str, Any], path: tuple[str, ...]) -> float:
     value: Any = res
     for p in path:
@@ -902,11 +919,7 @@ def render(results: dict[str, Any]) -> str:
               "written; see the notes below for what each system counts.",
               "- ratios are *system / peer* on the row's own number (time or bytes): below 1 "
               "means faster or smaller than the peer.", "",
-              "| operation | " + " | ".join(meta["api"]) + " |"]
-    lines.append("|" + " --- |" * (len(meta["api"]) + 1))
-    for op in ["write_many", "read_each", "read_many", "read_month", "update_week", "bytes"]:
-        lines.append(f"| {op} | " + " | ".join(f"`{calls.get(op, '')}`" for calls in
-                                               meta["api"].values()) + " |")
+              *api_table(meta["api"])]
 
     for ds_name, ds in results["datasets"].items():
         systems = ds["systems"]
@@ -963,12 +976,7 @@ def render(results: dict[str, Any]) -> str:
                         continue
                     mine = _get(sysres[s]["result"], path)
                     theirs = _get(sysres[peer]["result"], path)
-                    if kind == "throughput":
-                        ratio = theirs / mine
-                        ok = ratio >= threshold
-                    else:
-                        ratio = mine / theirs
-                        ok = ratio <= threshold
+                    ratio, ok = verdict(kind, mine, theirs, threshold)
                     cells.append(f"{ratio:.2f}x **{'pass' if ok else 'MISS'}**")
                 lines.append(f"| {tlabel} | " + " | ".join(cells) + " |")
             lines.append("")

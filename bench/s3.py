@@ -516,11 +516,7 @@ def render(results: dict[str, Any]) -> str:
               "run, each under a fresh prefix; every read is checked bit for bit against the "
               "input. moto is far slower per request than S3 and runs on the same 2 CPUs as "
               "the clients: compare ratios, not absolute times.", "",
-              "| operation | " + " | ".join(meta["api"]) + " |",
-              "|" + " --- |" * (len(meta["api"]) + 1)]
-    for op in ["write_many", "read_each", "read_many", "read_month", "update_week", "bytes"]:
-        lines.append(f"| {op} | " + " | ".join(f"`{c.get(op, '')}`" for c in
-                                               meta["api"].values()) + " |")
+              *R.api_table(meta["api"])]
     verdicts: dict[str, list[str]] = {}
     for ds_name, ds in results["datasets"].items():
         sy = ds["systems"]
@@ -542,8 +538,7 @@ def render(results: dict[str, Any]) -> str:
                   "| target | ratio | verdict |", "| --- | ---: | --- |"]
         for label, path, kind, threshold in TARGETS:
             a, c = _get(adb["result"], path), _get(cs["result"], path)
-            ratio = a / c if kind == "throughput" else c / a
-            ok = ratio >= threshold if kind == "throughput" else ratio <= threshold
+            ratio, ok = R.verdict(kind, c, a, threshold)
             lines.append(f"| {label} | {ratio:.2f}x | **{'pass' if ok else 'MISS'}** |")
             verdicts.setdefault(label, []).append(
                 f"{ds_name} {ratio:.2f}x {'pass' if ok else 'MISS'}")
