@@ -393,23 +393,17 @@ class DjangoModelBackend(Backend):
                              codec=f.codec, dtype=dtype or "float64", checksum=f.checksum,
                              size=len(f.payload), version=version or 0, updated_at=updated)
             return ChunkRecord(key, meta, f.payload)
-        values = compat.holc_decode(data, dtype)
-        _, period_len = self.grid.period(chunk)
-        offset_ns = _ns(start_ts) - self.grid.period_start_ns(chunk)
-        if offset_ns % self.freq_ns:
-            raise IntegrityError(f"chunk {chunk} of {key}: start_ts {start_ts} is not on the "
-                                 f"store's {self.model_config.freq} grid")
-        offset = offset_ns // self.freq_ns
-        a, b = max(0, -offset), min(len(values), period_len - offset)
-        if b <= a:
+        placed = self._holc_values(key, chunk, start_ts, dtype, data)
+        if placed is None:
             return None
-        valid = ~np.isnan(values[a:b])
+        start, values = placed
+        valid = ~np.isnan(values)
         if not valid.any():
             return None
-        first = a + int(valid.argmax())
-        last = b - int(valid[::-1].argmax())
+        first = int(valid.argmax())
+        last = len(values) - int(valid[::-1].argmax())
         payload = np.ascontiguousarray(values[first:last], dtype="<f8").tobytes()
-        meta = ChunkMeta(chunk=chunk, start=offset + first, length=last - first,
+        meta = ChunkMeta(chunk=chunk, start=start + first, length=last - first,
                          count=int(valid.sum()), codec="none", dtype="float64",
                          checksum=checksum(payload), size=len(payload),
                          version=version or 0, updated_at=updated)
@@ -424,6 +418,15 @@ class DjangoModelBackend(Backend):
         if compat.is_framed(data):
             record = self._record(key, chunk, start_ts, dtype, data, 0, None)
             return None if record is None else _chunks.decode(record)
+        placed = self._holc_values(key, chunk, start_ts, dtype, data)
+        if placed is None or np.isnan(placed[1]).all():
+            return None
+        return _chunks.Piece(chunk, *placed)
+
+    def _holc_values(self, key: SeriesKey, chunk: int, start_ts: Any, dtype: str,
+                     data: bytes) -> tuple[int, np.ndarray] | None:
+        """A holcstore row's values cut to its chunk's period, with the offset of the first
+        in the period; None when none falls inside it. IntegrityError off the grid."""
         values = compat.holc_decode(data, dtype)
         _, period_len = self.grid.period(chunk)
         offset_ns = _ns(start_ts) - self.grid.period_start_ns(chunk)
@@ -432,12 +435,7 @@ class DjangoModelBackend(Backend):
                                  f"store's {self.model_config.freq} grid")
         offset = offset_ns // self.freq_ns
         a, b = max(0, -offset), min(len(values), period_len - offset)
-        if b <= a:
-            return None
-        values = values[a:b]
-        if np.isnan(values).all():
-            return None
-        return _chunks.Piece(chunk, offset + a, values)
+        return None if b <= a else (offset + a, values[a:b])
 
     def _row(self, record: ChunkRecord, now: int) -> _Row:
         """A core record in the table's format (holcstore's unless ``CURVESTORE_FORMAT``)."""
