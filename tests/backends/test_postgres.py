@@ -226,20 +226,25 @@ def test_table_layout(pg_table_url: Callable[[], str]) -> None:
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
             "attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", [table]).fetchall())
         assert cols["site"] == "text" and cols["n"] == "bigint"
-        assert cols["payload"] == "bytea" and cols["chunk_index"] == "integer"
+        # the backend's own columns carry the reserved prefix: any key name is free
+        assert cols["_payload"] == "bytea" and cols["_chunk_index"] == "integer"
+        assert set(cols) == {"site", "n", "_chunk_index", "_start_offset", "_length",
+                             "_valid_count", "_codec", "_dtype", "_checksum", "_size",
+                             "_version", "_updated_at", "_deleted", "_payload"}
         storage = conn.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = "
-                               "%s::regclass AND attname = 'payload'", [table]).fetchone()[0]
+                               "%s::regclass AND attname = '_payload'", [table]).fetchone()[0]
         assert storage == "e"  # EXTERNAL: no pglz on already-compressed payloads
         pkey = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE "
                             "conrelid = %s::regclass AND contype = 'p'", [table]).fetchone()[0]
-        assert pkey == "PRIMARY KEY (site, n, chunk_index)"
-        rows = conn.execute(f'SELECT site, n, chunk_index, version, deleted FROM "{table}" '
-                            "ORDER BY chunk_index").fetchall()
+        assert pkey == "PRIMARY KEY (site, n, _chunk_index)"
+        rows = conn.execute(f'SELECT site, n, _chunk_index, _version, _deleted FROM "{table}" '
+                            "ORDER BY _chunk_index").fetchall()
         assert [r[:2] for r in rows] == [("a", 1), ("a", 1)] and rows[0][3] == 1
         manifest = conn.execute(f'SELECT body FROM "{table}_manifest"').fetchone()[0]
         assert manifest["keys"] == [{"name": "site", "type": "str"},
                                     {"name": "n", "type": "int"}]
-        changes = conn.execute(f'SELECT txid::text, seq FROM "{table}_changes"').fetchall()
+        assert manifest["postgresql"] == {"column_prefix": "_"}
+        changes = conn.execute(f'SELECT _txid::text, _seq FROM "{table}_changes"').fetchall()
         assert len(changes) == 2 and int(changes[0][0]) > 0
 
 
@@ -257,7 +262,7 @@ def test_dba_created_tables_need_no_create_privilege(postgres_url: str,
         conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
         conn.execute(f'GRANT SELECT, INSERT, UPDATE ON "{table}", "{table}_manifest", '
                      f'"{table}_changes", "{table}_sync_state" TO "{role}"')
-        conn.execute(f'GRANT USAGE ON SEQUENCE "{table}_changes_seq_seq" TO "{role}"')
+        conn.execute(f'GRANT USAGE ON SEQUENCE "{table}_changes__seq_seq" TO "{role}"')
         assert not conn.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')",
                                 [role]).fetchone()[0]
     parts = urlsplit(url)
@@ -283,7 +288,9 @@ def test_cli_prints_the_create_statements(capsys: pytest.CaptureFixture[str]) ->
     assert 'CREATE TABLE "public"."lc" (' in out and '"year" bigint NOT NULL' in out
     assert out.count(";\n") == 6
     assert 'CREATE TABLE "public"."lc_sync_state" (' in out
-    assert main(["sql", "--keys", "size:int"]) == 1  # clashes with a column of the backend
+    assert main(["sql", "--keys", "size:int,version:int"]) == 0  # the user's names
+    assert '"size" bigint NOT NULL' in capsys.readouterr().out
+    assert main(["sql", "--keys", "_size:int"]) == 1  # the backend's prefix
     assert "reserved" in capsys.readouterr().err
 
 
@@ -336,7 +343,7 @@ def test_feed_never_skips_a_transaction_that_commits_late(
         store_b.write({"site": "b", "n": 2}, series_b)  # commits while A is open
         table = _table(url)
         with _connect(url) as conn:  # what a plain sequence cursor would do
-            naive = conn.execute(f'SELECT max(seq) FROM "{table}_changes"').fetchone()[0]
+            naive = conn.execute(f'SELECT max(_seq) FROM "{table}_changes"').fetchone()[0]
         assert naive is not None  # B's rows are visible...
         page = reader.changes()
         assert page.items == [] and not page.has_more  # ...but the feed holds them back
@@ -345,7 +352,7 @@ def test_feed_never_skips_a_transaction_that_commits_late(
         thread.join(60)
     assert not errors, errors
     with _connect(url) as conn:  # A's rows sit below the naive cursor: it would skip them
-        behind = conn.execute(f'SELECT count(*) FROM "{table}_changes" WHERE seq < %s AND '
+        behind = conn.execute(f'SELECT count(*) FROM "{table}_changes" WHERE _seq < %s AND '
                               "site = 'a'", [naive]).fetchone()[0]
         assert behind == 3
     rest = []
