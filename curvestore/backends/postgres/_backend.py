@@ -272,15 +272,19 @@ class PostgresBackend(Backend):
 
     @property
     def queries(self) -> Queries:
+        """The store's statements, built on first use from its key schema and column prefix
+        (both known once the manifest is read or created)."""
         if self._queries is None:
-            raise RuntimeError("bind() was not called: the key schema is unknown")
+            from curvestore.backends.postgres._queries import Queries
+
+            if self.schema is None:
+                raise RuntimeError("bind() was not called: the key schema is unknown")
+            self._queries = Queries(self.names, self.schema, self._prefix)
         return self._queries
 
     def bind(self, schema: KeySchema) -> None:
-        from curvestore.backends.postgres._queries import Queries
-
         super().bind(schema)
-        self._queries = Queries(self.names, schema, self._prefix)
+        self._queries = None
 
     # -- manifest --------------------------------------------------------------------------
     def _regclass(self, conn: psycopg.Connection[Any], table: str) -> Any:
@@ -339,6 +343,7 @@ class PostgresBackend(Backend):
                 raise StoreExistsError(f"a store already exists at {self!r}")
         self.store_id = str(manifest.get("store_id", ""))
         self._prefix = prefix
+        self._queries = None  # bound before the manifest was created: rebuilt with the prefix
 
     def _check_columns(self, conn: psycopg.Connection[Any], keys: KeySchema) -> str:
         """The column prefix of a chunk table created ahead of time (the current one, or the
