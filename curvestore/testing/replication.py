@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+import pandas as pd
 import pytest
 
 import curvestore
@@ -45,6 +46,7 @@ def assert_stores_equal(a: curvestore.Store, b: curvestore.Store,
     assert [k for k, _ in left] == [k for k, _ in right]
     for (_k, sa), (_k2, sb) in zip(left, right, strict=True):
         assert_series_exact(sb, sa)
+        pd.testing.assert_series_equal(sb, sa)  # index unit and freq included
     return len(left)
 
 
