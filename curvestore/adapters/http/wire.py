@@ -37,6 +37,7 @@ __all__ = [
     "changes_query",
     "encode_record",
     "encode_records",
+    "protocol_parameter",
     "protocol_version",
     "split_changes_query",
 ]
@@ -73,6 +74,15 @@ def changes_query(cursor: str | None, where: Mapping[str, Any], limit: int,
     if cursor is not None:
         params[names[CURSOR_PARAM]] = cursor
     return params
+
+
+def protocol_parameter(name: str, key_names: Sequence[str]) -> str | None:
+    """``"cursor"`` or ``"limit"`` when query parameter ``name`` of ``GET /v1/changes`` is
+    that protocol parameter (see :func:`split_changes_query`), None otherwise."""
+    for param, old in _V1_PARAMS.items():
+        if name == param or (name == old and old not in key_names):
+            return old
+    return None
 
 
 def split_changes_query(params: Mapping[str, str], key_names: Sequence[str]
