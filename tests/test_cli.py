@@ -260,8 +260,13 @@ def test_parquet_round_trip(url: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 0, err
     frame = pd.read_parquet(target)
     assert list(frame.columns) == ["timestamp", "value"]
+    # in the unit pandas gives new timestamps (us on pandas 3, ns on pandas 2), as written
+    assert frame["timestamp"].dtype == pd.DatetimeTZDtype(series.index.unit, TZ)
     got = pd.Series(frame["value"].to_numpy(), index=pd.DatetimeIndex(frame["timestamp"]))
     assert_same(got, series)
+    code, _, err = run(capsys, "get", f"{url}?time_unit=ms", "site=a", "year=1", "-o", target)
+    assert code == 0, err
+    assert pd.read_parquet(target)["timestamp"].dtype == pd.DatetimeTZDtype("ms", TZ)
     # and the exported file (timestamps as a column) goes back in unchanged
     code, _, err = run(capsys, "put", url, target, "site=b", "year=1")
     assert code == 0, err

@@ -52,7 +52,7 @@ from urllib.parse import quote
 
 from curvestore.backends import _layout as layout
 from curvestore.backends import _shards as shards
-from curvestore.backends.base import Backend, Transaction
+from curvestore.backends.base import Backend, Transaction, stale_state
 from curvestore.core.cursor import decode_cursor, encode_cursor
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
@@ -158,6 +158,7 @@ class _FileTransaction(Transaction):
         self.keys = set(keys)
         self.dirs: dict[SeriesKey, str] = {}
         self.states: list[tuple[str, str]] = []
+        self.expected_states: dict[str, str | None] = {}
         # (key, shard) -> (temp file, final path, the shard's records by chunk)
         self.staged: dict[tuple[SeriesKey, int], tuple[str, str, dict[int, ChunkRecord]]] = {}
         self.written: dict[tuple[SeriesKey, int], ChunkMeta] = {}
@@ -200,7 +201,8 @@ class _FileTransaction(Transaction):
             with open(tmp, "wb") as f:
                 f.write(shards.encode_shard(key, current.values()))
 
-    def set_state(self, name: str, value: str) -> None:
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        self.expected_states[name] = expected
         tmp = os.path.join(self.backend.root, "tmp", f"{self.txid}-state-{len(self.states)}.tmp")
         with open(tmp, "w") as f:
             json.dump({"name": name, "value": value}, f)
@@ -496,6 +498,9 @@ class FileBackend(Backend):
                 assert segment is not None
                 self._recover(segment, pending)
                 head, segment, pending = self.log.tail_state()
+            for name, expected in tx.expected_states.items():
+                if self.get_state(name) != expected:
+                    raise stale_state(name)
             if segment is None or segment.stat().st_size > _SEGMENT_BYTES:
                 segment = self.log.dir / self.log.segment_name(head + 1)
             changes = []

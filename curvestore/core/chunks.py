@@ -123,14 +123,15 @@ def assemble(
     lo_pos: int | None,
     hi_pos: int | None,
     drop_bounds_na: bool,
-    index: Callable[[int, int], pd.DatetimeIndex] | None = None,
+    index: Callable[[int, int], pd.DatetimeIndex],
 ) -> pd.Series | None:
     """Place decoded pieces on the grid and cut the window ``[lo_pos, hi_pos]``.
 
     With ``drop_bounds_na`` the result runs from the first to the last valid point; without,
     it covers the full periods of the chunks read, cut to the window. None if no valid point.
-    ``index(first_pos, count)`` builds the result's index (default: ``grid.index``); a piece
-    may span several whole periods. One piece covering the window is used without a copy.
+    ``index(first_pos, count)`` builds the result's index (``grid.index`` in the caller's
+    time unit); a piece may span several whole periods. One piece covering the window is used
+    without a copy.
     """
     if not pieces:
         return None
@@ -174,5 +175,4 @@ def assemble(
             first += head
     elif np.isnan(out).all():
         return None
-    make_index = grid.index if index is None else index
-    return pd.Series(out, index=make_index(first, len(out)), copy=False)
+    return pd.Series(out, index=index(first, len(out)), copy=False)

@@ -76,7 +76,7 @@ def _backend(target: str | Backend | None, read_only: bool) -> tuple[Backend, st
     if isinstance(target, str) and target.startswith("@"):
         target = resolve_named(target[1:])
     url: StoreURL = parse_url(target)
-    store_options, url = url.pop_options("codec", "read_only")
+    store_options, url = url.pop_options("codec", "read_only", "time_unit")
     if "read_only" in store_options:
         read_only = read_only or _flag("read_only", store_options["read_only"])
     cls = get_backend_class(url.scheme)
@@ -93,6 +93,7 @@ def create_store(
     codec: str = "lz4",
     dtype: str = "float64",
     exist_ok: bool = False,
+    time_unit: str | None = None,
 ) -> Store:
     """Create a store and return it open.
 
@@ -110,6 +111,10 @@ def create_store(
     exist_ok
         If a store already exists there with the same configuration, open it instead of
         raising StoreExistsError (a different configuration still raises).
+    time_unit
+        Unit of the DatetimeIndex that reads return: ``"s"``, ``"ms"``, ``"us"`` or ``"ns"``;
+        None (or ``"auto"``) is the unit pandas gives new timestamps (``us`` on pandas 3,
+        ``ns`` on pandas 2). A setting of this handle, not of the store; also a URL option.
 
     Raises
     ------
@@ -125,6 +130,8 @@ def create_store(
                                        False)
     if "codec" in options:
         raise ConfigurationError("give the codec as create_store(codec=...), not in the URL")
+    if time_unit is None:
+        time_unit = options.get("time_unit")
     try:
         existing = backend.read_manifest()
         if existing is not None:
@@ -133,8 +140,9 @@ def create_store(
             stored = StoreConfig.from_manifest(existing)
             stored.check_compatible(keys=config.keys, freq=freq, tz=tz, chunking=chunking,
                                     dtype=dtype)
-            return Store(backend, stored, url=shown, codec=codec)
-        store = Store(backend, config, url=shown)  # validates the codec before creating
+            return Store(backend, stored, url=shown, codec=codec, time_unit=time_unit)
+        # validates the codec and time unit before creating
+        store = Store(backend, config, url=shown, time_unit=time_unit)
         backend.create_manifest(config.manifest())
         return store
     except BaseException:
@@ -147,6 +155,7 @@ def open_store(
     *,
     read_only: bool = False,
     codec: str | None = None,
+    time_unit: str | None = None,
     **expected: Any,
 ) -> Store:
     """Open an existing store.
@@ -160,6 +169,9 @@ def open_store(
         Refuse writes (ReadOnlyError).
     codec
         Codec for chunks written from now on (older chunks keep and use their own).
+    time_unit
+        Unit of the DatetimeIndex that reads return (see :func:`create_store`); also the URL
+        option ``time_unit=``.
     **expected
         ``keys``, ``freq``, ``tz``, ``chunking``, ``dtype`` the caller relies on: any
         difference from the store's frozen configuration raises ConfigMismatchError.
@@ -177,7 +189,8 @@ def open_store(
         config = StoreConfig.from_manifest(manifest)
         config.check_compatible(**expected)
         return Store(backend, config, url=shown, codec=codec or options.get("codec"),
-                     read_only=read_only or backend.read_only)
+                     read_only=read_only or backend.read_only,
+                     time_unit=options.get("time_unit") if time_unit is None else time_unit)
     except BaseException:
         backend.close()
         raise

@@ -17,7 +17,7 @@ import pandas as pd
 from curvestore.backends.base import Backend, Transaction
 from curvestore.core import chunks as _chunks
 from curvestore.core.config import StoreConfig
-from curvestore.core.grid import Grid, get_grid, to_utc_ns
+from curvestore.core.grid import Grid, get_grid, resolve_time_unit, to_utc_ns
 from curvestore.core.merge import MODES, update
 from curvestore.core.records import Change, ChunkRecord, SeriesKey
 from curvestore.core.validate import series_arrays
@@ -65,7 +65,8 @@ class Store:
     """
 
     def __init__(self, backend: Backend, config: StoreConfig, *, url: str = "",
-                 codec: str | None = None, read_only: bool = False) -> None:
+                 codec: str | None = None, read_only: bool = False,
+                 time_unit: str | None = None) -> None:
         self.backend = backend
         self.config = config
         self.url = url
@@ -73,6 +74,9 @@ class Store:
         self.codec = codec or config.codec
         _chunks.get_codec(self.codec)  # fail now on an unknown or uninstalled codec
         self.grid: Grid = get_grid(config.freq_ns, config.tz, config.chunking)
+        #: unit of the DatetimeIndex reads return: pandas' own default unless asked otherwise
+        self.time_unit = resolve_time_unit(time_unit)
+        self.grid.check_unit(self.time_unit)
         self.schema = config.keys
         backend.bind(config.keys)
 
@@ -106,6 +110,11 @@ class Store:
         clo = None if lo is None else min(lo, last)
         chi = None if hi is None else min(max(hi, 0), last)
         return self.grid.chunk_range(clo, chi)
+
+    def index(self, first_pos: int, count: int) -> pd.DatetimeIndex:
+        """The index of ``count`` grid points from grid position ``first_pos``, in the store
+        tz and :attr:`time_unit` (what every read builds its series on)."""
+        return self.grid.index(first_pos, count, self.time_unit)
 
     def _prepare(self, key: SeriesKey, series: Any) -> _Prepared:
         ns, values = series_arrays(series)
@@ -236,7 +245,7 @@ class Store:
         clo, chi = self._chunk_window(lo, hi)
         records = self.backend.read_chunks(series_key, clo, chi)
         pieces = [_chunks.decode(r) for r in records]
-        return _chunks.assemble(self.grid, pieces, lo, hi, drop_bounds_na)
+        return _chunks.assemble(self.grid, pieces, lo, hi, drop_bounds_na, self.index)
 
     def read_many(self, filter: Mapping[str, Any] | None = None, start: Any = None,
                   end: Any = None, drop_bounds_na: bool = True
@@ -253,9 +262,8 @@ class Store:
             return
         clo, chi = self._chunk_window(lo, hi)
         for key, records in self.backend.scan(where, clo, chi):
-            series = _chunks.assemble(
-                self.grid, [_chunks.decode(r) for r in records], lo, hi, drop_bounds_na
-            )
+            series = _chunks.assemble(self.grid, [_chunks.decode(r) for r in records], lo, hi,
+                                      drop_bounds_na, self.index)
             if series is not None:
                 yield self.schema.as_dict(key), series
 
@@ -274,8 +282,7 @@ class Store:
                 best = last if best is None else max(best, last)
         if best is None:
             return None
-        return pd.Timestamp(int(self.grid.ns_of_positions(best)), tz="UTC").tz_convert(
-            self.config.tz)
+        return self.grid.timestamp(int(self.grid.ns_of_positions(best)), self.time_unit)
 
     def info(self) -> dict[str, Any]:
         """Configuration and totals (series, chunks, points, payload bytes)."""
@@ -294,6 +301,7 @@ class Store:
             "chunking": self.config.chunking,
             "dtype": self.config.dtype,
             "codec": self.codec,
+            "time_unit": self.time_unit,
             "store_id": self.config.store_id,
             "series": series,
             "chunks": chunk_count,
@@ -316,8 +324,8 @@ class Store:
         page = self.backend.changes(cursor, where, limit)
         items = [
             FeedItem(self.schema.as_dict(c.key), c.chunk,
-                     pd.Timestamp(self.grid.period_start_ns(c.chunk), tz="UTC").tz_convert(
-                         self.config.tz), c.version, c.deleted)
+                     self.grid.timestamp(self.grid.period_start_ns(c.chunk), self.time_unit),
+                     c.version, c.deleted)
             for c in page.items
         ]
         return FeedPage(items, page.cursor, page.has_more)

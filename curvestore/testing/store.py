@@ -33,6 +33,7 @@ import pytest
 import curvestore
 from curvestore.errors import (
     ConfigMismatchError,
+    ConfigurationError,
     CurvestoreError,
     InvalidDataError,
     InvalidKeyError,
@@ -281,6 +282,45 @@ class StoreSemantics(StoreFixtures):
         assert _read(store, key(n=1)).tolist() == [1.0, 2.0, 3.0, 4.0]
         got = _read(store, key(n=2))
         assert got.dtype == np.float64 and np.isnan(got.iloc[1]) and got.iloc[3] == 4.0
+
+    # -- time units: pandas 3 makes microsecond timestamps, pandas 2 nanoseconds -------------
+    def test_round_trip_compares_equal_in_pandas_own_unit(self, store: curvestore.Store) -> None:
+        written = pd.Series(np.arange(400.0) - 3.5,
+                            index=pd.date_range("2024-03-30", periods=400, freq="15min", tz=TZ))
+        store.write(key(), written)
+        pd.testing.assert_series_equal(_read(store, key()), written)
+        [(_, streamed)] = list(store.read_many({"site": "a"}))
+        pd.testing.assert_series_equal(streamed, written)
+        window = written["2024-03-31 01:00":"2024-03-31 04:00"]
+        pd.testing.assert_series_equal(
+            _read(store, key(), "2024-03-31 01:00", "2024-03-31 04:00"), window)
+        newest = store.max_timestamp()
+        assert newest == written.index[-1] and newest is not None
+        assert newest.unit == written.index.unit
+        assert {item.period_start.unit for item in store.changes().items} == {written.index.unit}
+        assert store.info()["time_unit"] == written.index.unit
+
+    @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+    def test_time_unit_asked_for(self, store: curvestore.Store, backend_url: str,
+                                 unit: str) -> None:
+        written = curve("2024-01-30", periods=300, seed=41)
+        store.write(key(), written)
+        for other in (self.reopen(backend_url, time_unit=unit),
+                      self.reopen(_with_option(backend_url, f"time_unit={unit}"))):
+            with other:
+                got = _read(other, key())
+                assert got.index.unit == unit and str(got.index.tz) == TZ
+                assert_series_exact(got, dense(written))
+                [(_, streamed)] = list(other.read_many())
+                assert streamed.index.unit == unit
+                newest = other.max_timestamp()
+                assert newest is not None and newest.unit == unit
+                assert newest == written.index[-1]
+
+    def test_time_unit_refused(self, store: curvestore.Store, backend_url: str) -> None:
+        for bad in ("minutes", "D", ""):
+            with pytest.raises(ConfigurationError, match="time_unit"):
+                self.reopen(backend_url, time_unit=bad).close()
 
     # -- insert ------------------------------------------------------------------------------
     def test_insert_over_existing_raises_and_changes_nothing(self, store: curvestore.Store

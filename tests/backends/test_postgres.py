@@ -421,15 +421,15 @@ def test_sync_state_commits_with_the_chunks(pg_table_url: Callable[[], str]) -> 
             ("a", 1), curvestore.core.records.ChunkMeta(chunk=chunk + 1, deleted=True))
         with pytest.raises(RuntimeError), backend.transaction([("a", 1)]) as tx:
             tx.put([record])
-            tx.set_state("cursor", "one")
+            tx.set_state("cursor", "one", expected=None)
             raise RuntimeError("the import fails")
         assert backend.get_state("cursor") is None  # rolled back with the chunks
         assert len(store.changes().items) == before
         with backend.transaction([("a", 1)]) as tx:
             tx.put([record])
-            tx.set_state("cursor", "one")
+            tx.set_state("cursor", "one", expected=None)
         with backend.transaction([]) as tx:
-            tx.set_state("cursor", "two")  # an upsert, with or without chunks
+            tx.set_state("cursor", "two", expected="one")  # with or without chunks
         assert backend.get_state("cursor") == "two"
         assert len(store.changes().items) == before + 1
     table = _table(url)

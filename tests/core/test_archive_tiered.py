@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import curvestore
@@ -62,6 +63,7 @@ def test_archive_reencodes_verifies_and_deletes(stores, tmp_path: Path) -> None:
     assert list(after) == list(before)
     for name, series in before.items():  # point for point equal to the read before archival
         assert_series_exact(after[name], series)
+        pd.testing.assert_series_equal(after[name], series)  # in pandas' own unit, with freq
         window = series.loc["2023-12-31":"2024-01-02 00:00"]  # across the tier boundary
         assert_series_exact(tiered.read(dict(zip(KEYS, name, strict=True)), "2023-12-31",
                                         "2024-01-02"), dense(window, "1h", "Europe/Paris"))

@@ -20,6 +20,7 @@ import pandas as pd
 from django.db import IntegrityError, models, transaction
 
 from curvestore.core import chunks as _chunks
+from curvestore.core.grid import Grid
 from curvestore.core.store import Store
 from curvestore.errors import SeriesExistsError, StoreExistsError
 
@@ -28,13 +29,8 @@ __all__ = ["ChunkStoreAPI"]
 logger = logging.getLogger(__name__)
 
 
-def _freq_index(first: int, count: int, unit: str, freq: str, tz: Any) -> pd.DatetimeIndex:
-    """``count`` instants from ``first`` (UTC epoch in ``unit``) at ``freq``, in ``tz``, with
-    the index's ``freq`` set as holcstore returns it. Built in UTC (the grid is regular in
-    absolute time) then converted: assigning ``index.freq`` to an existing index instead
-    validates it against every instant, ~6 ms for three years of 15-min points."""
-    start = pd.Timestamp(first, unit=unit, tz="UTC")
-    return pd.date_range(start=start, periods=count, freq=freq, unit=unit).tz_convert(tz)
+def _grid_index(grid: Grid, first_pos: int, count: int, unit: str) -> pd.DatetimeIndex:
+    return grid.index(first_pos, count, unit)
 
 
 class ChunkStoreAPI:
@@ -78,31 +74,24 @@ class ChunkStoreAPI:
             # holcstore-format rows are re-encoded from the values anyway: the core's codec
             # would only be decoded again, so it stores them raw ("none") in between
             codec = None if backend.framed else "none"
-            store = cache[alias] = Store(backend, config, codec=codec)
+            store = cache[alias] = Store(backend, config, codec=codec,
+                                         time_unit=cls.TIME_UNIT)  # type: ignore[attr-defined]
         return store
 
     @classmethod
-    def _index(cls, grid: Any, first_pos: int, count: int) -> pd.DatetimeIndex:
-        """The grid's index of ``count`` points from ``first_pos`` with ``freq`` set, as
-        holcstore returns it, from a per-model LRU cache of ``CACHED_INDEX_SIZE`` indexes
+    def _index(cls, store: Store, first_pos: int, count: int) -> pd.DatetimeIndex:
+        """The store's index of ``count`` points from ``first_pos`` (``freq`` set, as
+        holcstore returns it), from a per-model LRU cache of ``CACHED_INDEX_SIZE`` indexes
         (holcstore's setting). Each caller gets its own shallow copy, so renaming one
         returned index never renames another."""
-        if count < 2:
-            return grid.index(first_pos, count)
         cache = cls.__dict__.get("_cs_index_cache")
         if cache is None:
-            cache = lru_cache(maxsize=cls.CACHED_INDEX_SIZE)(_freq_index)  # type: ignore[attr-defined]
+            cache = lru_cache(maxsize=cls.CACHED_INDEX_SIZE)(_grid_index)  # type: ignore[attr-defined]
             type.__setattr__(cls, "_cs_index_cache", cache)
-        first_ns = grid.origin_ns + first_pos * grid.freq_ns
-        built = cache(first_ns, count, "ns", cls.STORE_FREQ, grid.dtype.tz)  # type: ignore[attr-defined]
-        if built.asi8[-1] == first_ns + (count - 1) * grid.freq_ns:
-            return built.copy()
-        index = grid.index(first_pos, count)  # not a fixed step in absolute time:
-        index.freq = cls.STORE_FREQ  # type: ignore[attr-defined]  # pandas validates it
-        return index
+        return cache(store.grid, first_pos, count, store.time_unit).copy()
 
     @classmethod
-    def _assemble(cls, grid: Any, pieces: list[_chunks.Piece], lo_pos: int | None,
+    def _assemble(cls, store: Store, pieces: list[_chunks.Piece], lo_pos: int | None,
                   hi_pos: int | None, drop_bounds_na: bool) -> pd.Series | None:
         """The core's ``chunks.assemble``, with the index from :meth:`_index` instead of a
         fresh one whose ``freq`` would then be validated.
@@ -111,17 +100,18 @@ class ChunkStoreAPI:
         as NaN (holcstore's outcome: its rows are whole periods, cut to the window, and
         trimming the NaN bounds of an all-NaN series leaves it as it is); None only when no
         chunk of the series meets the window."""
-        series = _chunks.assemble(grid, pieces, lo_pos, hi_pos, drop_bounds_na,
-                                  index=lambda first, count: cls._index(grid, first, count))
+        series = _chunks.assemble(store.grid, pieces, lo_pos, hi_pos, drop_bounds_na,
+                                  lambda first, count: cls._index(store, first, count))
         if series is not None or not pieces:
             return series
+        grid = store.grid
         last_start, last_len = grid.period(pieces[-1].chunk)
-        return cls._nan_window(grid, grid.period(pieces[0].chunk)[0],
+        return cls._nan_window(store, grid.period(pieces[0].chunk)[0],
                                max(last_start + last_len, last_start + pieces[-1].stop),
                                lo_pos, hi_pos)
 
     @classmethod
-    def _nan_window(cls, grid: Any, first: int, last: int, lo_pos: int | None,
+    def _nan_window(cls, store: Store, first: int, last: int, lo_pos: int | None,
                     hi_pos: int | None) -> pd.Series | None:
         """NaN on grid positions ``[first, last)`` cut to the window, None if they miss it."""
         if lo_pos is not None:
@@ -131,7 +121,7 @@ class ChunkStoreAPI:
         if last <= first:
             return None
         return pd.Series(np.full(last - first, np.nan),
-                         index=cls._index(grid, first, last - first), copy=False)
+                         index=cls._index(store, first, last - first), copy=False)
 
     @classmethod
     def _span_window(cls, store: Store, key: Any, lo_pos: int | None, hi_pos: int | None
@@ -151,7 +141,7 @@ class ChunkStoreAPI:
         if b < a:
             return None
         last_start, last_len = store.grid.period(b)
-        return cls._nan_window(store.grid, store.grid.period(a)[0], last_start + last_len,
+        return cls._nan_window(store, store.grid.period(a)[0], last_start + last_len,
                                lo_pos, hi_pos)
 
     @classmethod
@@ -275,7 +265,7 @@ class ChunkStoreAPI:
         clo, chi = store._chunk_window(lo, hi)
         backend: Any = store.backend  # a DjangoModelBackend
         pieces = backend.read_pieces(key, clo, chi)
-        series = cls._assemble(store.grid, pieces, lo, hi, drop_bounds_na)
+        series = cls._assemble(store, pieces, lo, hi, drop_bounds_na)
         if series is None:
             series = cls._span_window(store, key, lo, hi)
         return series
@@ -300,7 +290,7 @@ class ChunkStoreAPI:
         names = cls._key_order()
         backend: Any = store.backend  # a DjangoModelBackend
         for key, pieces in backend.scan_pieces(filters, clo, chi, chunk_size=chunk_size):
-            series = cls._assemble(store.grid, pieces, lo, hi, drop_bounds_na)
+            series = cls._assemble(store, pieces, lo, hi, drop_bounds_na)
             if series is not None:
                 yield series, dict(zip(names, key, strict=True))
 
@@ -313,8 +303,7 @@ class ChunkStoreAPI:
             best = last if best is None else max(best, last)
         if best is None:
             return None
-        ns = int(store.grid.ns_of_positions(best))
-        return pd.Timestamp(ns, tz="UTC").tz_convert(cls.STORE_TZ)  # type: ignore[attr-defined]
+        return store.grid.timestamp(int(store.grid.ns_of_positions(best)), store.time_unit)
 
     @classmethod
     def get_max_horodate(cls, filters: dict) -> pd.Timestamp | None:

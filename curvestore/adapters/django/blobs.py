@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from curvestore.core.grid import TIME_UNITS, resolve_time_unit
 from curvestore.errors import BackendNotInstalledError, IntegrityError, InvalidDataError
 from curvestore.registry import get_codec
 
@@ -197,8 +198,13 @@ def _decode_framed(data: bytes) -> pd.Series:
     return pd.Series(values.astype(dtype, copy=False), index=index, name=head["name"])
 
 
-def decode_series(data: bytes | memoryview) -> pd.Series:
+def decode_series(data: bytes | memoryview, time_unit: str | None = None) -> pd.Series:
     """The series of a blob in either format (see the module docs).
+
+    A DatetimeIndex comes back in ``time_unit`` (None: the unit pandas gives new timestamps,
+    ``us`` on pandas 3, ``ns`` on pandas 2) where that holds its instants exactly, else in
+    the unit it was stored in: a blob written under pandas 2 reads as one written under
+    pandas 3, and nothing is ever rounded.
 
     Raises
     ------
@@ -209,8 +215,24 @@ def decode_series(data: bytes | memoryview) -> pd.Series:
     """
     raw = bytes(data)
     if is_curvestore_blob(raw):
-        return _decode_framed(raw)
-    if is_feather(raw):
-        return read_feather_blob(raw)
-    raise IntegrityError("the data column holds neither a curvestore series blob nor a "
-                         "holcstore Feather file")
+        series = _decode_framed(raw)
+    elif is_feather(raw):
+        series = read_feather_blob(raw)
+    else:
+        raise IntegrityError("the data column holds neither a curvestore series blob nor a "
+                             "holcstore Feather file")
+    return _in_unit(series, resolve_time_unit(time_unit))
+
+
+def _in_unit(series: pd.Series, unit: str) -> pd.Series:
+    index = series.index
+    if not isinstance(index, pd.DatetimeIndex) or index.unit == unit:
+        return series
+    ratio = TIME_UNITS[unit] // TIME_UNITS[index.unit]
+    if ratio > 1 and (index.asi8[~index.isna()] % ratio).any():
+        return series  # instants finer than ``unit``: kept as stored, never rounded
+    try:
+        converted = index.as_unit(unit)
+    except (ValueError, OverflowError):  # beyond the range of ``unit``
+        return series
+    return series.set_axis(converted)

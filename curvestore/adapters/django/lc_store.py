@@ -153,6 +153,9 @@ class Store(models.Model):
 
     #: Core codec of new blobs.
     BLOB_CODEC: ClassVar[str] = DEFAULT_CODEC
+    #: Unit of the DatetimeIndex reads return where it holds the stored instants exactly
+    #: ("s", "ms", "us", "ns"); None is the unit pandas gives new timestamps.
+    TIME_UNIT: ClassVar[str | None] = None
 
     objects = StoreQuerySet.as_manager()
 
@@ -179,7 +182,7 @@ class Store(models.Model):
         """The newest version's series, or None."""
         entry = cls._default_manager.filter(prm=prm, client_id=client_id,
                                             **(custom_filters or {})).order_by(*order_by).first()
-        return None if entry is None else decode_series(entry.data)
+        return None if entry is None else decode_series(entry.data, cls.TIME_UNIT)
 
     @classmethod
     def get_lc(cls, prm: str, client_id: int, combined_versions: bool = True,

@@ -48,6 +48,8 @@ class _ChunkStoreBase(ModelBase):
                     "queryset deriving from curvestore.adapters.django.querysets.ChunkQuerySet "
                     "(e.g. MyQuerySet(ChunkQuerySet).as_manager())"
                 )
+        if meta.proxy:  # the concrete model's table, constraints and settings signature
+            return cls
         sig = options.signature(cls)
         if meta.db_table == f"{meta.app_label}_{name.lower()}":
             meta.db_table = options.table_name(meta.app_label, name, sig)
@@ -96,6 +98,10 @@ class TimeseriesChunkStore(ChunkStoreAPI, models.Model, metaclass=_ChunkStoreBas
     STORE_FREQ: str = "1h"
     ALLOW_CLIENT_SERVER_SYNC: bool = False
     CACHED_INDEX_SIZE: int = 120
+    #: Unit of the DatetimeIndex that reads return ("s", "ms", "us", "ns"); None is the unit
+    #: pandas gives new timestamps (``us`` on pandas 3, ``ns`` on pandas 2), as holcstore's
+    #: own reads do.
+    TIME_UNIT: str | None = None
     #: Opt-in curvestore framing of ``data`` (checksums, codec id, trimmed span); holcstore
     #: cannot read such rows. Both formats are always readable, so it may be switched.
     CURVESTORE_FORMAT: bool = False

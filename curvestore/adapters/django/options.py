@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
 from curvestore.core.config import KeySchema, StoreConfig, normalize_freq, normalize_tz
-from curvestore.core.grid import get_grid
+from curvestore.core.grid import get_grid, resolve_time_unit
 from curvestore.errors import ConfigurationError
 
 if TYPE_CHECKING:  # models imports this module; the import is for the annotations only
@@ -51,10 +51,14 @@ def validate_settings(cls: type[TimeseriesChunkStore]) -> None:
     except ConfigurationError:
         raise ValueError(f"Invalid STORE_TZ {cls.STORE_TZ!r} for model {name}") from None
     try:
-        get_grid(int(StoreConfig.build(keys=["k"], freq=freq, tz=tz).freq_ns), tz,
-                 ALLOWED_AXES[axis])
+        grid = get_grid(int(StoreConfig.build(keys=["k"], freq=freq, tz=tz).freq_ns), tz,
+                        ALLOWED_AXES[axis])
     except ConfigurationError as exc:
         raise ValueError(f"Invalid store grid for model {name}: {exc}") from None
+    try:
+        grid.check_unit(resolve_time_unit(getattr(cls, "TIME_UNIT", None)))
+    except ConfigurationError as exc:
+        raise ValueError(f"Invalid TIME_UNIT for model {name}: {exc}") from None
     if not isinstance(cls.ALLOW_CLIENT_SERVER_SYNC, bool):
         raise ValueError(f"ALLOW_CLIENT_SERVER_SYNC must be a bool for model {name}")
     size = cls.CACHED_INDEX_SIZE
@@ -65,8 +69,9 @@ def validate_settings(cls: type[TimeseriesChunkStore]) -> None:
 
 
 def key_fields(meta: Any) -> list[models.Field]:
-    """The user's key fields, in declaration order."""
-    return [f for f in meta.local_fields if not f.auto_created and f.name not in RESERVED_FIELDS]
+    """The user's key fields, in declaration order (a proxy model's are its table's)."""
+    fields = meta.concrete_model._meta.local_fields if meta.proxy else meta.local_fields
+    return [f for f in fields if not f.auto_created and f.name not in RESERVED_FIELDS]
 
 
 def key_schema(model: type[models.Model]) -> KeySchema:

@@ -58,7 +58,7 @@ def ts_combine_first(series: Iterable[pd.Series | None]) -> pd.Series:
 def entry_dict(entry: models.Model) -> dict[str, Any]:
     """The row's fields as a dict (no ``_state``), ``data`` decoded to its series."""
     out = {k: v for k, v in vars(entry).items() if k != "_state"}
-    out["data"] = decode_series(out["data"])
+    out["data"] = decode_series(out["data"], getattr(entry, "TIME_UNIT", None))
     return out
 
 
@@ -69,6 +69,9 @@ class TimeseriesStore(models.Model):
 
     #: Core codec of the values (and explicit timestamps) of new blobs.
     BLOB_CODEC: ClassVar[str] = DEFAULT_CODEC
+    #: Unit of the DatetimeIndex reads return where it holds the stored instants exactly
+    #: ("s", "ms", "us", "ns"); None is the unit pandas gives new timestamps.
+    TIME_UNIT: ClassVar[str | None] = None
 
     class Meta:
         abstract = True
@@ -127,7 +130,7 @@ class TimeseriesStore(models.Model):
             if update:
                 if len(rows) > 1:
                     raise ValueError(f"Multiple series found for key {ts_attributes!r}")
-                ds_ts = ts_combine_first([ds_ts, decode_series(rows[0].data)])
+                ds_ts = ts_combine_first([ds_ts, decode_series(rows[0].data, cls.TIME_UNIT)])
             if len(rows) > 1:
                 manager.filter(pk__in=[r.pk for r in rows]).delete()
                 manager.create(data=cls.encode_serie(ds_ts), **ts_attributes)

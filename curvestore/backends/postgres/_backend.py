@@ -37,7 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from curvestore.backends.base import Backend, Transaction
+from curvestore.backends.base import Backend, Transaction, stale_state
 from curvestore.backends.postgres._connect import (
     LIBPQ_OPTIONS,
     ConnectionTarget,
@@ -212,12 +212,19 @@ class _PgTransaction(Transaction):
             else:
                 self.staged[slot] = record
 
-    def set_state(self, name: str, value: str) -> None:
-        """Upsert ``name`` in the sync-state table now, inside this open transaction: it
-        commits (or rolls back) together with the staged chunks."""
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        """Compare-and-set ``name`` in the sync-state table now, inside this open
+        transaction: it commits (or rolls back) together with the staged chunks, and holds
+        the row until then, so a concurrent setter waits and then finds the value moved."""
         self.finish_copy()
         self.backend._ensure_state_table()
-        self.conn.execute(self.backend.queries.set_state, [name, value])
+        queries = self.backend.queries
+        if expected is None:
+            done = self.conn.execute(queries.insert_state, [name, value]).rowcount
+        else:
+            done = self.conn.execute(queries.update_state, [value, name, expected]).rowcount
+        if done != 1:
+            raise stale_state(name)
 
 
 class PostgresBackend(Backend):

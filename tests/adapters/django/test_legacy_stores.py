@@ -51,8 +51,24 @@ def test_reexports() -> None:
 ], ids=["range-int", "int-index", "paris-1h", "paris-1D-f32", "fixed-offset", "bool-explicit",
         "int16-naive"])
 def test_blob_round_trip_exact(ds: pd.Series) -> None:
-    got = blobs.decode_series(blobs.encode_series(ds, name="x"))
+    unit = getattr(ds.index, "unit", None)  # the stored unit, asked for explicitly
+    got = blobs.decode_series(blobs.encode_series(ds, name="x"), unit)
     pd.testing.assert_series_equal(got, ds.rename("x"), check_exact=True)
+
+
+@pytest.mark.parametrize("stored", ["s", "ms", "us", "ns"])
+def test_blob_reads_in_pandas_own_unit_where_exact(stored: str) -> None:
+    """A blob written under either pandas major reads in the unit pandas makes today; one
+    whose instants the target unit cannot hold keeps its own unit rather than round."""
+    index = pd.date_range("2020-03-01", periods=50, freq="15min", tz="Europe/Paris")
+    ds = pd.Series(np.arange(50.0), index=index.as_unit(stored))
+    got = blobs.decode_series(blobs.encode_series(ds, name="x"))
+    pd.testing.assert_series_equal(got, pd.Series(np.arange(50.0), index=index, name="x"))
+    assert blobs.decode_series(blobs.encode_series(ds), "s").index.unit == "s"
+    fine = pd.Series([1.0, 2.0], index=pd.DatetimeIndex(
+        [1_600_000_000_000_000_001, 1_600_000_000_000_000_002], tz="UTC"))
+    kept = blobs.decode_series(blobs.encode_series(fine), "us")
+    assert kept.index.unit == "ns" and kept.index.equals(fine.index)
     assert getattr(got.index, "freq", None) == getattr(ds.index, "freq", None)
     assert str(getattr(got.index, "tz", None)) == str(getattr(ds.index, "tz", None))
     assert got.to_numpy().tobytes() == ds.to_numpy().tobytes()  # bit-exact (NaN, -0.0)

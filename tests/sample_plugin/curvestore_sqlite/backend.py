@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from curvestore.backends.base import Backend, Transaction
+from curvestore.backends.base import Backend, Transaction, stale_state
 from curvestore.core.cursor import decode_cursor, encode_cursor
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
@@ -76,7 +76,10 @@ class _SQLiteTransaction(Transaction):
             self.pending.append(Change(record.key, record.chunk, version, record.meta.deleted))
 
 
-    def set_state(self, name: str, value: str) -> None:
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        # the transaction holds SQLite's write lock (BEGIN IMMEDIATE): compare, then set
+        if self.backend.get_state(name) != expected:
+            raise stale_state(name)
         self.backend.db.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", (name, value))
 
 

@@ -17,6 +17,15 @@ class HolcStoreYearMonth(TimeseriesChunkStore):
     CHUNK_AXIS = ("year", "month")
 
 
+class HolcStoreNanoseconds(HolcStoreYearMonth):
+    """The same table, its reads asking for nanosecond indexes."""
+
+    TIME_UNIT = "ns"
+
+    class Meta:
+        proxy = True
+
+
 class HolcStoreYear(TimeseriesChunkStore):
     version = models.IntegerField()
     kind_very_long_name_for_testing_purpose = models.CharField(max_length=50)
