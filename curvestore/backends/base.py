@@ -185,7 +185,15 @@ class Backend(ABC):
     @abstractmethod
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         """Changes committed after ``cursor`` (None: from the beginning), in cursor order,
-        filtered by ``where``; SyncError for a cursor this store did not issue.
+        filtered by ``where``.
+
+        Cursors can be forged (they carry a checksum, not a signature), so a backend decodes
+        them with :func:`curvestore.core.cursor.decode_cursor` (giving its position's arity)
+        and raises :class:`~curvestore.errors.InvalidCursorError` for a position its feed
+        never issued: beyond the current end, or between two entries where that can be told
+        (:func:`~curvestore.core.cursor.unknown_position`). It never returns a page for such
+        a position: a client would skip the changes in between. The shared suite forges
+        cursors to check this (``curvestore.testing.cursors``).
 
         A page holds about ``limit`` changes; a backend whose cursor can only stand between
         committed batches may return more when one batch is bigger (never zero while changes

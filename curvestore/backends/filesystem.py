@@ -53,7 +53,7 @@ from urllib.parse import quote
 from curvestore.backends import _layout as layout
 from curvestore.backends import _shards as shards
 from curvestore.backends.base import Backend, Transaction, stale_state
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import (
@@ -67,6 +67,7 @@ __all__ = ["FileBackend"]
 _STRIPES = 64
 _SEGMENT_BYTES = 4 << 20
 _TAIL = 4096
+_END_MARKER_MAX = 40  # bytes of the longest end-of-batch line, {"e":<seq>}
 _DIRECT_READ_MAX = 6  # shard ranges up to this size are opened by name, not listed
 
 
@@ -148,6 +149,32 @@ class _Log:
                 window *= 4
         head = json.loads(lines[last_end])["e"] if last_end >= 0 else first - 1
         return head, path, [json.loads(line) for line in lines[last_end + 1:] if line]
+
+
+def _check_feed_position(cursor: str, position: tuple[int, int, int],
+                         segments: list[tuple[int, Path]]) -> None:
+    """InvalidCursorError unless ``position`` (seq, segment, offset) stands right after the
+    end-of-batch line of ``seq`` in that segment, where every cursor this log issues stands.
+    Costs one short read."""
+    seq, seg_first, offset = position
+    path = dict(segments).get(seg_first)
+    if path is None:
+        beyond = seg_first > max((f for f, _ in segments), default=0)
+        raise unknown_position(cursor, "beyond the end of" if beyond else "between two entries of")
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if offset > size:
+            raise unknown_position(cursor)
+        start = max(0, offset - _END_MARKER_MAX)
+        f.seek(start)
+        before = f.read(offset - start)
+    line = before[:-1].rpartition(b"\n")[2] if before.endswith(b"\n") else b""
+    marker: object = None
+    if line.startswith(b'{"e":'):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            marker = json.loads(line)["e"]
+    if type(marker) is not int or marker != seq:
+        raise unknown_position(cursor, "between two entries of")
 
 
 class _FileTransaction(Transaction):
@@ -610,10 +637,14 @@ class FileBackend(Backend):
         committed batch does); unfinished batches at the tail are not shown yet."""
         assert self.schema is not None
         store_id = str(self._manifest.get("store_id", ""))
-        seq, seg_first, offset = (0, 0, 0) if cursor is None else decode_cursor(cursor, store_id)
+        seq, seg_first, offset = (0, 0, 0) if cursor is None \
+            else decode_cursor(cursor, store_id, 3)
         position = (seq, seg_first, offset)
+        every = self.log.segments()
+        if cursor is not None and position != (0, 0, 0):
+            _check_feed_position(cursor, position, every)
         items: list[Change] = []
-        segments = [(f, p) for f, p in self.log.segments() if f >= seg_first]
+        segments = [(f, p) for f, p in every if f >= seg_first]
         for n, (first, path) in enumerate(segments):
             start = offset if first == seg_first else 0
             with open(path, "rb") as f:

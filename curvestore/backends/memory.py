@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from curvestore.backends.base import Backend, Transaction, stale_state
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import ConfigurationError, StoreExistsError
@@ -155,8 +155,10 @@ class MemoryBackend(Backend):
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         assert self.schema is not None
         store_id = (self.state.manifest or {}).get("store_id", "")
-        position = 0 if cursor is None else decode_cursor(cursor, store_id)[0]
+        position = 0 if cursor is None else decode_cursor(cursor, store_id, 1)[0]
         with self.state.lock:
+            if position > len(self.state.log):
+                raise unknown_position(str(cursor))
             log = self.state.log[position:]
         items: list[Change] = []
         consumed = 0

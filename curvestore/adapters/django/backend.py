@@ -45,7 +45,7 @@ from curvestore.adapters.django.options import key_schema, model_config
 from curvestore.backends.base import Backend, Transaction, stale_state
 from curvestore.core import chunks as _chunks
 from curvestore.core.config import StoreConfig
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.grid import get_grid
 from curvestore.core.records import (
     Change,
@@ -656,9 +656,11 @@ class DjangoModelBackend(Backend):
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         manifest = self.read_manifest() or {}
         store_id = str(manifest.get("store_id", ""))
-        position = 0 if cursor is None else decode_cursor(cursor, store_id)[0]
+        position = 0 if cursor is None else decode_cursor(cursor, store_id, 1)[0]
         assert self.schema is not None
         log = ChunkChange.objects.using(self.using).filter(store=self.table).order_by("version")
+        if position and not log.filter(version=position).exists():
+            raise unknown_position(str(cursor))  # a cursor names a logged version
         batch = max(limit, 500)
         items: list[Change] = []
         last, has_more = position, False

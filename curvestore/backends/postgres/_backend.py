@@ -53,10 +53,10 @@ from curvestore.backends.postgres._ddl import (
     ddl_statements,
 )
 from curvestore.core.config import KeySchema
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
-from curvestore.errors import ConfigurationError, ConflictError, StoreExistsError, SyncError
+from curvestore.errors import ConfigurationError, ConflictError, StoreExistsError
 
 if TYPE_CHECKING:
     import psycopg
@@ -624,9 +624,7 @@ class PostgresBackend(Backend):
         to the watermark, so filtered feeds do not re-scan what they already passed.
         ``has_more`` counts only changes below the watermark.
         """
-        position = (0, 0) if cursor is None else decode_cursor(cursor, self.store_id)
-        if len(position) != 2:
-            raise SyncError("this change-feed cursor was not issued by a PostgreSQL store")
+        position = (0, 0) if cursor is None else decode_cursor(cursor, self.store_id, 2)
         txid, seq = position
         q = self.queries
         query, params = q.feed(where, txid, seq, limit + 1)
@@ -635,6 +633,9 @@ class PostgresBackend(Backend):
             cur.execute(query, params)
             rows = cur.fetchall()
         xmin = int(rows[0][0])
+        if txid >= xmin:
+            # every cursor issued stands below a snapshot's xmin, and xmin never goes back
+            raise unknown_position(str(cursor))
         rows = [r for r in rows if r[1] is not None]
         nk = q.nk
         items = [Change(tuple(r[3:3 + nk]), r[3 + nk], r[4 + nk], r[5 + nk])

@@ -25,7 +25,7 @@ from curvestore.backends.s3._log import ChangeLog
 from curvestore.backends.s3._reader import _DIRECT_SHARDS, Listed, ShardReader, _within
 from curvestore.backends.s3._shard import Entry, Shard, default_shard_size, encode_shard
 from curvestore.core.config import StoreConfig
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import (
@@ -33,7 +33,6 @@ from curvestore.errors import (
     ConflictError,
     IntegrityError,
     StoreExistsError,
-    SyncError,
 )
 
 if TYPE_CHECKING:
@@ -599,10 +598,9 @@ class S3Backend(Backend):
         store_id = str(self._manifest.get("store_id", ""))
         position = 0
         if cursor is not None:
-            decoded = decode_cursor(cursor, store_id)
-            if len(decoded) != 1 or decoded[0] < 0:
-                raise SyncError("this change-feed cursor was not issued by an s3:// store")
-            position = decoded[0]
+            position = decode_cursor(cursor, store_id, 1)[0]
+            if not self.log.claimed(position):
+                raise unknown_position(cursor)
         schema = self.schema
         items: list[Change] = []
         window = max(4, min(self.max_workers, limit + 1))

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from curvestore.backends.base import Backend, Transaction, stale_state
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import ConfigurationError, StoreExistsError
@@ -173,9 +173,12 @@ class SQLiteBackend(Backend):
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         assert self.schema is not None
         store_id = (self._manifest or {}).get("store_id", "")
-        seq = 0 if cursor is None else decode_cursor(cursor, store_id)[0]
+        seq = 0 if cursor is None else decode_cursor(cursor, store_id, 1)[0]
         items: list[Change] = []
         with self.lock:
+            if seq and self.db.execute("SELECT 1 FROM changes WHERE seq = ?",
+                                       (seq,)).fetchone() is None:
+                raise unknown_position(str(cursor))  # a cursor names a logged change
             while len(items) < limit:
                 rows = self.db.execute(
                     "SELECT seq, series, chunk, version, deleted FROM changes WHERE seq > ? "
