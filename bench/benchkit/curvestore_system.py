@@ -14,6 +14,10 @@ from .env import REPO, WORK
 from .postgres import PG_BYTES_HOW, pg_plain_url, pg_sizes
 from .system import FREQ, KEYS, TZ, BenchError, Bytes, Dataset, System, disk_usage
 
+#: The chunk table's payload column in the stores the bench creates (new stores prefix the
+#: backend's own columns with "_", so that any key name is free).
+PG_PAYLOAD_COLUMN = "_payload"
+
 
 class CurvestoreSystem(System):
     """curvestore on any URL; file:// stores are wiped first, others must name a fresh store
@@ -109,7 +113,7 @@ class CurvestoreSystem(System):
             schema, tables = self._pg_tables()
             with psycopg.connect(pg_plain_url(self.pg_url), autocommit=True) as conn, \
                     conn.cursor() as cursor:
-                sizes = pg_sizes(cursor, tables, "payload", schema)
+                sizes = pg_sizes(cursor, tables, PG_PAYLOAD_COLUMN, schema)
             return Bytes(sizes.pop("total"), PG_BYTES_HOW, sizes)
         extra: dict[str, int] = {}
         with contextlib.suppress(Exception):  # info() is not part of the fixed API
