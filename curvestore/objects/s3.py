@@ -89,8 +89,9 @@ class S3ObjectStore(ObjectStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._root = self.prefix + "/" if self.prefix else ""
-        self._args = {"endpoint_url": endpoint_url, "region": region, "profile": profile,
-                      "max_workers": max_workers, "list_page_size": list_page_size}
+        self._args: dict[str, Any] = {
+            "endpoint_url": endpoint_url, "region": region, "profile": profile,
+            "max_workers": max_workers, "list_page_size": list_page_size}
         self.endpoint = _shown_endpoint(endpoint_url)
         self.max_workers = max_workers
         self.client = ObjectClient(bucket, endpoint_url=endpoint_url, region=region,
