@@ -51,86 +51,22 @@ import errno
 import functools
 import os
 import stat
-import threading
 import time
 import uuid
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
 from curvestore.errors import ConfigurationError, InvalidKeyError
+from curvestore.objects._posix import CLOEXEC, Stripes, fcntl, file_version, read_at
 from curvestore.objects.base import RESERVED_PREFIX, ObjectInfo, ObjectStore
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["FileObjectStore"]
 
-_STRIPES = 64
 _TEMP_SUFFIX = ".tmp"
 _MAX_RESOLUTION_NS = 1000
 _PROBE_NS = 1_700_000_000_123_456_789
 #: root -> timestamp step (ns) of its file system, probed once per process.
 _STEPS: dict[str, int] = {}
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-def _version(st: os.stat_result) -> str:
-    return f"{st.st_ino:x}.{st.st_mtime_ns:x}.{st.st_size:x}"
-
-
-def _read_at(fd: int, length: int, offset: int) -> bytes:
-    parts = []
-    while length > 0:
-        part = os.pread(fd, length, offset)
-        if not part:
-            break
-        parts.append(part)
-        length -= len(part)
-        offset += len(part)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-class _Stripes:
-    """Lock stripes: a thread lock and an ``flock``-ed descriptor each, reopened after fork
-    (a forked child shares its parent's open file descriptions, hence its flocks)."""
-
-    def __init__(self, directory: str) -> None:
-        self._directory = directory
-        self._guard = threading.Lock()
-        self._reset()
-
-    def _reset(self) -> None:
-        self._pid = os.getpid()
-        self._fds: dict[int, int] = {}
-        self._threads = [threading.Lock() for _ in range(_STRIPES)]
-
-    @contextlib.contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        stripe = zlib.crc32(key.encode("utf-8")) % _STRIPES
-        with self._guard:
-            if os.getpid() != self._pid:
-                self._reset()
-            fd = self._fds.get(stripe)
-            if fd is None:
-                path = os.path.join(self._directory, f"stripe-{stripe:02d}.lock")
-                fd = self._fds[stripe] = os.open(path, os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o644)
-            thread_lock = self._threads[stripe]
-        with thread_lock:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        with self._guard:
-            if os.getpid() == self._pid:
-                for fd in self._fds.values():
-                    os.close(fd)
-            self._fds = {}
 
 
 class FileObjectStore(ObjectStore):
@@ -167,7 +103,7 @@ class FileObjectStore(ObjectStore):
         except OSError as exc:
             raise ConfigurationError(f"cannot use {self.root!r} as an object store root: "
                                      f"{exc.strerror}") from exc
-        self._stripes = _Stripes(locks)
+        self._stripes = Stripes(locks)
         self._step = self._timestamp_step()
         self.sweep_temporaries(older_than=temp_grace)
 
@@ -207,7 +143,7 @@ class FileObjectStore(ObjectStore):
     def _write_temp(self, data: bytes) -> tuple[int, str]:
         """A new temp file holding ``data``, flock-ed (alive) and fsynced: (fd, path)."""
         path = os.path.join(self._tmp, uuid.uuid4().hex + _TEMP_SUFFIX)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | CLOEXEC, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             view = memoryview(data)
@@ -228,11 +164,11 @@ class FileObjectStore(ObjectStore):
         if current is not None and mtime <= current.st_mtime_ns:
             mtime = current.st_mtime_ns + step
         os.utime(fd, ns=(mtime, mtime))
-        return _version(os.fstat(fd))
+        return file_version(os.fstat(fd))
 
     def _sync_dir(self, path: str) -> None:
         if self.fsync:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | CLOEXEC)
             try:
                 os.fsync(fd)
             finally:
@@ -319,7 +255,7 @@ class FileObjectStore(ObjectStore):
             candidates = [e.path for e in entries if e.name.endswith(_TEMP_SUFFIX)]
         for path in candidates:
             try:
-                fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+                fd = os.open(path, os.O_RDONLY | CLOEXEC)
             except FileNotFoundError:
                 continue
             try:
@@ -339,7 +275,7 @@ class FileObjectStore(ObjectStore):
     # -- reads --------------------------------------------------------------------------------
     def _open(self, key: str) -> int | None:
         try:
-            return os.open(self._path(key), os.O_RDONLY | _CLOEXEC)
+            return os.open(self._path(key), os.O_RDONLY | CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return None
 
@@ -351,7 +287,7 @@ class FileObjectStore(ObjectStore):
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return None
-            return _read_at(fd, st.st_size, 0), _version(st)
+            return read_at(fd, st.st_size, 0), file_version(st)
         finally:
             os.close(fd)
 
@@ -364,7 +300,7 @@ class FileObjectStore(ObjectStore):
             if not stat.S_ISREG(st.st_mode):
                 return None
             end = st.st_size if length is None else min(st.st_size, start + length)
-            return _read_at(fd, end - start, start) if end > start else b""
+            return read_at(fd, end - start, start) if end > start else b""
         finally:
             os.close(fd)
 
@@ -377,7 +313,7 @@ class FileObjectStore(ObjectStore):
             if not stat.S_ISREG(st.st_mode):
                 return None
             wanted = min(length, st.st_size)
-            return _read_at(fd, wanted, st.st_size - wanted) if wanted else b""
+            return read_at(fd, wanted, st.st_size - wanted) if wanted else b""
         finally:
             os.close(fd)
 
@@ -419,7 +355,7 @@ class FileObjectStore(ObjectStore):
             except FileNotFoundError:
                 continue
             if stat.S_ISREG(st.st_mode):
-                yield ObjectInfo(key, st.st_size, _version(st))
+                yield ObjectInfo(key, st.st_size, file_version(st))
 
     # -- writes -------------------------------------------------------------------------------
     def _put(self, key: str, data: bytes) -> str:
@@ -438,7 +374,7 @@ class FileObjectStore(ObjectStore):
                     if current is None:
                         raise self._conflict(key, "does not exist (removed by a concurrent "
                                                   "writer?)")
-                    if _version(current) != expected:
+                    if file_version(current) != expected:
                         raise self._conflict(key, "a concurrent writer replaced it")
                 version = self._stamp(fd, current)
                 self._publish(key, temp, path, exclusive=False)
@@ -471,7 +407,7 @@ class FileObjectStore(ObjectStore):
             if if_match is not None:
                 if current is None:
                     raise self._conflict(key, "does not exist (removed by a concurrent writer?)")
-                if _version(current) != if_match:
+                if file_version(current) != if_match:
                     raise self._conflict(key, "a concurrent writer replaced it")
             if current is None:
                 return

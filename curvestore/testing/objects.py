@@ -109,6 +109,8 @@ class ObjectStoreConformance:
     shared_between_processes: ClassVar[bool] = True
     #: Racing workers (threads and processes).
     workers: ClassVar[int] = 8
+    #: Keys every worker tries to create in the put_if_absent races.
+    race_keys: ClassVar[int] = 40
     #: Increments per worker in the compare-and-increment races.
     increments: ClassVar[int] = 20
     #: Replacements done while another worker reads (torn-read tests).
@@ -402,7 +404,7 @@ class ObjectStoreConformance:
 
     # -- races ----------------------------------------------------------------------------------
     def _race_create(self, object_store: ObjectStore, kind: str) -> None:
-        keys = [f"race/{i:03d}" for i in range(6)]
+        keys = [f"race/{i:03d}" for i in range(self.race_keys)]
         results = self.run_workers(kind, race_create, object_store,
                                    [(keys, w) for w in range(self.workers)], len(keys))
         assert len(results) == len(keys) * self.workers

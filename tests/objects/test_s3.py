@@ -15,6 +15,7 @@ from curvestore.testing.s3_server import with_prefix
 
 
 class TestS3Objects(ObjectStoreConformance):
+    race_keys: ClassVar[int] = 15
     increments: ClassVar[int] = 8
     torn_rounds: ClassVar[int] = 30
 
