@@ -450,6 +450,13 @@ def serve_in_thread(app: WSGIApp, *, host: str = "127.0.0.1", threads: int = 4,
             for channel in list(server._map.values()):
                 channel.close()
 
-        server.trigger.pull_trigger(stop)
-        thread.join(timeout=5)
+        try:
+            server.trigger.pull_trigger(stop)
+        except OSError:
+            if thread.is_alive():
+                raise
+            # the loop already ended (and closed its trigger): nothing left to stop
+        thread.join(timeout=60)
         server.task_dispatcher.shutdown()
+        if thread.is_alive():
+            raise RuntimeError("the HTTP server thread did not stop within 60 s")

@@ -248,6 +248,10 @@ class PostgresBackend(Backend):
 
     schemes = ("postgresql", "postgres")
 
+    @classmethod
+    def check_available(cls) -> None:
+        import_psycopg()
+
     def __init__(self, target: ConnectionTarget, names: Names, *,
                  read_only: bool = False) -> None:
         super().__init__(read_only=read_only)
