@@ -41,6 +41,7 @@ from curvestore.errors import (
     SeriesExistsError,
     SyncError,
 )
+from curvestore.testing.inputs import InputSemantics
 
 __all__ = [
     "FREQ",
@@ -227,7 +228,7 @@ _ENDS = {
 }
 
 
-class StoreSemantics(StoreFixtures):
+class StoreSemantics(InputSemantics, StoreFixtures):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""
 
     # -- round trips -----------------------------------------------------------------------
@@ -438,8 +439,10 @@ class StoreSemantics(StoreFixtures):
         {"site": "a", "kind": "load", "n": True},
         {"site": "a", "kind": "load", "n": 1.0},
         {"site": None, "kind": "load", "n": 1},
+        {"site": "a\udc80", "kind": "load", "n": 1},
+        {"site": "a", "kind": "load", "n": 2**63},
     ], ids=["partial", "site-only", "empty", "unknown", "str-for-int", "int-for-str",
-            "bool-for-int", "float-for-int", "none"])
+            "bool-for-int", "float-for-int", "none", "lone-surrogate", "beyond-int64"])
     def test_invalid_keys_raise(self, store: curvestore.Store, bad: dict[str, Any]) -> None:
         s = curve("2024-01-01", periods=4)
         for call in (lambda: store.write(bad, s), lambda: store.write(bad, s, mode="update"),
@@ -450,7 +453,8 @@ class StoreSemantics(StoreFixtures):
         assert store.keys() == []
         assert store.changes().items == []
 
-    @pytest.mark.parametrize("bad", [{"nope": "a"}, {"n": "1"}, {"site": 3}, {"n": False}])
+    @pytest.mark.parametrize("bad", [{"nope": "a"}, {"n": "1"}, {"site": 3}, {"n": False},
+                                     {"kind": "\ud800"}, {"n": -(2**63) - 1}])
     def test_invalid_filters_raise(self, store: curvestore.Store, bad: dict[str, Any]) -> None:
         for call in (lambda: list(store.read_many(bad)), lambda: store.keys(bad),
                      lambda: store.delete_many(bad), lambda: store.max_timestamp(bad),

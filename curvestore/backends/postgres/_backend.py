@@ -56,7 +56,13 @@ from curvestore.core.config import KeySchema
 from curvestore.core.cursor import decode_cursor, encode_cursor
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
-from curvestore.errors import ConfigurationError, ConflictError, StoreExistsError, SyncError
+from curvestore.errors import (
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    StoreExistsError,
+    SyncError,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -282,6 +288,8 @@ class PostgresBackend(Backend):
         if row is None:
             return None
         manifest = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+        if not isinstance(manifest, dict):
+            raise IntegrityError(f"{self!r}: the manifest row is not a JSON object")
         self.store_id = str(manifest.get("store_id", ""))
         return manifest  # type: ignore[no-any-return]
 
