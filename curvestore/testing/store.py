@@ -415,11 +415,27 @@ class StoreSemantics(InputSemantics, StoreFixtures):
         store.write(key(), s, mode="replace")
         assert_series_exact(store.read(key()), dense(s))
 
-    def test_replace_with_all_nan_writes_nothing(self, store: curvestore.Store) -> None:
-        s = curve("2024-06-01", periods=20, seed=23)
-        store.write(key(), s)
-        assert store.write(key(), s * np.nan, mode="replace") == 0
-        assert_series_exact(store.read(key()), dense(s))
+    def test_replace_with_no_value_deletes_the_series(self, store: curvestore.Store) -> None:
+        s = curve("2024-05-20", end="2024-06-10", seed=23)
+        other = curve("2024-06-01", periods=20, seed=24)
+        store.write(key(n=1), s)
+        store.write(key(n=2), other)
+        store.write(key(n=3), other)
+        cursor = store.changes().cursor
+        assert store.write(key(n=1), s * np.nan, mode="replace") == 2  # May and June
+        assert store.read(key(n=1)) is None
+        assert [(i.key["n"], i.deleted) for i in store.changes(cursor).items] == [
+            (1, True), (1, True)]
+        empty = pd.Series([], index=pd.DatetimeIndex([], tz=TZ), dtype=float)
+        assert store.write(key(n=1), empty, mode="replace") == 0  # nothing left to delete
+        assert store.write_many({("a", "load", 2): empty, ("a", "load", 4): other,
+                                 ("a", "load", 5): other * np.nan}, mode="replace") == 2
+        assert store.keys() == [key(n=3), key(n=4)]
+        assert_series_exact(store.read(key(n=4)), dense(other))
+        # insert and update without a value still write nothing
+        for mode in ("insert", "update"):
+            assert store.write(key(n=3), other * np.nan, mode=mode) == 0
+        assert_series_exact(store.read(key(n=3)), dense(other))
 
     # -- missing data, keys ------------------------------------------------------------------
     def test_missing_series_reads_none(self, store: curvestore.Store) -> None:
