@@ -57,3 +57,21 @@ def test_secrets_never_shown() -> None:
     url = parse_url("sqlite://user:s3cret@host/db?token=abc&table=x")
     assert "s3cret" not in url.redacted() and "abc" not in url.redacted()
     assert "table=x" in url.redacted()
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b'stores = "x"\n', "must be a table of named stores"),
+    (b'[[stores]]\nurl = "file:///x"\n', "must be a table of named stores"),
+    (b"\xff\xfe\x00\x01 binary", "cannot read"),
+    (b"[stores.loads\nurl = 1\n", "cannot read"),
+    (b"[stores]\nloads = 3\n", "needs a url"),
+    (b"[stores.loads]\nurl = 3\n", "needs a url"),
+], ids=["string", "array-of-tables", "binary", "bad-toml", "entry-not-table", "url-not-str"])
+def test_bad_config_file_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  content: bytes, fragment: str) -> None:
+    config = tmp_path / "cfg.toml"
+    config.write_bytes(content)
+    monkeypatch.setenv("CURVESTORE_CONFIG", str(config))
+    with pytest.raises(ConfigurationError, match=fragment) as info:
+        curvestore.open_store("@loads")
+    assert str(config) in str(info.value)
