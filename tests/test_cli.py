@@ -211,6 +211,14 @@ def test_put_modes(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str])
     code, out, _ = run(capsys, "get", url, "site=a", "year=1")
     assert_same(read_csv_output(out), patch)
 
+    # replacing with a file without any value deletes the series
+    nothing = write_csv(patch * np.nan, tmp_path / "nothing.csv")
+    code, out, err = run(capsys, "put", url, nothing, "site=a", "year=1", "--mode", "replace")
+    assert code == 0, err
+    assert "deleted site=a year=1 (1 chunk tombstoned, mode=replace)" in out
+    code, _, err = run(capsys, "get", url, "site=a", "year=1")
+    assert_one_line_error(code, err, "no data for series")
+
 
 def test_put_naive_csv_needs_tz(url: str, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
