@@ -228,13 +228,15 @@ class StoreConfig:
             raise ConfigurationError(
                 f"{where} holds something that is not a curvestore store (its manifest does not "
                 "say format = 'curvestore')")
+        fields = _ManifestFields(manifest, where)
         version = manifest.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise fields.damaged(f"field 'format_version' must be an integer, got {version!r}")
         if version != FORMAT_VERSION:
             raise ConfigurationError(
                 f"store format version {version} is not supported by this curvestore "
                 f"(supports {FORMAT_VERSION}); upgrade curvestore"
             )
-        fields = _ManifestFields(manifest, where)
         try:
             freq, tz = normalize_freq(fields.text("freq")), normalize_tz(fields.text("tz"))
         except ConfigurationError as exc:

@@ -58,6 +58,8 @@ DAMAGES = {
     "dtype unknown": (_set("dtype", "int8"), "'dtype' must be one of"),
     "codec null": (_set("codec", None), "'codec' must be a non-empty string"),
     "store_id a list": (_set("store_id", ["x"]), "'store_id' must be a non-empty string"),
+    "no format_version": (_without("format_version"), "'format_version' must be an integer"),
+    "format_version a string": (_set("format_version", "1"), "'format_version' must be an"),
 }
 
 
