@@ -52,8 +52,8 @@ from urllib.parse import quote
 
 from curvestore.backends import _layout as layout
 from curvestore.backends import _shards as shards
-from curvestore.backends.base import Backend, Transaction
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.backends.base import Backend, Transaction, stale_state
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import (
@@ -67,6 +67,7 @@ __all__ = ["FileBackend"]
 _STRIPES = 64
 _SEGMENT_BYTES = 4 << 20
 _TAIL = 4096
+_END_MARKER_MAX = 40  # bytes of the longest end-of-batch line, {"e":<seq>}
 _DIRECT_READ_MAX = 6  # shard ranges up to this size are opened by name, not listed
 
 
@@ -150,6 +151,32 @@ class _Log:
         return head, path, [json.loads(line) for line in lines[last_end + 1:] if line]
 
 
+def _check_feed_position(cursor: str, position: tuple[int, int, int],
+                         segments: list[tuple[int, Path]]) -> None:
+    """InvalidCursorError unless ``position`` (seq, segment, offset) stands right after the
+    end-of-batch line of ``seq`` in that segment, where every cursor this log issues stands.
+    Costs one short read."""
+    seq, seg_first, offset = position
+    path = dict(segments).get(seg_first)
+    if path is None:
+        beyond = seg_first > max((f for f, _ in segments), default=0)
+        raise unknown_position(cursor, "beyond the end of" if beyond else "between two entries of")
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if offset > size:
+            raise unknown_position(cursor)
+        start = max(0, offset - _END_MARKER_MAX)
+        f.seek(start)
+        before = f.read(offset - start)
+    line = before[:-1].rpartition(b"\n")[2] if before.endswith(b"\n") else b""
+    marker: object = None
+    if line.startswith(b'{"e":'):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            marker = json.loads(line)["e"]
+    if type(marker) is not int or marker != seq:
+        raise unknown_position(cursor, "between two entries of")
+
+
 class _FileTransaction(Transaction):
     """Stages whole shards as temp files; the commit logs and renames them."""
 
@@ -158,6 +185,7 @@ class _FileTransaction(Transaction):
         self.keys = set(keys)
         self.dirs: dict[SeriesKey, str] = {}
         self.states: list[tuple[str, str]] = []
+        self.expected_states: dict[str, str | None] = {}
         # (key, shard) -> (temp file, final path, the shard's records by chunk)
         self.staged: dict[tuple[SeriesKey, int], tuple[str, str, dict[int, ChunkRecord]]] = {}
         self.written: dict[tuple[SeriesKey, int], ChunkMeta] = {}
@@ -200,7 +228,8 @@ class _FileTransaction(Transaction):
             with open(tmp, "wb") as f:
                 f.write(shards.encode_shard(key, current.values()))
 
-    def set_state(self, name: str, value: str) -> None:
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        self.expected_states[name] = expected
         tmp = os.path.join(self.backend.root, "tmp", f"{self.txid}-state-{len(self.states)}.tmp")
         with open(tmp, "w") as f:
             json.dump({"name": name, "value": value}, f)
@@ -496,6 +525,9 @@ class FileBackend(Backend):
                 assert segment is not None
                 self._recover(segment, pending)
                 head, segment, pending = self.log.tail_state()
+            for name, expected in tx.expected_states.items():
+                if self.get_state(name) != expected:
+                    raise stale_state(name)
             if segment is None or segment.stat().st_size > _SEGMENT_BYTES:
                 segment = self.log.dir / self.log.segment_name(head + 1)
             changes = []
@@ -605,10 +637,14 @@ class FileBackend(Backend):
         committed batch does); unfinished batches at the tail are not shown yet."""
         assert self.schema is not None
         store_id = str(self._manifest.get("store_id", ""))
-        seq, seg_first, offset = (0, 0, 0) if cursor is None else decode_cursor(cursor, store_id)
+        seq, seg_first, offset = (0, 0, 0) if cursor is None \
+            else decode_cursor(cursor, store_id, 3)
         position = (seq, seg_first, offset)
+        every = self.log.segments()
+        if cursor is not None and position != (0, 0, 0):
+            _check_feed_position(cursor, position, every)
         items: list[Change] = []
-        segments = [(f, p) for f, p in self.log.segments() if f >= seg_first]
+        segments = [(f, p) for f, p in every if f >= seg_first]
         for n, (first, path) in enumerate(segments):
             start = offset if first == seg_first else 0
             with open(path, "rb") as f:
