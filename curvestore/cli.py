@@ -313,6 +313,10 @@ def cmd_put(args: argparse.Namespace) -> int:
         series = read_series(args.file, args.column, args.tz)
         chunks = store.write(key, series, mode=args.mode)
     valid = int(series.notna().sum())
+    if not valid and args.mode == "replace":  # replaced by nothing: the series is deleted
+        print(f"no value in {args.file}: deleted {show_key(key)} ({plural(chunks, 'chunk')} "
+              "tombstoned, mode=replace)")
+        return 0
     print(f"wrote {plural(valid, 'point')} to {show_key(key)} ({plural(chunks, 'chunk')}, "
           f"mode={args.mode})")
     return 0
