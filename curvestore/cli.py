@@ -715,7 +715,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from curvestore.core.verify import verify_store
-
     from curvestore.errors import IntegrityError
 
     try:

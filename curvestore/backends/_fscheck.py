@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
 from curvestore.backends import _shards as shards
+from curvestore.backends._fsread import NO_VIEW
 from curvestore.core.records import SeriesKey
 from curvestore.errors import CurvestoreError, IntegrityError
 
@@ -93,9 +94,7 @@ def _check_layout(backend: FileBackend, where: Mapping[str, Any],
     try:
         view = backend._current_view()
     except IntegrityError:  # a damaged log tail, reported by the log check
-        from curvestore.backends.filesystem import _NO_VIEW
-
-        view = _NO_VIEW
+        view = NO_VIEW
 
     def walk(i: int, directory: str, prefix: tuple[Any, ...]) -> None:
         try:
@@ -105,9 +104,9 @@ def _check_layout(backend: FileBackend, where: Mapping[str, Any],
             return
         if i == len(names):
             key = prefix
-            if backend.schema is not None and backend.schema.matches(key, where):
-                if _check_series(backend, key, directory, entries, view, stored, problems):
-                    keys.append(key)
+            if backend.schema is not None and backend.schema.matches(key, where) \
+                    and _check_series(backend, key, directory, entries, view, stored, problems):
+                keys.append(key)
             return
         for entry in entries:
             if not entry.is_dir():

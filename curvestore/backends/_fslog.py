@@ -23,14 +23,20 @@ import contextlib
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.records import Change, ChangePage
 from curvestore.errors import IntegrityError
 
-__all__ = ["Batch", "Log", "Tail", "decode_line", "encode_line"]
+if TYPE_CHECKING:
+    from curvestore.core.config import KeySchema
+
+__all__ = ["Batch", "Log", "Tail", "append", "changes_page", "decode_line", "encode_line",
+           "truncate"]
 
 _TAIL = 4096
 
@@ -199,6 +205,53 @@ class Log:
             line_at = pos
             pos += len(raw) + 1
             yield pos, decode_line(raw, f"{path} at byte {line_at}")
+
+
+def changes_page(log: Log, schema: KeySchema, store_id: str, cursor: str | None,
+                 where: Mapping[str, Any], limit: int) -> ChangePage:
+    """Pages end on batch boundaries (a page holds more than ``limit`` items only when one
+    committed batch does); a batch still being logged at the tail is not shown yet, a
+    committed one whose end line is missing is."""
+    seq, seg_first, offset = (0, 0, 0) if cursor is None else decode_cursor(cursor, store_id)
+    position = (seq, seg_first, offset)
+    items: list[Change] = []
+    segments = [(f, p) for f, p in log.segments() if f >= seg_first]
+    for n, (first, path) in enumerate(segments):
+        start = offset if first == seg_first else 0
+        batch: list[Change] = []
+        expected: int | None = None
+        seen = 0
+        batch_seq = seq
+        pos = start
+        for pos, line in log.lines(path, start):
+            if "b" in line:
+                batch, expected, seen, batch_seq = [], int(line["b"]), 0, seq
+                continue
+            if "e" in line:
+                end_seq, expected = max(batch_seq, int(line["e"])), None
+            elif expected is None:
+                continue  # a segment switch, or lines of a batch before the cursor
+            else:
+                seen += 1
+                if "s" in line:
+                    batch_seq = max(batch_seq, line["s"])
+                    if line["s"] > seq:
+                        key = tuple(line["k"])
+                        if schema.matches(key, where):
+                            batch.append(Change(key, line["c"], line["v"], line["d"]))
+                if seen < expected or n + 1 < len(segments):
+                    continue
+                end_seq, expected = batch_seq, None  # committed, end line not yet written
+            if items and len(items) + len(batch) > limit:
+                return ChangePage(items, encode_cursor(store_id, position), True)
+            items += batch
+            batch = []
+            seq = max(seq, end_seq)
+            position = (seq, first, pos)
+            if len(items) >= limit:
+                more = pos < os.stat(path).st_size or n + 1 < len(segments)
+                return ChangePage(items, encode_cursor(store_id, position), more)
+    return ChangePage(items, encode_cursor(store_id, position), False)
 
 
 def append(path: Path, text: str, *, sync: bool) -> None:

@@ -17,10 +17,10 @@ checksum, size, version, updated_at, deleted], ...]}`` in chunk order, each row 
 :class:`ChunkMeta` in field order; ``grid`` fingerprints the store and grid the shard was
 written for (store id, keys, freq, tz, chunking, dtype; absent in shards written before it
 existed), so a shard read under another manifest, or found under another series' path or
-year, is refused (:func:`check_index`); payloads follow each other in the same order, so a chunk's offset is the sum of the
-sizes before it. Tombstones stay in the index (size 0): versions keep growing and the change
-feed can still name them. Payload CRC-32s are checked by the core when a chunk is decoded,
-and by ``curvestore verify``.
+year, is refused (:func:`check_index`). Payloads follow each other in the same order, so a
+chunk's offset is the sum of the sizes before it. Tombstones stay in the index (size 0):
+versions keep growing and the change feed can still name them. Payload CRC-32s are checked by
+the core when a chunk is decoded, and by ``curvestore verify``.
 """
 
 from __future__ import annotations

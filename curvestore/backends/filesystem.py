@@ -45,19 +45,19 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
 from curvestore.backends import _shards as shards
+from curvestore.backends._fsmanifest import manifest_bytes, parse_manifest
+from curvestore.backends._fsread import NO_VIEW, ShardReads
 from curvestore.backends.base import Backend, IntegrityProblem, Transaction
-from curvestore.core.cursor import decode_cursor, encode_cursor
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import (
@@ -69,11 +69,8 @@ from curvestore.errors import (
 
 __all__ = ["FileBackend"]
 
-_T = TypeVar("_T")
 _STRIPES = 64
 _SEGMENT_BYTES = 4 << 20
-_DIRECT_READ_MAX = 6  # shard ranges up to this size are opened by name, not listed
-_OPTIMISTIC_READS = 3  # then a read waits for the commit lock (shared)
 _MANIFEST = "manifest.json"
 
 
@@ -97,54 +94,6 @@ def _load_syncfs() -> Any:
 
 _SYNCFS = _load_syncfs()
 _SYNCFS_MIN_FILES = 16
-
-
-def _manifest_checksum(manifest: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in manifest.items() if k != "checksum"}
-    return f"{zlib.crc32(json.dumps(body, sort_keys=True, separators=(',', ':')).encode()):08x}"
-
-
-def _manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
-    sealed = {**manifest, "checksum": _manifest_checksum(manifest)}
-    return (json.dumps(sealed, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _parse_manifest(raw: bytes, where: str) -> tuple[dict[str, Any], bool]:
-    """(manifest without its checksum, whether it had one); IntegrityError if damaged."""
-    try:
-        manifest = json.loads(raw)
-    except ValueError as exc:
-        raise IntegrityError(f"{where}: unreadable manifest: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise IntegrityError(f"{where}: the manifest is not a JSON object")
-    stored = manifest.pop("checksum", None)
-    if stored is not None and stored != _manifest_checksum(manifest):
-        raise IntegrityError(f"{where}: the manifest fails its checksum (damaged or edited by "
-                             "hand; freq, tz, chunking and keys cannot change under a store)")
-    return manifest, stored is not None
-
-
-@dataclass(frozen=True)
-class _View:
-    """What a reader must see besides the live files: the renames of a committed batch whose
-    end line is not in the log yet (a writer renaming right now, or one that was killed).
-
-    ``staged`` maps a directory to {file name: the batch's temp file}; a reader opens the temp
-    file first and the live file when the temp file is gone (renamed since). ``segment`` and
-    ``size`` identify the log state the view was built from: while they hold, no batch started
-    or finished (see :meth:`FileBackend._consistent`)."""
-
-    segment: Path | None
-    size: int
-    staged: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def temp_for(self, path: str) -> str | None:
-        directory, _, name = path.rpartition(os.sep)
-        names = self.staged.get(directory)
-        return None if names is None else names.get(name)
-
-
-_NO_VIEW = _View(None, -1)
 
 
 class _FileTransaction(Transaction):
@@ -215,7 +164,7 @@ class _FileTransaction(Transaction):
         self.written.clear()
 
 
-class FileBackend(Backend):
+class FileBackend(ShardReads, Backend):
     """Chunks as files under a directory; see the module docstring for the guarantees."""
 
     schemes = ("file",)
@@ -232,7 +181,7 @@ class FileBackend(Backend):
         self._manifest_id: tuple[int, ...] | None = None
         self.grid = ""
         self._paths: dict[SeriesKey, Path] = {}
-        self._view = _NO_VIEW
+        self._view = NO_VIEW
         self._writer: tuple[str, int] | None = None  # (writer id, fd of its held lock file)
         self._writer_mutex = threading.Lock()
         self._tx_numbers = itertools.count()
@@ -268,7 +217,7 @@ class FileBackend(Backend):
             return None
         except OSError as exc:
             raise IntegrityError(f"{path}: unreadable manifest: {exc}") from exc
-        manifest, sealed = _parse_manifest(raw, str(path))
+        manifest, sealed = parse_manifest(raw, str(path))
         return manifest, sealed, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _adopt_manifest(self, manifest: dict[str, Any], identity: tuple[int, ...] | None
@@ -293,7 +242,7 @@ class FileBackend(Backend):
         for sub in ("series", "log", "tmp", "locks"):
             (self.root / sub).mkdir(exist_ok=True)
         tmp = self.root / "tmp" / f"manifest-{uuid.uuid4().hex}.json"
-        tmp.write_bytes(_manifest_bytes(manifest))
+        tmp.write_bytes(manifest_bytes(manifest))
         if self.fsync:
             _fsync_path(tmp)
         try:
@@ -313,7 +262,7 @@ class FileBackend(Backend):
         if loaded is None or loaded[1]:
             return
         tmp = self.root / "tmp" / f"manifest-{uuid.uuid4().hex}.json"
-        tmp.write_bytes(_manifest_bytes(loaded[0]))
+        tmp.write_bytes(manifest_bytes(loaded[0]))
         if self.fsync:
             _fsync_path(tmp)
         os.replace(tmp, self.root / _MANIFEST)
@@ -341,224 +290,6 @@ class FileBackend(Backend):
         if differences:
             raise ConfigMismatchError(differences)
         self._manifest_id = identity
-
-    # -- paths and single objects ----------------------------------------------------------
-    def _series_path(self, key: SeriesKey) -> Path:
-        path = self._paths.get(key)
-        if path is None:
-            assert self.schema is not None, "bind() was not called"
-            if len(self._paths) > 100_000:  # a cache, not a leak, on stores with many series
-                self._paths.clear()
-            path = self._paths[key] = self.series_dir.joinpath(
-                *layout.series_parts(self.schema, key))
-        return path
-
-    @property
-    def per_shard(self) -> int:
-        return shards.shard_chunks(str(self._manifest.get("chunking", "month")))
-
-    def _load_shard(self, path: str, key: SeriesKey, shard: int) -> dict[int, ChunkRecord]:
-        """Every record of the live shard file at ``path`` by chunk (empty if there is none)."""
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return {}
-        index, records = shards.decode_records(data, path)
-        shards.check_index(index, path, key, shard, self.per_shard, self.grid)
-        return {r.chunk: r for r in records}
-
-    # -- reads: consistent with the log ----------------------------------------------------
-    def _current_view(self) -> _View:
-        view = self._view
-        if self._view_holds(view):
-            return view
-        tail = self.log.tail()
-        staged: dict[str, dict[str, str]] = {}
-        batch = tail.committed
-        if batch is not None:
-            root, tmp = str(self.root), os.path.join(str(self.root), "tmp")
-            for temp, final in batch.moves:
-                directory, _, name = os.path.join(root, final).rpartition(os.sep)
-                staged.setdefault(directory, {})[name] = os.path.join(tmp, temp)
-        view = self._view = _View(tail.segment, tail.size, staged)
-        return view
-
-    def _view_holds(self, view: _View) -> bool:
-        if view.segment is None:
-            return view.size == 0 and not self.log.segments()
-        try:
-            return os.stat(view.segment).st_size == view.size
-        except FileNotFoundError:
-            return False
-
-    def _consistent(self, read: Callable[[_View], _T]) -> _T:
-        """Run ``read`` against the log state it sees, as a seqlock: a batch's renames happen
-        between two appends to the log, so when the last segment's size is the same after the
-        read as before, the files read belong to one state (the renames of a committed batch
-        still pending are read from its temp files). After a few retries (writers committing
-        all the time), the read waits for the commit lock, shared."""
-        for _ in range(_OPTIMISTIC_READS):
-            view = self._current_view()
-            result = read(view)
-            if self._view_holds(view):
-                return result
-        with self._shared_commit_lock():
-            return read(self._current_view())
-
-    @contextmanager
-    def _shared_commit_lock(self) -> Iterator[None]:
-        try:
-            fd = os.open(self.root / "locks" / "commit.lock", os.O_RDONLY)
-        except OSError:  # no lock file yet, or no permission: nothing commits through it
-            yield
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _read_file(path: str, view: _View) -> bytes | None:
-        temp = view.temp_for(path) if view.staged else None
-        for candidate in (temp, path):
-            if candidate is None:
-                continue
-            try:
-                with open(candidate, "rb") as f:
-                    return f.read()
-            except FileNotFoundError:
-                continue  # a temp file renamed since: the live file is the batch's
-        return None
-
-    def _shard_files(self, directory: Path | str, lo: int | None, hi: int | None,
-                     view: _View) -> list[tuple[int, str]]:
-        per_shard = self.per_shard
-        first = None if lo is None else lo // per_shard
-        last = None if hi is None else hi // per_shard
-        base = str(directory)
-        if first is not None and last is not None and last - first < _DIRECT_READ_MAX:
-            return [(n, os.path.join(base, shards.shard_name(n))) for n in range(first, last + 1)]
-        found = {}
-        suffix = shards.SHARD_SUFFIX
-        with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.name.endswith(suffix):
-                    found[entry.name] = entry.path
-        for name in view.staged.get(base, ()):  # shards the pending batch creates
-            found.setdefault(name, os.path.join(base, name))
-        listed = []
-        for name, path in found.items():
-            shard = shards.parse_shard_name(name, path)
-            if (first is None or shard >= first) and (last is None or shard <= last):
-                listed.append((shard, path))
-        listed.sort()
-        return listed
-
-    def _read_series(self, key: SeriesKey, lo: int | None, hi: int | None, view: _View,
-                     directory: Path | None = None) -> list[ChunkRecord]:
-        wanted = range(-(1 << 62) if lo is None else lo, (1 << 62) if hi is None else hi + 1)
-        records = []
-        per_shard, grid = self.per_shard, self.grid
-        for shard, path in self._shard_files(directory or self._series_path(key), lo, hi, view):
-            data = self._read_file(path, view)
-            if data is None:
-                continue
-            index, found = shards.decode_records(data, path, wanted)
-            shards.check_index(index, path, key, shard, per_shard, grid)
-            records += [r for r in found if not r.meta.deleted]
-        return records
-
-    def _series_metas(self, key: SeriesKey, directory: Path, *, first_only: bool = False
-                      ) -> list[ChunkMeta]:
-        def read(view: _View) -> list[ChunkMeta]:
-            metas = []
-            for shard, path in self._shard_files(directory, None, None, view):
-                index = self._read_index(path, view)
-                if index is None:
-                    continue
-                shards.check_index(index, path, key, shard, self.per_shard, self.grid)
-                for meta in index.metas:
-                    if not meta.deleted:
-                        metas.append(meta)
-                        if first_only:
-                            return metas
-            return metas
-
-        return self._consistent(read)
-
-    @staticmethod
-    def _read_index(path: str, view: _View) -> shards.ShardIndex | None:
-        temp = view.temp_for(path) if view.staged else None
-        for candidate in (temp, path):
-            if candidate is None:
-                continue
-            try:
-                with open(candidate, "rb") as f:
-                    size = os.fstat(f.fileno()).st_size
-                    f.seek(max(0, size - shards.TAIL_READ))
-                    tail = f.read()
-                    start, length = shards.index_span(tail, size, path)
-                    if length + shards.TRAILER_SIZE > len(tail):  # a long index: read it all
-                        f.seek(start)
-                        tail = f.read()
-                return shards.decode_index(tail, size, path)
-            except FileNotFoundError:
-                continue
-        return None
-
-    def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
-                    ) -> list[ChunkRecord]:
-        return self._consistent(lambda view: self._read_series(key, lo, hi, view))
-
-    def _walk(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, Path]]:
-        """Series directories matching ``where``, in key order, pruning by key prefix."""
-        assert self.schema is not None
-        names, types = self.schema.names, self.schema.types
-
-        def level(i: int, directory: Path, prefix: tuple[Any, ...]
-                  ) -> Iterator[tuple[SeriesKey, Path]]:
-            if i == len(names):
-                yield prefix, directory
-                return
-            if names[i] in where:
-                value = where[names[i]]
-                child = directory / layout.encode_component(names[i], value)
-                if child.is_dir():
-                    yield from level(i + 1, child, (*prefix, value))
-                return
-            try:
-                with os.scandir(directory) as entries:
-                    children = [
-                        (layout.parse_component(e.name, names[i], types[i]), e.path)
-                        for e in entries if e.is_dir()
-                    ]
-            except FileNotFoundError:
-                return
-            for value, path in sorted(children):
-                yield from level(i + 1, Path(path), (*prefix, value))
-
-        yield from level(0, self.series_dir, ())
-
-    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
-             ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
-        for key, directory in self._walk(where):
-            records = self._consistent(
-                lambda view, k=key, d=directory: self._read_series(k, lo, hi, view, d))
-            if records:
-                yield key, records
-
-    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
-        for key, directory in self._walk(where):
-            metas = self._series_metas(key, directory)
-            if metas:
-                yield key, metas
-
-    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
-        for key, directory in self._walk(where):
-            if self._series_metas(key, directory, first_only=True):
-                yield key
 
     # -- locking and commit ----------------------------------------------------------------
     @contextmanager
@@ -796,46 +527,7 @@ class FileBackend(Backend):
         committed one whose end line is missing is."""
         assert self.schema is not None
         store_id = str(self._manifest.get("store_id", ""))
-        seq, seg_first, offset = (0, 0, 0) if cursor is None else decode_cursor(cursor, store_id)
-        position = (seq, seg_first, offset)
-        items: list[Change] = []
-        segments = [(f, p) for f, p in self.log.segments() if f >= seg_first]
-        for n, (first, path) in enumerate(segments):
-            start = offset if first == seg_first else 0
-            batch: list[Change] = []
-            expected: int | None = None
-            seen = 0
-            batch_seq = seq
-            pos = start
-            for pos, line in self.log.lines(path, start):
-                if "b" in line:
-                    batch, expected, seen, batch_seq = [], int(line["b"]), 0, seq
-                    continue
-                if "e" in line:
-                    end_seq, expected = max(batch_seq, int(line["e"])), None
-                elif expected is None:
-                    continue  # a segment switch, or lines of a batch before the cursor
-                else:
-                    seen += 1
-                    if "s" in line:
-                        batch_seq = max(batch_seq, line["s"])
-                        if line["s"] > seq:
-                            key = tuple(line["k"])
-                            if self.schema.matches(key, where):
-                                batch.append(Change(key, line["c"], line["v"], line["d"]))
-                    if seen < expected or n + 1 < len(segments):
-                        continue
-                    end_seq, expected = batch_seq, None  # committed, end line not yet written
-                if items and len(items) + len(batch) > limit:
-                    return ChangePage(items, encode_cursor(store_id, position), True)
-                items += batch
-                batch = []
-                seq = max(seq, end_seq)
-                position = (seq, first, pos)
-                if len(items) >= limit:
-                    more = pos < os.stat(path).st_size or n + 1 < len(segments)
-                    return ChangePage(items, encode_cursor(store_id, position), more)
-        return ChangePage(items, encode_cursor(store_id, position), False)
+        return fslog.changes_page(self.log, self.schema, store_id, cursor, where, limit)
 
     # -- integrity -------------------------------------------------------------------------
     def check_integrity(self, where: Mapping[str, Any]

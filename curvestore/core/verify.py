@@ -1,8 +1,9 @@
 """Re-read every chunk of a store and report what is corrupt or unreadable.
 
 First the backend checks what it keeps besides payloads (``Backend.check_integrity``: for the
-filesystem, the manifest, the change log, the layout and the shard indexes). Then every live chunk is read back through its backend (which checks its own framing), its payload
-checksum is verified and it is decoded with its codec. A failure does not stop the walk: a
+filesystem, the manifest, the change log, the layout and the shard indexes). Then every live
+chunk is read back through its backend (which checks its own framing), its payload checksum is
+verified and it is decoded with its codec. A failure does not stop the walk: a
 series whose chunks cannot be listed or read is reported as one failure and the walk goes on.
 """
 

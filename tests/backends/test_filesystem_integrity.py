@@ -73,7 +73,7 @@ def test_flipped_manifest_byte_is_refused_at_open_and_by_verify(store, root: Pat
     manifest = root / "manifest.json"
     manifest.write_bytes(manifest.read_bytes().replace(b'"1h"', b'"3h"'))
     for read_only in (False, True):
-        with pytest.raises(IntegrityError, match="manifest.json.*checksum"):
+        with pytest.raises(IntegrityError, match=r"manifest\.json.*checksum"):
             curvestore.open_store(f"file://{root}", read_only=read_only)
     code, out = _verify(root, capsys)
     assert code == 1 and "FAILED store" in out and "checksum" in out
@@ -109,9 +109,9 @@ def test_hand_edited_freq_without_checksum_is_caught_by_the_shards_grid(store, r
     manifest = _unseal(root)
     manifest["freq"] = "3h"
     (root / "manifest.json").write_text(json.dumps(manifest))
-    with curvestore.open_store(f"file://{root}", read_only=True) as ro:
-        with pytest.raises(IntegrityError, match="2024.cvs.*another store or grid"):
-            ro.read(A)
+    with curvestore.open_store(f"file://{root}", read_only=True) as ro, \
+            pytest.raises(IntegrityError, match=r"2024\.cvs.*another store or grid"):
+        ro.read(A)
     code, out = _verify(root, capsys)
     assert code == 1 and "another store or grid" in out
 
@@ -164,9 +164,9 @@ def test_garbage_line_at_the_log_tail_is_an_integrity_error(store, root: Path, c
         f.write(b"this is not json\n")
     with pytest.raises(IntegrityError, match="log"):
         curvestore.open_store(f"file://{root}")
-    with curvestore.open_store(f"file://{root}", read_only=True) as ro:
-        with pytest.raises(IntegrityError, match="log"):
-            ro.read(A)
+    with curvestore.open_store(f"file://{root}", read_only=True) as ro, \
+            pytest.raises(IntegrityError, match="log"):
+        ro.read(A)
     code, out = _verify(root, capsys)
     assert code == 1 and "unreadable log line" in out
 
@@ -318,7 +318,7 @@ def test_full_disk_at_the_end_line_keeps_the_batch(store, root: Path, monkeypatc
 def test_shard_copied_from_another_series_is_refused(store, root: Path, capsys) -> None:
     b_dir = _shard(root, B).parent
     shutil.copy(_shard(root, A), b_dir / "2024.cvs")
-    with pytest.raises(IntegrityError, match="holds series .*'a'.* path is that of .*'b'"):
+    with pytest.raises(IntegrityError, match=r"holds series .*'a'.* path is that of .*'b'"):
         store.read(B)
     code, out = _verify(root, capsys)
     assert code == 1 and "holds series" in out
@@ -337,7 +337,7 @@ def test_stray_files_give_integrity_errors_and_verify_goes_on(store, root: Path,
     (series_dir / "junk.cvs").write_bytes(b"junk")
     (_shard(root, B).parent / "notes.txt").write_text("hello")
     for call in (lambda: store.read(A), store.keys, store.info, lambda: list(store.read_many())):
-        with pytest.raises(IntegrityError, match="junk.cvs"):
+        with pytest.raises(IntegrityError, match=r"junk\.cvs"):
             call()
     assert store.read(B) is not None  # other series read on
     code, out = _verify(root, capsys)
