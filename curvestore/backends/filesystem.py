@@ -16,17 +16,27 @@ to create, open and fsync). Guarantees and how they are met:
   reader sees the old or the new file, never a torn one; shard indexes and payloads carry
   CRC-32s.
 * **All-or-nothing batches**: a commit appends its change entries and the renames it will do to
-  the log as one batch (a begin marker with the entry count), fsyncs it, renames the temp
-  files, then appends an end marker. A writer killed before the batch was fully logged is
-  rolled back (temp files removed, log truncated); one killed after is rolled forward (the
-  remaining renames redone). Recovery runs under the commit lock when a store is opened for
-  writing, when a transaction starts and before each commit, so no later reader or writer sees
-  half a batch, and no writer rewrites a shard from a state older than a logged batch.
+  the log as one batch (a begin line with the line count; every line carries a CRC-32, see
+  :mod:`curvestore.backends._fslog`) and fsyncs it: that append is the commit point. Then it
+  renames the temp files and appends an end line. A batch cut short in the log is rolled back
+  (temp files removed, log truncated); a fully logged one is rolled forward (the remaining
+  renames redone) by the next writer or read-write open, under the commit lock.
+* **Readers never see half a batch**, and do no recovery: while a fully logged batch lacks its
+  end line, readers read its shards from its temp files (or the final paths once renamed),
+  and each series read is checked against the log's tail (:mod:`curvestore.backends._fsread`).
 * **Several processes**: a transaction holds ``flock`` locks on the lock stripes of its series
   (64 stripes, taken in order, so no deadlock), and commits are serialised by a store-wide
-  commit lock held only for the log append and the renames.
-* **Change feed**: the log is the feed; readers return only batches that have their end marker.
-  Cursors carry the position (sequence number, segment, byte offset) so resuming is a seek.
+  commit lock held only for the log append and the renames. Each writing handle holds
+  ``locks/writer-<id>.lock`` while open and names its temp files after ``<id>``: the cleanup of
+  stale temp files removes only those whose lock is free (a PID means nothing across
+  containers).
+* **Damage is detected**: the manifest carries a CRC-32 (:mod:`curvestore.backends._fsmanifest`),
+  every shard index names its series and the store/grid fingerprint (checked against the path
+  and the manifest on every read), log lines carry CRC-32s; ``curvestore verify`` checks them
+  all and the shards against the log (:mod:`curvestore.backends._fscheck`).
+* **Change feed**: the log is the feed: committed batches only. Cursors carry the position
+  (sequence number, segment, byte offset) so resuming is a seek. A failed log append (a full
+  disk) cuts itself off; one cut by a kill is cut off by the next writer.
 * **Durability**: with ``fsync=true`` (default) temp files, the log and touched directories are
   fsynced before a commit returns; ``fsync=false`` trades power-loss durability for speed
   (process crashes stay safe either way).
