@@ -418,7 +418,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
     try:
-        import waitress
+        from curvestore.adapters.http.serving import create_server
     except ImportError as exc:
         raise BackendNotInstalledError("curvestore serve", "http", str(exc)) from None
     from curvestore.adapters.http.server import AccessLog, make_app
@@ -428,8 +428,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with open_existing(args.url, read_only=True) as store:
         app = AccessLog(make_app(store, token=token, max_limit=args.max_limit))
-        server = waitress.create_server(app, host=args.host, port=args.port,
-                                        threads=args.threads, ident="curvestore")
+        # refuses unauthenticated and oversized requests before reading their bodies
+        server = create_server(app, host=args.host, port=args.port, threads=args.threads)
 
         def stop(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt

@@ -21,6 +21,7 @@ __all__ = [
     "CurvestoreError",
     "GridError",
     "IntegrityError",
+    "InvalidCursorError",
     "InvalidDataError",
     "InvalidKeyError",
     "NotFoundError",
@@ -152,3 +153,17 @@ class IntegrityError(CurvestoreError):
 
 class SyncError(CurvestoreError):
     """The change feed or a replication step cannot proceed (bad cursor, foreign store...)."""
+
+
+class InvalidCursorError(SyncError, ValueError):
+    """A change-feed cursor this store cannot accept: malformed, issued by another store or
+    another kind of backend, or positioned beyond the end of the feed or between entries.
+
+    Cursors carry a checksum, not a signature: they are not secret and can be forged, so
+    every backend checks the position against its feed before using it. The message never
+    repeats more than the start of the cursor.
+    """
+
+    def __init__(self, message: str, cursor: object = None) -> None:
+        self.cursor = cursor
+        super().__init__(message)

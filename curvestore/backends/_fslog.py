@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage
 from curvestore.errors import IntegrityError
 
@@ -209,49 +209,69 @@ class Log:
 
 def changes_page(log: Log, schema: KeySchema, store_id: str, cursor: str | None,
                  where: Mapping[str, Any], limit: int) -> ChangePage:
-    """Pages end on batch boundaries (a page holds more than ``limit`` items only when one
-    committed batch does); a batch still being logged at the tail is not shown yet, a
-    committed one whose end line is missing is."""
-    seq, seg_first, offset = (0, 0, 0) if cursor is None else decode_cursor(cursor, store_id)
+    """A page of the change feed after ``cursor``. Pages end on batch boundaries (a page holds
+    more than ``limit`` items only when one committed batch does) and show batches whose end
+    line is written: a committed batch whose writer died before its end line shows once the
+    next writer or read-write open writes it (readers already see its data)."""
+    seq, seg_first, offset = (0, 0, 0) if cursor is None \
+        else decode_cursor(cursor, store_id, 3)
     position = (seq, seg_first, offset)
+    every = log.segments()
+    if cursor is not None and position != (0, 0, 0):
+        _check_feed_position(cursor, position, every)
     items: list[Change] = []
-    segments = [(f, p) for f, p in log.segments() if f >= seg_first]
+    segments = [(f, p) for f, p in every if f >= seg_first]
     for n, (first, path) in enumerate(segments):
         start = offset if first == seg_first else 0
         batch: list[Change] = []
-        expected: int | None = None
-        seen = 0
-        batch_seq = seq
-        pos = start
         for pos, line in log.lines(path, start):
-            if "b" in line:
-                batch, expected, seen, batch_seq = [], int(line["b"]), 0, seq
-                continue
-            if "e" in line:
-                end_seq, expected = max(batch_seq, int(line["e"])), None
-            elif expected is None:
-                continue  # a segment switch, or lines of a batch before the cursor
-            else:
-                seen += 1
-                if "s" in line:
-                    batch_seq = max(batch_seq, line["s"])
-                    if line["s"] > seq:
-                        key = tuple(line["k"])
-                        if schema.matches(key, where):
-                            batch.append(Change(key, line["c"], line["v"], line["d"]))
-                if seen < expected or n + 1 < len(segments):
-                    continue
-                end_seq, expected = batch_seq, None  # committed, end line not yet written
-            if items and len(items) + len(batch) > limit:
-                return ChangePage(items, encode_cursor(store_id, position), True)
-            items += batch
-            batch = []
-            seq = max(seq, end_seq)
-            position = (seq, first, pos)
-            if len(items) >= limit:
-                more = pos < os.stat(path).st_size or n + 1 < len(segments)
-                return ChangePage(items, encode_cursor(store_id, position), more)
+            if "s" in line:
+                if line["s"] > seq:
+                    key = tuple(line["k"])
+                    if schema.matches(key, where):
+                        batch.append(Change(key, line["c"], line["v"], line["d"]))
+            elif "b" in line:
+                batch = []
+            elif "e" in line:
+                if items and len(items) + len(batch) > limit:
+                    return ChangePage(items, encode_cursor(store_id, position), True)
+                items += batch
+                batch = []
+                seq = max(seq, int(line["e"]))
+                position = (seq, first, pos)
+                if len(items) >= limit:
+                    more = pos < os.stat(path).st_size or n + 1 < len(segments)
+                    return ChangePage(items, encode_cursor(store_id, position), more)
     return ChangePage(items, encode_cursor(store_id, position), False)
+
+
+_END_LINE_MAX = 48  # bytes of the longest end line, {"e":<seq>}<TAB><crc>
+
+
+def _check_feed_position(cursor: str, position: tuple[int, int, int],
+                         segments: list[tuple[int, Path]]) -> None:
+    """InvalidCursorError unless ``position`` (seq, segment, offset) stands right after the
+    end line of ``seq`` in that segment, where every cursor this log issues stands.
+    Costs one short read."""
+    seq, seg_first, offset = position
+    path = dict(segments).get(seg_first)
+    if path is None:
+        beyond = seg_first > max((f for f, _ in segments), default=0)
+        raise unknown_position(cursor, "beyond the end of" if beyond else "between two entries of")
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if offset > size:
+            raise unknown_position(cursor)
+        start = max(0, offset - _END_LINE_MAX)
+        f.seek(start)
+        before = f.read(offset - start)
+    line = before[:-1].rpartition(b"\n")[2] if before.endswith(b"\n") else b""
+    marker: object = None
+    if line.startswith(b'{"e":'):
+        with contextlib.suppress(IntegrityError, KeyError):
+            marker = decode_line(line, str(path))["e"]
+    if type(marker) is not int or marker != seq:
+        raise unknown_position(cursor, "between two entries of")
 
 
 def append(path: Path, text: str, *, sync: bool) -> None:

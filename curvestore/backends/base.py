@@ -32,14 +32,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from curvestore.errors import ConfigurationError, ReadOnlyError
+from curvestore.errors import ConfigurationError, ConflictError, ReadOnlyError
 
 if TYPE_CHECKING:
     from curvestore.core.config import KeySchema
     from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
     from curvestore.core.url import StoreURL
 
-__all__ = ["Backend", "IntegrityProblem", "Transaction"]
+__all__ = ["Backend", "IntegrityProblem", "Transaction", "stale_state"]
 
 #: A problem found by :meth:`Backend.check_integrity`: (series key or None for the store
 #: as a whole, chunk index or None, message naming what is damaged).
@@ -72,14 +72,26 @@ class Transaction(ABC):
         kept when non-zero (replicated chunks keep their origin's time), else set to now.
         """
 
-    def set_state(self, name: str, value: str) -> None:
-        """Store a small named value (a replication cursor) in the same commit as the puts.
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        """Store a small named value (a replication cursor) in the same commit as the puts,
+        if the value stored under ``name`` when the commit lands is ``expected`` (None: no
+        value); otherwise the whole commit fails with :class:`ConflictError`.
 
+        The comparison and the write are one atomic step with the commit (under the commit's
+        lock, row lock or conditional write), so two replications into one target can never
+        both commit from the same cursor: the slower one cannot land a stale page.
         Backends that can be replication targets override this and :meth:`Backend.get_state`.
         """
         raise ConfigurationError(
             f"{type(self).__name__} cannot be a replication target (no set_state)"
         )
+
+
+def stale_state(name: str) -> ConflictError:
+    """The error of a :meth:`Transaction.set_state` whose expected value was overtaken."""
+    return ConflictError(
+        f"state {name!r} changed while this commit was prepared (another replication into "
+        "this store committed first); nothing was committed")
 
 
 class Backend(ABC):
@@ -190,7 +202,15 @@ class Backend(ABC):
     @abstractmethod
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         """Changes committed after ``cursor`` (None: from the beginning), in cursor order,
-        filtered by ``where``; SyncError for a cursor this store did not issue.
+        filtered by ``where``.
+
+        Cursors can be forged (they carry a checksum, not a signature), so a backend decodes
+        them with :func:`curvestore.core.cursor.decode_cursor` (giving its position's arity)
+        and raises :class:`~curvestore.errors.InvalidCursorError` for a position its feed
+        never issued: beyond the current end, or between two entries where that can be told
+        (:func:`~curvestore.core.cursor.unknown_position`). It never returns a page for such
+        a position: a client would skip the changes in between. The shared suite forges
+        cursors to check this (``curvestore.testing.cursors``).
 
         A page holds about ``limit`` changes; a backend whose cursor can only stand between
         committed batches may return more when one batch is bigger (never zero while changes

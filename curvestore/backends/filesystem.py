@@ -34,7 +34,7 @@ to create, open and fsync). Guarantees and how they are met:
   every shard index names its series and the store/grid fingerprint (checked against the path
   and the manifest on every read), log lines carry CRC-32s; ``curvestore verify`` checks them
   all and the shards against the log (:mod:`curvestore.backends._fscheck`).
-* **Change feed**: the log is the feed: committed batches only. Cursors carry the position
+* **Change feed**: the log is the feed: batches with their end line. Cursors carry the position
   (sequence number, segment, byte offset) so resuming is a seek. A failed log append (a full
   disk) cuts itself off; one cut by a kill is cut off by the next writer.
 * **Durability**: with ``fsync=true`` (default) temp files, the log and touched directories are
@@ -67,7 +67,7 @@ from curvestore.backends import _layout as layout
 from curvestore.backends import _shards as shards
 from curvestore.backends._fsmanifest import manifest_bytes, parse_manifest
 from curvestore.backends._fsread import NO_VIEW, ShardReads
-from curvestore.backends.base import Backend, IntegrityProblem, Transaction
+from curvestore.backends.base import Backend, IntegrityProblem, Transaction, stale_state
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import (
@@ -114,6 +114,7 @@ class _FileTransaction(Transaction):
         self.keys = set(keys)
         self.dirs: dict[SeriesKey, str] = {}
         self.states: list[tuple[str, str]] = []
+        self.expected_states: dict[str, str | None] = {}
         # (key, shard) -> (temp file, final path, the shard's records by chunk)
         self.staged: dict[tuple[SeriesKey, int], tuple[str, str, dict[int, ChunkRecord]]] = {}
         self.written: dict[tuple[SeriesKey, int], ChunkMeta] = {}
@@ -158,7 +159,8 @@ class _FileTransaction(Transaction):
             with open(tmp, "wb") as f:
                 f.write(shards.encode_shard(key, current.values(), backend.grid))
 
-    def set_state(self, name: str, value: str) -> None:
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        self.expected_states[name] = expected
         tmp = os.path.join(self.backend.root, "tmp", f"{self.txid}-state-{len(self.states)}.tmp")
         with open(tmp, "w") as f:
             json.dump({"name": name, "value": value}, f)
@@ -409,6 +411,9 @@ class FileBackend(ShardReads, Backend):
             self._check_manifest_current()
             tail = self._finish_tail()
             head, segment = tail.head, tail.segment
+            for name, expected in tx.expected_states.items():
+                if self.get_state(name) != expected:
+                    raise stale_state(name)
             if segment is None or tail.size > _SEGMENT_BYTES:
                 if segment is not None:  # changes the old segment's size: readers look again
                     fslog.append(segment, fslog.encode_line({"r": head + 1}), sync=False)
@@ -532,9 +537,7 @@ class FileBackend(ShardReads, Backend):
 
     # -- change feed -----------------------------------------------------------------------
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        """Pages end on batch boundaries (a page holds more than ``limit`` items only when one
-        committed batch does); a batch still being logged at the tail is not shown yet, a
-        committed one whose end line is missing is."""
+        """See :func:`curvestore.backends._fslog.changes_page`."""
         assert self.schema is not None
         store_id = str(self._manifest.get("store_id", ""))
         return fslog.changes_page(self.log, self.schema, store_id, cursor, where, limit)

@@ -9,8 +9,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from curvestore.backends.base import Backend, Transaction
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.backends.base import Backend, Transaction, stale_state
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import ConfigurationError, StoreExistsError
@@ -36,7 +36,7 @@ class _MemoryTransaction(Transaction):
         self.backend = backend
         self.keys = set(keys)
         self.staged: dict[tuple[SeriesKey, int], ChunkRecord] = {}
-        self.states: dict[str, str] = {}
+        self.states: dict[str, tuple[str, str | None]] = {}
 
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
         return [r.meta for r in self.backend.read_chunks(key)]
@@ -51,12 +51,15 @@ class _MemoryTransaction(Transaction):
                 raise ValueError(f"series {record.key} is not part of this transaction")
             self.staged[(record.key, record.chunk)] = record
 
-    def set_state(self, name: str, value: str) -> None:
-        self.states[name] = value
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        self.states[name] = (value, expected)
 
     def commit(self) -> list[Change]:
         state = self.backend.state
-        state.states.update(self.states)
+        for name, (_value, expected) in self.states.items():
+            if state.states.get(name) != expected:
+                raise stale_state(name)
+        state.states.update({name: value for name, (value, _) in self.states.items()})
         now = time.time_ns()
         changes = []
         for (key, chunk), record in sorted(self.staged.items()):
@@ -152,8 +155,10 @@ class MemoryBackend(Backend):
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         assert self.schema is not None
         store_id = (self.state.manifest or {}).get("store_id", "")
-        position = 0 if cursor is None else decode_cursor(cursor, store_id)[0]
+        position = 0 if cursor is None else decode_cursor(cursor, store_id, 1)[0]
         with self.state.lock:
+            if position > len(self.state.log):
+                raise unknown_position(str(cursor))
             log = self.state.log[position:]
         items: list[Change] = []
         consumed = 0

@@ -57,8 +57,8 @@ class _TieredTransaction(Transaction):
             live = {(r.key, m.chunk) for r in doomed for m in self.cold.live_metas(r.key)}
             self.cold.put([r for r in doomed if (r.key, r.chunk) in live])
 
-    def set_state(self, name: str, value: str) -> None:
-        self.hot.set_state(name, value)
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        self.hot.set_state(name, value, expected=expected)
 
 
 class TieredBackend(Backend):

@@ -1,21 +1,33 @@
 """Opaque change-feed cursors.
 
-A cursor names the store that issued it and a position in its feed (a tuple of integers whose
-meaning is the backend's). Callers only pass cursors back; a cursor from another store, or
-one that was tampered with, raises :class:`SyncError` instead of silently restarting.
+A cursor names the store that issued it and a position in its feed (a tuple of non-negative
+integers whose meaning is the backend's). Callers only pass cursors back; a cursor from
+another store, or one that was tampered with, raises :class:`InvalidCursorError` instead of
+silently restarting.
+
+The checksum only catches damage: it is not a signature, and the store id is public (it is
+in the manifest), so anyone can build a well-formed cursor for any position. Decoding
+therefore checks the shape (``arity`` integers in ``[0, 2**63)``), and each backend's
+``changes()`` checks the position against its feed: beyond the current end, or between two
+entries, is refused with :class:`InvalidCursorError` (a client handed such a cursor would
+otherwise skip changes).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import zlib
 
-from curvestore.errors import SyncError
+from curvestore.errors import InvalidCursorError
 
-__all__ = ["decode_cursor", "encode_cursor"]
+__all__ = ["MAX_CURSOR_LENGTH", "decode_cursor", "encode_cursor", "unknown_position"]
 
 _PREFIX = "cv1."
+MAX_CURSOR_LENGTH = 512
+"""Longest cursor accepted (the ones issued are under 150 characters)."""
+_POSITION_LIMIT = 2**63  # positions are signed 64-bit integers in every backend's storage
 
 
 def encode_cursor(store_id: str, position: tuple[int, ...]) -> str:
@@ -24,9 +36,24 @@ def encode_cursor(store_id: str, position: tuple[int, ...]) -> str:
     return _PREFIX + base64.urlsafe_b64encode(body + mac).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, store_id: str) -> tuple[int, ...]:
-    if not isinstance(cursor, str) or not cursor.startswith(_PREFIX):
-        raise SyncError(f"malformed change-feed cursor {cursor!r}")
+def _shown(cursor: object) -> str:
+    text = repr(cursor)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def decode_cursor(cursor: str, store_id: str, arity: int | None = None) -> tuple[int, ...]:
+    """The position carried by ``cursor``.
+
+    Raises
+    ------
+    InvalidCursorError
+        ``cursor`` is not a cursor (wrong type, too long, bad encoding or checksum), was
+        issued by another store, or its position is not ``arity`` integers (when given) in
+        ``[0, 2**63)``.
+    """
+    if not isinstance(cursor, str) or not cursor.startswith(_PREFIX) \
+            or len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursorError(f"malformed change-feed cursor {_shown(cursor)}", cursor)
     text = cursor[len(_PREFIX):]
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -34,9 +61,26 @@ def decode_cursor(cursor: str, store_id: str) -> tuple[int, ...]:
         if zlib.crc32(body).to_bytes(4, "big") != mac:
             raise ValueError("checksum")
         owner, position = json.loads(body)
-        position = tuple(int(p) for p in position)
-    except (ValueError, TypeError) as exc:
-        raise SyncError(f"malformed change-feed cursor {cursor!r}") from exc
+    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
+        raise InvalidCursorError(f"malformed change-feed cursor {_shown(cursor)}",
+                                 cursor) from exc
     if owner != store_id:
-        raise SyncError("this change-feed cursor was issued by another store")
-    return position
+        raise InvalidCursorError("this change-feed cursor was issued by another store", cursor)
+    if not isinstance(position, list) or not all(
+            type(p) is int and 0 <= p < _POSITION_LIMIT for p in position):
+        raise InvalidCursorError(f"malformed change-feed cursor {_shown(cursor)} (its "
+                                 "position is not a list of non-negative 64-bit integers)",
+                                 cursor)
+    if arity is not None and len(position) != arity:
+        raise InvalidCursorError("this change-feed cursor was not issued by this kind of "
+                                 f"store (a position of {len(position)} numbers, not {arity})",
+                                 cursor)
+    return tuple(position)
+
+
+def unknown_position(cursor: str, where: str = "beyond the end of") -> InvalidCursorError:
+    """The error a backend raises for a well-formed cursor whose position its feed never
+    issued (``where``: "beyond the end of" or "between two entries of")."""
+    return InvalidCursorError(
+        f"change-feed cursor {_shown(cursor)} points {where} this store's change feed: it was "
+        "forged, or the store was restored from an older copy", cursor)

@@ -24,13 +24,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from curvestore.core.config import StoreConfig
 from curvestore.core.records import ChangePage, ChunkRecord, SeriesKey, checksum
-from curvestore.errors import ConfigMismatchError, IntegrityError
+from curvestore.errors import ConfigMismatchError, ConflictError, IntegrityError
 from curvestore.registry import get_codec
 
 if TYPE_CHECKING:
     from curvestore.core.store import Store
 
 __all__ = ["ChangeSource", "ReplicationReport", "StoreSource", "replicate"]
+
+_CONFLICT_RETRIES = 20
 
 
 @runtime_checkable
@@ -137,9 +139,7 @@ def replicate(
     target._check_writable()
     where = target.schema.filter(filter)
     name = state_name(str(manifest["store_id"]), where)
-    backend = target.backend
-    cursor = backend.get_state(name)
-    report = ReplicationReport(cursor=cursor)
+    report = ReplicationReport(cursor=target.backend.get_state(name))
 
     def pull(after: str | None) -> tuple[ChangePage, list[ChunkRecord]]:
         page = src.changes(after, where, batch)
@@ -148,29 +148,19 @@ def replicate(
         verify(records)
         return page, records
 
-    # One page is pulled ahead while the previous one commits: reading the source (or the
-    # network) and writing the target overlap instead of adding up. Pages still commit in
-    # order, each with its own cursor, so a crash leaves the target at a page boundary.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curvestore-pull") as puller:
-        ahead: Future[tuple[ChangePage, list[ChunkRecord]]] | None = puller.submit(pull, cursor)
+    # Each page commits only if the target's saved cursor is still the one the page was
+    # pulled after (compare-and-set in the same commit): when another replication into this
+    # target committed first, this one's pulled pages may be stale (a chunk fetched before
+    # the source changed it again), so they are dropped and pulling resumes from the cursor
+    # the other run saved. Every conflict means another commit landed, so the runs progress.
+    for attempt in range(_CONFLICT_RETRIES):
         try:
-            while ahead is not None:
-                page, records = ahead.result()
-                last = not page.has_more or not page.items
-                ahead = None if last else puller.submit(pull, page.cursor)
-                _commit_page(target, name, cursor, page, records)
-                cursor = page.cursor
-                report.pages += 1
-                report.changes += len(page.items)
-                report.chunks += sum(1 for r in records if not r.meta.deleted)
-                report.tombstones += sum(1 for r in records if r.meta.deleted)
-                report.payload_bytes += sum(len(r.payload) for r in records)
-                report.cursor = cursor
-                if progress is not None:
-                    progress(report)
-        finally:
-            if ahead is not None:
-                ahead.cancel()
+            _pull_pages(target, name, pull, report, progress)
+            break
+        except ConflictError:
+            if attempt == _CONFLICT_RETRIES - 1:
+                raise
+            report.cursor = target.backend.get_state(name)
     if report.changes:
         from curvestore.plugins import notify
 
@@ -178,15 +168,47 @@ def replicate(
     return report
 
 
+def _pull_pages(target: Store, name: str,
+                pull: Callable[[str | None], tuple[ChangePage, list[ChunkRecord]]],
+                report: ReplicationReport,
+                progress: Callable[[ReplicationReport], None] | None) -> None:
+    """Pull pages after ``report.cursor`` and commit them in order until the feed's end.
+
+    One page is pulled ahead while the previous one commits: reading the source (or the
+    network) and writing the target overlap instead of adding up. Pages still commit in
+    order, each with its own cursor, so a crash leaves the target at a page boundary."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curvestore-pull") as puller:
+        ahead: Future[tuple[ChangePage, list[ChunkRecord]]] | None = puller.submit(
+            pull, report.cursor)
+        try:
+            while ahead is not None:
+                page, records = ahead.result()
+                last = not page.has_more or not page.items
+                ahead = None if last else puller.submit(pull, page.cursor)
+                _commit_page(target, name, report.cursor, page, records)
+                report.cursor = page.cursor
+                report.pages += 1
+                report.changes += len(page.items)
+                report.chunks += sum(1 for r in records if not r.meta.deleted)
+                report.tombstones += sum(1 for r in records if r.meta.deleted)
+                report.payload_bytes += sum(len(r.payload) for r in records)
+                if progress is not None:
+                    progress(report)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+
 def _commit_page(target: Store, name: str, cursor: str | None, page: ChangePage,
                  records: list[ChunkRecord]) -> None:
-    """Import one page and its cursor in one target transaction."""
+    """Import one page and its cursor in one target transaction, if the saved cursor is
+    still ``cursor`` (ConflictError otherwise)."""
     if not records and page.cursor == cursor:
         return
     keys = sorted({r.key for r in records})
     with target.backend.transaction(keys) as tx:
         tx.put(records)
-        tx.set_state(name, page.cursor)
+        tx.set_state(name, page.cursor, expected=cursor)
     if tx.committed:
         from curvestore.plugins import notify
 

@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,9 +24,17 @@ import pandas as pd
 import pytest
 
 import curvestore
-from curvestore.core.sync import state_name
-from curvestore.errors import ConfigMismatchError
-from curvestore.testing.store import KEYS, StoreFixtures, assert_series_exact, curve, key
+from curvestore.core.records import ChunkRecord
+from curvestore.core.sync import StoreSource, state_name
+from curvestore.errors import ConfigMismatchError, ConflictError
+from curvestore.testing.store import (
+    KEYS,
+    StoreFixtures,
+    _read,
+    assert_series_exact,
+    curve,
+    key,
+)
 
 __all__ = ["ReplicationConformance", "assert_stores_equal"]
 
@@ -160,6 +169,76 @@ class ReplicationConformance(StoreFixtures):
             assert third.keys() == [key("b", "prod", 1)]
         finally:
             third.close()
+
+    def test_stale_cursor_commits_nothing(self, store: curvestore.Store,
+                                          memory_store: curvestore.Store) -> None:
+        """A commit whose expected cursor was overtaken fails whole: chunks and cursor."""
+        self._fill(memory_store)
+        curvestore.replicate(memory_store, store)
+        name = state_name(memory_store.config.store_id, {})
+        saved = store.backend.get_state(name)
+        k = store.schema.key(key("q", "load", 1))
+        [record] = memory_store.backend.fetch([(store.schema.key(key("a", "load", 1)), 24288)])
+        moved = record.key, record.meta.chunk
+        assert not record.meta.deleted, moved
+        before = self.feed(store)
+        for expected in (None, "a cursor from another run"):
+            with pytest.raises(ConflictError), store.backend.transaction([k]) as tx:
+                tx.put([ChunkRecord(k, record.meta, record.payload)])
+                tx.set_state(name, "newer", expected=expected)
+            assert store.backend.get_state(name) == saved
+            assert store.read(key("q", "load", 1)) is None
+            assert self.feed(store) == before
+        with store.backend.transaction([k]) as tx:  # the right one commits
+            tx.put([ChunkRecord(k, record.meta, record.payload)])
+            tx.set_state(name, "newer", expected=saved)
+        assert store.backend.get_state(name) == "newer"
+        assert store.read(key("q", "load", 1)) is not None
+
+    def test_concurrent_replications_cannot_commit_a_stale_page(
+            self, store: curvestore.Store, memory_store: curvestore.Store) -> None:
+        """Run B fetches chunk X (v1) and is slow to commit; X changes at the source (v2) and
+        run A imports it; B must not then commit X = v1 with its older cursor."""
+        x = key("a", "load", 1)
+        memory_store.write(x, curve("2024-01-10", periods=20, value=1.0))
+        fetched, resume = threading.Event(), threading.Event()
+
+        class SlowSource(StoreSource):
+            """Run B's view of the source: its first fetch stalls after reading."""
+
+            def fetch(self, refs: Any) -> list[ChunkRecord]:
+                records = super().fetch(refs)
+                if not fetched.is_set():
+                    fetched.set()
+                    assert resume.wait(60), "run B was never resumed"
+                return records
+
+        outcome: dict[str, Any] = {}
+
+        def run_b() -> None:
+            try:
+                outcome["report"] = curvestore.replicate(SlowSource(memory_store), store)
+            except BaseException as exc:  # reported to the test's thread
+                outcome["error"] = exc
+
+        b = threading.Thread(target=run_b)
+        b.start()
+        try:
+            assert fetched.wait(60), "run B never fetched"
+            memory_store.write(x, curve("2024-01-10", periods=20, value=2.0), mode="update")
+            report_a = curvestore.replicate(memory_store, store)  # run A
+            assert report_a.chunks == 1
+        finally:
+            resume.set()
+            b.join(60)
+        assert "error" not in outcome, outcome.get("error")
+        assert _read(store, x).tolist() == [2.0] * 20  # not B's stale 1.0
+        assert assert_stores_equal(memory_store, store) == 1
+        later = curvestore.replicate(memory_store, store)
+        assert (later.changes, later.chunks) == (0, 0)
+        memory_store.write(x, curve("2024-01-10", periods=20, value=3.0), mode="update")
+        assert curvestore.replicate(memory_store, store).chunks == 1  # the feed still flows
+        assert _read(store, x).tolist() == [3.0] * 20
 
     @pytest.mark.slow
     def test_replication_killed_at_random_points_resumes(

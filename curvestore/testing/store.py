@@ -35,12 +35,13 @@ from curvestore.errors import (
     ConfigMismatchError,
     ConfigurationError,
     CurvestoreError,
+    InvalidCursorError,
     InvalidDataError,
     InvalidKeyError,
     ReadOnlyError,
     SeriesExistsError,
-    SyncError,
 )
+from curvestore.testing.cursors import ForgedCursorChecks
 
 __all__ = [
     "FREQ",
@@ -227,7 +228,7 @@ _ENDS = {
 }
 
 
-class StoreSemantics(StoreFixtures):
+class StoreSemantics(ForgedCursorChecks, StoreFixtures):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""
 
     # -- round trips -----------------------------------------------------------------------
@@ -921,10 +922,10 @@ class StoreSemantics(StoreFixtures):
                 other.write(key(), curve("2024-01-01", periods=3))
                 foreign.append(other.changes().cursor)
                 foreign.append(other.changes(limit=1).cursor)
-                with pytest.raises(SyncError):
+                with pytest.raises(InvalidCursorError):
                     other.changes(store.changes().cursor)
         for cursor in foreign:
-            with pytest.raises(SyncError):
+            with pytest.raises(InvalidCursorError):
                 store.changes(cursor)
 
     def test_change_feed_malformed_cursor(self, store: curvestore.Store) -> None:
@@ -933,7 +934,7 @@ class StoreSemantics(StoreFixtures):
         flipped = good[:-2] + ("A" if good[-2] != "A" else "B") + good[-1]
         for bad in ("", "garbage", "cv1.", "cv1.!!!!", good[: len(good) // 2], flipped,
                     good + "x", 123, b"bytes"):
-            with pytest.raises(SyncError):
+            with pytest.raises(InvalidCursorError):
                 store.changes(bad)  # type: ignore[arg-type]
 
     def test_change_feed_cursor_survives_reopen(self, store: curvestore.Store,

@@ -421,15 +421,15 @@ def test_sync_state_commits_with_the_chunks(pg_table_url: Callable[[], str]) -> 
             ("a", 1), curvestore.core.records.ChunkMeta(chunk=chunk + 1, deleted=True))
         with pytest.raises(RuntimeError), backend.transaction([("a", 1)]) as tx:
             tx.put([record])
-            tx.set_state("cursor", "one")
+            tx.set_state("cursor", "one", expected=None)
             raise RuntimeError("the import fails")
         assert backend.get_state("cursor") is None  # rolled back with the chunks
         assert len(store.changes().items) == before
         with backend.transaction([("a", 1)]) as tx:
             tx.put([record])
-            tx.set_state("cursor", "one")
+            tx.set_state("cursor", "one", expected=None)
         with backend.transaction([]) as tx:
-            tx.set_state("cursor", "two")  # an upsert, with or without chunks
+            tx.set_state("cursor", "two", expected="one")  # with or without chunks
         assert backend.get_state("cursor") == "two"
         assert len(store.changes().items) == before + 1
     table = _table(url)
@@ -665,7 +665,9 @@ def test_read_many_memory_does_not_grow_with_the_series_count(
     assert many["nbytes"] > 50 * mb * 1024
     assert many["growth_kb"] < 24 * mb, many
     assert many["growth_kb"] < few["growth_kb"] + 12 * mb, (few, many)
-    assert held["growth_kb"] > 40 * mb, held  # the probe does see memory that is kept
+    # the probe does see memory that is kept: the values (~28 MB; series read over one window
+    # share their index's data, built once)
+    assert held["growth_kb"] > 20 * mb, held
     print(f"read_many RSS growth: 20 series {few['growth_kb']} KiB, "
           f"{n_series} series {many['growth_kb']} KiB ({many['nbytes'] >> 20} MiB streamed), "
           f"holding them {held['growth_kb']} KiB")

@@ -779,10 +779,10 @@ def test_state_round_trip(s3_url: Callable[..., str]) -> None:
         assert backend.get_state("replica-of:x/y") is None
         with backend.transaction([k]) as tx:
             tx.put([_record(k, JAN, [1.0])])
-            tx.set_state("replica-of:x/y", "cursor-1")
+            tx.set_state("replica-of:x/y", "cursor-1", expected=None)
         assert backend.get_state("replica-of:x/y") == "cursor-1"
         with backend.transaction([]) as tx:
-            tx.set_state("replica-of:x/y", "cursor-2")
+            tx.set_state("replica-of:x/y", "cursor-2", expected="cursor-1")
         assert backend.get_state("replica-of:x/y") == "cursor-2"
         assert len(store.changes().items) == 1
         client, bucket, _prefix = _raw_client(store.url)

@@ -42,10 +42,10 @@ from curvestore.adapters.django import compat
 from curvestore.adapters.django._postgres import NewChunks, Rel, dt_of, ns_of, pg_paths
 from curvestore.adapters.django.bookkeeping import ChunkChange, StoreManifest, SyncState
 from curvestore.adapters.django.options import key_schema, model_config
-from curvestore.backends.base import Backend, Transaction
+from curvestore.backends.base import Backend, Transaction, stale_state
 from curvestore.core import chunks as _chunks
 from curvestore.core.config import StoreConfig
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.grid import get_grid
 from curvestore.core.records import (
     Change,
@@ -112,7 +112,7 @@ class _DjangoTransaction(Transaction):
         self.backend = backend
         self.keys = set(keys)
         self.staged: dict[tuple[SeriesKey, int], _Row] = {}
-        self.states: dict[str, str] = {}
+        self.states: dict[str, tuple[str, str | None]] = {}
         self.committed = []
         # What the reads saw: a chunk inside a read range without a row was merged as new,
         # and the row locks cannot cover a row that does not exist yet (see commit)
@@ -209,8 +209,8 @@ class _DjangoTransaction(Transaction):
             if (key, chunk) in self.streamed:
                 self.again.add((key, chunk))
 
-    def set_state(self, name: str, value: str) -> None:
-        self.states[name] = value
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        self.states[name] = (value, expected)
 
     def commit(self) -> list[Change]:
         if not self.staged and not self.states:
@@ -256,8 +256,12 @@ class _DjangoTransaction(Transaction):
         return changes
 
     def _save_states(self) -> None:
+        """Compare-and-set each state; called with the manifest row locked, so commits into
+        this store are serialised and the comparison sees every earlier one."""
         b = self.backend
-        for name, value in self.states.items():
+        for name, (value, expected) in self.states.items():
+            if b.get_state(name) != expected:
+                raise stale_state(name)
             SyncState.objects.using(b.using).update_or_create(
                 store=b.table, name=name, defaults={"value": value})
 
@@ -652,9 +656,11 @@ class DjangoModelBackend(Backend):
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         manifest = self.read_manifest() or {}
         store_id = str(manifest.get("store_id", ""))
-        position = 0 if cursor is None else decode_cursor(cursor, store_id)[0]
+        position = 0 if cursor is None else decode_cursor(cursor, store_id, 1)[0]
         assert self.schema is not None
         log = ChunkChange.objects.using(self.using).filter(store=self.table).order_by("version")
+        if position and not log.filter(version=position).exists():
+            raise unknown_position(str(cursor))  # a cursor names a logged version
         batch = max(limit, 500)
         items: list[Change] = []
         last, has_more = position, False

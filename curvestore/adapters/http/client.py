@@ -22,6 +22,7 @@ Guarantees of the client:
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -137,8 +138,9 @@ class HTTPSource:
             last = attempt == self.retries
             self.requests += 1
             try:
-                response = self.session.request(method, url, headers=self._headers,
-                                                timeout=self.timeout, **kwargs)
+                response = self.session.request(
+                    method, url, headers={**self._headers, **kwargs.pop("headers", {})},
+                    timeout=self.timeout, **kwargs)
             except _RETRYABLE as exc:
                 if last:
                     raise RemoteError(f"{where}: {type(exc).__name__} after "
@@ -216,13 +218,16 @@ class HTTPSource:
         """The current records of ``refs`` (one per distinct ref, in first-seen order)."""
         wanted = list(dict.fromkeys((tuple(k), int(c)) for k, c in refs))
         got: dict[tuple[SeriesKey, int], ChunkRecord] = {}
-        limit = int(self._known().get("protocol", {}).get("max_limit", 1000))
+        protocol = self._known().get("protocol", {})
+        limit = int(protocol.get("max_limit", 1000))
+        max_bytes = int(protocol.get("max_request_bytes", 1 << 20))
         failures = 0
         while len(got) < len(wanted):
-            batch = [ref for ref in wanted if ref not in got][:limit]
+            batch, body = self._fitting([ref for ref in wanted if ref not in got][:limit],
+                                        max_bytes)
             before = len(got)
             try:
-                self._fetch_once(batch, got)
+                self._fetch_once(batch, body, got)
             except (TruncatedStream, *_RETRYABLE) as exc:
                 failures += 1
                 if failures > self.retries:
@@ -236,12 +241,27 @@ class HTTPSource:
                                   f"{len(batch)} chunks asked")
         return [got[ref] for ref in wanted]
 
-    def _fetch_once(self, batch: list[tuple[SeriesKey, int]],
+    def _fitting(self, batch: list[tuple[SeriesKey, int]], max_bytes: int
+                 ) -> tuple[list[tuple[SeriesKey, int]], bytes]:
+        """The longest head of ``batch`` whose request body fits the server's
+        ``max_request_bytes``, and that body."""
+        while True:
+            body = json.dumps({"refs": [[list(key), chunk] for key, chunk in batch]},
+                              separators=(",", ":")).encode()
+            if len(body) <= max_bytes:
+                return batch, body
+            if len(batch) == 1:
+                raise RemoteError(f"POST {self._shown}/v1/chunks: asking for chunk "
+                                  f"{batch[0][1]} of {batch[0][0]} takes {len(body)} bytes, over "
+                                  f"the server's max_request_bytes of {max_bytes}")
+            batch = batch[:max(1, len(batch) * max_bytes // len(body))]
+
+    def _fetch_once(self, batch: list[tuple[SeriesKey, int]], body: bytes,
                     got: dict[tuple[SeriesKey, int], ChunkRecord]) -> None:
         asked = set(batch)
-        body = {"refs": [[list(key), chunk] for key, chunk in batch]}
         reader = FrameReader(f"chunk stream from {self._shown}")
-        with self._send("POST", "/v1/chunks", json=body, stream=True) as response:
+        with self._send("POST", "/v1/chunks", data=body, stream=True,
+                        headers={"Content-Type": "application/json"}) as response:
             try:
                 for data in response.iter_content(_READ_SIZE):
                     for record in reader.feed(data):

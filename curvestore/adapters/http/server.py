@@ -18,10 +18,17 @@ Endpoints (version 1, all under ``/v1/``):
     would exceed ``max_batch_bytes`` (it always carries at least one record): the client asks
     again for what it did not receive.
 
-Errors are JSON ``{"error": message, "type": name}`` with status 400 (bad input, malformed or
-foreign cursor), 401 (missing or wrong bearer token, when a token is configured), 404 (unknown
-path), 405 (wrong method), 413 (request too big) or 500 (internal; details are logged, never
-sent). The app never writes to the store.
+Errors are JSON ``{"error": message, "type": name}`` with status 400 (bad input: malformed
+JSON or refs, a cursor that is malformed, foreign, or positioned beyond the feed's end or
+between its entries), 401 (missing or wrong bearer token, when a token is configured), 404
+(unknown path), 405 (wrong method), 411 (a chunked request body), 413 (request too big) or
+500 (internal; details are logged, never sent). The app never writes to the store.
+
+Everything a request's headers decide (auth, route, method, body size) is checked by
+:meth:`SyncApp.screen`; :func:`curvestore.adapters.http.serving.create_server` runs it in
+waitress's parser as soon as the headers are in, so a refused request's body is never read
+(a WSGI server buffers the whole body before calling an app). The access log never shows
+headers, query values other than cursors, limits and key filters, or unknown paths.
 """
 
 from __future__ import annotations
@@ -30,20 +37,22 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from curvestore.adapters.http.wire import CHUNKS_CONTENT_TYPE, PROTOCOL_VERSION, encode_record
+from curvestore.core.cursor import MAX_CURSOR_LENGTH
 from curvestore.core.records import SeriesKey
 from curvestore.errors import InvalidKeyError, SyncError
 
 if TYPE_CHECKING:
     from curvestore.core.store import Store
 
-__all__ = ["AccessLog", "HTTPProblem", "SyncApp", "make_app", "serve_in_thread"]
+__all__ = ["AccessLog", "HTTPProblem", "SyncApp", "error_response", "make_app",
+           "serve_in_thread"]
 
 logger = logging.getLogger("curvestore.http")
 
@@ -51,6 +60,9 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 DEFAULT_LIMIT = 1000
+DEFAULT_MAX_REQUEST_BYTES = 1 << 20
+_CHUNK_LIMIT = 2**31  # chunk indexes are months or years from 1970: far inside 32 bits
+_INT_KEY_LIMIT = 2**63
 _FETCH_GROUP = 256  # refs per backend.fetch call while streaming
 _FLUSH_BYTES = 256 << 10  # bytes gathered before a write to the socket
 
@@ -70,17 +82,27 @@ def _status(code: int) -> str:
     return f"{code} {HTTPStatus(code).phrase}"
 
 
+def error_response(problem: HTTPProblem) -> tuple[str, list[tuple[str, str]], bytes]:
+    """``(status line, headers, body)`` of the JSON answer to ``problem``."""
+    body = json.dumps({"error": str(problem), "type": problem.kind}).encode()
+    return _status(problem.status), [("Content-Type", "application/json"),
+                                     ("Content-Length", str(len(body))),
+                                     ("Cache-Control", "no-store"), *problem.headers], body
+
+
 class SyncApp:
     """The WSGI callable built by :func:`make_app`."""
 
     def __init__(self, store: Store, *, token: str | None = None, max_limit: int = 5000,
-                 max_batch_bytes: int = 64 << 20) -> None:
-        if max_limit < 1 or max_batch_bytes < 1:
-            raise ValueError("max_limit and max_batch_bytes must be positive")
+                 max_batch_bytes: int = 64 << 20,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+        if max_limit < 1 or max_batch_bytes < 1 or max_request_bytes < 1:
+            raise ValueError("max_limit, max_batch_bytes and max_request_bytes must be positive")
         self.store = store
         self._token = token.encode() if token else None
         self.max_limit = max_limit
         self.max_batch_bytes = max_batch_bytes
+        self.max_request_bytes = max_request_bytes
         self._routes: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
             "/v1/manifest": ("GET", self._manifest),
             "/v1/changes": ("GET", self._changes),
@@ -91,17 +113,7 @@ class SyncApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
         try:
-            self._authorize(environ)
-            path = environ.get("PATH_INFO", "") or "/"
-            route = self._routes.get(path.rstrip("/") if path != "/" else path)
-            if route is None:
-                raise HTTPProblem(404, f"no endpoint {path}; this server speaks /v1/manifest, "
-                                       "/v1/changes and /v1/chunks")
-            method, handler = route
-            if environ.get("REQUEST_METHOD", "GET") != method:
-                raise HTTPProblem(405, f"{path} accepts {method} only",
-                                  headers=[("Allow", method)])
-            result = handler(environ)
+            result = self._route(environ)(environ)
         except HTTPProblem as exc:
             return self._error(start_response, exc.status, str(exc), exc.kind, exc.headers)
         except (SyncError, InvalidKeyError) as exc:
@@ -123,13 +135,67 @@ class SyncApp:
     @staticmethod
     def _error(start_response: StartResponse, status: int, message: str, kind: str,
                headers: Sequence[tuple[str, str]] = ()) -> list[bytes]:
-        body = json.dumps({"error": message, "type": kind}).encode()
-        start_response(_status(status), [("Content-Type", "application/json"),
-                                         ("Content-Length", str(len(body))),
-                                         ("Cache-Control", "no-store"), *headers])
+        code, all_headers, body = error_response(HTTPProblem(status, message, kind, headers))
+        start_response(code, all_headers)
         return [body]
 
-    def _authorize(self, environ: dict[str, Any]) -> None:
+    def screen(self, environ: Mapping[str, Any]) -> None:
+        """Raise :class:`HTTPProblem` for a request its headers alone condemn: no or a wrong
+        token (401), unknown path (404), wrong method (405), a chunked body (411) or a body
+        over ``max_request_bytes`` or on an endpoint that takes none (413).
+
+        Needs only the request line and headers (WSGI names), so a server can call it before
+        reading the body; :func:`~curvestore.adapters.http.serving.create_server` does."""
+        self._route(environ)
+
+    def _route(self, environ: Mapping[str, Any]) -> Callable[[dict[str, Any]], Any]:
+        self._authorize(environ)
+        path = environ.get("PATH_INFO", "") or "/"
+        route = self._routes.get(path.rstrip("/") if path != "/" else path)
+        if route is None:
+            raise HTTPProblem(404, f"no endpoint {_clipped(path)}; this server speaks "
+                                   "/v1/manifest, /v1/changes and /v1/chunks")
+        method, handler = route
+        if environ.get("REQUEST_METHOD", "GET") != method:
+            raise HTTPProblem(405, f"{path} accepts {method} only", headers=[("Allow", method)])
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            raise HTTPProblem(411, "send the request body with a Content-Length, not chunked")
+        length = _content_length(environ)
+        limit = self.max_request_bytes if method == "POST" else 0
+        if length > limit:
+            raise HTTPProblem(413, f"{path} accepts no request body" if not limit else
+                              f"request body of {length} bytes is over this server's limit of "
+                              f"{limit} (max_request_bytes)")
+        return handler
+
+    def loggable_target(self, environ: Mapping[str, Any]) -> str:
+        """The request's path and query as a log may show them: an endpoint's path with its
+        cursor, limit and key filters; any other query parameter (a token put there by
+        mistake, say) is counted, never shown, and so is an unknown path."""
+        path = environ.get("PATH_INFO", "") or "/"
+        if path.rstrip("/") not in self._routes:
+            return f"<unknown path of {len(path)} characters>"
+        query = self._loggable_query(environ.get("QUERY_STRING", ""))
+        return f"{path}?{query}" if query else path
+
+    def _loggable_query(self, query: str) -> str:
+        known = {"cursor", "limit", *self.store.schema.names}
+        shown, hidden = [], 0
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            safe = name in known and (
+                (name == "cursor" and value.startswith("cv1.")
+                 and len(value) <= MAX_CURSOR_LENGTH)
+                or (name == "limit" and value.isdigit() and len(value) <= 20)
+                or name not in ("cursor", "limit"))
+            if safe:
+                shown.append(urlencode({name: value}))
+            else:
+                hidden += 1
+        if hidden:
+            shown.append(f"[{hidden} parameter(s) not logged]")
+        return "&".join(shown)
+
+    def _authorize(self, environ: Mapping[str, Any]) -> None:
         if self._token is None:
             return
         challenge = [("WWW-Authenticate", 'Bearer realm="curvestore"')]
@@ -147,7 +213,8 @@ class SyncApp:
         return {
             **self.store.config.manifest(),
             "protocol": {"version": PROTOCOL_VERSION, "max_limit": self.max_limit,
-                         "max_batch_bytes": self.max_batch_bytes},
+                         "max_batch_bytes": self.max_batch_bytes,
+                         "max_request_bytes": self.max_request_bytes},
             "server": f"curvestore/{__version__}",
         }
 
@@ -185,21 +252,18 @@ class SyncApp:
         }
 
     def _chunks(self, environ: dict[str, Any]) -> Iterator[bytes]:
+        length = _content_length(environ)  # within max_request_bytes: checked by _route
+        data = environ["wsgi.input"].read(length) if length else b""
+        if len(data) != length:
+            raise HTTPProblem(400, f"the request body ended after {len(data)} of {length} bytes")
+        expected = 'expected a JSON body {"refs": [[key_values, chunk], ...]}'
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise HTTPProblem(400, "invalid Content-Length") from None
-        if length > self.max_batch_bytes:
-            raise HTTPProblem(413, f"request body of {length} bytes is over this server's "
-                                   f"limit of {self.max_batch_bytes}")
-        try:
-            body = json.loads(environ["wsgi.input"].read(length) if length else b"")
-            raw = body["refs"]
-            if not isinstance(raw, list):
-                raise TypeError
-        except (ValueError, TypeError, KeyError):
-            raise HTTPProblem(400, 'expected a JSON body {"refs": [[key_values, chunk], ...]}'
-                              ) from None
+            body = json.loads(data)
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+            raise HTTPProblem(400, f"{expected}; the body is not JSON") from None
+        raw = body.get("refs") if isinstance(body, dict) else None
+        if not isinstance(raw, list):
+            raise HTTPProblem(400, expected)
         if len(raw) > self.max_limit:
             raise HTTPProblem(413, f"{len(raw)} refs asked; this server sends at most "
                                    f"{self.max_limit} per request")
@@ -207,8 +271,12 @@ class SyncApp:
         schema = self.store.schema
         for item in raw:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], list)
-                    and isinstance(item[1], int) and not isinstance(item[1], bool)):
-                raise HTTPProblem(400, f"a ref is [key_values, chunk], got {item!r}")
+                    and type(item[1]) is int and -_CHUNK_LIMIT < item[1] < _CHUNK_LIMIT
+                    and all(type(v) is not int or -_INT_KEY_LIMIT <= v < _INT_KEY_LIMIT
+                            for v in item[0])):
+                raise HTTPProblem(400, "a ref is [key_values, chunk] (a chunk index within "
+                                       f"32 bits, int keys within 64 bits), got "
+                                       f"{_clipped(repr(item))}")
             by_key.setdefault(schema.key_from_tuple(tuple(item[0])), []).append(item[1])
         refs = [(key, chunk) for key, chunks in by_key.items() for chunk in chunks]
         return self._stream(refs)
@@ -239,6 +307,17 @@ class SyncApp:
             raise
 
 
+def _content_length(environ: Mapping[str, Any]) -> int:
+    text = str(environ.get("CONTENT_LENGTH") or "0").strip()
+    if not text.isdigit() or not text.isascii():
+        raise HTTPProblem(400, f"invalid Content-Length {_clipped(text)!r}")
+    return int(text)
+
+
+def _clipped(text: str, size: int = 80) -> str:
+    return text if len(text) <= size else text[:size - 3] + "..."
+
+
 def _positive(text: str, name: str) -> int:
     try:
         value = int(text)
@@ -250,7 +329,8 @@ def _positive(text: str, name: str) -> int:
 
 
 def make_app(store: Store, *, token: str | None = None, max_limit: int = 5000,
-             max_batch_bytes: int = 64 << 20) -> WSGIApp:
+             max_batch_bytes: int = 64 << 20,
+             max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> SyncApp:
     """A WSGI app serving ``store``'s manifest, change feed and chunks (read-only).
 
     Parameters
@@ -264,15 +344,23 @@ def make_app(store: Store, *, token: str | None = None, max_limit: int = 5000,
     max_limit
         Cap on changes per page and refs per chunk request.
     max_batch_bytes
-        Cap on a chunk request's body and on the bytes of one chunk response.
+        Cap on the bytes of one chunk response.
+    max_request_bytes
+        Cap on a request body (only ``POST /v1/chunks`` takes one); larger ones get 413
+        before their body is read when served by
+        :func:`~curvestore.adapters.http.serving.create_server`. Advertised in the
+        manifest; the client splits its chunk requests to fit.
     """
-    return SyncApp(store, token=token, max_limit=max_limit, max_batch_bytes=max_batch_bytes)
+    return SyncApp(store, token=token, max_limit=max_limit, max_batch_bytes=max_batch_bytes,
+                   max_request_bytes=max_request_bytes)
 
 
 class AccessLog:
     """WSGI middleware logging one line per request once its response is fully sent:
-    client address, method, path, status, bytes sent and duration. Never logs headers (so
-    never the token)."""
+    client address, method, path, status, bytes sent and duration, and ``(refused before
+    the body)`` for requests :meth:`screen` turned away. Never logs headers (so never the
+    token); the path and query are logged as the app's ``loggable_target(environ)`` gives
+    them (:meth:`SyncApp.loggable_target`), or the path alone for other apps."""
 
     def __init__(self, app: WSGIApp, log: logging.Logger | None = None) -> None:
         self.app = app
@@ -290,6 +378,30 @@ class AccessLog:
         body = self.app(environ, recording_start)
         return self._logged(environ, body, status, began)
 
+    def screen(self, environ: Mapping[str, Any]) -> None:
+        """The wrapped app's ``screen`` (if any), logging the requests it refuses."""
+        screen = getattr(self.app, "screen", None)
+        if screen is None:
+            return
+        try:
+            screen(environ)
+        except HTTPProblem as exc:
+            self._line(environ, str(exc.status), 0, None, " (refused before the body)")
+            raise
+
+    def _target(self, environ: Mapping[str, Any]) -> str:
+        loggable = getattr(self.app, "loggable_target", None)
+        if loggable is not None:
+            return str(loggable(environ))
+        return str(environ.get("PATH_INFO", ""))
+
+    def _line(self, environ: Mapping[str, Any], status: str, sent: int, began: float | None,
+              outcome: str) -> None:
+        took = f" {(time.perf_counter() - began) * 1000:.1f}ms" if began is not None else ""
+        self.log.info('%s "%s %s" %s %d%s%s', environ.get("REMOTE_ADDR", "-"),
+                      environ.get("REQUEST_METHOD"), self._target(environ), status, sent,
+                      took, outcome)
+
     def _logged(self, environ: dict[str, Any], body: Iterable[bytes], status: list[str],
                 began: float) -> Iterator[bytes]:
         sent, outcome = 0, ""
@@ -304,24 +416,20 @@ class AccessLog:
             close = getattr(body, "close", None)
             if close is not None:
                 close()
-            query = environ.get("QUERY_STRING", "")
-            self.log.info('%s "%s %s%s" %s %d %.1fms%s', environ.get("REMOTE_ADDR", "-"),
-                          environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", ""),
-                          f"?{query}" if query else "", status[0] if status else "-", sent,
-                          (time.perf_counter() - began) * 1000, outcome)
+            self._line(environ, status[0] if status else "-", sent, began, outcome)
 
 
 @contextmanager
-def serve_in_thread(app: WSGIApp, *, host: str = "127.0.0.1", threads: int = 4
-                    ) -> Iterator[str]:
-    """Run ``app`` under waitress on a free port of ``host`` in a background thread; yields
-    its base URL and stops the server on exit. For tests and embedding (needs waitress)."""
+def serve_in_thread(app: WSGIApp, *, host: str = "127.0.0.1", threads: int = 4,
+                    **adjustments: Any) -> Iterator[str]:
+    """Run ``app`` under waitress (with :func:`~curvestore.adapters.http.serving.create_server`
+    and its limits) on a free port of ``host`` in a background thread; yields its base URL
+    and stops the server on exit. For tests and embedding (needs waitress)."""
     import threading
 
-    import waitress
+    from curvestore.adapters.http.serving import create_server
 
-    server = waitress.create_server(app, host=host, port=0, threads=threads,
-                                    ident="curvestore")
+    server = create_server(app, host=host, port=0, threads=threads, **adjustments)
     thread = threading.Thread(target=server.run, name="curvestore-http", daemon=True)
     thread.start()
     try:

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from curvestore.backends.base import Backend, Transaction
+from curvestore.backends.base import Backend, Transaction, stale_state
 from curvestore.backends.postgres._connect import (
     LIBPQ_OPTIONS,
     ConnectionTarget,
@@ -53,10 +53,10 @@ from curvestore.backends.postgres._ddl import (
     ddl_statements,
 )
 from curvestore.core.config import KeySchema
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
-from curvestore.errors import ConfigurationError, ConflictError, StoreExistsError, SyncError
+from curvestore.errors import ConfigurationError, ConflictError, StoreExistsError
 
 if TYPE_CHECKING:
     import psycopg
@@ -212,12 +212,19 @@ class _PgTransaction(Transaction):
             else:
                 self.staged[slot] = record
 
-    def set_state(self, name: str, value: str) -> None:
-        """Upsert ``name`` in the sync-state table now, inside this open transaction: it
-        commits (or rolls back) together with the staged chunks."""
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        """Compare-and-set ``name`` in the sync-state table now, inside this open
+        transaction: it commits (or rolls back) together with the staged chunks, and holds
+        the row until then, so a concurrent setter waits and then finds the value moved."""
         self.finish_copy()
         self.backend._ensure_state_table()
-        self.conn.execute(self.backend.queries.set_state, [name, value])
+        queries = self.backend.queries
+        if expected is None:
+            done = self.conn.execute(queries.insert_state, [name, value]).rowcount
+        else:
+            done = self.conn.execute(queries.update_state, [value, name, expected]).rowcount
+        if done != 1:
+            raise stale_state(name)
 
 
 class PostgresBackend(Backend):
@@ -617,9 +624,7 @@ class PostgresBackend(Backend):
         to the watermark, so filtered feeds do not re-scan what they already passed.
         ``has_more`` counts only changes below the watermark.
         """
-        position = (0, 0) if cursor is None else decode_cursor(cursor, self.store_id)
-        if len(position) != 2:
-            raise SyncError("this change-feed cursor was not issued by a PostgreSQL store")
+        position = (0, 0) if cursor is None else decode_cursor(cursor, self.store_id, 2)
         txid, seq = position
         q = self.queries
         query, params = q.feed(where, txid, seq, limit + 1)
@@ -628,6 +633,9 @@ class PostgresBackend(Backend):
             cur.execute(query, params)
             rows = cur.fetchall()
         xmin = int(rows[0][0])
+        if txid >= xmin:
+            # every cursor issued stands below a snapshot's xmin, and xmin never goes back
+            raise unknown_position(str(cursor))
         rows = [r for r in rows if r[1] is not None]
         nk = q.nk
         items = [Change(tuple(r[3:3 + nk]), r[3 + nk], r[4 + nk], r[5 + nk])

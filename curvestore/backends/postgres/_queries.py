@@ -92,9 +92,13 @@ class Queries:
             "AS s({keys}, chunk_index) USING ({keys}, chunk_index)", slot_unnest=slot_unnest)
         self.sync_state = ident(names.schema, names.sync_state)
         self.get_state = sql.SQL("SELECT value FROM {} WHERE name = %s").format(self.sync_state)
-        self.set_state = sql.SQL(
-            "INSERT INTO {} (name, value) VALUES (%s, %s) "
-            "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value").format(self.sync_state)
+        # compare-and-set: the row lock makes a concurrent setter wait, then re-check the
+        # value it committed (READ COMMITTED re-evaluates the WHERE), so one of them matches
+        self.insert_state = sql.SQL(
+            "INSERT INTO {} (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING"
+        ).format(self.sync_state)
+        self.update_state = sql.SQL(
+            "UPDATE {} SET value = %s WHERE name = %s AND value = %s").format(self.sync_state)
         change_cols = sql.SQL("{}, chunk_index, version, deleted").format(key_list)
         self.copy_changes = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             self.change_table, change_cols)
@@ -127,7 +131,8 @@ class Queries:
 
         for name in ("read", "read_for_update", "metas_of_keys", "create_stage", "copy_stage",
                      "copy_chunks", "existing", "update_from_stage", "copy_changes", "fetch",
-                     "get_state", "set_state", "insert_chunk", "update_chunk", "insert_change"):
+                     "get_state", "insert_state", "update_state", "insert_chunk",
+                     "update_chunk", "insert_change"):
             # rendered once: psycopg then caches their parsing instead of re-composing
             setattr(self, name, getattr(self, name).as_string(None))
 

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from curvestore.backends import _layout as layout
-from curvestore.backends.base import Backend, Transaction
+from curvestore.backends.base import Backend, Transaction, stale_state
 from curvestore.backends.s3._client import ObjectClient, S3Error, parse_timestamp
 from curvestore.backends.s3._log import ChangeLog
 from curvestore.backends.s3._reader import _DIRECT_SHARDS, Listed, ShardReader, _within
 from curvestore.backends.s3._shard import Entry, Shard, default_shard_size, encode_shard
 from curvestore.core.config import StoreConfig
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import (
@@ -33,7 +33,6 @@ from curvestore.errors import (
     ConflictError,
     IntegrityError,
     StoreExistsError,
-    SyncError,
 )
 
 if TYPE_CHECKING:
@@ -92,7 +91,7 @@ class _S3Transaction(Transaction):
         #: series -> its shard objects, from one listing (shared by the transaction's keys)
         self.listed: dict[SeriesKey, dict[int, Listed]] = {}
         self.staged: dict[Slot, ChunkRecord] = {}
-        self.states: dict[str, str] = {}
+        self.states: dict[str, tuple[str, str | None]] = {}
         self.committed = []
         self.txid = f"{int(time.time())}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
@@ -152,8 +151,8 @@ class _S3Transaction(Transaction):
         for record in records:
             self.staged[(record.key, record.chunk)] = record
 
-    def set_state(self, name: str, value: str) -> None:
-        self.states[name] = value
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        self.states[name] = (value, expected)
 
 
 class _Plan:
@@ -428,6 +427,7 @@ class S3Backend(Backend):
             return []
         self._check_conditional_writes()
         self._recover()
+        state_etags = self._check_states(tx)
         plans, final = self._plan(tx)
         slots = sorted(tx.staged)
         changes = [Change(k, c, final[(k, c)].meta.version, final[(k, c)].meta.deleted)
@@ -438,14 +438,31 @@ class S3Backend(Backend):
         if plans:
             self.client.put(marker, marker_body)  # (1) intent, for recovery
         self._put_chunks(tx, plans, final, marker, marker_body)  # (2)
-        for name, value in sorted(tx.states.items()):  # replication cursors, after the chunks
+        for name, (value, _expected) in sorted(tx.states.items()):  # cursors, after chunks
+            etag = state_etags[name]
             self.client.put(self._state_key(name),
-                            json.dumps({"name": name, "value": value}).encode())
+                            json.dumps({"name": name, "value": value}).encode(),
+                            if_match=etag if not self.single_writer else None,
+                            if_none_match=etag is None and not self.single_writer)
         if changes:
             self.log.claim(changes, tx.txid)  # (3)
         if plans:
             self.client.delete(marker)  # (4)
         return changes
+
+    def _check_states(self, tx: _S3Transaction) -> dict[str, str | None]:
+        """Compare each state's expected value with the stored one before anything is
+        written, and return the ETags (None: absent) that its conditional PUT then requires:
+        a replication whose cursor was overtaken fails here and writes no stale chunk, and
+        one overtaken between this check and its PUT fails there (ConflictError)."""
+        etags: dict[str, str | None] = {}
+        for name, (_value, expected) in sorted(tx.states.items()):
+            got = self.client.get(self._state_key(name))
+            found = None if got is None else self._state_value(name, got[0])
+            if found != expected:
+                raise stale_state(name)
+            etags[name] = None if got is None else got[1]
+        return etags
 
     def _put_chunks(self, tx: _S3Transaction, plans: list[_Plan],
                     final: dict[Slot, ChunkRecord], marker: str, marker_body: bytes) -> None:
@@ -564,10 +581,11 @@ class S3Backend(Backend):
     # -- replication state -------------------------------------------------------------------
     def get_state(self, name: str) -> str | None:
         got = self.client.get(self._state_key(name))
-        if got is None:
-            return None
+        return None if got is None else self._state_value(name, got[0])
+
+    def _state_value(self, name: str, body: bytes) -> str:
         try:
-            return str(json.loads(got[0])["value"])
+            return str(json.loads(body)["value"])
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"{self.client.where(self._state_key(name))}: unreadable"
                                  ) from exc
@@ -580,10 +598,9 @@ class S3Backend(Backend):
         store_id = str(self._manifest.get("store_id", ""))
         position = 0
         if cursor is not None:
-            decoded = decode_cursor(cursor, store_id)
-            if len(decoded) != 1 or decoded[0] < 0:
-                raise SyncError("this change-feed cursor was not issued by an s3:// store")
-            position = decoded[0]
+            position = decode_cursor(cursor, store_id, 1)[0]
+            if not self.log.claimed(position):
+                raise unknown_position(cursor)
         schema = self.schema
         items: list[Change] = []
         window = max(4, min(self.max_workers, limit + 1))

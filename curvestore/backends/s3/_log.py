@@ -98,6 +98,19 @@ class ChangeLog:
             return seq
 
     # -- reading -------------------------------------------------------------------------------
+    def claimed(self, seq: int) -> bool:
+        """Whether sequence ``seq`` was claimed (0 always is: the empty log's start). The log
+        has no gaps and loses no entry, so this is ``seq <= head``; it costs one small GET
+        only when ``seq`` is beyond what this process has seen."""
+        with self._lock:
+            if seq <= self._known:
+                return True
+        if self.client.get(self.key(seq), suffix=1, self_checked=True) is None:
+            return False
+        with self._lock:
+            self._known = max(self._known, seq)
+        return True
+
     def after(self, seq: int, pool: Executor, window: int
               ) -> Iterator[tuple[int, str, list[Change]]]:
         """``(seq, txid, changes)`` of every batch after ``seq``, in order; entries are

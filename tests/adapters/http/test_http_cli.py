@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -127,3 +128,33 @@ def test_sync_killed_at_random_points_resumes(
     assert "server stopped" in err
     assert '"POST /v1/chunks" 200' in err and '"GET /v1/manifest" 401' in err
     assert TOKEN not in err
+
+
+def test_serve_refuses_bodies_unread_and_keeps_secrets_out_of_its_log(
+        served: tuple[str, curvestore.Store, subprocess.Popen[str]]) -> None:
+    import requests
+
+    url, _source, server = served
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"POST /v1/chunks?token={TOKEN} HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: {300 << 20}\r\n\r\n".encode())
+        answer = sock.recv(65536)  # comes before any body byte is sent
+        sent = 0
+        try:
+            while sent < 300 << 20:
+                sent += sock.send(b"x" * (1 << 20))
+        except OSError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 401 ") and sent < 64 << 20
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert requests.get(f"{url}/v1/changes?access_token={TOKEN}", headers=auth,
+                        timeout=10).status_code == 400
+    assert requests.get(f"{url}/v1/changes?limit=3", headers=auth, timeout=10).ok
+    server.send_signal(signal.SIGTERM)
+    _out, err = server.communicate(timeout=20)
+    assert server.returncode == 0, err
+    assert TOKEN not in err
+    assert '"POST /v1/chunks?[1 parameter(s) not logged]" 401 0 (refused before the body)' in err
+    assert '"GET /v1/changes?[1 parameter(s) not logged]" 400' in err
+    assert '"GET /v1/changes?limit=3" 200' in err

@@ -76,12 +76,13 @@ def test_auth_refused_without_or_with_a_wrong_token(source: curvestore.Store) ->
 def test_manifest(url: str, source: curvestore.Store) -> None:
     data = requests.get(url + "/v1/manifest", timeout=5).json()
     assert {k: data[k] for k in source.config.manifest()} == source.config.manifest()
-    assert data["protocol"] == {"version": 1, "max_limit": 7, "max_batch_bytes": 64 << 20}
+    assert data["protocol"] == {"version": 1, "max_limit": 7, "max_batch_bytes": 64 << 20,
+                                "max_request_bytes": 1 << 20}
 
 
 def test_malformed_and_foreign_cursors_are_400(url: str, source: curvestore.Store) -> None:
     response = requests.get(url + "/v1/changes", params={"cursor": "nonsense"}, timeout=5)
-    assert _error(response)[:2] == (400, "SyncError")
+    assert _error(response)[:2] == (400, "InvalidCursorError")
     other = curvestore.create_store("memory://", keys=KEYS, freq="15min", tz="Europe/Paris")
     foreign = other.changes().cursor
     with pytest.raises(curvestore.SyncError, match=r"HTTP 400: .*another store") as info:
@@ -138,7 +139,7 @@ def test_chunks_endpoint_validation(url: str) -> None:
 
 
 def test_request_body_too_big_is_413(source: curvestore.Store) -> None:
-    with serve_in_thread(make_app(source, max_batch_bytes=100)) as base:
+    with serve_in_thread(make_app(source, max_request_bytes=100)) as base:
         body = {"refs": [[["s1", "load", 1], i] for i in range(10)]}
         response = requests.post(base + "/v1/chunks", json=body, timeout=5)
         assert _error(response)[0] == 413

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from curvestore.backends.base import Backend, Transaction
-from curvestore.core.cursor import decode_cursor, encode_cursor
+from curvestore.backends.base import Backend, Transaction, stale_state
+from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import ConfigurationError, StoreExistsError
@@ -76,7 +76,10 @@ class _SQLiteTransaction(Transaction):
             self.pending.append(Change(record.key, record.chunk, version, record.meta.deleted))
 
 
-    def set_state(self, name: str, value: str) -> None:
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        # the transaction holds SQLite's write lock (BEGIN IMMEDIATE): compare, then set
+        if self.backend.get_state(name) != expected:
+            raise stale_state(name)
         self.backend.db.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", (name, value))
 
 
@@ -170,9 +173,12 @@ class SQLiteBackend(Backend):
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         assert self.schema is not None
         store_id = (self._manifest or {}).get("store_id", "")
-        seq = 0 if cursor is None else decode_cursor(cursor, store_id)[0]
+        seq = 0 if cursor is None else decode_cursor(cursor, store_id, 1)[0]
         items: list[Change] = []
         with self.lock:
+            if seq and self.db.execute("SELECT 1 FROM changes WHERE seq = ?",
+                                       (seq,)).fetchone() is None:
+                raise unknown_position(str(cursor))  # a cursor names a logged change
             while len(items) < limit:
                 rows = self.db.execute(
                     "SELECT seq, series, chunk, version, deleted FROM changes WHERE seq > ? "
