@@ -43,7 +43,7 @@ import curvestore
 from curvestore.core import chunks as _chunks
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import parse_url
-from curvestore.errors import CurvestoreError, ReadOnlyError, StoreExistsError
+from curvestore.errors import CurvestoreError, IntegrityError, ReadOnlyError, StoreExistsError
 from curvestore.testing.store import FREQ, KEYS, TZ, StoreFixtures, curve, key
 
 __all__ = ["BackendConformance"]
@@ -314,6 +314,34 @@ class BackendConformance(StoreFixtures):
         assert backend.read_chunks(k2) == []
         assert backend.read_chunks(k1) == []
         assert store.changes().items == []
+
+    def test_backend_damaged_payload_is_an_integrity_error(self, store: curvestore.Store,
+                                                           backend: Any) -> None:
+        """A payload that no longer matches its checksum (as after a flipped bit on disk) is
+        refused as IntegrityError by every read path, never returned as data; the backend
+        may refuse it at the put already."""
+        k = store.schema.key(key())
+        good = _record(k, JAN_2024, [1.0, 2.0, 3.0], codec="none")
+        damaged = good.with_meta(checksum=good.meta.checksum ^ 0x1)
+        try:
+            _put(backend, [damaged])
+        except IntegrityError:
+            return
+        reads = {"read": lambda: store.read(key()),
+                 "read_many": lambda: list(store.read_many()),
+                 "verify": lambda: self._verify_fails(store)}
+        for name, read in reads.items():
+            with pytest.raises(IntegrityError):
+                read()
+                pytest.fail(f"{name} returned damaged data")
+
+    @staticmethod
+    def _verify_fails(store: curvestore.Store) -> None:
+        from curvestore.core.verify import verify_store
+
+        report = verify_store(store)
+        if not report.ok:
+            raise IntegrityError("; ".join(f.message for f in report.failures))
 
     def test_backend_read_only(self, store: curvestore.Store, backend_url: str) -> None:
         k = store.schema.key(key())
