@@ -195,7 +195,7 @@ def test_put_modes(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str])
     path = write_csv(series, tmp_path / "in.csv")
     run(capsys, "put", url, path, "site=a", "year=1")
     code, _, err = run(capsys, "put", url, path, "site=a", "year=1")
-    assert_one_line_error(code, err, "already exist", "mode='update'")
+    assert_one_line_error(code, err, "already has data", "--mode update")
 
     patch = series.iloc[:4] * 0 - 1.0
     run(capsys, "put", url, write_csv(patch, tmp_path / "patch.csv"), "site=a", "year=1",

@@ -21,19 +21,17 @@ from curvestore.core.grid import freq_text
 from curvestore.core.records import SeriesKey
 from curvestore.errors import ConfigMismatchError, ConfigurationError, InvalidKeyError
 
-__all__ = ["KeySchema", "StoreConfig", "FORMAT_VERSION"]
+__all__ = ["KeySchema", "StoreConfig", "FORMAT_VERSION", "RESERVED_PREFIX"]
 
 FORMAT_VERSION = 1
 CHUNKINGS = ("month", "year")
 DTYPES = ("float64",)
 KEY_TYPES: dict[str, type] = {"str": str, "int": int}
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-# Names that the backends use for their own columns and fields.
-RESERVED_NAMES = frozenset(
-    {"chunk", "chunk_index", "start", "start_ts", "length", "count", "codec", "dtype", "data",
-     "checksum", "version", "updated_at", "deleted", "is_deleted", "payload", "id", "seq",
-     "start_offset", "valid_count", "size", "txid", "body"}
-)
+#: Names starting with this prefix belong to curvestore: backends name their own columns and
+#: fields with it (PostgreSQL's ``_version``, the HTTP protocol's ``_cursor``...), so a key
+#: attribute never does, and every other name is the user's.
+RESERVED_PREFIX = "_"
 
 
 def _type_name(kind: Any) -> str:
@@ -52,7 +50,14 @@ class KeySchema:
     types: tuple[str, ...]
 
     @classmethod
-    def from_spec(cls, keys: Mapping[str, Any] | Iterable[str]) -> KeySchema:
+    def from_spec(cls, keys: Mapping[str, Any] | Iterable[str], *,
+                  existing: bool = False) -> KeySchema:
+        """Validate a key spec: ``{name: str | int}`` (or names, all ``str``).
+
+        ``existing=True`` describes the keys of a store that already exists: names with the
+        reserved prefix, which stores created before the prefix was reserved may have, are
+        accepted there (they are refused for new stores).
+        """
         items = list(keys.items()) if isinstance(keys, Mapping) else [(k, str) for k in keys]
         if not items:
             raise ConfigurationError("a store needs at least one key attribute")
@@ -61,10 +66,13 @@ class KeySchema:
             if not isinstance(name, str) or not _NAME.match(name):
                 raise ConfigurationError(
                     f"key name {name!r} is invalid: use lower-case letters, digits and '_', "
-                    "starting with a letter or '_' (at most 63 characters)"
+                    "starting with a letter (at most 63 characters)"
                 )
-            if name in RESERVED_NAMES:
-                raise ConfigurationError(f"key name {name!r} is reserved")
+            if name.startswith(RESERVED_PREFIX) and not existing:
+                raise ConfigurationError(
+                    f"key name {name!r} starts with {RESERVED_PREFIX!r}, the prefix reserved "
+                    "for curvestore's own columns and fields; start it with a letter"
+                )
             names.append(name)
             types.append(_type_name(kind))
         if len(set(names)) != len(names):
@@ -224,7 +232,8 @@ class StoreConfig:
             if value is None:
                 continue
             if name == "keys":
-                want = (value if isinstance(value, KeySchema) else KeySchema.from_spec(value))
+                want = (value if isinstance(value, KeySchema)
+                        else KeySchema.from_spec(value, existing=True))
                 if want != self.keys:
                     differences["keys"] = (str(self.keys), str(want))
                 continue

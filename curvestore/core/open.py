@@ -136,7 +136,8 @@ def create_store(
         existing = backend.read_manifest()
         if existing is not None:
             if not exist_ok:
-                raise StoreExistsError(f"a store already exists at {shown}; use open_store")
+                raise StoreExistsError(f"a store already exists at {shown}; use open_store",
+                                       url=shown)
             stored = StoreConfig.from_manifest(existing)
             stored.check_compatible(keys=config.keys, freq=freq, tz=tz, chunking=chunking,
                                     dtype=dtype)
@@ -185,7 +186,7 @@ def open_store(
         manifest = backend.read_manifest()
         if manifest is None:
             raise StoreNotFoundError(f"no curvestore store at {shown}; create it with "
-                                     "create_store or `curvestore create`")
+                                     "create_store or `curvestore create`", url=shown)
         config = StoreConfig.from_manifest(manifest)
         config.check_compatible(**expected)
         return Store(backend, config, url=shown, codec=codec or options.get("codec"),

@@ -322,7 +322,8 @@ def test_open_empty_location(url: str) -> None:
 @pytest.mark.parametrize("config", [
     {"freq": "1M"}, {"freq": "0min"}, {"freq": "-15min"}, {"freq": "1500ms"},
     {"tz": "Mars/Olympus"}, {"chunking": "week"}, {"keys": {}}, {"keys": {"Site": str}},
-    {"keys": {"site": float}}, {"keys": {"chunk": str}}, {"dtype": "float32"},
+    {"keys": {"site": float}}, {"keys": {"_chunk": str}}, {"keys": {"_": str}},
+    {"dtype": "float32"},
 ])
 def test_bad_store_config(url: str, config: dict) -> None:
     settings = {"keys": KEYS, "freq": "15min", "tz": TZ, **config}

@@ -104,7 +104,8 @@ class PgPaths:
         # the row fields the backend reads, in _FIELDS order (chunk_index first)
         read_cols = ", ".join(col(n) for n in ("chunk_index", "start_ts", "dtype", "data",
                                                 "updated_at", "row_version"))
-        key_match = " AND ".join(f"{k} = %s" for k in self.keys)
+        # a model without key fields holds one series: every row is its
+        key_match = " AND ".join(f"{k} = %s" for k in self.keys) or "TRUE"
         self._read = (f"SELECT {read_cols} FROM {self.table} WHERE {key_match} AND NOT "
                       f"{self.deleted}")
         self._locked = (f"SELECT {self.pk}, {self.deleted}, {read_cols} FROM {self.table} "
@@ -199,6 +200,9 @@ class PgPaths:
         whole result of such a cursor before the first row). Each series is read by one
         statement, so it is consistent in itself. (Fetching the next batch in a helper
         thread while one is decoded was measured: no faster on two cores.)"""
+        if not names:  # a model without key fields holds one series
+            yield from decode(self.fetch(qs.order_by("chunk_index").values_list(*fields)))
+            return
         counts = (qs.order_by().values(*names).annotate(cvs_rows=models.Count("pk"))
                   .order_by(*names).values_list(*names, "cvs_rows"))
         n = len(names)

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 from django.db import IntegrityError, models, transaction
 
@@ -93,9 +94,55 @@ class ChunkStoreAPI:
     def _assemble(cls, store: Store, pieces: list[_chunks.Piece], lo_pos: int | None,
                   hi_pos: int | None, drop_bounds_na: bool) -> pd.Series | None:
         """The core's ``chunks.assemble``, with the index from :meth:`_index` instead of a
-        fresh one whose ``freq`` would then be validated."""
-        return _chunks.assemble(store.grid, pieces, lo_pos, hi_pos, drop_bounds_na,
-                                lambda first, count: cls._index(store, first, count))
+        fresh one whose ``freq`` would then be validated.
+
+        Unlike the core's read, a window of existing chunks that holds no value is returned
+        as NaN (holcstore's outcome: its rows are whole periods, cut to the window, and
+        trimming the NaN bounds of an all-NaN series leaves it as it is); None only when no
+        chunk of the series meets the window."""
+        series = _chunks.assemble(store.grid, pieces, lo_pos, hi_pos, drop_bounds_na,
+                                  lambda first, count: cls._index(store, first, count))
+        if series is not None or not pieces:
+            return series
+        grid = store.grid
+        last_start, last_len = grid.period(pieces[-1].chunk)
+        return cls._nan_window(store, grid.period(pieces[0].chunk)[0],
+                               max(last_start + last_len, last_start + pieces[-1].stop),
+                               lo_pos, hi_pos)
+
+    @classmethod
+    def _nan_window(cls, store: Store, first: int, last: int, lo_pos: int | None,
+                    hi_pos: int | None) -> pd.Series | None:
+        """NaN on grid positions ``[first, last)`` cut to the window, None if they miss it."""
+        if lo_pos is not None:
+            first = max(first, lo_pos)
+        if hi_pos is not None:
+            last = min(last, hi_pos + 1)
+        if last <= first:
+            return None
+        return pd.Series(np.full(last - first, np.nan),
+                         index=cls._index(store, first, last - first), copy=False)
+
+    @classmethod
+    def _span_window(cls, store: Store, key: Any, lo_pos: int | None, hi_pos: int | None
+                     ) -> pd.Series | None:
+        """NaN over the window's part within the series' chunks (from its first to its last),
+        or None when the series has none there: what holcstore returns for a window without
+        values inside a series, where it stored the chunks without values that this adapter
+        does not write."""
+        backend: Any = store.backend  # a DjangoModelBackend
+        span = backend._qs().filter(**backend.key_dict(key), is_deleted=False).aggregate(
+            first=models.Min("chunk_index"), last=models.Max("chunk_index"))
+        if span["first"] is None:
+            return None
+        clo, chi = store._chunk_window(lo_pos, hi_pos)
+        a = span["first"] if clo is None else max(clo, span["first"])
+        b = span["last"] if chi is None else min(chi, span["last"])
+        if b < a:
+            return None
+        last_start, last_len = store.grid.period(b)
+        return cls._nan_window(store, store.grid.period(a)[0], last_start + last_len,
+                               lo_pos, hi_pos)
 
     @classmethod
     def _key_order(cls) -> tuple[str, ...]:
@@ -204,7 +251,10 @@ class ChunkStoreAPI:
     @classmethod
     def get_ts(cls, attrs: dict, start: Any = None, end: Any = None,
                drop_bounds_na: bool = True) -> pd.Series | None:
-        """The series (in STORE_TZ at STORE_FREQ) on ``[start, end]``, or None if absent."""
+        """The series (in STORE_TZ at STORE_FREQ) on ``[start, end]``, or None if absent.
+
+        As in holcstore, a window inside the series that holds no value gives NaN over the
+        window (not None); None means the series has no chunk there (or does not exist)."""
         cls._ensure_all_attrs_specified(attrs)
         store = cls._cs_store()
         # Store.read, with the backend's decoded pieces (see DjangoModelBackend.read_pieces)
@@ -215,7 +265,10 @@ class ChunkStoreAPI:
         clo, chi = store._chunk_window(lo, hi)
         backend: Any = store.backend  # a DjangoModelBackend
         pieces = backend.read_pieces(key, clo, chi)
-        return cls._assemble(store, pieces, lo, hi, drop_bounds_na)
+        series = cls._assemble(store, pieces, lo, hi, drop_bounds_na)
+        if series is None:
+            series = cls._span_window(store, key, lo, hi)
+        return series
 
     @classmethod
     def yield_many_ts(cls, filters: dict, start: Any = None, end: Any = None,

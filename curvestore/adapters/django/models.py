@@ -119,8 +119,9 @@ class TimeseriesChunkStore(ChunkStoreAPI, models.Model, metaclass=_ChunkStoreBas
         """Delete this chunk through the queryset (``keep_tracking=True``: a tombstone)."""
         return type(self)._default_manager.filter(pk=self.pk).delete(**kwargs)
 
-# holcstore's one-blob-per-series models (defined in their own modules).
+# holcstore's one-blob-per-series models and its DataFrame store (in their own modules).
+from curvestore.adapters.django.dataframe_store import DataFrameStore  # noqa: E402
 from curvestore.adapters.django.lc_store import Store  # noqa: E402
 from curvestore.adapters.django.series_store import TimeseriesStore  # noqa: E402
 
-__all__ += ["Store", "TimeseriesStore"]
+__all__ += ["DataFrameStore", "Store", "TimeseriesStore"]
