@@ -42,6 +42,7 @@ from curvestore.errors import (
     SeriesExistsError,
 )
 from curvestore.testing.cursors import ForgedCursorChecks
+from curvestore.testing.inputs import InputSemantics
 
 __all__ = [
     "FREQ",
@@ -260,7 +261,7 @@ _ENDS = {
 }
 
 
-class StoreSemantics(ForgedCursorChecks, StoreFixtures):
+class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""
 
     # -- round trips -----------------------------------------------------------------------
@@ -447,11 +448,27 @@ class StoreSemantics(ForgedCursorChecks, StoreFixtures):
         store.write(key(), s, mode="replace")
         assert_series_exact(store.read(key()), dense(s))
 
-    def test_replace_with_all_nan_writes_nothing(self, store: curvestore.Store) -> None:
-        s = curve("2024-06-01", periods=20, seed=23)
-        store.write(key(), s)
-        assert store.write(key(), s * np.nan, mode="replace") == 0
-        assert_series_exact(store.read(key()), dense(s))
+    def test_replace_with_no_value_deletes_the_series(self, store: curvestore.Store) -> None:
+        s = curve("2024-05-20", end="2024-06-10", seed=23)
+        other = curve("2024-06-01", periods=20, seed=24)
+        store.write(key(n=1), s)
+        store.write(key(n=2), other)
+        store.write(key(n=3), other)
+        cursor = store.changes().cursor
+        assert store.write(key(n=1), s * np.nan, mode="replace") == 2  # May and June
+        assert store.read(key(n=1)) is None
+        assert [(i.key["n"], i.deleted) for i in store.changes(cursor).items] == [
+            (1, True), (1, True)]
+        empty = pd.Series([], index=pd.DatetimeIndex([], tz=TZ), dtype=float)
+        assert store.write(key(n=1), empty, mode="replace") == 0  # nothing left to delete
+        assert store.write_many({("a", "load", 2): empty, ("a", "load", 4): other,
+                                 ("a", "load", 5): other * np.nan}, mode="replace") == 2
+        assert store.keys() == [key(n=3), key(n=4)]
+        assert_series_exact(store.read(key(n=4)), dense(other))
+        # insert and update without a value still write nothing
+        for mode in ("insert", "update"):
+            assert store.write(key(n=3), other * np.nan, mode=mode) == 0
+        assert_series_exact(store.read(key(n=3)), dense(other))
 
     # -- missing data, keys ------------------------------------------------------------------
     def test_missing_series_reads_none(self, store: curvestore.Store) -> None:
@@ -471,8 +488,10 @@ class StoreSemantics(ForgedCursorChecks, StoreFixtures):
         {"site": "a", "kind": "load", "n": True},
         {"site": "a", "kind": "load", "n": 1.0},
         {"site": None, "kind": "load", "n": 1},
+        {"site": "a\udc80", "kind": "load", "n": 1},
+        {"site": "a", "kind": "load", "n": 2**63},
     ], ids=["partial", "site-only", "empty", "unknown", "str-for-int", "int-for-str",
-            "bool-for-int", "float-for-int", "none"])
+            "bool-for-int", "float-for-int", "none", "lone-surrogate", "beyond-int64"])
     def test_invalid_keys_raise(self, store: curvestore.Store, bad: dict[str, Any]) -> None:
         s = curve("2024-01-01", periods=4)
         for call in (lambda: store.write(bad, s), lambda: store.write(bad, s, mode="update"),
@@ -483,7 +502,8 @@ class StoreSemantics(ForgedCursorChecks, StoreFixtures):
         assert store.keys() == []
         assert store.changes().items == []
 
-    @pytest.mark.parametrize("bad", [{"nope": "a"}, {"n": "1"}, {"site": 3}, {"n": False}])
+    @pytest.mark.parametrize("bad", [{"nope": "a"}, {"n": "1"}, {"site": 3}, {"n": False},
+                                     {"kind": "\ud800"}, {"n": -(2**63) - 1}])
     def test_invalid_filters_raise(self, store: curvestore.Store, bad: dict[str, Any]) -> None:
         for call in (lambda: list(store.read_many(bad)), lambda: store.keys(bad),
                      lambda: store.delete_many(bad), lambda: store.max_timestamp(bad),

@@ -86,3 +86,21 @@ def test_nested_urls_are_redacted() -> None:
     options = parse_url(shown).options
     assert options["hot"] == "postgresql://postgres:***@db:5432/x?table=t&sslpassword=***"
     assert options["cold"] == "s3://b/p?region=r"
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b'stores = "x"\n', "must be a table of named stores"),
+    (b'[[stores]]\nurl = "file:///x"\n', "must be a table of named stores"),
+    (b"\xff\xfe\x00\x01 binary", "cannot read"),
+    (b"[stores.loads\nurl = 1\n", "cannot read"),
+    (b"[stores]\nloads = 3\n", "needs a url"),
+    (b"[stores.loads]\nurl = 3\n", "needs a url"),
+], ids=["string", "array-of-tables", "binary", "bad-toml", "entry-not-table", "url-not-str"])
+def test_bad_config_file_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  content: bytes, fragment: str) -> None:
+    config = tmp_path / "cfg.toml"
+    config.write_bytes(content)
+    monkeypatch.setenv("CURVESTORE_CONFIG", str(config))
+    with pytest.raises(ConfigurationError, match=fragment) as info:
+        curvestore.open_store("@loads")
+    assert str(config) in str(info.value)

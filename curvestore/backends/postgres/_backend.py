@@ -59,7 +59,12 @@ from curvestore.core.config import KeySchema
 from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
-from curvestore.errors import ConfigurationError, ConflictError, StoreExistsError
+from curvestore.errors import (
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    StoreExistsError,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -314,6 +319,8 @@ class PostgresBackend(Backend):
         if row is None:
             return None
         manifest = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+        if not isinstance(manifest, dict):
+            raise IntegrityError(f"{self!r}: the manifest row is not a JSON object")
         self.store_id = str(manifest.get("store_id", ""))
         self._prefix = _column_prefix(manifest.pop(MANIFEST_FIELD, None), self)
         return manifest  # type: ignore[no-any-return]
