@@ -26,11 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curvestore import sampledata
-from curvestore.codecs.base import Codec
 from curvestore.codecs.lz4 import LZ4Codec, LZ4ShuffleCodec
 from curvestore.codecs.none import NoneCodec
 from curvestore.codecs.pcodec import COMPRESSION_LEVEL, PcodecCodec
 from curvestore.codecs.zstd import ZstdCodec, ZstdShuffleCodec
+from curvestore.core.codec import Codec
 
 Encode = Callable[[np.ndarray], bytes]
 Decode = Callable[[bytes, np.ndarray], np.ndarray]

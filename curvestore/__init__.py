@@ -9,23 +9,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from curvestore import errors
+from curvestore._version import __version__
 from curvestore.errors import *  # noqa: F403  (the error tree is public API)
-
-__version__ = "0.1.0"
 
 __all__ = ["Store", "__version__", "create_store", "errors", "open_store", "replicate",
            *errors.__all__]
 
 if TYPE_CHECKING:
-    from curvestore.core.open import create_store, open_store
     from curvestore.core.store import Store
     from curvestore.core.sync import replicate
+    from curvestore.opening import create_store, open_store
 
 
 def __getattr__(name: str) -> Any:
     # pandas and numpy load on first use, so `import curvestore` stays cheap for the CLI.
     if name in ("create_store", "open_store"):
-        from curvestore.core import open as _open
+        from curvestore import opening as _open
 
         return getattr(_open, name)
     if name == "replicate":

@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TextIO
 
-from curvestore import __version__
+from curvestore._text import human_bytes, plural
+from curvestore._version import __version__
 from curvestore.errors import BackendNotInstalledError, CurvestoreError
 
 if TYPE_CHECKING:
@@ -40,20 +41,6 @@ class CLIError(ValueError):
 
 
 # -- small helpers ------------------------------------------------------------------------
-def human_bytes(n: float) -> str:
-    """``1536`` -> ``'1.5 KiB'``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def plural(n: int, word: str) -> str:
-    """``plural(1, 'chunk')`` -> ``'1 chunk'``; ``plural(2_000, 'point')`` -> ``'2,000 points'``."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
 def parse_key_spec(spec: str) -> dict[str, str]:
     """``'site:str,year:int'`` -> ``{'site': 'str', 'year': 'int'}`` (type defaults to str)."""
     keys: dict[str, str] = {}
@@ -118,7 +105,7 @@ def show_key(key: Mapping[str, Any]) -> str:
 
 
 def open_existing(url: str, read_only: bool = False) -> Store:
-    from curvestore.core.open import open_store
+    from curvestore.opening import open_store
 
     return open_store(url, read_only=read_only)
 
@@ -231,9 +218,9 @@ def write_series(series: pd.Series, path: str | None) -> None:
 
 # -- subcommands --------------------------------------------------------------------------
 def cmd_create(args: argparse.Namespace) -> int:
-    from curvestore.core.open import create_store
     from curvestore.core.url import parse_url
     from curvestore.errors import StoreExistsError
+    from curvestore.opening import create_store
 
     if "codec" in parse_url(args.url).options:
         raise CLIError("give the codec as --codec, not in the URL")
@@ -479,8 +466,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _sync_target(url: str, manifest: Mapping[str, Any]) -> Store:
     """The target store at ``url``; created with the source's configuration if absent."""
-    from curvestore.core.open import create_store
     from curvestore.errors import StoreNotFoundError
+    from curvestore.opening import create_store
 
     try:
         return open_existing(url)

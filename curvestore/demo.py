@@ -79,7 +79,7 @@ def store_url(root: Path) -> str:
 def prepare_store(root: Path, fresh: bool, say: Callable[[str], None]) -> tuple[Store, bool]:
     """Create the demo store, or reuse (or with ``fresh`` recreate) one; returns it and
     whether it was reused."""
-    from curvestore.core.open import create_store, open_store
+    from curvestore.opening import create_store, open_store
 
     url = store_url(root)
     exists = root.exists() and any(root.iterdir())
@@ -174,7 +174,7 @@ def read_and_verify(store: Store, meters: int) -> tuple[Timing, int]:
 def summary(store: Store, root: Path, meters: int, write: Timing, read: Timing
             ) -> list[tuple[str, str]]:
     """The rows printed at the end; sizes cover the whole store (every file under it)."""
-    from curvestore.cli import human_bytes
+    from curvestore._text import human_bytes
 
     info = store.info()
     disk = disk_usage(root)

@@ -51,7 +51,7 @@ def register_codecs(register: Registrar) -> None:
     ----------
     register
         Call ``register.codec(codec_id="zlib", target="pkg.module:Class", extra=None)`` once
-        per codec. The class must implement :class:`curvestore.codecs.base.Codec` and is
+        per codec. The class must implement :class:`curvestore.core.codec.Codec` and is
         imported on first use; an id registered twice raises unless ``clobber=True``.
     """
 

@@ -17,9 +17,10 @@ from typing import Any
 import pluggy
 
 from curvestore import hookspecs
-from curvestore.registry import Registrar
+from curvestore._version import __version__
 
-__all__ = ["DEFAULT_PLUGINS", "collect_registrations", "get_plugin_manager", "plugin_sources"]
+__all__ = ["DEFAULT_PLUGINS", "get_plugin_manager", "notify", "plugin_sources",
+           "reset_plugin_manager"]
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,11 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def reset_plugin_manager() -> None:
+    """Forget the manager (plugins are looked up again); ``registry.reset_registry`` also
+    forgets what they registered."""
     global _manager
     with _lock:
         _manager = None
-    from curvestore.registry import reset_registry
-
-    reset_registry()
 
 
 def plugin_sources() -> dict[int, str]:
@@ -67,26 +67,11 @@ def plugin_sources() -> dict[int, str]:
     sources: dict[int, str] = {}
     for plugin, dist in pm.list_plugin_distinfo():
         sources[id(plugin)] = f"{dist.project_name} {dist.version}"
-    from curvestore import __version__
-
     for name in DEFAULT_PLUGINS:
         plugin = pm.get_plugin(name)
         if plugin is not None:
             sources.setdefault(id(plugin), f"curvestore {__version__}")
     return sources
-
-
-def collect_registrations() -> Registrar:
-    """Call every registrar hook, recording which distribution registered what."""
-    pm = get_plugin_manager()
-    sources = plugin_sources()
-    registrar = Registrar()
-    for caller in (pm.hook.register_backends, pm.hook.register_codecs):
-        for impl in reversed(caller.get_hookimpls()):  # built-ins first
-            registrar.distribution = sources.get(id(impl.plugin), impl.plugin_name)
-            impl.function(register=registrar)
-    registrar.distribution = "curvestore"
-    return registrar
 
 
 def notify(hook: str, **kwargs: Any) -> None:

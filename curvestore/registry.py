@@ -18,12 +18,14 @@ from curvestore.errors import (
     UnknownBackendError,
     UnknownCodecError,
 )
+from curvestore.plugins import get_plugin_manager, plugin_sources, reset_plugin_manager
 
 if TYPE_CHECKING:
-    from curvestore.backends.base import Backend
-    from curvestore.codecs.base import Codec
+    from curvestore.core.backend import Backend
+    from curvestore.core.codec import Codec
 
-__all__ = ["PluginEntry", "Registrar", "get_backend_class", "get_codec", "get_registry"]
+__all__ = ["PluginEntry", "Registrar", "collect_registrations", "get_backend_class", "get_codec",
+           "get_registry", "reset_registry"]
 
 
 @dataclass(frozen=True)
@@ -93,18 +95,31 @@ def get_registry() -> Registrar:
     global _registry
     with _lock:
         if _registry is None:
-            from curvestore.plugins import collect_registrations
-
             _registry = collect_registrations()
         return _registry
 
 
 def reset_registry() -> None:
-    """Forget registrations (after plugins were added or removed, e.g. in tests)."""
+    """Forget plugins and their registrations (after plugins were added or removed, e.g. in
+    tests)."""
     global _registry
     with _lock:
+        reset_plugin_manager()
         _registry = None
         _codec_instances.clear()
+
+
+def collect_registrations() -> Registrar:
+    """Call every registrar hook, recording which distribution registered what."""
+    pm = get_plugin_manager()
+    sources = plugin_sources()
+    registrar = Registrar()
+    for caller in (pm.hook.register_backends, pm.hook.register_codecs):
+        for impl in reversed(caller.get_hookimpls()):  # built-ins first
+            registrar.distribution = sources.get(id(impl.plugin), impl.plugin_name)
+            impl.function(register=registrar)
+    registrar.distribution = "curvestore"
+    return registrar
 
 
 def get_backend_class(scheme: str) -> type[Backend]:

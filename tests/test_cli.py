@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from curvestore import __version__
-from curvestore.cli import human_bytes, main, parse_key_spec
+from curvestore._text import human_bytes
+from curvestore.cli import main, parse_key_spec
 from curvestore.registry import PluginEntry, get_registry
 
 TZ = "Europe/Paris"

@@ -16,8 +16,8 @@ from curvestore.errors import (
     UnknownCodecError,
 )
 from curvestore.hookspecs import hookimpl
-from curvestore.plugins import DEFAULT_PLUGINS, get_plugin_manager, reset_plugin_manager
-from curvestore.registry import PluginEntry, Registrar, get_registry
+from curvestore.plugins import DEFAULT_PLUGINS, get_plugin_manager
+from curvestore.registry import PluginEntry, Registrar, get_registry, reset_registry
 
 
 def _hookspecs() -> list:
@@ -118,12 +118,12 @@ def test_observer_hook_sees_commits_and_failures_do_not_break_writes() -> None:
 
 def test_load_plugins_env_restricts_third_party(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CURVESTORE_LOAD_PLUGINS", "")
-    reset_plugin_manager()
+    reset_registry()
     try:
         registry = get_registry()
         assert "sqlite" not in registry.backends
         assert "file" in registry.backends
     finally:
         monkeypatch.delenv("CURVESTORE_LOAD_PLUGINS")
-        reset_plugin_manager()
+        reset_registry()
     assert "sqlite" in get_registry().backends

@@ -24,8 +24,8 @@ from curvestore.core.records import SeriesKey
 from curvestore.errors import CurvestoreError, IntegrityError
 
 if TYPE_CHECKING:
-    from curvestore.backends.base import IntegrityProblem
     from curvestore.backends.filesystem import FileBackend
+    from curvestore.core.backend import IntegrityProblem
 
 __all__ = ["check_store"]
 

@@ -67,7 +67,7 @@ from curvestore.backends import _layout as layout
 from curvestore.backends import _shards as shards
 from curvestore.backends._fsmanifest import manifest_bytes, parse_manifest
 from curvestore.backends._fsread import NO_VIEW, ShardReads
-from curvestore.backends.base import Backend, IntegrityProblem, Transaction, stale_state
+from curvestore.core.backend import Backend, IntegrityProblem, Transaction, stale_state
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import (

@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 from urllib.parse import quote
 
-from curvestore.backends.base import Backend, Transaction
+from curvestore.core.backend import Backend, Transaction
 from curvestore.core.config import KeySchema
 from curvestore.core.records import ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
@@ -72,7 +72,7 @@ class TieredBackend(Backend):
 
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> TieredBackend:
-        from curvestore.core.open import open_store
+        from curvestore.opening import open_store
 
         url.reject_unknown_options(frozenset({"hot", "cold"}))
         if "hot" not in url.options or "cold" not in url.options:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 
-from curvestore.codecs.base import Codec
+from curvestore.core.codec import Codec
 from curvestore.errors import IntegrityError, InvalidDataError
 
 if TYPE_CHECKING:

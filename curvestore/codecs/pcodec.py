@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from curvestore.codecs.base import Codec
 from curvestore.codecs.none import SUPPORTED_DTYPES, as_native_1d, expected_nbytes
+from curvestore.core.codec import Codec
 from curvestore.errors import BackendNotInstalledError, IntegrityError
 
 __all__ = ["PcodecCodec"]

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from curvestore.codecs._shuffle import shuffle, unshuffle
-from curvestore.codecs.base import Codec
 from curvestore.codecs.none import SUPPORTED_DTYPES, expected_nbytes, from_le_bytes, to_le_bytes
+from curvestore.core.codec import Codec
 from curvestore.errors import BackendNotInstalledError, ConfigurationError, IntegrityError
 
 if TYPE_CHECKING:

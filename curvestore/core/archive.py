@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curvestore.core import chunks as _chunks
+from curvestore.core.codec import Codec, CodecLookup
 from curvestore.core.grid import to_utc_ns
 from curvestore.core.records import ChunkMeta, ChunkRecord
 from curvestore.core.sync import check_compatible
@@ -48,24 +49,27 @@ def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool((a.view(np.uint64) == b.view(np.uint64)).all())
 
 
-def _equivalent(source: ChunkRecord, copy: ChunkRecord | None, reencode: bool) -> bool:
+def _equivalent(source: ChunkRecord, copy: ChunkRecord | None, reencode: bool,
+                codecs: CodecLookup) -> bool:
     if copy is None or copy.meta.start != source.meta.start or \
             copy.meta.length != source.meta.length:
         return False
     if not reencode:
         return copy.meta.codec == source.meta.codec and copy.payload == source.payload
-    return _same_values(_chunks.decode(copy).values, _chunks.decode(source).values)
+    return _same_values(_chunks.decode(copy, codecs).values,
+                        _chunks.decode(source, codecs).values)
 
 
-def _converted(record: ChunkRecord, codec: str | None) -> ChunkRecord:
+def _converted(record: ChunkRecord, codec: Codec | None, codecs: CodecLookup) -> ChunkRecord:
     """The record as it goes to the archive: as stored, or re-encoded with ``codec``."""
-    if codec is None or codec == record.meta.codec:
+    if codec is None or codec.codec_id == record.meta.codec:
         return record
-    piece = _chunks.decode(record)
+    piece = _chunks.decode(record, codecs)
     encoded = _chunks.encode(record.key, piece, codec, record.meta.dtype)
-    if not _same_values(_chunks.decode(encoded).values, piece.values):
-        raise IntegrityError(f"re-encoding chunk {record.chunk} of {record.key} with {codec} "
-                             "does not give back the same values; nothing was archived")
+    if not _same_values(_chunks.decode(encoded, codecs).values, piece.values):
+        raise IntegrityError(f"re-encoding chunk {record.chunk} of {record.key} with "
+                             f"{codec.codec_id} does not give back the same values; nothing "
+                             "was archived")
     return encoded.with_meta(updated_at=record.meta.updated_at)
 
 
@@ -95,8 +99,8 @@ def archive(
     target._check_writable()
     if delete_source:
         source._check_writable()
-    if codec is not None:
-        _chunks.get_codec(codec)
+    codecs = target.codecs
+    new_codec = None if codec is None else codecs(codec)
     cutoff = to_utc_ns(before, source.config.tz, name="before")
     if cutoff is None:
         raise ConfigurationError("archive needs a cutoff date (before=...)")
@@ -117,14 +121,15 @@ def archive(
         report.series += 1
         existing = {r.chunk: r for r in target.backend.read_chunks(key, None, hi)}
         todo = [r for r in records
-                if not _equivalent(r, existing.get(r.chunk), codec is not None)]
+                if not _equivalent(r, existing.get(r.chunk), codec is not None, codecs)]
         report.skipped += len(records) - len(todo)
         if todo:
-            copies = [_converted(r, codec) for r in todo]
+            copies = [_converted(r, new_codec, codecs) for r in todo]
             target._run([key], lambda tx, copies=copies: tx.put(copies))
             stored = {r.chunk: r for r in target.backend.read_chunks(key, None, hi)}
             for record in todo:
-                if not _equivalent(record, stored.get(record.chunk), codec is not None):
+                if not _equivalent(record, stored.get(record.chunk), codec is not None,
+                                   codecs):
                     raise IntegrityError(f"chunk {record.chunk} of {key} does not read back "
                                          "identical from the archive; the source is untouched")
             report.chunks += len(todo)

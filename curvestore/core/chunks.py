@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from curvestore.core.codec import Codec, CodecLookup
 from curvestore.core.grid import Grid
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey, checksum
 from curvestore.errors import IntegrityError
-from curvestore.registry import get_codec
 
 __all__ = ["Piece", "assemble", "decode", "encode", "split", "trim"]
 
@@ -69,18 +69,18 @@ def trim(piece: Piece) -> Piece | None:
     return Piece(piece.chunk, piece.start + first, piece.values[first:last])
 
 
-def encode(key: SeriesKey, piece: Piece, codec_id: str, dtype: str) -> ChunkRecord:
+def encode(key: SeriesKey, piece: Piece, codec: Codec, dtype: str) -> ChunkRecord:
     values = np.ascontiguousarray(piece.values, dtype=dtype)
-    payload = get_codec(codec_id).encode(values)
+    payload = codec.encode(values)
     meta = ChunkMeta(
         chunk=piece.chunk, start=piece.start, length=len(values),
-        count=int(np.count_nonzero(values == values)), codec=codec_id, dtype=dtype,
+        count=int(np.count_nonzero(values == values)), codec=codec.codec_id, dtype=dtype,
         checksum=checksum(payload), size=len(payload),
     )
     return ChunkRecord(key, meta, payload)
 
 
-def encode_trimmed(key: SeriesKey, pieces: list[Piece], codec_id: str, dtype: str
+def encode_trimmed(key: SeriesKey, pieces: list[Piece], codec: Codec, dtype: str
                    ) -> list[ChunkRecord]:
     """Trim and encode many pieces, skipping empty ones.
 
@@ -90,7 +90,7 @@ def encode_trimmed(key: SeriesKey, pieces: list[Piece], codec_id: str, dtype: st
     for piece in pieces:
         trimmed = trim(piece)
         if trimmed is not None:
-            records.append(encode(key, trimmed, codec_id, dtype))
+            records.append(encode(key, trimmed, codec, dtype))
     return records
 
 
@@ -103,15 +103,15 @@ def _dtype(name: str) -> np.dtype:
     return np.dtype(name)  # parsing the name costs more than the lookup, once per chunk
 
 
-def decode(record: ChunkRecord) -> Piece:
-    """Verify a record's checksum and decode it."""
+def decode(record: ChunkRecord, codecs: CodecLookup) -> Piece:
+    """Verify a record's checksum and decode it with ``codecs(record.meta.codec)``."""
     meta = record.meta
     if checksum(record.payload) != meta.checksum or len(record.payload) != meta.size:
         raise IntegrityError(
             f"chunk {meta.chunk} of series {record.key} fails its checksum (stored data is "
             "corrupt); restore it from a replica or delete it"
         )
-    values = get_codec(meta.codec).decode(
+    values = codecs(meta.codec).decode(
         record.payload, dtype=_dtype(meta.dtype), length=meta.length
     )
     return Piece(meta.chunk, meta.start, values)

@@ -7,15 +7,16 @@ merge rules, encoding and checksums. Every write goes through one backend transa
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from curvestore.backends.base import Backend, Transaction
 from curvestore.core import chunks as _chunks
+from curvestore.core.backend import Backend, Transaction
+from curvestore.core.codec import CodecLookup
 from curvestore.core.config import StoreConfig
 from curvestore.core.grid import Grid, get_grid, resolve_time_unit, to_utc_ns
 from curvestore.core.merge import MODES, update
@@ -29,9 +30,13 @@ from curvestore.errors import (
     SeriesExistsError,
 )
 
-__all__ = ["FeedItem", "FeedPage", "Store"]
+__all__ = ["FeedItem", "FeedPage", "Observer", "Store"]
 
 _CONFLICT_RETRIES = 20
+
+Observer = Callable[..., None]
+"""Told of events as ``observer(event, **details)`` (``chunks_committed``, ``sync_pulled``);
+must not raise (the plugins' ``notify`` logs a failing plugin instead)."""
 
 
 @dataclass(frozen=True)
@@ -68,15 +73,21 @@ class Store:
     Build one with :func:`curvestore.create_store` or :func:`curvestore.open_store`.
     """
 
-    def __init__(self, backend: Backend, config: StoreConfig, *, url: str = "",
-                 codec: str | None = None, read_only: bool = False,
-                 time_unit: str | None = None) -> None:
+    def __init__(self, backend: Backend, config: StoreConfig, *, codecs: CodecLookup,
+                 observer: Observer | None = None, url: str = "", codec: str | None = None,
+                 read_only: bool = False, time_unit: str | None = None) -> None:
+        """``codecs`` finds a codec by id (the registry's ``get_codec``); ``observer``, if
+        given, is told of committed writes (``observer("chunks_committed", store=...,
+        changes=...)``; the plugins' ``notify``). Both are handed in: the core does not know
+        where codecs and observers come from."""
         self.backend = backend
         self.config = config
         self.url = url
         self.read_only = read_only or backend.read_only
+        self.codecs = codecs
+        self.observer = observer
         self.codec = codec or config.codec
-        _chunks.get_codec(self.codec)  # fail now on an unknown or uninstalled codec
+        self._codec = codecs(self.codec)  # fail now on an unknown or uninstalled codec
         self.grid: Grid = get_grid(config.freq_ns, config.tz, config.chunking)
         #: unit of the DatetimeIndex reads return: pandas' own default unless asked otherwise
         self.time_unit = resolve_time_unit(time_unit)
@@ -126,7 +137,7 @@ class Store:
         return _Prepared(key, _chunks.split(self.grid, positions, values))
 
     def _encode(self, key: SeriesKey, piece: _chunks.Piece) -> ChunkRecord:
-        return _chunks.encode(key, piece, self.codec, self.config.dtype)
+        return _chunks.encode(key, piece, self._codec, self.config.dtype)
 
     def _run(self, keys: list[SeriesKey], body: Any) -> list[Change]:
         """Run ``body(tx)`` in a transaction over ``keys``, re-running it on a lost race."""
@@ -141,10 +152,13 @@ class Store:
                 if attempt == _CONFLICT_RETRIES - 1:
                     raise
         if committed:
-            from curvestore.plugins import notify
-
-            notify("chunks_committed", store=self, changes=committed)
+            self.notify("chunks_committed", store=self, changes=committed)
         return committed
+
+    def notify(self, event: str, **details: Any) -> None:
+        """Tell the observer (if any) of ``event``."""
+        if self.observer is not None:
+            self.observer(event, **details)
 
     def _apply(self, tx: Transaction, items: list[_Prepared], mode: str) -> None:
         if mode == "insert":
@@ -158,12 +172,14 @@ class Store:
                 records = []
                 for piece in item.pieces:
                     record = old.get(piece.chunk)
-                    merged = update(None if record is None else _chunks.decode(record), piece)
+                    old_piece = None if record is None else _chunks.decode(record, self.codecs)
+                    merged = update(old_piece, piece)
                     if merged is not None:
                         records.append(self._encode(item.key, merged))
                 tx.put(records)
                 continue
-            records = _chunks.encode_trimmed(item.key, item.pieces, self.codec, self.config.dtype)
+            records = _chunks.encode_trimmed(item.key, item.pieces, self._codec,
+                                             self.config.dtype)
             written = {r.chunk for r in records}
             if mode == "replace":
                 records += [_chunks.tombstone(item.key, m.chunk)
@@ -252,7 +268,7 @@ class Store:
             return None
         clo, chi = self._chunk_window(lo, hi)
         records = self.backend.read_chunks(series_key, clo, chi)
-        pieces = [_chunks.decode(r) for r in records]
+        pieces = [_chunks.decode(r, self.codecs) for r in records]
         return _chunks.assemble(self.grid, pieces, lo, hi, drop_bounds_na, self.index)
 
     def read_many(self, filter: Mapping[str, Any] | None = None, start: Any = None,
@@ -270,7 +286,8 @@ class Store:
             return
         clo, chi = self._chunk_window(lo, hi)
         for key, records in self.backend.scan(where, clo, chi):
-            series = _chunks.assemble(self.grid, [_chunks.decode(r) for r in records], lo, hi,
+            pieces = [_chunks.decode(r, self.codecs) for r in records]
+            series = _chunks.assemble(self.grid, pieces, lo, hi,
                                       drop_bounds_na, self.index)
             if series is not None:
                 yield self.schema.as_dict(key), series

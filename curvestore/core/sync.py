@@ -22,10 +22,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from curvestore.core.codec import CodecLookup
 from curvestore.core.config import StoreConfig
 from curvestore.core.records import ChangePage, ChunkRecord, SeriesKey, checksum
 from curvestore.errors import ConfigMismatchError, ConflictError, IntegrityError
-from curvestore.registry import get_codec
 
 if TYPE_CHECKING:
     from curvestore.core.store import Store
@@ -95,7 +95,7 @@ def check_compatible(source: Mapping[str, Any], target: StoreConfig) -> None:
         raise ConfigMismatchError(differences)
 
 
-def verify(records: Sequence[ChunkRecord]) -> None:
+def verify(records: Sequence[ChunkRecord], codecs: CodecLookup) -> None:
     """Refuse records whose payload fails its checksum or whose codec is unknown here."""
     for record in records:
         if record.meta.deleted:
@@ -104,7 +104,7 @@ def verify(records: Sequence[ChunkRecord]) -> None:
                 len(record.payload) != record.meta.size:
             raise IntegrityError(f"chunk {record.meta.chunk} of {record.key} arrived corrupt "
                                  "(checksum mismatch); nothing of this page was imported")
-        get_codec(record.meta.codec)
+        codecs(record.meta.codec)
 
 
 def replicate(
@@ -145,7 +145,7 @@ def replicate(
         page = src.changes(after, where, batch)
         latest = {(c.key, c.chunk): c for c in page.items}  # several changes of a chunk: once
         records = src.fetch(list(latest)) if latest else []
-        verify(records)
+        verify(records, target.codecs)
         return page, records
 
     # Each page commits only if the target's saved cursor is still the one the page was
@@ -162,9 +162,7 @@ def replicate(
                 raise
             report.cursor = target.backend.get_state(name)
     if report.changes:
-        from curvestore.plugins import notify
-
-        notify("sync_pulled", target=target, report=report)
+        target.notify("sync_pulled", target=target, report=report)
     return report
 
 
@@ -210,6 +208,4 @@ def _commit_page(target: Store, name: str, cursor: str | None, page: ChangePage,
         tx.put(records)
         tx.set_state(name, page.cursor, expected=cursor)
     if tx.committed:
-        from curvestore.plugins import notify
-
-        notify("chunks_committed", store=target, changes=tx.committed)
+        target.notify("chunks_committed", store=target, changes=tx.committed)

@@ -68,7 +68,7 @@ def verify_store(store: Store, filter: dict[str, Any] | None = None,
             report.chunks += 1
             report.payload_bytes += len(record.payload)
             try:
-                piece = _chunks.decode(record)
+                piece = _chunks.decode(record, store.codecs)
                 if len(piece.values) != record.meta.length:
                     raise CurvestoreError(f"decoded {len(piece.values)} points, "
                                           f"meta says {record.meta.length}")

@@ -1,13 +1,23 @@
 """Conformance suites every backend and codec must pass, shipped with the package.
 
-A backend's test module subclasses the suites and provides a ``backend_url`` fixture::
+A backend's test module subclasses the suites and provides one fixture,
+``backend_url_factory``: a callable giving a URL to a new, empty location on each call (the
+suites open several stores per test)::
 
-    from curvestore.testing import BackendConformance, StoreSemantics
+    import itertools
 
-    class TestMyBackend(BackendConformance, StoreSemantics):
+    import pytest
+    from curvestore.testing import BackendConformance, ReplicationConformance, StoreSemantics
+
+    class TestMyBackend(BackendConformance, StoreSemantics, ReplicationConformance):
         @pytest.fixture
-        def backend_url(self, tmp_path):
-            return f"mine://{tmp_path}"
+        def backend_url_factory(self, tmp_path):
+            numbers = itertools.count()
+            return lambda: f"mine://{tmp_path}/store{next(numbers)}"
+
+The helpers the suites share (the ``store`` fixture, curves, exact comparisons) are in
+:mod:`curvestore.testing.fixtures`; the change feed's semantics in
+:class:`~curvestore.testing.feed.ChangeFeedSemantics` (part of ``StoreSemantics``).
 
 Installed as a pytest plugin (entry point ``pytest11``), so the fixtures below are available
 to third-party test suites without any conftest.
@@ -20,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from curvestore.testing.backend import BackendConformance
     from curvestore.testing.codec import CodecConformance
+    from curvestore.testing.feed import ChangeFeedSemantics
     from curvestore.testing.objects import ObjectStoreConformance
     from curvestore.testing.replication import ReplicationConformance
     from curvestore.testing.stateful import StatefulConformance, StoreModelMachine
@@ -27,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackendConformance",
+    "ChangeFeedSemantics",
     "CodecConformance",
     "ObjectStoreConformance",
     "ReplicationConformance",
@@ -39,6 +51,7 @@ __all__ = [
 # must not pull in pandas, numpy or hypothesis by itself.
 _LAZY = {
     "BackendConformance": "curvestore.testing.backend",
+    "ChangeFeedSemantics": "curvestore.testing.feed",
     "CodecConformance": "curvestore.testing.codec",
     "ObjectStoreConformance": "curvestore.testing.objects",
     "ReplicationConformance": "curvestore.testing.replication",

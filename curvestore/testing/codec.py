@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from curvestore.codecs.base import Codec
+from curvestore.core.codec import Codec
 from curvestore.errors import IntegrityError
 
 __all__ = ["CodecConformance", "golden_cases", "write_golden"]

@@ -75,7 +75,7 @@ class ForgedCursorChecks:
                 store.changes(cursor)
         # the genuine end cursor still works, and sees the next change: nothing is skipped
         assert store.changes(end).items == []
-        from curvestore.testing.store import curve, key
+        from curvestore.testing.fixtures import curve, key
 
         store.write(key("z"), curve("2024-06-01", periods=4))
         (new,) = self.feed(store, end)

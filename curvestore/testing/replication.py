@@ -27,14 +27,14 @@ import curvestore
 from curvestore.core.records import ChunkRecord
 from curvestore.core.sync import StoreSource, state_name
 from curvestore.errors import ConfigMismatchError, ConflictError
-from curvestore.testing.store import (
+from curvestore.testing.fixtures import (
     KEYS,
     StoreFixtures,
-    _read,
     assert_series_exact,
     curve,
     key,
     plain_name_key,
+    read_expected,
 )
 
 __all__ = ["ReplicationConformance", "assert_stores_equal"]
@@ -207,7 +207,7 @@ class ReplicationConformance(StoreFixtures):
         pytest.importorskip("waitress")
         pytest.importorskip("requests")
         from curvestore.adapters.http import HTTPSource, make_app
-        from curvestore.adapters.http.server import serve_in_thread
+        from curvestore.adapters.http.serving import serve_in_thread
 
         with serve_in_thread(make_app(store)) as base_url, HTTPSource(base_url) as remote:
             over_http = memory()
@@ -286,13 +286,13 @@ class ReplicationConformance(StoreFixtures):
             resume.set()
             b.join(60)
         assert "error" not in outcome, outcome.get("error")
-        assert _read(store, x).tolist() == [2.0] * 20  # not B's stale 1.0
+        assert read_expected(store, x).tolist() == [2.0] * 20  # not B's stale 1.0
         assert assert_stores_equal(memory_store, store) == 1
         later = curvestore.replicate(memory_store, store)
         assert (later.changes, later.chunks) == (0, 0)
         memory_store.write(x, curve("2024-01-10", periods=20, value=3.0), mode="update")
         assert curvestore.replicate(memory_store, store).chunks == 1  # the feed still flows
-        assert _read(store, x).tolist() == [3.0] * 20
+        assert read_expected(store, x).tolist() == [3.0] * 20
 
     @pytest.mark.slow
     def test_replication_killed_at_random_points_resumes(

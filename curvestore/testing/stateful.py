@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 
 import curvestore
 from curvestore.errors import SeriesExistsError
-from curvestore.testing.store import StoreFixtures, assert_series_exact
+from curvestore.testing.fixtures import StoreFixtures, assert_series_exact
 
 __all__ = ["StatefulConformance", "StoreModelMachine", "machine_for"]
 

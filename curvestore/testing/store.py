@@ -1,30 +1,18 @@
 """``StoreSemantics``: the store behaviour every backend must reproduce, through the public API.
 
-Subclass it in a backend's test module and provide a ``backend_url`` fixture returning a URL
-to an **empty** location (a fresh store is created there for each test)::
-
-    import pytest
-    from curvestore.testing.store import StoreSemantics
-
-    class TestMine(StoreSemantics):
-        @pytest.fixture
-        def backend_url(self, tmp_path):
-            return f"mine://{tmp_path}/s"
-
-        @pytest.fixture                 # optional: a second empty location, used to prove
-        def other_backend_url(self, tmp_path):   # that cursors do not cross stores
-            return f"mine://{tmp_path}/other"
-
-The ``store`` fixture creates a store with keys ``site: str, kind: str, n: int`` at 15 minutes
-in Europe/Paris with monthly chunks (so DST changes are exercised), and closes it afterwards.
-The tests compare every read with what pandas computes from the written data, bit for bit.
+Subclass it in a backend's test module with a ``backend_url_factory`` fixture (see
+:mod:`curvestore.testing.fixtures`, which also holds the helpers re-exported here). It runs
+the store semantics below, the change feed (:class:`~curvestore.testing.feed.ChangeFeedSemantics`),
+forged cursors (:class:`~curvestore.testing.cursors.ForgedCursorChecks`) and input validation
+(:class:`~curvestore.testing.inputs.InputSemantics`). The tests compare every read with what
+pandas computes from the written data, bit for bit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,14 +22,30 @@ import curvestore
 from curvestore.errors import (
     ConfigMismatchError,
     ConfigurationError,
-    CurvestoreError,
-    InvalidCursorError,
     InvalidDataError,
     InvalidKeyError,
     ReadOnlyError,
     SeriesExistsError,
 )
 from curvestore.testing.cursors import ForgedCursorChecks
+from curvestore.testing.feed import ChangeFeedSemantics
+from curvestore.testing.fixtures import (
+    _UTC,
+    FREQ,
+    KEYS,
+    PLAIN_NAME_KEYS,
+    TZ,
+    StoreFixtures,
+    assert_series_exact,
+    curve,
+    dense,
+    key,
+    month,
+    ns_index,
+    plain_name_key,
+    read_expected,
+    with_option,
+)
 from curvestore.testing.inputs import InputSemantics
 
 __all__ = [
@@ -54,186 +58,9 @@ __all__ = [
     "assert_series_exact",
     "curve",
     "dense",
+    "key",
+    "plain_name_key",
 ]
-
-KEYS: dict[str, type] = {"site": str, "kind": str, "n": int}
-#: Key names users choose (forecast versions, kinds, ids...) that backends and protocols use for
-#: their own columns, fields and parameters: every backend keeps those out of the key namespace
-#: (they carry the reserved prefix, ``_``).
-PLAIN_NAME_KEYS: dict[str, type] = {
-    "version": int, "id": str, "start": str, "end": str, "count": int, "size": int,
-    "data": str, "kind": str, "type": str, "value": int, "chunk": int, "key": str,
-    "payload": str, "deleted": int, "cursor": str, "limit": int,
-}
-_UTC = dt.timezone(dt.timedelta(0))
-FREQ = "15min"
-TZ = "Europe/Paris"
-
-
-# -- helpers (also used by the other suites) ----------------------------------------------------
-
-def curve(start: Any, periods: int | None = None, end: Any = None, *, freq: str = FREQ,
-          tz: str = TZ, seed: int = 0, nan: float = 0.0, value: float | None = None
-          ) -> pd.Series:
-    """A series on ``freq`` from ``start`` (``periods`` points or up to ``end`` inclusive).
-
-    Values are full-precision random floats (so any lossy step shows), or ``value`` everywhere;
-    a fraction ``nan`` of the inner points is NaN; the first and last points are always valid.
-    """
-    index = pd.date_range(start=pd.Timestamp(start, tz=tz) if not isinstance(start, pd.Timestamp)
-                          else start, end=None if end is None else pd.Timestamp(end, tz=tz),
-                          periods=periods, freq=freq)
-    rng = np.random.default_rng(seed)
-    if value is None:
-        values = rng.standard_normal(len(index)) * 1000.0
-    else:
-        values = np.full(len(index), float(value))
-    if nan and len(index) > 2:
-        holes = rng.random(len(index)) < nan
-        holes[0] = holes[-1] = False
-        values[holes] = np.nan
-    return pd.Series(values, index=index)
-
-
-def _ns(series: pd.Series, tz: str = TZ) -> pd.Series:
-    out = series.copy()
-    out.index = pd.DatetimeIndex(out.index).as_unit("ns").tz_convert(tz)
-    return out
-
-
-def dense(series: pd.Series, freq: str = FREQ, tz: str = TZ) -> pd.Series | None:
-    """What a read returns for ``series``: first to last valid point, on the full grid."""
-    series = _ns(series, tz)
-    valid = series.dropna()
-    if valid.empty:
-        return None
-    index = pd.date_range(valid.index[0], valid.index[-1], freq=freq).as_unit("ns")
-    return series.reindex(index)
-
-
-def assert_series_exact(actual: pd.Series | None, expected: pd.Series | None,
-                        tz: str = TZ) -> None:
-    """Same timestamps, tz-aware in ``tz``, same NaN positions and bit-identical values."""
-    if expected is None:
-        assert actual is None, f"expected no data, read {actual!r}"
-        return
-    assert actual is not None, "expected data, read None"
-    assert isinstance(actual, pd.Series)
-    assert isinstance(actual.index, pd.DatetimeIndex)
-    assert str(actual.index.tz) == tz, f"read tz {actual.index.tz}, store tz {tz}"
-    assert actual.dtype == np.float64
-    a_ns = actual.index.as_unit("ns").asi8
-    e_ns = pd.DatetimeIndex(expected.index).as_unit("ns").asi8
-    assert len(a_ns) == len(e_ns), f"read {len(a_ns)} points, expected {len(e_ns)}"
-    if len(a_ns):
-        assert (a_ns == e_ns).all(), (
-            f"index differs: read {actual.index[0]}..{actual.index[-1]}, expected "
-            f"{expected.index[0]}..{expected.index[-1]}"
-        )
-    a = actual.to_numpy(dtype=np.float64)
-    e = expected.to_numpy(dtype=np.float64)
-    a_nan, e_nan = np.isnan(a), np.isnan(e)
-    assert (a_nan == e_nan).all(), f"NaN positions differ at {np.flatnonzero(a_nan != e_nan)[:5]}"
-    diff = a[~a_nan].view(np.uint64) != e[~e_nan].view(np.uint64)
-    assert not diff.any(), f"values differ (bitwise) at {np.flatnonzero(diff)[:5]}"
-
-
-def key(site: str = "a", kind: str = "load", n: int = 1) -> dict[str, Any]:
-    return {"site": site, "kind": kind, "n": n}
-
-
-def plain_name_key(keys: Mapping[str, type], i: int, **changed: Any) -> dict[str, Any]:
-    """Series ``i`` of a store keyed by ``keys``: ``"<name>-<i>"`` for a str key, ``i`` for
-    an int key (``changed`` overrides some)."""
-    return {**{n: (i if t is int else f"{n}-{i}") for n, t in keys.items()}, **changed}
-
-
-def _month(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz=TZ)
-
-
-def _read(store: curvestore.Store, series_key: Mapping[str, Any], start: Any = None,
-          end: Any = None, drop_bounds_na: bool = True) -> pd.Series:
-    """``store.read`` where the written data must be found: None fails the test, naming the read."""
-    got = store.read(series_key, start, end, drop_bounds_na=drop_bounds_na)
-    assert got is not None, (
-        f"read of {dict(series_key)} on [{start!r}, {end!r}] (drop_bounds_na={drop_bounds_na}) "
-        "returned None, expected the written data")
-    return got
-
-
-class StoreFixtures:
-    """Fixtures shared by the suites. A backend's test class defines ``backend_url_factory``
-    (a callable giving a URL to a new, empty location on each call); ``backend_url``,
-    ``other_backend_url``, ``store`` and ``reopen`` derive from it."""
-
-    keys: ClassVar[dict[str, type]] = KEYS
-    freq: ClassVar[str] = FREQ
-    tz: ClassVar[str] = TZ
-    chunking: ClassVar[str] = "month"
-
-    @pytest.fixture
-    def backend_url_factory(self) -> Callable[[], str]:
-        """Override: a callable returning a URL to a new, empty location on each call."""
-
-        def missing() -> str:
-            pytest.fail(f"{type(self).__name__} must define a `backend_url_factory` fixture "
-                        "returning a callable that gives URLs to new, empty locations")
-
-        return missing
-
-    @pytest.fixture
-    def backend_url(self, backend_url_factory: Callable[[], str]) -> str:
-        """The location of the store under test."""
-        return backend_url_factory()
-
-    @pytest.fixture
-    def other_backend_url(self, backend_url_factory: Callable[[], str]) -> str | None:
-        """A second empty location (None: tests that need one are skipped)."""
-        return backend_url_factory()
-
-    @pytest.fixture
-    def store(self, backend_url: str) -> Iterator[curvestore.Store]:
-        s = curvestore.create_store(backend_url, keys=self.keys, freq=self.freq, tz=self.tz,
-                                    chunking=self.chunking)
-        yield s
-        s.close()
-
-    #: The keys of ``plain_name_store``: a backend whose locations have fixed keys (a Django
-    #: model's fields) may drop names its format owns, and say which in its test class.
-    plain_name_keys: ClassVar[dict[str, type]] = PLAIN_NAME_KEYS
-
-    @pytest.fixture
-    def plain_name_url(self, backend_url_factory: Callable[[], str]) -> str:
-        """An empty location for a store keyed by ``plain_name_keys``."""
-        return backend_url_factory()
-
-    @pytest.fixture
-    def plain_name_store(self, plain_name_url: str) -> Iterator[curvestore.Store]:
-        """A store keyed by names backends once took for themselves (``PLAIN_NAME_KEYS``)."""
-        s = curvestore.create_store(plain_name_url, keys=self.plain_name_keys, freq=self.freq,
-                                    tz=self.tz, chunking=self.chunking)
-        yield s
-        s.close()
-
-    def reopen(self, url: str, **kwargs: Any) -> curvestore.Store:
-        """Open the store at ``url`` again (a new connection, as another process would)."""
-        return curvestore.open_store(url, **kwargs)
-
-    def feed(self, store: curvestore.Store, cursor: str | None = None, **kwargs: Any) -> list:
-        """Every feed item after ``cursor``, paging until the end."""
-        items = []
-        for _ in range(100_000):
-            page = store.changes(cursor, **kwargs)
-            items += page.items
-            cursor = page.cursor
-            if not page.has_more:
-                return items
-        raise AssertionError("the change feed never ends (has_more stays true)")
-
-
-def _with_option(url: str, option: str) -> str:
-    return url + ("&" if "?" in url else "?") + option
 
 
 # Bounds given in every accepted form; all name the same instants.
@@ -261,7 +88,7 @@ _ENDS = {
 }
 
 
-class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
+class StoreSemantics(InputSemantics, ForgedCursorChecks, ChangeFeedSemantics, StoreFixtures):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""
 
     # -- round trips -----------------------------------------------------------------------
@@ -271,7 +98,7 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
         s.iloc[6] = 5e-324
         s.iloc[7] = 1.7976931348623157e308
         assert store.write(key(), s) == 3
-        got = _read(store, key())
+        got = read_expected(store, key())
         assert_series_exact(got, dense(s))
         assert got.index.tz is not None and str(got.index.tz) == TZ
         assert np.signbit(got.iloc[5]) and got.iloc[5] == 0.0
@@ -279,7 +106,7 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
     def test_round_trip_input_in_another_tz(self, store: curvestore.Store) -> None:
         s = curve("2024-01-31 20:00", periods=40, tz="UTC", seed=2)
         store.write(key(), s)
-        got = _read(store, key())
+        got = read_expected(store, key())
         assert_series_exact(got, dense(s))
         assert got.index[0] == pd.Timestamp("2024-01-31 21:00", tz=TZ)
 
@@ -292,17 +119,17 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
         assert_series_exact(store.read(key(n=1)), dense(march))
         assert_series_exact(store.read(key(n=2)), dense(october))
         # naive bounds on either side of the missing hour: 01:45 CET is followed by 03:00 CEST
-        got = _read(store, key(n=1), "2024-03-31 01:45", "2024-03-31 03:00")
+        got = read_expected(store, key(n=1), "2024-03-31 01:45", "2024-03-31 03:00")
         assert list(got.index) == [pd.Timestamp("2024-03-31 01:45+01:00"),
                                    pd.Timestamp("2024-03-31 03:00+02:00")]
         # a full March holds 4 points fewer than 31 days, a full October 4 more
-        full_march = _read(store, key(n=1), "2024-03-01", "2024-03-31 23:45",
+        full_march = read_expected(store, key(n=1), "2024-03-01", "2024-03-31 23:45",
                            drop_bounds_na=False)
-        full_october = _read(store, key(n=2), "2024-10-01", "2024-10-31 23:45",
+        full_october = read_expected(store, key(n=2), "2024-10-01", "2024-10-31 23:45",
                              drop_bounds_na=False)
         assert len(full_march) == 31 * 96 - 4
         assert len(full_october) == 31 * 96 + 4
-        assert full_march.index[0] == _month("2024-03-01")
+        assert full_march.index[0] == month("2024-03-01")
 
     def test_unsorted_input_is_read_sorted(self, store: curvestore.Store) -> None:
         s = curve("2024-02-01", periods=50, seed=5)
@@ -313,8 +140,8 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
         index = pd.date_range("2024-01-01", periods=4, freq=FREQ, tz=TZ)
         store.write(key(n=1), pd.Series([1, 2, 3, 4], index=index))
         store.write(key(n=2), pd.Series([1.5, None, 3.0, 4.0], index=index, dtype="Float64"))
-        assert _read(store, key(n=1)).tolist() == [1.0, 2.0, 3.0, 4.0]
-        got = _read(store, key(n=2))
+        assert read_expected(store, key(n=1)).tolist() == [1.0, 2.0, 3.0, 4.0]
+        got = read_expected(store, key(n=2))
         assert got.dtype == np.float64 and np.isnan(got.iloc[1]) and got.iloc[3] == 4.0
 
     # -- time units: pandas 3 makes microsecond timestamps, pandas 2 nanoseconds -------------
@@ -322,12 +149,12 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
         written = pd.Series(np.arange(400.0) - 3.5,
                             index=pd.date_range("2024-03-30", periods=400, freq="15min", tz=TZ))
         store.write(key(), written)
-        pd.testing.assert_series_equal(_read(store, key()), written)
+        pd.testing.assert_series_equal(read_expected(store, key()), written)
         [(_, streamed)] = list(store.read_many({"site": "a"}))
         pd.testing.assert_series_equal(streamed, written)
         window = written["2024-03-31 01:00":"2024-03-31 04:00"]
         pd.testing.assert_series_equal(
-            _read(store, key(), "2024-03-31 01:00", "2024-03-31 04:00"), window)
+            read_expected(store, key(), "2024-03-31 01:00", "2024-03-31 04:00"), window)
         newest = store.max_timestamp()
         assert newest == written.index[-1] and newest is not None
         assert newest.unit == written.index.unit
@@ -340,9 +167,9 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
         written = curve("2024-01-30", periods=300, seed=41)
         store.write(key(), written)
         for other in (self.reopen(backend_url, time_unit=unit),
-                      self.reopen(_with_option(backend_url, f"time_unit={unit}"))):
+                      self.reopen(with_option(backend_url, f"time_unit={unit}"))):
             with other:
-                got = _read(other, key())
+                got = read_expected(other, key())
                 assert got.index.unit == unit and str(got.index.tz) == TZ
                 assert_series_exact(got, dense(written))
                 [(_, streamed)] = list(other.read_many())
@@ -441,7 +268,8 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
         store.write(key(), old)
         store.write(key(), new, mode="replace")
         assert_series_exact(store.read(key()), dense(new))
-        assert_series_exact(_read(store, key(), drop_bounds_na=False).dropna(), _ns(new))
+        assert_series_exact(read_expected(store, key(), drop_bounds_na=False).dropna(),
+                            ns_index(new))
 
     def test_replace_on_missing_series_creates_it(self, store: curvestore.Store) -> None:
         s = curve("2024-06-01", periods=20, seed=22)
@@ -548,12 +376,12 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
     def test_read_window_bound_forms(self, store: curvestore.Store, form: str) -> None:
         s = curve("2024-01-01", end="2024-02-29 23:45", seed=26)
         store.write(key(), s)
-        expected = s.loc[_month("2024-01-10 06:00"):_month("2024-02-03 12:00")]
+        expected = s.loc[month("2024-01-10 06:00"):month("2024-02-03 12:00")]
         assert_series_exact(store.read(key(), _STARTS[form], _ENDS[form]), dense(expected))
         assert_series_exact(store.read(key(), _STARTS[form], None),
-                            dense(s.loc[_month("2024-01-10 06:00"):]))
+                            dense(s.loc[month("2024-01-10 06:00"):]))
         assert_series_exact(store.read(key(), None, _ENDS[form]),
-                            dense(s.loc[:_month("2024-02-03 12:00")]))
+                            dense(s.loc[:month("2024-02-03 12:00")]))
         (_, many), = store.read_many({"site": "a"}, _STARTS[form], _ENDS[form])
         assert_series_exact(many, dense(expected))
 
@@ -563,14 +391,14 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
         store.write(key(), s)
         assert_series_exact(store.read(key(), none, none), dense(s))
         assert_series_exact(store.read(key(), none, "2024-01-25"),
-                            dense(s.loc[:_month("2024-01-25")]))
+                            dense(s.loc[:month("2024-01-25")]))
 
     def test_read_end_is_inclusive(self, store: curvestore.Store) -> None:
         s = curve("2024-01-01", periods=100, seed=28)
         store.write(key(), s)
-        got = _read(store, key(), s.index[10], s.index[20])
+        got = read_expected(store, key(), s.index[10], s.index[20])
         assert len(got) == 11 and got.index[-1] == s.index[20]
-        one = _read(store, key(), s.index[10], s.index[10])
+        one = read_expected(store, key(), s.index[10], s.index[10])
         assert len(one) == 1 and one.iloc[0] == s.iloc[10]
 
     def test_read_empty_or_reversed_window(self, store: curvestore.Store) -> None:
@@ -592,18 +420,18 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
         january = curve("2024-01-10", periods=50, seed=31)
         march = curve("2024-03-05", periods=20, seed=32)
         store.write(key(), pd.concat([january, march]))
-        got = _read(store, key(), drop_bounds_na=False)
+        got = read_expected(store, key(), drop_bounds_na=False)
         # January + February (between) + March (DST: 4 fewer points) in full
         assert len(got) == 31 * 96 + 29 * 96 + 31 * 96 - 4
-        assert got.index[0] == _month("2024-01-01")
-        assert got.index[-1] == _month("2024-03-31 23:45")
-        full = pd.date_range(_month("2024-01-01"), _month("2024-03-31 23:45"), freq=FREQ)
+        assert got.index[0] == month("2024-01-01")
+        assert got.index[-1] == month("2024-03-31 23:45")
+        full = pd.date_range(month("2024-01-01"), month("2024-03-31 23:45"), freq=FREQ)
         expected = pd.concat([january, march]).reindex(full)
         assert_series_exact(got, expected)
         # a window inside the padded span is cut exactly; outside it, padding stops at periods
-        window = _read(store, key(), "2024-01-02", "2024-05-15", drop_bounds_na=False)
-        assert window.index[0] == _month("2024-01-02")
-        assert window.index[-1] == _month("2024-03-31 23:45")
+        window = read_expected(store, key(), "2024-01-02", "2024-05-15", drop_bounds_na=False)
+        assert window.index[0] == month("2024-01-02")
+        assert window.index[-1] == month("2024-03-31 23:45")
         (_, many), = store.read_many(None, drop_bounds_na=False)
         assert_series_exact(many, expected)
 
@@ -772,7 +600,7 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
         # the write paths that read rows back (update's merge, replace's tombstones, delete)
         update = curve("2024-02-10", periods=50, value=7.0)
         store.write(a, update, mode="update")
-        expected = _ns(update).combine_first(_ns(written["a"]))
+        expected = ns_index(update).combine_first(ns_index(written["a"]))
         assert_series_exact(store.read(a), dense(expected))
         store.write(b, curve("2024-05-01", periods=20, seed=4), mode="replace")
         assert store.delete(c) == 2
@@ -860,7 +688,7 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
         a = curve("2024-01-01", periods=10, seed=69)
         store.write(key(), a)
         for ro in (self.reopen(backend_url, read_only=True),
-                   self.reopen(_with_option(backend_url, "read_only=true"))):
+                   self.reopen(with_option(backend_url, "read_only=true"))):
             with ro:
                 assert ro.read_only
                 for call in (lambda ro=ro: ro.write(key(n=2), a),
@@ -898,160 +726,6 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
                                      tz=TZ) as same:
             assert same.config.store_id == store.config.store_id
 
-    # -- change feed -------------------------------------------------------------------------------
-    def _feed_scenario(self, store: curvestore.Store) -> list[list[tuple[str, str, bool]]]:
-        """Run writes; return per commit the set of (site, month, deleted) the feed must show."""
-        jan, feb, mar, apr = "2024-01", "2024-02", "2024-03", "2024-04"
-        steps: list[list[tuple[str, str, bool]]] = []
-        store.write(key("a"), curve("2024-01-20", end="2024-02-10", seed=70))
-        steps.append([("a", jan, False), ("a", feb, False)])
-        store.write(key("b"), curve("2024-03-01", periods=10, seed=71), mode="update")
-        steps.append([("b", mar, False)])
-        store.write(key("a"), curve("2024-02-20", end="2024-03-05", seed=72), mode="update")
-        steps.append([("a", feb, False), ("a", mar, False)])
-        store.write(key("a"), curve("2024-03-10", periods=10, seed=73), mode="replace")
-        steps.append([("a", jan, True), ("a", feb, True), ("a", mar, False)])
-        store.delete(key("b"))
-        steps.append([("b", mar, True)])
-        with pytest.raises(SeriesExistsError):
-            store.write_many({("c", "load", 1): curve("2024-04-01", periods=5),
-                              ("a", "load", 1): curve("2024-04-01", periods=5)})
-        store.write_many({("c", "load", 1): curve("2024-04-01", periods=5),
-                          ("d", "load", 1): curve("2024-03-31 23:00", periods=8)})
-        steps.append([("c", apr, False), ("d", mar, False), ("d", apr, False)])
-        store.write(key("b"), curve("2024-01-01", periods=5, seed=74))  # re-insert
-        steps.append([("b", jan, False)])
-        return steps
-
-    @staticmethod
-    def _label(item: Any) -> tuple[str, str, bool]:
-        return item.key["site"], item.period_start.strftime("%Y-%m"), item.deleted
-
-    def test_change_feed_every_change_once_in_commit_order(self, store: curvestore.Store
-                                                           ) -> None:
-        page = store.changes()
-        assert page.items == [] and not page.has_more and isinstance(page.cursor, str)
-        steps = self._feed_scenario(store)
-        items = self.feed(store, None, limit=10_000)
-        assert len(items) == sum(len(s) for s in steps)
-        position = 0
-        for expected in steps:  # commit order: each commit's changes form one block
-            block = items[position:position + len(expected)]
-            assert sorted(self._label(i) for i in block) == sorted(expected)
-            position += len(expected)
-        for item in items:
-            assert set(item.key) == set(KEYS)
-            assert item.period_start.tz is not None and str(item.period_start.tz) == TZ
-            assert item.period_start == item.period_start.normalize().replace(day=1)
-        versions: dict[Any, int] = {}
-        for item in items:
-            ident = (tuple(item.key.values()), item.chunk)
-            assert item.version > versions.get(ident, -(2**63)), "versions must increase"
-            versions[ident] = item.version
-        # at the end of the feed: no more items, the cursor stays usable
-        last = store.changes(store.changes(limit=10_000).cursor)
-        assert last.items == [] and not last.has_more
-
-    def test_change_feed_incremental_pages(self, store: curvestore.Store) -> None:
-        cursor = store.changes().cursor
-        seen = []
-        for expected in self._feed_scenario_steps(store):
-            page = store.changes(cursor)
-            assert sorted(self._label(i) for i in page.items) == sorted(expected)
-            assert not page.has_more
-            seen += page.items
-            cursor = page.cursor
-        assert seen == self.feed(store)
-
-    def _feed_scenario_steps(self, store: curvestore.Store) -> Iterator[list[Any]]:
-        s = curve("2024-01-31 23:00", periods=8, seed=75)
-        store.write(key("a"), s)
-        yield [("a", "2024-01", False), ("a", "2024-02", False)]
-        store.write(key("a"), s.iloc[:2], mode="replace")
-        yield [("a", "2024-01", False), ("a", "2024-02", True)]
-        yield []
-        store.delete_many()
-        yield [("a", "2024-01", True)]
-
-    @pytest.mark.parametrize("limit", [1, 2, 3, 5])
-    def test_change_feed_paging_equals_one_read(self, store: curvestore.Store, limit: int
-                                                ) -> None:
-        self._feed_scenario(store)
-        whole = store.changes(limit=10_000)
-        assert not whole.has_more
-        paged = []
-        cursor = None
-        for _ in range(1000):
-            page = store.changes(cursor, limit=limit)
-            # a backend may end pages on commit boundaries, so a page can exceed ``limit``
-            assert page.items or not page.has_more, "a page made no progress"
-            paged += page.items
-            cursor = page.cursor
-            if not page.has_more:
-                break
-        assert paged == whole.items
-        again = store.changes(cursor, limit=limit)
-        assert again.items == [] and not again.has_more
-
-    def test_change_feed_filter(self, store: curvestore.Store) -> None:
-        self._feed_scenario(store)
-        whole = store.changes(limit=10_000).items
-        for where in ({"site": "a"}, {"site": "b"}, {"n": 1}, {"site": "zz"},
-                      {"site": "d", "kind": "load", "n": 1}):
-            expected = [i for i in whole if all(i.key[k] == v for k, v in where.items())]
-            assert self.feed(store, filter=where, limit=10_000) == expected
-            assert self.feed(store, filter=where, limit=2) == expected
-
-    def test_change_feed_rejects_bad_limit(self, store: curvestore.Store) -> None:
-        bad_limits: tuple[Any, ...] = (0, -1, "10")  # "10": a str, deliberately mistyped
-        for limit in bad_limits:
-            with pytest.raises(CurvestoreError):
-                store.changes(limit=limit)
-
-    def test_change_feed_cursor_from_another_store(self, store: curvestore.Store,
-                                                   other_backend_url: str | None) -> None:
-        from curvestore.core.cursor import encode_cursor
-
-        store.write(key(), curve("2024-01-01", periods=3))
-        foreign = [encode_cursor("0" * 32, (0,)), encode_cursor("not-this-store", (1, 2))]
-        if other_backend_url is not None:
-            with curvestore.create_store(other_backend_url, keys=KEYS, freq=FREQ, tz=TZ) as other:
-                other.write(key(), curve("2024-01-01", periods=3))
-                foreign.append(other.changes().cursor)
-                foreign.append(other.changes(limit=1).cursor)
-                with pytest.raises(InvalidCursorError):
-                    other.changes(store.changes().cursor)
-        for cursor in foreign:
-            with pytest.raises(InvalidCursorError):
-                store.changes(cursor)
-
-    def test_change_feed_malformed_cursor(self, store: curvestore.Store) -> None:
-        store.write(key(), curve("2024-01-01", periods=3))
-        good = store.changes(limit=1).cursor
-        flipped = good[:-2] + ("A" if good[-2] != "A" else "B") + good[-1]
-        for bad in ("", "garbage", "cv1.", "cv1.!!!!", good[: len(good) // 2], flipped,
-                    good + "x", 123, b"bytes"):
-            with pytest.raises(InvalidCursorError):
-                store.changes(bad)  # type: ignore[arg-type]
-
-    def test_change_feed_cursor_survives_reopen(self, store: curvestore.Store,
-                                                backend_url: str) -> None:
-        self._feed_scenario(store)
-        whole = store.changes(limit=10_000).items
-        head = store.changes(limit=4)
-        middle, done = head.cursor, len(head.items)
-        assert 0 < done < len(whole)
-        end = store.changes(limit=10_000).cursor
-        store.close()
-        with self.reopen(backend_url) as again:
-            assert self.feed(again, middle) == whole[done:]
-            assert again.changes(end).items == []
-            again.write(key("e"), curve("2024-05-01", periods=3))
-            (new,) = again.changes(end).items
-            assert new.key == key("e") and not new.deleted
-        with self.reopen(backend_url, read_only=True) as third:
-            assert self.feed(third, middle) == [*whole[done:], new]
-
     # -- codecs ------------------------------------------------------------------------------------
     def test_codec_change_keeps_old_chunks_readable(self, store: curvestore.Store,
                                                     backend_url: str) -> None:
@@ -1067,7 +741,7 @@ class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
             zs.write(key(n=1), a_update, mode="update")
             zs.write(key(n=2), b)
         c = curve("2024-03-01", periods=10, seed=79)
-        with self.reopen(_with_option(backend_url, "codec=none")) as plain:
+        with self.reopen(with_option(backend_url, "codec=none")) as plain:
             assert plain.codec == "none"
             plain.write(key(n=3), c)
         with self.reopen(backend_url) as again:

@@ -25,6 +25,7 @@ from curvestore.backends import _fslog as fslog
 from curvestore.backends import _shards as shards
 from curvestore.cli import main
 from curvestore.errors import ConfigMismatchError, IntegrityError
+from curvestore.registry import get_codec
 
 KEYS = {"site": str, "kind": str, "n": int}
 A = {"site": "a", "kind": "k", "n": 1}
@@ -269,7 +270,8 @@ def test_full_disk_during_log_append_leaves_the_log_whole(tmp_path: Path, monkey
         # the append writes its first bytes into that page and then finds the disk full
         keys = [s.schema.key({"site": f"w{i}", "kind": "k", "n": i}) for i in range(40)]
         records = [curvestore.core.chunks.encode(
-            k, curvestore.core.chunks.Piece(2024 * 12, 0, np.full(24, 1.0)), "none", "float64")
+            k, curvestore.core.chunks.Piece(2024 * 12, 0, np.full(24, 1.0)), get_codec("none"),
+            "float64")
             for k in keys]
         with pytest.raises(OSError) as failed, s.backend.transaction(keys) as tx:
             tx.put(records)
@@ -360,11 +362,13 @@ import sys, time, pathlib
 import numpy as np, pandas as pd
 import curvestore
 from curvestore.core import chunks
+from curvestore.registry import get_codec
 url, ready, go = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
 store = curvestore.open_store(url)
 keys = [store.schema.key({"site": f"w{i}", "kind": "k", "n": i}) for i in range(20)]
 with store.backend.transaction(keys) as tx:
-    tx.put([chunks.encode(k, chunks.Piece(2024 * 12, 0, np.full(24, 1.0)), "lz4", "float64")
+    tx.put([chunks.encode(k, chunks.Piece(2024 * 12, 0, np.full(24, 1.0)), get_codec("lz4"),
+                          "float64")
             for k in keys])
     ready.write_text("staged")
     while not go.exists():

@@ -24,6 +24,7 @@ import pytest
 
 import curvestore
 from curvestore.core import chunks as _chunks
+from curvestore.registry import get_codec
 
 KEYS = {"site": str, "kind": str}
 SERIES = 20
@@ -126,7 +127,7 @@ def _check_http(store: curvestore.Store, expected: pd.Series) -> None:
     by_key: dict[Any, list[np.ndarray]] = {}
     for record in records:
         if not record.meta.deleted:
-            by_key.setdefault(record.key, []).append(_chunks.decode(record).values)
+            by_key.setdefault(record.key, []).append(_chunks.decode(record, get_codec).values)
     assert len(by_key) == SERIES
     for k, pieces in by_key.items():
         values = np.concatenate(pieces)

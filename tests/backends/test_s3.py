@@ -33,6 +33,7 @@ from curvestore.errors import (
     IntegrityError,
     StoreExistsError,
 )
+from curvestore.registry import get_codec
 from curvestore.testing import (
     BackendConformance,
     ReplicationConformance,
@@ -109,7 +110,7 @@ def _in_bucket(url: str, bucket: str) -> str:
 
 def _record(k: tuple[Any, ...], chunk: int, values: Any, start: int = 0) -> ChunkRecord:
     return _chunks.encode(k, _chunks.Piece(chunk, start, np.asarray(values, dtype=float)),
-                          "lz4", "float64")
+                          get_codec("lz4"), "float64")
 
 
 def _create(url: str) -> curvestore.Store:
@@ -168,7 +169,7 @@ class TestS3(StoreSemantics, BackendConformance, StatefulConformance, Replicatio
         for k, records in store.backend.scan({}):
             seen.append(k)
             for record in records:
-                values = _chunks.decode(record).values  # verifies the payload checksum
+                values = _chunks.decode(record, get_codec).values  # verifies the payload checksum
                 unique = set(np.unique(values[~np.isnan(values)]).tolist())
                 assert len(unique) == 1, f"chunk {record.chunk} of {k} is torn: {unique}"
                 (value,) = unique

@@ -94,7 +94,7 @@ def chunkstore_series(queryset: Any) -> Iterable[tuple[dict[str, Any], pd.Series
             key, row.chunk_index, row.start_ts, row.dtype, row.data, row.updated_at,
             row.row_version)
         series = None if record is None else _chunks.assemble(
-            store.grid, [_chunks.decode(record)], None, None, True, store.index)
+            store.grid, [_chunks.decode(record, store.codecs)], None, None, True, store.index)
         if series is None:
             series = pd.Series([], dtype="float64", index=store.index(0, 0))
         yield info, series

@@ -23,6 +23,8 @@ from curvestore.core import chunks as _chunks
 from curvestore.core.grid import Grid
 from curvestore.core.store import Store
 from curvestore.errors import SeriesExistsError, StoreExistsError
+from curvestore.plugins import notify
+from curvestore.registry import get_codec
 
 __all__ = ["ChunkStoreAPI"]
 
@@ -46,7 +48,6 @@ class ChunkStoreAPI:
         """The core store over this model (cached per class and database alias)."""
         from django.db import router
 
-        from curvestore.adapters.django.backend import DjangoModelBackend
         from curvestore.adapters.django.options import model_config
         from curvestore.core.config import StoreConfig
 
@@ -57,7 +58,9 @@ class ChunkStoreAPI:
             type.__setattr__(cls, "_cs_stores", cache)
         store = cache.get(alias)
         if store is None:
-            backend = DjangoModelBackend(cls, using=alias)  # type: ignore[arg-type]
+            # the backend class is handed in by models.py (it needs the ORM's models, which
+            # need this mixin): this module never imports the backend
+            backend = cls._cs_backend_class(cls, using=alias)  # type: ignore[attr-defined]
             manifest = backend.read_manifest()
             if manifest is None:
                 config = model_config(cls)  # type: ignore[arg-type]
@@ -74,7 +77,8 @@ class ChunkStoreAPI:
             # holcstore-format rows are re-encoded from the values anyway: the core's codec
             # would only be decoded again, so it stores them raw ("none") in between
             codec = None if backend.framed else "none"
-            store = cache[alias] = Store(backend, config, codec=codec,
+            store = cache[alias] = Store(backend, config, codec=codec, codecs=get_codec,
+                                         observer=notify,
                                          time_unit=cls.TIME_UNIT)  # type: ignore[attr-defined]
         return store
 
@@ -393,7 +397,7 @@ class ChunkStoreAPI:
         """Write what :meth:`export_chunks` returned, atomically (one bad item: nothing)."""
         if not payload:
             return
-        from curvestore.adapters.django.backend import _ns, _Row
+        from curvestore.adapters.django.rows import Row, to_ns
 
         backend = cls._cs_backend()
         names = cls._key_order()
@@ -402,9 +406,9 @@ class ChunkStoreAPI:
         for blob, attrs, meta in payload:
             cls._ensure_all_attrs_specified(attrs, bonus_keys=["chunk_index"])
             updated = meta.get("updated_at")
-            rows.append((tuple(attrs[n] for n in names), int(attrs["chunk_index"]), _Row(
-                bytes(blob), meta.get("dtype", "float64"), _ns(meta["start_ts"]),
-                now if updated is None else _ns(updated), bool(meta.get("is_deleted", False)))))
+            rows.append((tuple(attrs[n] for n in names), int(attrs["chunk_index"]), Row(
+                bytes(blob), meta.get("dtype", "float64"), to_ns(meta["start_ts"]),
+                now if updated is None else to_ns(updated), bool(meta.get("is_deleted", False)))))
         with transaction.atomic(using=backend.using), \
                 backend.transaction(sorted({k for k, _, _ in rows})) as tx:
             tx.put_rows(rows)

@@ -23,27 +23,25 @@ in one pipelined round trip.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 from django.db import IntegrityError as DjangoIntegrityError
 from django.db import OperationalError, models, router, transaction
 
 from curvestore.adapters.django import compat
-from curvestore.adapters.django._postgres import NewChunks, Rel, dt_of, ns_of, pg_paths
+from curvestore.adapters.django._postgres import NewChunks, Rel, dt_of, pg_paths
 from curvestore.adapters.django.bookkeeping import ChunkChange, StoreManifest, SyncState
 from curvestore.adapters.django.options import key_schema, model_config
-from curvestore.backends.base import Backend, Transaction, stale_state
+from curvestore.adapters.django.rows import Row, to_datetime, to_ns
 from curvestore.core import chunks as _chunks
+from curvestore.core.backend import Backend, Transaction, stale_state
 from curvestore.core.config import StoreConfig
 from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.grid import get_grid
@@ -73,29 +71,6 @@ _FIELDS = ("chunk_index", "start_ts", "dtype", "data", "updated_at", "row_versio
 _OR_BATCH = 200
 
 
-def _ns(value: Any) -> int:
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return ns_of(value)  # what database rows hold; pandas is the slow general case
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return int(stamp.as_unit("ns").value)
-
-
-def _dt(ns: int) -> Any:
-    """An aware datetime (DateTimeField keeps microseconds: finer digits are dropped)."""
-    return dt_of(ns)
-
-
-@dataclass(slots=True)
-class _Row:
-    """A chunk row to write, already in the table's format."""
-
-    data: bytes
-    dtype: str
-    start_ns: int
-    updated_ns: int
-    deleted: bool
 
 
 def _ensure_django() -> None:
@@ -111,7 +86,7 @@ class _DjangoTransaction(Transaction):
     def __init__(self, backend: DjangoModelBackend, keys: Sequence[SeriesKey]) -> None:
         self.backend = backend
         self.keys = set(keys)
-        self.staged: dict[tuple[SeriesKey, int], _Row] = {}
+        self.staged: dict[tuple[SeriesKey, int], Row] = {}
         self.states: dict[str, tuple[str, str | None]] = {}
         self.committed = []
         # What the reads saw: a chunk inside a read range without a row was merged as new,
@@ -200,7 +175,7 @@ class _DjangoTransaction(Transaction):
         if self.stream is not None:
             self.stream.abort(exc)
 
-    def put_rows(self, rows: Iterable[tuple[SeriesKey, int, _Row]]) -> None:
+    def put_rows(self, rows: Iterable[tuple[SeriesKey, int, Row]]) -> None:
         """Stage rows already in the table's format (holcstore's ``import_chunks``)."""
         for key, chunk, row in rows:
             if key not in self.keys:
@@ -231,8 +206,9 @@ class _DjangoTransaction(Transaction):
         for (key, chunk), row in sorted(self.staged.items()):
             version += 1
             obj = b.model(**b.key_dict(key), chunk_index=chunk, data=row.data, dtype=row.dtype,
-                          start_ts=_dt(row.start_ns), updated_at=_dt(row.updated_ns),
-                          is_deleted=row.deleted, row_version=version)
+                          start_ts=to_datetime(row.start_ns),
+                          updated_at=to_datetime(row.updated_ns), is_deleted=row.deleted,
+                          row_version=version)
             pk = existing.get((key, chunk))
             if pk is None:
                 to_create.append(obj)
@@ -280,7 +256,7 @@ class _DjangoTransaction(Transaction):
         log: list[tuple] = []
         one_trip = False
 
-        def logged(ref: tuple[SeriesKey, int], version: int, row: _Row) -> None:
+        def logged(ref: tuple[SeriesKey, int], version: int, row: Row) -> None:
             changes.append(Change(ref[0], ref[1], version, row.deleted))
             log.append((b.table, version, json.dumps(list(ref[0])), ref[1], row.deleted))
 
@@ -358,13 +334,13 @@ class DjangoModelBackend(Backend):
         _ensure_django()
         from django.apps import apps
 
-        from curvestore.adapters.django.models import TimeseriesChunkStore
+        from curvestore.adapters.django.api import ChunkStoreAPI
 
         try:
             model = apps.get_model(label)
         except (LookupError, ValueError) as exc:
             raise ConfigurationError(f"django://{label}: no such model ({exc})") from exc
-        if not issubclass(model, TimeseriesChunkStore):
+        if not issubclass(model, ChunkStoreAPI):
             raise ConfigurationError(f"django://{label} is not a TimeseriesChunkStore")
         return cls(model, using=url.options.get("using"), read_only=read_only)
 
@@ -390,7 +366,7 @@ class DjangoModelBackend(Backend):
                 updated_at: Any, version: int | None) -> ChunkRecord | None:
         """A row as the core sees it; None for a live row without any value."""
         data = bytes(data)
-        updated = _ns(updated_at)
+        updated = to_ns(updated_at)
         if compat.is_framed(data):
             f = compat.unpack_frame(data)
             meta = ChunkMeta(chunk=chunk, start=f.start, length=f.length, count=f.count,
@@ -421,7 +397,7 @@ class DjangoModelBackend(Backend):
         data = bytes(data)
         if compat.is_framed(data):
             record = self._record(key, chunk, start_ts, dtype, data, 0, None)
-            return None if record is None else _chunks.decode(record)
+            return None if record is None else _chunks.decode(record, get_codec)
         placed = self._holc_values(key, chunk, start_ts, dtype, data)
         if placed is None or np.isnan(placed[1]).all():
             return None
@@ -433,7 +409,7 @@ class DjangoModelBackend(Backend):
         in the period; None when none falls inside it. IntegrityError off the grid."""
         values = compat.holc_decode(data, dtype)
         _, period_len = self.grid.period(chunk)
-        offset_ns = _ns(start_ts) - self.grid.period_start_ns(chunk)
+        offset_ns = to_ns(start_ts) - self.grid.period_start_ns(chunk)
         if offset_ns % self.freq_ns:
             raise IntegrityError(f"chunk {chunk} of {key}: start_ts {start_ts} is not on the "
                                  f"store's {self.model_config.freq} grid")
@@ -441,23 +417,23 @@ class DjangoModelBackend(Backend):
         a, b = max(0, -offset), min(len(values), period_len - offset)
         return None if b <= a else (offset + a, values[a:b])
 
-    def _row(self, record: ChunkRecord, now: int) -> _Row:
+    def _row(self, record: ChunkRecord, now: int) -> Row:
         """A core record in the table's format (holcstore's unless ``CURVESTORE_FORMAT``)."""
         meta = record.meta
         period_ns = self.grid.period_start_ns(meta.chunk)
         updated = meta.updated_at or now
         if meta.deleted:
-            return _Row(compat.HOLC_EMPTY, "float64", period_ns, updated, True)
+            return Row(compat.HOLC_EMPTY, "float64", period_ns, updated, True)
         if self.framed:
             data = compat.pack_frame(meta.codec, meta.start, meta.length, meta.count,
                                      meta.checksum, record.payload)
-            return _Row(data, meta.dtype, period_ns + meta.start * self.freq_ns, updated, False)
+            return Row(data, meta.dtype, period_ns + meta.start * self.freq_ns, updated, False)
         values = get_codec(meta.codec).decode(record.payload, dtype=np.dtype(meta.dtype),
                                               length=meta.length)
         _, period_len = self.grid.period(meta.chunk)
         full = np.full(period_len, np.nan)
         full[meta.start:meta.start + meta.length] = values
-        return _Row(compat.holc_encode(full), "float64", period_ns, updated, False)
+        return Row(compat.holc_encode(full), "float64", period_ns, updated, False)
 
     def _keys_q(self, keys: Iterable[SeriesKey]) -> models.Q:
         q = models.Q()
@@ -559,7 +535,7 @@ class DjangoModelBackend(Backend):
         raw = []
         for i, (chunk, start_ts, dtype, data, *_rest) in enumerate(rows):
             if (chunk != first + i or dtype != "float64" or compat.is_framed(data)
-                    or _ns(start_ts) != grid.period_start_ns(chunk)):
+                    or to_ns(start_ts) != grid.period_start_ns(chunk)):
                 return None
             values = compat.holc_raw(data)
             if len(values) != grid.period(chunk)[1] * 8:

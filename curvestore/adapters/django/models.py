@@ -17,7 +17,7 @@ class definition and cannot be reassigned afterwards.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
@@ -25,6 +25,7 @@ from django.db.models.base import ModelBase
 
 from curvestore.adapters.django import options
 from curvestore.adapters.django.api import ChunkStoreAPI
+from curvestore.adapters.django.backend import DjangoModelBackend
 from curvestore.adapters.django.bookkeeping import ChunkChange, StoreManifest, SyncState
 from curvestore.adapters.django.querysets import ChunkQuerySet
 
@@ -105,6 +106,9 @@ class TimeseriesChunkStore(ChunkStoreAPI, models.Model, metaclass=_ChunkStoreBas
     #: Opt-in curvestore framing of ``data`` (checksums, codec id, trimmed span); holcstore
     #: cannot read such rows. Both formats are always readable, so it may be switched.
     CURVESTORE_FORMAT: bool = False
+    #: The ORM backend the core store runs on (handed to the API mixin from here, since the
+    #: backend needs these models and the models need the mixin).
+    _cs_backend_class: ClassVar[type[DjangoModelBackend]] = DjangoModelBackend
 
     objects = ChunkQuerySet.as_manager()
 

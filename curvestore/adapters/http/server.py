@@ -40,7 +40,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, parse_qsl, urlencode
@@ -59,8 +58,7 @@ from curvestore.errors import InvalidKeyError, SyncError
 if TYPE_CHECKING:
     from curvestore.core.store import Store
 
-__all__ = ["AccessLog", "HTTPProblem", "SyncApp", "error_response", "make_app",
-           "serve_in_thread"]
+__all__ = ["AccessLog", "HTTPProblem", "SyncApp", "error_response", "make_app"]
 
 logger = logging.getLogger("curvestore.http")
 
@@ -216,7 +214,7 @@ class SyncApp:
 
     # -- endpoints -------------------------------------------------------------------------
     def _manifest(self, environ: dict[str, Any]) -> dict[str, Any]:
-        from curvestore import __version__
+        from curvestore._version import __version__
 
         return {
             **self.store.config.manifest(),
@@ -428,35 +426,3 @@ class AccessLog:
             if close is not None:
                 close()
             self._line(environ, status[0] if status else "-", sent, began, outcome)
-
-
-@contextmanager
-def serve_in_thread(app: WSGIApp, *, host: str = "127.0.0.1", threads: int = 4,
-                    **adjustments: Any) -> Iterator[str]:
-    """Run ``app`` under waitress (with :func:`~curvestore.adapters.http.serving.create_server`
-    and its limits) on a free port of ``host`` in a background thread; yields its base URL
-    and stops the server on exit. For tests and embedding (needs waitress)."""
-    import threading
-
-    from curvestore.adapters.http.serving import create_server
-
-    server = create_server(app, host=host, port=0, threads=threads, **adjustments)
-    thread = threading.Thread(target=server.run, name="curvestore-http", daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.effective_port}"
-    finally:
-        def stop() -> None:  # runs in the loop's thread; an empty map ends the loop
-            for channel in list(server._map.values()):
-                channel.close()
-
-        try:
-            server.trigger.pull_trigger(stop)
-        except OSError:
-            if thread.is_alive():
-                raise
-            # the loop already ended (and closed its trigger): nothing left to stop
-        thread.join(timeout=60)
-        server.task_dispatcher.shutdown()
-        if thread.is_alive():
-            raise RuntimeError("the HTTP server thread did not stop within 60 s")

@@ -21,7 +21,9 @@ For other apps (no ``screen``), only the header and connection limits change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from waitress import create_server as _waitress_server
@@ -30,9 +32,10 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 from waitress.utilities import Error, RequestEntityTooLarge
 
-from curvestore.adapters.http.server import HTTPProblem, error_response
+from curvestore.adapters.http.server import HTTPProblem, WSGIApp, error_response
 
-__all__ = ["DEFAULT_CONNECTION_LIMIT", "DEFAULT_HEADER_BYTES", "create_server"]
+__all__ = ["DEFAULT_CONNECTION_LIMIT", "DEFAULT_HEADER_BYTES", "create_server",
+           "serve_in_thread"]
 
 DEFAULT_CONNECTION_LIMIT = 50
 """Connections served at once (waitress's default is 100)."""
@@ -140,3 +143,31 @@ def create_server(app: Any, *, host: str = "127.0.0.1", port: int = 8765, thread
             if isinstance(listener, BaseWSGIServer):
                 listener.channel_class = channel
     return server
+
+
+@contextmanager
+def serve_in_thread(app: WSGIApp, *, host: str = "127.0.0.1", threads: int = 4,
+                    **adjustments: Any) -> Iterator[str]:
+    """Run ``app`` under waitress (with :func:`create_server` and its limits) on a free
+    port of ``host`` in a background thread; yields its base URL and stops the server on
+    exit. For tests and embedding (needs waitress)."""
+    server = create_server(app, host=host, port=0, threads=threads, **adjustments)
+    thread = threading.Thread(target=server.run, name="curvestore-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.effective_port}"
+    finally:
+        def stop() -> None:  # runs in the loop's thread; an empty map ends the loop
+            for channel in list(server._map.values()):
+                channel.close()
+
+        try:
+            server.trigger.pull_trigger(stop)
+        except OSError:
+            if thread.is_alive():
+                raise
+            # the loop already ended (and closed its trigger): nothing left to stop
+        thread.join(timeout=60)
+        server.task_dispatcher.shutdown()
+        if thread.is_alive():
+            raise RuntimeError("the HTTP server thread did not stop within 60 s")

@@ -37,7 +37,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from curvestore.backends.base import Backend, Transaction, stale_state
 from curvestore.backends.postgres._connect import (
     LIBPQ_OPTIONS,
     ConnectionTarget,
@@ -55,6 +54,7 @@ from curvestore.backends.postgres._ddl import (
     Names,
     ddl_statements,
 )
+from curvestore.core.backend import Backend, Transaction, stale_state
 from curvestore.core.config import KeySchema
 from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey

@@ -243,7 +243,8 @@ def _record(key: tuple, chunk: int, value: float) -> object:
 
     store = HolcStoreYearMonth._cs_store()
     _, length = store.grid.period(chunk)
-    return chunks.encode(key, chunks.Piece(chunk, 0, np.full(length, value)), store.codec,
+    return chunks.encode(key, chunks.Piece(chunk, 0, np.full(length, value)),
+                         store.codecs(store.codec),
                          "float64")
 
 

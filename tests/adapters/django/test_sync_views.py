@@ -30,7 +30,7 @@ from testapp.models import FramedStore, SyncStore
 from curvestore.adapters.django import sync_client
 from curvestore.adapters.django.sync_client import TimeseriesChunkStoreSyncClient
 from curvestore.adapters.http.client import RemoteError
-from curvestore.adapters.http.server import serve_in_thread
+from curvestore.adapters.http.serving import serve_in_thread
 from curvestore.errors import InvalidKeyError
 
 TEST_SETTINGS = {"ROOT_URLCONF": "urls", "ALLOWED_HOSTS": ["127.0.0.1", "testserver"],

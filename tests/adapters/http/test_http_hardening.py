@@ -20,7 +20,8 @@ import requests
 
 import curvestore
 from curvestore.adapters.http import make_app
-from curvestore.adapters.http.server import AccessLog, serve_in_thread
+from curvestore.adapters.http.server import AccessLog
+from curvestore.adapters.http.serving import serve_in_thread
 from curvestore.core.cursor import decode_cursor, encode_cursor
 from curvestore.testing.cursors import forge_cursor
 from curvestore.testing.store import KEYS, curve, key

@@ -15,7 +15,7 @@ import requests
 
 import curvestore
 from curvestore.adapters.http import HTTPSource, RemoteError, make_app
-from curvestore.adapters.http.server import serve_in_thread
+from curvestore.adapters.http.serving import serve_in_thread
 from curvestore.adapters.http.wire import (
     FrameReader,
     TruncatedStream,

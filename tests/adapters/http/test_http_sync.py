@@ -14,7 +14,7 @@ pytest.importorskip("requests")
 import curvestore
 from curvestore.adapters.http import HTTPSource, make_app
 from curvestore.adapters.http.client import retry_after
-from curvestore.adapters.http.server import serve_in_thread
+from curvestore.adapters.http.serving import serve_in_thread
 from curvestore.backends.memory import MemoryBackend
 from curvestore.testing.replication import assert_stores_equal
 from curvestore.testing.store import KEYS, assert_series_exact, curve, key

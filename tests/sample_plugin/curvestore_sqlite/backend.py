@@ -15,10 +15,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from curvestore.backends.base import Backend, Transaction, stale_state
-from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
-from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
-from curvestore.core.url import StoreURL
+from curvestore.backends import (
+    Backend,
+    Change,
+    ChangePage,
+    ChunkMeta,
+    ChunkRecord,
+    SeriesKey,
+    StoreURL,
+    Transaction,
+    decode_cursor,
+    encode_cursor,
+    stale_state,
+    unknown_position,
+)
 from curvestore.errors import ConfigurationError, StoreExistsError
 
 _SCHEMA = """

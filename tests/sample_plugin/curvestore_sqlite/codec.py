@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from curvestore.codecs.base import Codec
+from curvestore.codecs import Codec
 from curvestore.errors import IntegrityError
 
 

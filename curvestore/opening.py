@@ -1,4 +1,7 @@
-"""create_store / open_store: from a URL (or a Backend) to a Store."""
+"""create_store / open_store: from a URL (or a Backend) to a Store.
+
+Above the core: it finds backends and codecs in the plugin registry and hands the core its
+codec lookup and the plugins' observer hook, so the core never imports the plugin layer."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from curvestore.backends.base import Backend
+from curvestore.core.backend import Backend
 from curvestore.core.config import StoreConfig
 from curvestore.core.store import Store
 from curvestore.core.url import StoreURL, parse_url
@@ -17,11 +20,18 @@ from curvestore.errors import (
     StoreExistsError,
     StoreNotFoundError,
 )
-from curvestore.registry import get_backend_class
+from curvestore.plugins import notify
+from curvestore.registry import get_backend_class, get_codec
 
 __all__ = ["create_store", "open_store"]
 
 _TRUE = {"1", "true", "yes", "on"}
+
+
+def _plugged() -> dict[str, Any]:
+    """What the core is handed: the registry's codecs, the plugins' observer hooks."""
+    return {"codecs": get_codec, "observer": notify}
+
 _FALSE = {"0", "false", "no", "off", ""}
 
 
@@ -145,9 +155,10 @@ def create_store(
             stored = StoreConfig.from_manifest(existing, shown)
             stored.check_compatible(keys=config.keys, freq=freq, tz=tz, chunking=chunking,
                                     dtype=dtype)
-            return Store(backend, stored, url=shown, codec=codec, time_unit=time_unit)
+            return Store(backend, stored, url=shown, codec=codec, time_unit=time_unit,
+                         **_plugged())
         # validates the codec and time unit before creating
-        store = Store(backend, config, url=shown, time_unit=time_unit)
+        store = Store(backend, config, url=shown, time_unit=time_unit, **_plugged())
         backend.create_manifest(config.manifest())
         return store
     except BaseException:
@@ -194,6 +205,7 @@ def open_store(
         config = StoreConfig.from_manifest(manifest, shown)
         config.check_compatible(**expected)
         return Store(backend, config, url=shown, codec=codec or options.get("codec"),
+                     **_plugged(),
                      read_only=read_only or backend.read_only,
                      time_unit=options.get("time_unit") if time_unit is None else time_unit)
     except BaseException:

@@ -1,0 +1,39 @@
+"""A chunk row as the ORM backend writes it, and the instants of its date columns: shared by
+the backend and holcstore's ``import_chunks`` (the API mixin)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from curvestore.adapters.django._postgres import dt_of, ns_of
+
+__all__ = ["Row", "to_datetime", "to_ns"]
+
+
+def to_ns(value: Any) -> int:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return ns_of(value)  # what database rows hold; pandas is the slow general case
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.as_unit("ns").value)
+
+
+def to_datetime(ns: int) -> Any:
+    """An aware datetime (DateTimeField keeps microseconds: finer digits are dropped)."""
+    return dt_of(ns)
+
+
+@dataclass(slots=True)
+class Row:
+    """A chunk row to write, already in the table's format."""
+
+    data: bytes
+    dtype: str
+    start_ns: int
+    updated_ns: int
+    deleted: bool

@@ -1,0 +1,93 @@
+"""The codec contract.
+
+A codec turns a one-dimensional, C-contiguous numeric array into bytes and back, losslessly:
+``decode(encode(a), dtype=a.dtype, length=len(a))`` must equal ``a`` bit for bit, NaN payloads
+included. A codec is identified by its ``codec_id`` (lower-case, ``[a-z0-9_+-]``), which is
+recorded with every chunk it encodes; once data exists under an id, the bytes that id produces
+must stay decodable forever (golden files in the test suite freeze them). Two codec classes may
+share an id only if each decodes the other's output. Codecs hold no per-call state, so one
+instance may be used from several threads at once.
+
+Codecs are plugins: a plugin registers them through the ``register_codecs`` hook by dotted path,
+so a codec whose compression library is missing costs nothing until it is asked for.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+
+__all__ = ["Codec", "CodecLookup"]
+
+
+class Codec(ABC):
+    """Lossless array <-> bytes transformation, identified by ``codec_id``."""
+
+    codec_id: ClassVar[str]
+
+    @abstractmethod
+    def encode(self, values: np.ndarray) -> bytes:
+        """Encode a 1-D contiguous array.
+
+        Parameters
+        ----------
+        values
+            The array to encode; any numeric dtype the codec supports (float64 at least).
+
+        Returns
+        -------
+        bytes
+            A self-contained payload; the dtype and length are stored beside it by the caller.
+        """
+
+    @abstractmethod
+    def decode(self, payload: bytes, *, dtype: np.dtype, length: int) -> np.ndarray:
+        """Decode a payload produced by :meth:`encode`.
+
+        Parameters
+        ----------
+        payload
+            Bytes produced by ``encode``.
+        dtype, length
+            The dtype and number of elements of the encoded array.
+
+        Returns
+        -------
+        numpy.ndarray
+            A writable array of ``length`` elements of ``dtype``.
+
+        Raises
+        ------
+        curvestore.errors.IntegrityError
+            If the payload cannot be decoded to ``length`` elements.
+        """
+
+    def check_available(self) -> None:
+        """Raise if this codec cannot run here; the default (no optional library) never does.
+
+        Called when the codec is looked up, so that a store is never created with, nor a
+        listing claims, a codec whose library is missing.
+
+        Raises
+        ------
+        curvestore.errors.BackendNotInstalledError
+            The codec's library cannot be imported (the message names the pip extra).
+        """
+        return  # deliberately concrete: most codecs need no optional library
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(codec_id={self.codec_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.codec_id))
+
+
+CodecLookup = Callable[[str], Codec]
+"""The codec registered under an id (``curvestore.registry.get_codec``): handed to the core,
+which does not know where codecs come from."""
