@@ -168,6 +168,12 @@ class KeylessStore(TimeseriesChunkStore):
     CHUNK_AXIS = ("year", "month")
 
 
+class KeylessReplica(TimeseriesChunkStore):
+    """Another one, the target of KeylessStore's exported chunks."""
+
+    CHUNK_AXIS = ("year", "month")
+
+
 # holcstore 0.6's DataFrameStore (test_dataframe_store.py), its Meta unchanged: the one
 # concrete DataFrameStore of this database, so holcstore's constraint name is free.
 from curvestore.adapters.django.models import DataFrameStore  # noqa: E402
