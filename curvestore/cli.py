@@ -232,8 +232,11 @@ def write_series(series: pd.Series, path: str | None) -> None:
 # -- subcommands --------------------------------------------------------------------------
 def cmd_create(args: argparse.Namespace) -> int:
     from curvestore.core.open import create_store
+    from curvestore.core.url import parse_url
     from curvestore.errors import StoreExistsError
 
+    if "codec" in parse_url(args.url).options:
+        raise CLIError("give the codec as --codec, not in the URL")
     spec: dict[str, Any] = dict(
         keys=parse_key_spec(args.keys), freq=args.freq, tz=args.tz, chunking=args.chunking,
         codec=args.codec,
@@ -310,6 +313,10 @@ def cmd_put(args: argparse.Namespace) -> int:
         series = read_series(args.file, args.column, args.tz)
         chunks = store.write(key, series, mode=args.mode)
     valid = int(series.notna().sum())
+    if not valid and args.mode == "replace":  # replaced by nothing: the series is deleted
+        print(f"no value in {args.file}: deleted {show_key(key)} ({plural(chunks, 'chunk')} "
+              "tombstoned, mode=replace)")
+        return 0
     print(f"wrote {plural(valid, 'point')} to {show_key(key)} ({plural(chunks, 'chunk')}, "
           f"mode={args.mode})")
     return 0
@@ -352,14 +359,15 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def plugin_status(kind: str, name: str) -> tuple[bool, str]:
-    """(installed, note) for one registered backend or codec."""
-    from curvestore.registry import get_codec, get_registry
+    """(installed, note) for one registered backend or codec: installed only if its module
+    and the library it drives (psycopg, boto3, zstandard, pcodec...) import here."""
+    from curvestore.registry import get_backend_class, get_codec
 
-    entry = getattr(get_registry(), f"{kind}s")[name]
     try:
-        entry.load()
         if kind == "codec":
-            get_codec(name)  # also runs the codec's check_available()
+            get_codec(name)  # runs the codec's check_available()
+        else:
+            get_backend_class(name)  # runs the backend's check_available()
     except BackendNotInstalledError as exc:
         hint = f'pip install "curvestore[{exc.extra}]"' if exc.extra else str(exc)
         return False, f"missing: {hint}"
@@ -413,6 +421,18 @@ def read_token(path: str | None) -> str | None:
     return os.environ.get("CURVESTORE_TOKEN", "").strip() or None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) only listens on this machine."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another host name: assume it is reachable from elsewhere
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import signal
@@ -424,6 +444,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from curvestore.adapters.http.server import AccessLog, make_app
 
     token = read_token(args.token_file)
+    if token is None and not is_loopback(args.host) and not args.allow_anonymous:
+        raise CLIError(f"refusing to serve on {args.host} without a token: anyone who can "
+                       "reach it could read the store; give --token-file F (or "
+                       "$CURVESTORE_TOKEN), listen on 127.0.0.1, or pass --allow-anonymous")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with open_existing(args.url, read_only=True) as store:
@@ -437,9 +461,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # both signals, even where SIGINT was ignored at start (e.g. a background job)
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-                print(f"{PROG}: warning: serving on {args.host} without a token: anyone who "
-                      "can reach it can read the store", file=sys.stderr)
+            if token is None and not is_loopback(args.host):
+                print(f"{PROG}: warning: serving on {args.host} without a token "
+                      "(--allow-anonymous): anyone who can reach it can read the store",
+                      file=sys.stderr)
             print(f"serving {store.url} on http://{args.host}:{server.effective_port} "
                   f"(auth: {'bearer token' if token else 'none'}); Ctrl-C stops", flush=True)
             with suppress(KeyboardInterrupt):  # how a server is meant to stop: not an error
@@ -514,7 +539,9 @@ def _add_sync_commands(sub: Any) -> None:
     p = _add(sub, "serve", cmd_serve, "serve a store's change feed and chunks over HTTP",
              "Serve a store (read-only) for 'curvestore sync' and HTTPSource clients, under\n"
              "waitress, logging one line per request. With --token-file or $CURVESTORE_TOKEN,\n"
-             "every request needs 'Authorization: Bearer <token>'. SIGINT/SIGTERM stop it.\n\n"
+             "every request needs 'Authorization: Bearer <token>'; without one, only a\n"
+             "loopback --host is accepted unless --allow-anonymous is given. SIGINT/SIGTERM\n"
+             "stop it.\n\n"
              "example: curvestore serve file://./data --port 8765 --token-file token.txt")
     _url(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on "
@@ -522,6 +549,9 @@ def _add_sync_commands(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any free)")
     p.add_argument("--token-file", metavar="F",
                    help="file holding the bearer token (default: $CURVESTORE_TOKEN, else none)")
+    p.add_argument("--allow-anonymous", action="store_true",
+                   help="serve without a token on an address other than loopback (refused "
+                        "otherwise: anyone reaching it could read the store)")
     p.add_argument("--threads", type=positive_int, default=4,
                    help="worker threads (default: 4)")
     p.add_argument("--max-limit", type=positive_int, default=5000,
@@ -780,8 +810,26 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None
     return args
 
 
+def _cli_wording(exc: BaseException) -> str | None:
+    """The message for errors whose own text gives a Python hint (``use open_store``,
+    ``mode='update'``): the command-line user gets the option to use instead."""
+    from curvestore.errors import SeriesExistsError, StoreExistsError, StoreNotFoundError
+
+    if isinstance(exc, SeriesExistsError):
+        shown = ", ".join(show_key(k) for k in exc.keys[:5])
+        return (f"series {shown} already has data; write with --mode update (merge point by "
+                "point) or --mode replace")
+    if isinstance(exc, StoreExistsError) and exc.url:
+        return (f"a store already exists at {exc.url}; add --exist-ok to accept one with the "
+                "same configuration")
+    if isinstance(exc, StoreNotFoundError) and exc.url:
+        return (f"no curvestore store at {exc.url}; create one with 'curvestore create "
+                f"{exc.url} --keys ... --freq ... --tz ...'")
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = _cli_wording(exc) or str(exc).strip() or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}"
     return " ".join(text.split())

@@ -91,7 +91,12 @@ class BackendNotInstalledError(CurvestoreError, ImportError):
 
 
 class StoreExistsError(ConfigurationError):
-    """create_store was asked to create a store where one already exists."""
+    """create_store was asked to create a store where one already exists (at ``url``, the
+    redacted URL, when known)."""
+
+    def __init__(self, message: str, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)
 
 
 class NotFoundError(CurvestoreError, LookupError):
@@ -99,7 +104,12 @@ class NotFoundError(CurvestoreError, LookupError):
 
 
 class StoreNotFoundError(NotFoundError):
-    """open_store found no store (no manifest) at the location."""
+    """open_store found no store (no manifest) at the location (``url``, redacted, when
+    known)."""
+
+    def __init__(self, message: str, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)
 
 
 class SeriesNotFoundError(NotFoundError):

@@ -108,11 +108,16 @@ def reset_registry() -> None:
 
 
 def get_backend_class(scheme: str) -> type[Backend]:
+    """The class registered for ``scheme``, its driver checked (``check_available``)."""
     registry = get_registry()
     entry = registry.backends.get(scheme.lower())
     if entry is None:
         raise UnknownBackendError(scheme, registry.backends)
-    return entry.load()  # type: ignore[no-any-return]
+    cls = entry.load()
+    check = getattr(cls, "check_available", None)  # optional for third-party classes
+    if check is not None:
+        check()
+    return cls  # type: ignore[no-any-return]
 
 
 def get_codec(codec_id: str) -> Codec:

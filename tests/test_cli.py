@@ -195,7 +195,7 @@ def test_put_modes(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str])
     path = write_csv(series, tmp_path / "in.csv")
     run(capsys, "put", url, path, "site=a", "year=1")
     code, _, err = run(capsys, "put", url, path, "site=a", "year=1")
-    assert_one_line_error(code, err, "already exist", "mode='update'")
+    assert_one_line_error(code, err, "already has data", "--mode update")
 
     patch = series.iloc[:4] * 0 - 1.0
     run(capsys, "put", url, write_csv(patch, tmp_path / "patch.csv"), "site=a", "year=1",
@@ -210,6 +210,14 @@ def test_put_modes(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert code == 0, err
     code, out, _ = run(capsys, "get", url, "site=a", "year=1")
     assert_same(read_csv_output(out), patch)
+
+    # replacing with a file without any value deletes the series
+    nothing = write_csv(patch * np.nan, tmp_path / "nothing.csv")
+    code, out, err = run(capsys, "put", url, nothing, "site=a", "year=1", "--mode", "replace")
+    assert code == 0, err
+    assert "deleted site=a year=1 (1 chunk tombstoned, mode=replace)" in out
+    code, _, err = run(capsys, "get", url, "site=a", "year=1")
+    assert_one_line_error(code, err, "no data for series")
 
 
 def test_put_naive_csv_needs_tz(url: str, tmp_path: Path,
@@ -448,3 +456,70 @@ def test_demo_reports_a_verification_failure(tmp_path: Path, capsys: pytest.Capt
     # stderr also holds the progress bars; the error is the last line, on its own
     assert err.rstrip().splitlines()[-1] == (
         "curvestore: error: verification failed for meter=M00000: 3 values differ")
+
+
+# -- input that is altered or badly refused: one line, nothing written ----------------------
+@pytest.mark.parametrize("rows, fragment", [
+    ("2024-01-01T00:00:00+01:00,1\n2024-01-01T00:15:00+01:00,9007199254740993\n",
+     "9007199254740993 at 2023-12-31 23:15:00+00:00 cannot be stored exactly"),
+    ("2024-01-01T00:00:00+01:00,1\n2500-01-01T00:00:00+01:00,2\n", "1970-2199"),
+], ids=["int-beyond-2**53", "year-2500"])
+def test_put_refuses_what_it_would_alter(url: str, tmp_path: Path, rows: str, fragment: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("ts,value\n" + rows)
+    code, _, err = run(capsys, "put", url, path, "site=a", "year=1")
+    assert_one_line_error(code, err, fragment)
+    code, out, _ = run(capsys, "ls", url, "--json")
+    assert json.loads(out) == []
+
+
+def test_key_value_with_lone_surrogate_is_one_line(url: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_csv(curve(), tmp_path / "load.csv")
+    code, _, err = run(capsys, "put", url, path, "site=a\udc80", "year=1")
+    assert_one_line_error(code, err, "not valid Unicode")
+    code, out, _ = run(capsys, "ls", url, "--json")
+    assert json.loads(out) == []
+
+
+@pytest.mark.parametrize("field", ["codec", "store_id", "keys"])
+def test_damaged_manifest_is_one_line(field: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from curvestore.backends.memory import MemoryBackend
+
+    name = f"clitest-{uuid.uuid4().hex}"
+    code, _, err = run(capsys, "create", f"memory://{name}", "--keys", "site", "--freq",
+                       "15min", "--tz", TZ)
+    assert code == 0, err
+    try:
+        manifest = MemoryBackend(name).state.manifest
+        assert manifest is not None
+        del manifest[field]
+        for command in ("info", "ls"):
+            code, _, err = run(capsys, command, f"memory://{name}")
+            assert_one_line_error(code, err, f"the manifest of memory://{name} is damaged",
+                                  f"'{field}' is missing")
+    finally:
+        MemoryBackend.forget(name)
+
+
+def test_damaged_manifest_file_is_one_line(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest_path = Path(url.removeprefix("file://")) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["codec"]
+    manifest_path.write_text(json.dumps(manifest))
+    code, _, err = run(capsys, "info", url)
+    assert_one_line_error(code, err, "manifest")
+
+
+@pytest.mark.parametrize("content", [b'stores = "x"\n', b'[[stores]]\nurl = "x"\n',
+                                     b"\x89PNG\r\n\x1a\n\x00"],
+                         ids=["string", "array-of-tables", "binary"])
+def test_bad_config_file_is_one_line(content: bytes, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "curvestore.toml"
+    config.write_bytes(content)
+    monkeypatch.setenv("CURVESTORE_CONFIG", str(config))
+    code, _, err = run(capsys, "info", "@loads")
+    assert_one_line_error(code, err, str(config))

@@ -110,6 +110,15 @@ class Backend(ABC):
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> Backend:
         """Build from a parsed URL; reject options you do not know (ConfigurationError)."""
 
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise BackendNotInstalledError (naming the pip extra) if the driver is missing.
+
+        Called when the scheme is looked up, before ``from_url``, and by ``curvestore
+        plugins``; it imports the driver and does no I/O. The default needs no driver.
+        """
+        return  # deliberately concrete: most backends have nothing to check
+
     # -- manifest --------------------------------------------------------------------------
     @abstractmethod
     def read_manifest(self) -> dict[str, Any] | None:

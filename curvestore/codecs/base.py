@@ -64,6 +64,19 @@ class Codec(ABC):
             If the payload cannot be decoded to ``length`` elements.
         """
 
+    def check_available(self) -> None:
+        """Raise if this codec cannot run here; the default (no optional library) never does.
+
+        Called when the codec is looked up, so that a store is never created with, nor a
+        listing claims, a codec whose library is missing.
+
+        Raises
+        ------
+        curvestore.errors.BackendNotInstalledError
+            The codec's library cannot be imported (the message names the pip extra).
+        """
+        return  # deliberately concrete: most codecs need no optional library
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(codec_id={self.codec_id!r})"
 

@@ -71,6 +71,9 @@ class PcodecCodec(Codec):
     codec_id: ClassVar[str] = "pcodec"
     supported_dtypes: ClassVar[frozenset[str]] = SUPPORTED_DTYPES
 
+    def check_available(self) -> None:
+        _pcodec(self.codec_id)
+
     def _compress(self, pco: Any, values: np.ndarray) -> bytes:
         config = pco.ChunkConfig(compression_level=COMPRESSION_LEVEL)
         return bytes(pco.standalone.simple_compress(values, config))

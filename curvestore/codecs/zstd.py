@@ -75,6 +75,9 @@ class ZstdCodec(Codec):
     supported_dtypes: ClassVar[frozenset[str]] = SUPPORTED_DTYPES
     _shuffle: ClassVar[bool] = False
 
+    def check_available(self) -> None:
+        _zstd(self.codec_id)
+
     def __init__(self, level: int = DEFAULT_LEVEL) -> None:
         if isinstance(level, bool) or not isinstance(level, int):
             raise ConfigurationError(f"zstd level must be an integer, got {level!r}")

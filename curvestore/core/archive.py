@@ -101,7 +101,8 @@ def archive(
     if cutoff is None:
         raise ConfigurationError("archive needs a cutoff date (before=...)")
     grid = source.grid
-    last = grid.position_at_or_before(cutoff) - 1  # the last point strictly before the cutoff
+    # the last point strictly before the cutoff (a cutoff after the grid's end takes it all)
+    last = min(grid.position_at_or_before(cutoff), int(grid.bounds[-1])) - 1
     if last < 0:
         return ArchiveReport()
     hi = int(grid.chunk_of_positions(np.array([last]))[0])

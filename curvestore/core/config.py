@@ -19,21 +19,25 @@ import pandas as pd
 
 from curvestore.core.grid import freq_text
 from curvestore.core.records import SeriesKey
-from curvestore.errors import ConfigMismatchError, ConfigurationError, InvalidKeyError
+from curvestore.errors import (
+    ConfigMismatchError,
+    ConfigurationError,
+    IntegrityError,
+    InvalidKeyError,
+)
 
-__all__ = ["KeySchema", "StoreConfig", "FORMAT_VERSION"]
+__all__ = ["KeySchema", "StoreConfig", "FORMAT_VERSION", "RESERVED_PREFIX"]
 
 FORMAT_VERSION = 1
 CHUNKINGS = ("month", "year")
 DTYPES = ("float64",)
 KEY_TYPES: dict[str, type] = {"str": str, "int": int}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-# Names that the backends use for their own columns and fields.
-RESERVED_NAMES = frozenset(
-    {"chunk", "chunk_index", "start", "start_ts", "length", "count", "codec", "dtype", "data",
-     "checksum", "version", "updated_at", "deleted", "is_deleted", "payload", "id", "seq",
-     "start_offset", "valid_count", "size", "txid", "body"}
-)
+#: Names starting with this prefix belong to curvestore: backends name their own columns and
+#: fields with it (PostgreSQL's ``_version``, the HTTP protocol's ``_cursor``...), so a key
+#: attribute never does, and every other name is the user's.
+RESERVED_PREFIX = "_"
 
 
 def _type_name(kind: Any) -> str:
@@ -52,7 +56,14 @@ class KeySchema:
     types: tuple[str, ...]
 
     @classmethod
-    def from_spec(cls, keys: Mapping[str, Any] | Iterable[str]) -> KeySchema:
+    def from_spec(cls, keys: Mapping[str, Any] | Iterable[str], *,
+                  existing: bool = False) -> KeySchema:
+        """Validate a key spec: ``{name: str | int}`` (or names, all ``str``).
+
+        ``existing=True`` describes the keys of a store that already exists: names with the
+        reserved prefix, which stores created before the prefix was reserved may have, are
+        accepted there (they are refused for new stores).
+        """
         items = list(keys.items()) if isinstance(keys, Mapping) else [(k, str) for k in keys]
         if not items:
             raise ConfigurationError("a store needs at least one key attribute")
@@ -61,10 +72,13 @@ class KeySchema:
             if not isinstance(name, str) or not _NAME.match(name):
                 raise ConfigurationError(
                     f"key name {name!r} is invalid: use lower-case letters, digits and '_', "
-                    "starting with a letter or '_' (at most 63 characters)"
+                    "starting with a letter (at most 63 characters)"
                 )
-            if name in RESERVED_NAMES:
-                raise ConfigurationError(f"key name {name!r} is reserved")
+            if name.startswith(RESERVED_PREFIX) and not existing:
+                raise ConfigurationError(
+                    f"key name {name!r} starts with {RESERVED_PREFIX!r}, the prefix reserved "
+                    "for curvestore's own columns and fields; start it with a letter"
+                )
             names.append(name)
             types.append(_type_name(kind))
         if len(set(names)) != len(names):
@@ -87,6 +101,10 @@ class KeySchema:
                 raise InvalidKeyError(
                     f"key {name!r} must be an int, got {type(value).__name__} {value!r}", key
                 )
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise InvalidKeyError(
+                    f"key {name!r} must fit in a signed 64-bit integer, got {value!r}", key
+                )
             return int(value)
         if not isinstance(value, str):
             raise InvalidKeyError(
@@ -94,6 +112,14 @@ class KeySchema:
             )
         if "\x00" in value:
             raise InvalidKeyError(f"key {name!r} contains a NUL character", key)
+        if not value.isascii():
+            try:  # every backend stores keys as UTF-8, which has no lone surrogates
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidKeyError(
+                    f"key {name!r} is not valid Unicode text ({exc.reason} at position "
+                    f"{exc.start}): {value!r}", key
+                ) from None
         return value
 
     def key(self, attrs: Mapping[str, Any]) -> SeriesKey:
@@ -202,19 +228,31 @@ class StoreConfig:
         }
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> StoreConfig:
-        if manifest.get("format") != "curvestore":
-            raise ConfigurationError("the location holds something that is not a curvestore store")
+    def from_manifest(cls, manifest: Any, where: str = "the store") -> StoreConfig:
+        """The configuration a manifest records. A manifest that is not a curvestore one, or of
+        another format version, raises ConfigurationError; a damaged one (a field missing or
+        of the wrong type) raises IntegrityError. ``where`` names the store in messages."""
+        if not isinstance(manifest, Mapping) or manifest.get("format") != "curvestore":
+            raise ConfigurationError(
+                f"{where} holds something that is not a curvestore store (its manifest does not "
+                "say format = 'curvestore')")
+        fields = _ManifestFields(manifest, where)
         version = manifest.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise fields.damaged(f"field 'format_version' must be an integer, got {version!r}")
         if version != FORMAT_VERSION:
             raise ConfigurationError(
                 f"store format version {version} is not supported by this curvestore "
                 f"(supports {FORMAT_VERSION}); upgrade curvestore"
             )
+        try:
+            freq, tz = normalize_freq(fields.text("freq")), normalize_tz(fields.text("tz"))
+        except ConfigurationError as exc:
+            raise fields.damaged(str(exc)) from None
         return cls(
-            keys=KeySchema.from_json(manifest["keys"]), freq=manifest["freq"], tz=manifest["tz"],
-            chunking=manifest["chunking"], codec=manifest["codec"], dtype=manifest["dtype"],
-            store_id=manifest["store_id"],
+            keys=fields.keys(), freq=freq, tz=tz,
+            chunking=fields.text("chunking", CHUNKINGS), codec=fields.text("codec"),
+            dtype=fields.text("dtype", DTYPES), store_id=fields.text("store_id"),
         )
 
     def check_compatible(self, **wanted: Any) -> None:
@@ -224,7 +262,8 @@ class StoreConfig:
             if value is None:
                 continue
             if name == "keys":
-                want = (value if isinstance(value, KeySchema) else KeySchema.from_spec(value))
+                want = (value if isinstance(value, KeySchema)
+                        else KeySchema.from_spec(value, existing=True))
                 if want != self.keys:
                     differences["keys"] = (str(self.keys), str(want))
                 continue
@@ -233,6 +272,45 @@ class StoreConfig:
                 differences[name] = (getattr(self, name), normal)
         if differences:
             raise ConfigMismatchError(differences)
+
+
+class _ManifestFields:
+    """Typed access to a manifest's fields: anything missing or mistyped is IntegrityError."""
+
+    def __init__(self, manifest: Mapping[str, Any], where: str) -> None:
+        self.manifest = manifest
+        self.where = where
+
+    def damaged(self, detail: str) -> IntegrityError:
+        return IntegrityError(f"the manifest of {self.where} is damaged: {detail}")
+
+    def text(self, name: str, allowed: tuple[str, ...] | None = None) -> str:
+        if name not in self.manifest:
+            raise self.damaged(f"field {name!r} is missing")
+        value = self.manifest[name]
+        if not isinstance(value, str) or not value:
+            raise self.damaged(f"field {name!r} must be a non-empty string, got {value!r}")
+        if allowed is not None and value not in allowed:
+            raise self.damaged(f"field {name!r} must be one of {list(allowed)}, got {value!r}")
+        return value
+
+    def keys(self) -> KeySchema:
+        if "keys" not in self.manifest:
+            raise self.damaged("field 'keys' is missing")
+        entries = self.manifest["keys"]
+        if not isinstance(entries, list) or not entries:
+            raise self.damaged(f"field 'keys' must be a non-empty list, got {entries!r}")
+        names, types = [], []
+        for entry in entries:
+            if (not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str)
+                    or entry.get("type") not in KEY_TYPES):
+                raise self.damaged(
+                    f"each key must be {{'name': str, 'type': 'str' or 'int'}}, got {entry!r}")
+            names.append(entry["name"])
+            types.append(entry["type"])
+        if len(set(names)) != len(names):
+            raise self.damaged(f"duplicate key names {names}")
+        return KeySchema(tuple(names), tuple(types))
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:

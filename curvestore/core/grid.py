@@ -20,8 +20,8 @@ import pandas as pd
 
 from curvestore.errors import ConfigurationError, GridError, InvalidDataError
 
-__all__ = ["Grid", "FIRST_YEAR", "LAST_YEAR", "TIME_UNITS", "default_time_unit", "get_grid",
-           "resolve_time_unit", "to_utc_ns"]
+__all__ = ["EARLIEST", "FIRST_YEAR", "LAST_YEAR", "LATEST", "TIME_UNITS", "Grid",
+           "default_time_unit", "get_grid", "resolve_time_unit", "to_utc_ns"]
 
 FIRST_YEAR = 1970
 LAST_YEAR = 2199
@@ -132,7 +132,10 @@ class Grid:
                 "(data finer than or not aligned to the store's freq); resample it first"
             )
         if first < 0 or last // self.freq_ns >= self.bounds[-1]:
-            raise GridError(f"timestamps must lie within the years {FIRST_YEAR}-{LAST_YEAR}")
+            outside = (rel < 0) | (rel // self.freq_ns >= self.bounds[-1])
+            bad = pd.Timestamp(int(ns[int(np.argmax(outside))]), tz="UTC").tz_convert(self.tz)
+            raise GridError(
+                f"timestamp {bad} is outside the supported years {FIRST_YEAR}-{LAST_YEAR}")
         return pos
 
     def ns_of_positions(self, pos: np.ndarray | int) -> Any:
@@ -199,9 +202,17 @@ def get_grid(freq_ns: int, tz: str, chunking: str) -> Grid:
     return Grid(freq_ns, tz, chunking)
 
 
+#: Instants a day or more outside the grid's first and last periods in every time zone:
+#: between them, nanoseconds and grid offsets cannot overflow int64.
+EARLIEST = pd.Timestamp(f"{FIRST_YEAR - 1}-12-30", tz="UTC")
+LATEST = pd.Timestamp(f"{LAST_YEAR + 1}-01-03", tz="UTC")
+_NAIVE_EDGES = (EARLIEST.tz_localize(None), LATEST.tz_localize(None))
+
+
 def to_utc_ns(value: Any, tz: str, *, name: str = "timestamp") -> int | None:
     """A bound given as str, datetime, date, Timestamp, numpy datetime64, None or NaT, as UTC
-    nanoseconds. Naive values are taken in the store time zone ``tz``."""
+    nanoseconds. Naive values are taken in the store time zone ``tz``. A bound beyond the
+    supported years is moved to just beyond them (it selects the same points)."""
     if value is None:
         return None
     if isinstance(value, float) and np.isnan(value):
@@ -212,6 +223,13 @@ def to_utc_ns(value: Any, tz: str, *, name: str = "timestamp") -> int | None:
         raise InvalidDataError(f"{name} {value!r} is not a timestamp") from exc
     if stamp is pd.NaT or pd.isna(stamp):
         return None
+    # A bound far outside the supported years selects the same as one just outside them,
+    # and would overflow nanoseconds (or its time zone conversion) near 2262.
+    edges = (EARLIEST, LATEST) if stamp.tzinfo is not None else _NAIVE_EDGES
+    if stamp < edges[0]:
+        return int(EARLIEST.value)
+    if stamp > edges[1]:
+        return int(LATEST.value)
     if stamp.tzinfo is None:
         try:
             stamp = stamp.tz_localize(tz, ambiguous="raise", nonexistent="raise")

@@ -52,8 +52,12 @@ def resolve_named(name: str) -> str:
         try:
             with open(path, "rb") as f:
                 stores = tomllib.load(f).get("stores", {})
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigurationError(f"cannot read {path}: {exc}") from exc
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read {path} as TOML: {exc}") from exc
+        if not isinstance(stores, dict):
+            raise ConfigurationError(
+                f"'stores' in {path} must be a table of named stores ([stores.<name>] with a "
+                f"url = \"...\"), got {type(stores).__name__}")
         entry = stores.get(name)
         if entry is not None:
             if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
@@ -136,8 +140,9 @@ def create_store(
         existing = backend.read_manifest()
         if existing is not None:
             if not exist_ok:
-                raise StoreExistsError(f"a store already exists at {shown}; use open_store")
-            stored = StoreConfig.from_manifest(existing)
+                raise StoreExistsError(f"a store already exists at {shown}; use open_store",
+                                       url=shown)
+            stored = StoreConfig.from_manifest(existing, shown)
             stored.check_compatible(keys=config.keys, freq=freq, tz=tz, chunking=chunking,
                                     dtype=dtype)
             return Store(backend, stored, url=shown, codec=codec, time_unit=time_unit)
@@ -185,8 +190,8 @@ def open_store(
         manifest = backend.read_manifest()
         if manifest is None:
             raise StoreNotFoundError(f"no curvestore store at {shown}; create it with "
-                                     "create_store or `curvestore create`")
-        config = StoreConfig.from_manifest(manifest)
+                                     "create_store or `curvestore create`", url=shown)
+        config = StoreConfig.from_manifest(manifest, shown)
         config.check_compatible(**expected)
         return Store(backend, config, url=shown, codec=codec or options.get("codec"),
                      read_only=read_only or backend.read_only,

@@ -58,6 +58,10 @@ class _Prepared:
     pieces: list[_chunks.Piece]
 
 
+def _has_values(item: _Prepared) -> bool:
+    return any(np.isfinite(p.values).any() for p in item.pieces)
+
+
 class Store:
     """A store of dense time series on a regular grid; see the README for the semantics.
 
@@ -177,12 +181,14 @@ class Store:
 
         ``insert`` raises SeriesExistsError if the series has data; ``update`` merges point
         by point (new values win, old ones stay where the new are NaN); ``replace`` makes the
-        series equal to ``series``. Input without any valid value writes nothing.
+        series equal to ``series``. With ``insert`` or ``update``, input without any valid
+        value writes nothing; with ``replace`` it deletes the series' data (the count is then
+        the number of chunks tombstoned).
         """
         self._check_mode(mode)
         self._check_writable()
         item = self._prepare(self.schema.key(key), series)
-        if not any(np.isfinite(p.values).any() for p in item.pieces):
+        if mode != "replace" and not _has_values(item):
             return 0
         return len(self._run([item.key], lambda tx: self._apply(tx, [item], mode)))
 
@@ -191,7 +197,9 @@ class Store:
 
         ``mapping`` keys are tuples of key values in the store's key order (a bare value for
         single-key stores). Every input is validated before anything is written; with
-        ``insert``, one existing series fails the whole call.
+        ``insert``, one existing series fails the whole call. Returns the number of chunks
+        written (tombstones included); as for :meth:`write`, a series without any valid
+        value is skipped, except with ``replace``, where its data is deleted.
         """
         self._check_mode(mode)
         self._check_writable()
@@ -206,7 +214,7 @@ class Store:
                 raise InvalidDataError(f"key {raw_key!r} is given twice")
             seen.add(key)
             item = self._prepare(key, series)
-            if any(np.isfinite(p.values).any() for p in item.pieces):
+            if mode == "replace" or _has_values(item):
                 items.append(item)
         if not items:
             return 0

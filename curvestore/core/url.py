@@ -2,14 +2,18 @@
 
 Store-level options (``codec``, ``read_only``) are split off by the core; each backend parses
 the rest in its ``from_url`` and rejects options it does not know. ``redacted()`` is the only
-form of a URL that may reach logs, reprs and error messages.
+form of a URL that may reach logs, reprs and error messages: passwords and secret-looking
+options are masked, in URLs nested in options too (``tiered://?hot=postgresql://...``), and a
+relative filesystem path is shown absolute, so the URL printed opens the same store from
+anywhere.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from curvestore.errors import ConfigurationError
 
@@ -44,14 +48,18 @@ class StoreURL:
             )
 
     def redacted(self) -> str:
-        netloc = self.netloc
+        """The URL to show: no password, no secret option, nested URLs redacted alike."""
+        netloc, path = self.netloc, self.path
         if self.password is not None:
             netloc = netloc.replace(f":{quote(self.password, safe='')}@", ":***@", 1)
             netloc = netloc.replace(f":{self.password}@", ":***@", 1)
-        query = "&".join(
-            f"{k}={'***' if _secret(k) else quote(v, safe='/:,')}" for k, v in self.options.items()
-        )
-        return urlunsplit((self.scheme, netloc, self.path, query, ""))
+        if self.scheme == "file" and netloc in ("", ".", ".."):
+            # a bare or ./relative path: file:///rel would name another directory
+            netloc, path = "", os.path.abspath(netloc + path)
+        query = "&".join(f"{k}={_shown_option(k, v)}" for k, v in self.options.items())
+        # not urlunsplit: it drops the // of an empty host (tiered:?hot=...), and such a URL
+        # would no longer parse as one
+        return f"{self.scheme}://{netloc}{path}" + (f"?{query}" if query else "")
 
     def __str__(self) -> str:
         return self.redacted()
@@ -59,6 +67,14 @@ class StoreURL:
 
 def _secret(name: str) -> bool:
     return any(word in name.lower() for word in ("password", "secret", "token", "key"))
+
+
+def _shown_option(name: str, value: str) -> str:
+    if _secret(name):
+        return "***"
+    if _SCHEME.match(value):  # a store URL inside a URL (tiered://?hot=...): redact it too
+        value = parse_url(value).redacted()
+    return quote(value, safe="/:,*")
 
 
 def parse_url(url: str) -> StoreURL:

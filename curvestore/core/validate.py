@@ -1,7 +1,9 @@
 """Input validation: a pandas Series becomes (UTC nanoseconds, float64 values) or a typed error.
 
-Nothing is silently altered: a non-datetime or naive index, duplicate timestamps, non-numeric
-or infinite values all raise. NaN (and None / pd.NA in nullable dtypes) means "no value".
+Nothing is silently altered: a non-datetime or naive index, duplicate timestamps, timestamps
+outside the supported years, non-numeric or infinite values, and values that float64 cannot
+hold exactly (int64 beyond 2**53, uint64, huge Python ints, long doubles, decimals) all raise,
+naming the first offending point. NaN (and None / pd.NA in nullable dtypes) means "no value".
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from curvestore.errors import InvalidDataError
+from curvestore.core.grid import EARLIEST, FIRST_YEAR, LAST_YEAR, LATEST, TIME_UNITS
+from curvestore.errors import GridError, InvalidDataError
 
 __all__ = ["series_arrays"]
 
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "empty", "decimal"}
+# Every integer of magnitude up to 2**53 is a float64; beyond, only some are.
+_EXACT_INT = 2**53
+_HINT = "convert it explicitly (e.g. series.astype(float)) if rounding is acceptable"
 
 
 def series_arrays(series: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -36,9 +42,13 @@ def series_arrays(series: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     if index.hasnans:
         raise InvalidDataError("the series index contains NaT")
+    _check_years(index)
     values = _values(series)
-    if np.isinf(values).any():
-        raise InvalidDataError("the series contains infinite values; use NaN for 'no value'")
+    infinite = np.isinf(values)
+    if infinite.any():
+        at = index[int(infinite.argmax())]
+        raise InvalidDataError(
+            f"the series has an infinite value at {at}; use NaN for 'no value'")
     ns = index.as_unit("ns").asi8
     # Sorted input is the common case: uniqueness is then a strictly increasing index.
     if len(ns) > 1 and not (np.diff(ns) > 0).all():
@@ -53,26 +63,108 @@ def series_arrays(series: Any) -> tuple[np.ndarray, np.ndarray]:
     return ns, values
 
 
+def _check_years(index: pd.DatetimeIndex) -> None:
+    """Refuse timestamps far outside the supported years before converting them to ns (where
+    years past 2262 overflow); the grid refuses the ones just outside, at its period bounds."""
+    if not len(index):
+        return
+    ticks = index.asi8
+    step = TIME_UNITS[index.unit]
+    lo, hi = -(-EARLIEST.value // step), LATEST.value // step
+    if ticks.min() >= lo and ticks.max() <= hi:
+        return
+    at = index[int(np.argmax((ticks < lo) | (ticks > hi)))]
+    raise GridError(f"timestamp {at} is outside the supported years {FIRST_YEAR}-{LAST_YEAR}")
+
+
 def _values(series: pd.Series) -> np.ndarray:
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
         raise InvalidDataError("boolean values are not numeric; convert them explicitly")
     if pd.api.types.is_numeric_dtype(dtype):
         if isinstance(dtype, pd.api.extensions.ExtensionDtype):
+            exact = getattr(dtype, "numpy_dtype", None)
+            if exact is not None and exact.kind in "iu":  # nullable / Arrow integers
+                ints = series.to_numpy(dtype=exact, na_value=0)
+                _check_ints(series, ints)
             return series.to_numpy(dtype=np.float64, na_value=np.nan)
         if dtype.kind == "c":
             raise InvalidDataError("complex values cannot be stored")
-        return np.asarray(series.to_numpy(), dtype=np.float64)
+        raw = series.to_numpy()
+        if dtype.kind in "iu":
+            _check_ints(series, raw)
+            return raw.astype(np.float64)
+        with np.errstate(over="ignore"):  # a long double beyond float64 is refused below
+            values = np.asarray(raw, dtype=np.float64)
+        if dtype.itemsize > 8:  # long double: keep only what float64 holds exactly
+            _refuse_where(series, ~((values == raw) | np.isnan(raw)))
+        return values
     if dtype == np.dtype(object):
         inferred = pd.api.types.infer_dtype(series, skipna=True)
         if inferred in _NUMERIC_INFERRED:
-            try:
-                return np.asarray(
-                    series.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64
-                )
-            except (TypeError, ValueError) as exc:
-                raise InvalidDataError(f"values are not numeric: {exc}") from exc
+            return _object_values(series)
     raise InvalidDataError(f"values must be numeric, got dtype {dtype} ({_sample(series)})")
+
+
+def _check_ints(series: pd.Series, ints: np.ndarray) -> None:
+    """Refuse integers that float64 would round (vectorised; fast when all are small)."""
+    if ints.dtype.itemsize < 8 or not len(ints):
+        return
+    if ints.max() <= _EXACT_INT and (ints.dtype.kind == "u" or ints.min() >= -_EXACT_INT):
+        return
+    floats = ints.astype(np.float64)
+    # The one float64 beyond the integer type's range (2**63 or 2**64) cannot cast back.
+    beyond = floats >= (2.0**63 if ints.dtype.kind == "i" else 2.0**64)
+    back = np.where(beyond, 0.0, floats).astype(ints.dtype)
+    _refuse_where(series, beyond | (back != ints))
+
+
+def _object_values(series: pd.Series) -> np.ndarray:
+    """Python ints, floats and decimals (and NA) as float64, refusing any they would alter."""
+    raw = series.to_numpy()
+    try:
+        values = np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    except OverflowError as exc:  # a Python int beyond float64's range
+        _refuse_where(series, np.array([_overflows(v) for v in raw], dtype=bool))
+        raise InvalidDataError(f"values are beyond float64's range: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise InvalidDataError(f"values are not numeric: {exc}") from exc
+    valid = np.flatnonzero(~np.isnan(values))
+    floats = values[valid]
+    # Python compares int, float and Decimal exactly; numpy integer scalars would compare
+    # through float64, so the integral floats are compared as Python ints.
+    target = floats.astype(object)
+    integral = np.isfinite(floats) & (np.floor(floats) == floats) & (np.abs(floats) < 2.0**63)
+    target[integral] = floats[integral].astype(np.int64).astype(object)
+    wide = np.isfinite(floats) & (np.floor(floats) == floats) & ~integral
+    if wide.any():
+        target[wide] = [int(f) for f in floats[wide]]  # only ints of 2**63 and beyond
+    same = np.asarray(raw[valid] == target, dtype=bool)
+    bad = np.zeros(len(raw), dtype=bool)
+    bad[valid[~same]] = True
+    _refuse_where(series, bad)
+    return values
+
+
+def _overflows(value: Any) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return True
+    except (TypeError, ValueError):
+        return False
+    return False
+
+
+def _refuse_where(series: pd.Series, bad: np.ndarray) -> None:
+    if bad.any():
+        at = int(bad.argmax())
+        text = str(series.iloc[at])
+        if len(text) > 40:
+            text = f"{text[:20]}... ({len(text)} characters)"
+        raise InvalidDataError(
+            f"the value {text} at {series.index[at]} cannot be stored exactly as float64 (the "
+            f"store's dtype); {_HINT}")
 
 
 def _sample(series: pd.Series) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from curvestore.testing.backend import BackendConformance
     from curvestore.testing.codec import CodecConformance
+    from curvestore.testing.objects import ObjectStoreConformance
     from curvestore.testing.replication import ReplicationConformance
     from curvestore.testing.stateful import StatefulConformance, StoreModelMachine
     from curvestore.testing.store import StoreSemantics
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BackendConformance",
     "CodecConformance",
+    "ObjectStoreConformance",
     "ReplicationConformance",
     "StatefulConformance",
     "StoreModelMachine",
@@ -38,6 +40,7 @@ __all__ = [
 _LAZY = {
     "BackendConformance": "curvestore.testing.backend",
     "CodecConformance": "curvestore.testing.codec",
+    "ObjectStoreConformance": "curvestore.testing.objects",
     "ReplicationConformance": "curvestore.testing.replication",
     "StatefulConformance": "curvestore.testing.stateful",
     "StoreModelMachine": "curvestore.testing.stateful",

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,6 +40,8 @@ import pandas as pd
 import pytest
 
 import curvestore
+from curvestore.backends.memory import MemoryBackend
+from curvestore.backends.tiered import tiered_url
 from curvestore.core import chunks as _chunks
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import parse_url
@@ -352,6 +355,17 @@ class BackendConformance(StoreFixtures):
             with pytest.raises(CurvestoreError) as info:
                 curvestore.open_store(secret_url, freq="1h")
             shown.append(str(info.value))
+            # the same URL nested in another (a tiered store's hot tier) is redacted alike
+            cold_name = f"secret-cold-{uuid.uuid4().hex}"
+            try:
+                with curvestore.create_store(f"memory://{cold_name}", keys=KEYS, freq=FREQ,
+                                             tz=TZ), \
+                        curvestore.open_store(tiered_url(secret_url,
+                                                         f"memory://{cold_name}")) as tiered:
+                    shown += [tiered.url, str(tiered.info()), repr(tiered),
+                              repr(tiered.backend)]
+            finally:
+                MemoryBackend.forget(cold_name)
         for text in shown:
             assert password not in text, f"the password shows in {text!r}"
 

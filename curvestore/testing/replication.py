@@ -34,6 +34,7 @@ from curvestore.testing.store import (
     assert_series_exact,
     curve,
     key,
+    plain_name_key,
 )
 
 __all__ = ["ReplicationConformance", "assert_stores_equal"]
@@ -169,6 +170,59 @@ class ReplicationConformance(StoreFixtures):
             assert third.keys() == [key("b", "prod", 1)]
         finally:
             third.close()
+
+    def test_key_names_users_choose_replicate(self, plain_name_store: curvestore.Store
+                                              ) -> None:
+        """Stores keyed by version, id, chunk, payload, cursor, limit... replicate in process
+        (both ways, filtered, incrementally, tombstones included) and over HTTP with the
+        store under test served, filtered on each key name."""
+        store, keys = plain_name_store, self.plain_name_keys
+        names = list(keys)
+        a, b = plain_name_key(keys, 1), plain_name_key(keys, 2)
+        c = {**a, names[-1]: plain_name_key(keys, 3)[names[-1]]}
+
+        def memory() -> curvestore.Store:
+            return curvestore.create_store("memory://", keys=keys, freq=self.freq, tz=self.tz,
+                                           chunking=self.chunking)
+
+        source = memory()
+        source.write_many({
+            tuple(a.values()): curve("2024-01-20", end="2024-03-05", seed=1),
+            tuple(b.values()): curve("2024-02-01", periods=500, seed=2, nan=0.1),
+            tuple(c.values()): curve("2024-06-01", periods=96, seed=3),
+        })
+        assert curvestore.replicate(source, store, batch=2).chunks == 5
+        assert assert_stores_equal(source, store) == 3
+        replica = memory()
+        for name in names:  # a filtered pull keeps a cursor of its own per filter
+            curvestore.replicate(store, replica, filter={name: b[name]})
+            assert assert_stores_equal(store, replica, {name: b[name]}) == 1, name
+        curvestore.replicate(store, replica)
+        store.write(a, curve("2024-02-10", periods=50, value=7.0), mode="update")
+        store.delete(c)
+        report = curvestore.replicate(store, replica)
+        assert (report.chunks, report.tombstones) == (1, 1)
+        assert assert_stores_equal(store, replica) == 2
+
+        pytest.importorskip("waitress")
+        pytest.importorskip("requests")
+        from curvestore.adapters.http import HTTPSource, make_app
+        from curvestore.adapters.http.server import serve_in_thread
+
+        with serve_in_thread(make_app(store)) as base_url, HTTPSource(base_url) as remote:
+            over_http = memory()
+            report = curvestore.replicate(remote, over_http)
+            assert (report.chunks, report.tombstones) == (4, 1)
+            assert assert_stores_equal(store, over_http) == 2
+            for name in names:  # cursor= and limit= included: filters, not parameters
+                for series in (a, b):
+                    filtered = memory()
+                    curvestore.replicate(remote, filtered, filter={name: series[name]})
+                    assert assert_stores_equal(store, filtered, {name: series[name]}) == 1, \
+                        name
+            store.write(b, curve("2024-02-02", periods=3, value=1.5), mode="update")
+            assert curvestore.replicate(remote, over_http).chunks == 1
+            assert assert_stores_equal(store, over_http) == 2
 
     def test_stale_cursor_commits_nothing(self, store: curvestore.Store,
                                           memory_store: curvestore.Store) -> None:

@@ -114,7 +114,11 @@ class StoreModelMachine(RuleBasedStateMachine):
             raise AssertionError("insert over an existing series did not raise")
         written = self.store.write(self._key(k), new, mode=mode)
         if valid.empty:
-            assert written == 0
+            if mode == "replace" and old is not None:  # replaced by nothing: deleted
+                assert written >= 1
+                del self.model[k]
+            else:
+                assert written == 0
             return
         assert written >= 1
         if mode == "update" and old is not None:

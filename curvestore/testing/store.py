@@ -42,10 +42,12 @@ from curvestore.errors import (
     SeriesExistsError,
 )
 from curvestore.testing.cursors import ForgedCursorChecks
+from curvestore.testing.inputs import InputSemantics
 
 __all__ = [
     "FREQ",
     "KEYS",
+    "PLAIN_NAME_KEYS",
     "TZ",
     "StoreFixtures",
     "StoreSemantics",
@@ -55,6 +57,14 @@ __all__ = [
 ]
 
 KEYS: dict[str, type] = {"site": str, "kind": str, "n": int}
+#: Key names users choose (forecast versions, kinds, ids...) that backends and protocols use for
+#: their own columns, fields and parameters: every backend keeps those out of the key namespace
+#: (they carry the reserved prefix, ``_``).
+PLAIN_NAME_KEYS: dict[str, type] = {
+    "version": int, "id": str, "start": str, "end": str, "count": int, "size": int,
+    "data": str, "kind": str, "type": str, "value": int, "chunk": int, "key": str,
+    "payload": str, "deleted": int, "cursor": str, "limit": int,
+}
 _UTC = dt.timezone(dt.timedelta(0))
 FREQ = "15min"
 TZ = "Europe/Paris"
@@ -132,6 +142,12 @@ def key(site: str = "a", kind: str = "load", n: int = 1) -> dict[str, Any]:
     return {"site": site, "kind": kind, "n": n}
 
 
+def plain_name_key(keys: Mapping[str, type], i: int, **changed: Any) -> dict[str, Any]:
+    """Series ``i`` of a store keyed by ``keys``: ``"<name>-<i>"`` for a str key, ``i`` for
+    an int key (``changed`` overrides some)."""
+    return {**{n: (i if t is int else f"{n}-{i}") for n, t in keys.items()}, **changed}
+
+
 def _month(text: str) -> pd.Timestamp:
     return pd.Timestamp(text, tz=TZ)
 
@@ -183,6 +199,23 @@ class StoreFixtures:
         yield s
         s.close()
 
+    #: The keys of ``plain_name_store``: a backend whose locations have fixed keys (a Django
+    #: model's fields) may drop names its format owns, and say which in its test class.
+    plain_name_keys: ClassVar[dict[str, type]] = PLAIN_NAME_KEYS
+
+    @pytest.fixture
+    def plain_name_url(self, backend_url_factory: Callable[[], str]) -> str:
+        """An empty location for a store keyed by ``plain_name_keys``."""
+        return backend_url_factory()
+
+    @pytest.fixture
+    def plain_name_store(self, plain_name_url: str) -> Iterator[curvestore.Store]:
+        """A store keyed by names backends once took for themselves (``PLAIN_NAME_KEYS``)."""
+        s = curvestore.create_store(plain_name_url, keys=self.plain_name_keys, freq=self.freq,
+                                    tz=self.tz, chunking=self.chunking)
+        yield s
+        s.close()
+
     def reopen(self, url: str, **kwargs: Any) -> curvestore.Store:
         """Open the store at ``url`` again (a new connection, as another process would)."""
         return curvestore.open_store(url, **kwargs)
@@ -228,7 +261,7 @@ _ENDS = {
 }
 
 
-class StoreSemantics(ForgedCursorChecks, StoreFixtures):
+class StoreSemantics(InputSemantics, ForgedCursorChecks, StoreFixtures):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""
 
     # -- round trips -----------------------------------------------------------------------
@@ -415,11 +448,27 @@ class StoreSemantics(ForgedCursorChecks, StoreFixtures):
         store.write(key(), s, mode="replace")
         assert_series_exact(store.read(key()), dense(s))
 
-    def test_replace_with_all_nan_writes_nothing(self, store: curvestore.Store) -> None:
-        s = curve("2024-06-01", periods=20, seed=23)
-        store.write(key(), s)
-        assert store.write(key(), s * np.nan, mode="replace") == 0
-        assert_series_exact(store.read(key()), dense(s))
+    def test_replace_with_no_value_deletes_the_series(self, store: curvestore.Store) -> None:
+        s = curve("2024-05-20", end="2024-06-10", seed=23)
+        other = curve("2024-06-01", periods=20, seed=24)
+        store.write(key(n=1), s)
+        store.write(key(n=2), other)
+        store.write(key(n=3), other)
+        cursor = store.changes().cursor
+        assert store.write(key(n=1), s * np.nan, mode="replace") == 2  # May and June
+        assert store.read(key(n=1)) is None
+        assert [(i.key["n"], i.deleted) for i in store.changes(cursor).items] == [
+            (1, True), (1, True)]
+        empty = pd.Series([], index=pd.DatetimeIndex([], tz=TZ), dtype=float)
+        assert store.write(key(n=1), empty, mode="replace") == 0  # nothing left to delete
+        assert store.write_many({("a", "load", 2): empty, ("a", "load", 4): other,
+                                 ("a", "load", 5): other * np.nan}, mode="replace") == 2
+        assert store.keys() == [key(n=3), key(n=4)]
+        assert_series_exact(store.read(key(n=4)), dense(other))
+        # insert and update without a value still write nothing
+        for mode in ("insert", "update"):
+            assert store.write(key(n=3), other * np.nan, mode=mode) == 0
+        assert_series_exact(store.read(key(n=3)), dense(other))
 
     # -- missing data, keys ------------------------------------------------------------------
     def test_missing_series_reads_none(self, store: curvestore.Store) -> None:
@@ -439,8 +488,10 @@ class StoreSemantics(ForgedCursorChecks, StoreFixtures):
         {"site": "a", "kind": "load", "n": True},
         {"site": "a", "kind": "load", "n": 1.0},
         {"site": None, "kind": "load", "n": 1},
+        {"site": "a\udc80", "kind": "load", "n": 1},
+        {"site": "a", "kind": "load", "n": 2**63},
     ], ids=["partial", "site-only", "empty", "unknown", "str-for-int", "int-for-str",
-            "bool-for-int", "float-for-int", "none"])
+            "bool-for-int", "float-for-int", "none", "lone-surrogate", "beyond-int64"])
     def test_invalid_keys_raise(self, store: curvestore.Store, bad: dict[str, Any]) -> None:
         s = curve("2024-01-01", periods=4)
         for call in (lambda: store.write(bad, s), lambda: store.write(bad, s, mode="update"),
@@ -451,7 +502,8 @@ class StoreSemantics(ForgedCursorChecks, StoreFixtures):
         assert store.keys() == []
         assert store.changes().items == []
 
-    @pytest.mark.parametrize("bad", [{"nope": "a"}, {"n": "1"}, {"site": 3}, {"n": False}])
+    @pytest.mark.parametrize("bad", [{"nope": "a"}, {"n": "1"}, {"site": 3}, {"n": False},
+                                     {"kind": "\ud800"}, {"n": -(2**63) - 1}])
     def test_invalid_filters_raise(self, store: curvestore.Store, bad: dict[str, Any]) -> None:
         for call in (lambda: list(store.read_many(bad)), lambda: store.keys(bad),
                      lambda: store.delete_many(bad), lambda: store.max_timestamp(bad),
@@ -687,6 +739,51 @@ class StoreSemantics(ForgedCursorChecks, StoreFixtures):
         assert len(deleted) == 4
 
     # -- keys, max_timestamp, info ---------------------------------------------------------------
+    def test_key_names_users_choose(self, plain_name_store: curvestore.Store,
+                                    plain_name_url: str) -> None:
+        """Keys named version, id, start, count, data, payload, deleted, cursor, limit...
+        write, read, filter, update, delete, feed and reopen like any others."""
+        store, keys = plain_name_store, self.plain_name_keys
+        names = list(keys)
+        last = names[-1]
+        a, b = plain_name_key(keys, 1), plain_name_key(keys, 2)
+        c = {**a, last: plain_name_key(keys, 3)[last]}  # a's twin but for the last key
+        written = {
+            "a": curve("2024-01-20", end="2024-03-05", seed=1, nan=0.1),
+            "b": curve("2024-02-01", periods=500, seed=2),
+            "c": curve("2024-03-30", end="2024-04-01", seed=3),
+        }
+        by_name = {"a": a, "b": b, "c": c}
+        assert store.write_many({tuple(by_name[n].values()): s for n, s in written.items()}) \
+            == 3 + 1 + 2
+        for n, s in written.items():
+            assert_series_exact(store.read(by_name[n]), dense(s))
+        assert store.keys() == [a, c, b]
+        assert store.info()["keys"] == {n: t.__name__ for n, t in keys.items()}
+        for name in names:  # each name filters, alone and beside the others
+            twins = [a] if name == last else [a, c]
+            assert store.keys({name: a[name]}) == twins, name
+            assert [k for k, _ in store.read_many({name: b[name]})] == [b], name
+            assert store.max_timestamp({name: b[name]}) == written["b"].index[-1], name
+            feed = self.feed(store, filter={name: a[name]}, limit=3)
+            assert sorted({tuple(i.key.values()) for i in feed}) == sorted(
+                tuple(k.values()) for k in twins), name
+        assert store.keys({**b, names[0]: a[names[0]]}) == []
+        # the write paths that read rows back (update's merge, replace's tombstones, delete)
+        update = curve("2024-02-10", periods=50, value=7.0)
+        store.write(a, update, mode="update")
+        expected = _ns(update).combine_first(_ns(written["a"]))
+        assert_series_exact(store.read(a), dense(expected))
+        store.write(b, curve("2024-05-01", periods=20, seed=4), mode="replace")
+        assert store.delete(c) == 2
+        assert store.keys() == [a, b]
+        assert [i.key for i in self.feed(store, filter={last: c[last]}) if i.deleted] == [c, c]
+        store.close()
+        with self.reopen(plain_name_url, keys=keys) as again:
+            assert again.keys() == [a, b]
+            assert_series_exact(again.read(a), dense(expected))
+            assert again.read(c) is None
+
     def test_keys_filter_and_order(self, store: curvestore.Store) -> None:
         for k in [("b", "x", 10), ("a", "y", 2), ("a", "x", 10), ("a", "x", 2)]:
             store.write(dict(zip(KEYS, k, strict=True)), curve("2024-01-01", periods=3))

@@ -226,20 +226,25 @@ def test_table_layout(pg_table_url: Callable[[], str]) -> None:
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
             "attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", [table]).fetchall())
         assert cols["site"] == "text" and cols["n"] == "bigint"
-        assert cols["payload"] == "bytea" and cols["chunk_index"] == "integer"
+        # the backend's own columns carry the reserved prefix: any key name is free
+        assert cols["_payload"] == "bytea" and cols["_chunk_index"] == "integer"
+        assert set(cols) == {"site", "n", "_chunk_index", "_start_offset", "_length",
+                             "_valid_count", "_codec", "_dtype", "_checksum", "_size",
+                             "_version", "_updated_at", "_deleted", "_payload"}
         storage = conn.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = "
-                               "%s::regclass AND attname = 'payload'", [table]).fetchone()[0]
+                               "%s::regclass AND attname = '_payload'", [table]).fetchone()[0]
         assert storage == "e"  # EXTERNAL: no pglz on already-compressed payloads
         pkey = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE "
                             "conrelid = %s::regclass AND contype = 'p'", [table]).fetchone()[0]
-        assert pkey == "PRIMARY KEY (site, n, chunk_index)"
-        rows = conn.execute(f'SELECT site, n, chunk_index, version, deleted FROM "{table}" '
-                            "ORDER BY chunk_index").fetchall()
+        assert pkey == "PRIMARY KEY (site, n, _chunk_index)"
+        rows = conn.execute(f'SELECT site, n, _chunk_index, _version, _deleted FROM "{table}" '
+                            "ORDER BY _chunk_index").fetchall()
         assert [r[:2] for r in rows] == [("a", 1), ("a", 1)] and rows[0][3] == 1
         manifest = conn.execute(f'SELECT body FROM "{table}_manifest"').fetchone()[0]
         assert manifest["keys"] == [{"name": "site", "type": "str"},
                                     {"name": "n", "type": "int"}]
-        changes = conn.execute(f'SELECT txid::text, seq FROM "{table}_changes"').fetchall()
+        assert manifest["postgresql"] == {"column_prefix": "_"}
+        changes = conn.execute(f'SELECT _txid::text, _seq FROM "{table}_changes"').fetchall()
         assert len(changes) == 2 and int(changes[0][0]) > 0
 
 
@@ -257,7 +262,7 @@ def test_dba_created_tables_need_no_create_privilege(postgres_url: str,
         conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
         conn.execute(f'GRANT SELECT, INSERT, UPDATE ON "{table}", "{table}_manifest", '
                      f'"{table}_changes", "{table}_sync_state" TO "{role}"')
-        conn.execute(f'GRANT USAGE ON SEQUENCE "{table}_changes_seq_seq" TO "{role}"')
+        conn.execute(f'GRANT USAGE ON SEQUENCE "{table}_changes__seq_seq" TO "{role}"')
         assert not conn.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')",
                                 [role]).fetchone()[0]
     parts = urlsplit(url)
@@ -283,7 +288,9 @@ def test_cli_prints_the_create_statements(capsys: pytest.CaptureFixture[str]) ->
     assert 'CREATE TABLE "public"."lc" (' in out and '"year" bigint NOT NULL' in out
     assert out.count(";\n") == 6
     assert 'CREATE TABLE "public"."lc_sync_state" (' in out
-    assert main(["sql", "--keys", "size:int"]) == 1  # clashes with a column of the backend
+    assert main(["sql", "--keys", "size:int,version:int"]) == 0  # the user's names
+    assert '"size" bigint NOT NULL' in capsys.readouterr().out
+    assert main(["sql", "--keys", "_size:int"]) == 1  # the backend's prefix
     assert "reserved" in capsys.readouterr().err
 
 
@@ -295,6 +302,102 @@ def test_precreated_table_with_other_keys_is_refused(pg_table_url: Callable[[], 
             conn.execute(statement.encode())
     with pytest.raises(ConfigurationError, match="does not fit"):
         _create(url)
+
+
+# -- stores created before the backend's columns took the reserved prefix --------------------
+
+UNPREFIXED = Path(__file__).parent / "fixtures" / "postgres-unprefixed-store.sql"
+OLD_KEYS = {"site": str, "n": int}
+
+
+def _unprefixed_statements(table: str) -> list[str]:
+    text = "\n".join(line for line in UNPREFIXED.read_text().splitlines()
+                     if not line.startswith("--"))
+    return [s.replace("{table}", table) for s in text.split(";\n") if s.strip()]
+
+
+def _hourly(start: str, periods: int, base: float) -> pd.Series:
+    index = pd.date_range(pd.Timestamp(start, tz=TZ), periods=periods, freq="1h")
+    return pd.Series(base + np.arange(periods) / 4.0, index=index)
+
+
+def test_store_with_unprefixed_columns_opens_reads_and_writes(
+        pg_table_url: Callable[[], str]) -> None:
+    """A store written before the column prefix (golden dump) opens, reads exactly what was
+    written, serves its feed and sync state, and takes new writes in its old columns."""
+    url = pg_table_url()
+    table = _table(url)
+    with _connect(url) as conn:
+        for statement in _unprefixed_statements(table):
+            conn.execute(statement.encode())
+    a, b, r = {"site": "a", "n": 1}, {"site": "b", "n": 2}, {"site": "r", "n": 3}
+    first = _hourly("2024-02-01", 5, 100.0).combine_first(_hourly("2024-01-30", 96, 0.0))
+    with curvestore.open_store(url, keys=OLD_KEYS, freq="1h", tz=TZ) as store:
+        assert_series_exact(store.read(a), first)
+        assert_series_exact(store.read(r), _hourly("2024-04-01", 24, 7.0))
+        assert store.read(b) is None
+        assert store.keys() == [a, r]
+        feed = store.changes().items
+        assert [(i.key["site"], i.version, i.deleted) for i in feed] == [
+            ("a", 1, False), ("a", 1, False), ("a", 2, False), ("b", 1, False),
+            ("b", 2, True), ("r", 1, False)]
+        with _connect(url) as conn:
+            (state,), = conn.execute(f'SELECT name FROM "{table}_sync_state"').fetchall()
+        assert store.backend.get_state(state) is not None
+        cursor = store.changes().cursor
+        store.write(a, _hourly("2024-02-02", 3, -1.0), mode="update")
+        store.write({"site": "c", "n": 4}, _hourly("2024-05-01", 4, 3.0))
+        store.delete(r)
+        second = _hourly("2024-02-02", 3, -1.0).combine_first(first)
+        assert_series_exact(store.read(a), second)
+        assert [(i.key["site"], i.deleted) for i in store.changes(cursor).items] == [
+            ("a", False), ("c", False), ("r", True)]
+        replica = curvestore.create_store("memory://", keys=OLD_KEYS, freq="1h", tz=TZ)
+        curvestore.replicate(store, replica)
+        assert assert_stores_equal(store, replica) == 2
+    with _connect(url) as conn:  # the layout stayed as it was
+        cols = {r[0] for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped", [table]).fetchall()}
+        assert "chunk_index" in cols and "payload" in cols and "_chunk_index" not in cols
+        body = conn.execute(f'SELECT body FROM "{table}_manifest"').fetchone()[0]
+        assert "postgresql" not in body
+
+
+def test_tables_precreated_by_old_statements_keep_their_column_names(
+        pg_table_url: Callable[[], str]) -> None:
+    """A DBA's tables made with an older curvestore's statements (no manifest row yet): the
+    store is created on them, recording that its columns have no prefix."""
+    url = pg_table_url()
+    table = _table(url)
+    with _connect(url) as conn:
+        for statement in _unprefixed_statements(table):
+            if statement.startswith(("CREATE", "ALTER")):
+                conn.execute(statement.encode())
+    values = curve("2024-01-31", periods=300, seed=5)
+    with _create(url) as store:
+        store.write({"site": "a", "n": 1}, values)
+        store.write({"site": "a", "n": 1}, curve("2024-02-01", periods=4, value=2.0),
+                    mode="update")
+    with curvestore.open_store(url) as again:
+        expected = curve("2024-02-01", periods=4, value=2.0).combine_first(values)
+        assert_series_exact(again.read({"site": "a", "n": 1}), expected)
+        assert len(again.changes().items) == 3
+    with _connect(url) as conn:
+        body = conn.execute(f'SELECT body FROM "{table}_manifest"').fetchone()[0]
+        assert body["postgresql"] == {"column_prefix": ""}
+        assert conn.execute(f'SELECT count(*) FROM "{table}" WHERE version = 2').fetchone()[0]
+
+
+def test_manifest_naming_an_unknown_column_prefix_is_refused(
+        pg_table_url: Callable[[], str]) -> None:
+    url = pg_table_url()
+    _create(url).close()
+    with _connect(url) as conn:
+        conn.execute(f"UPDATE \"{_table(url)}_manifest\" SET body = jsonb_set(body, "
+                     "'{postgresql,column_prefix}', '\"cs_\"')")
+    with pytest.raises(ConfigurationError, match="column prefix 'cs_'"):
+        curvestore.open_store(url)
 
 
 # -- change feed: transactions committing out of order ---------------------------------------
@@ -336,7 +439,7 @@ def test_feed_never_skips_a_transaction_that_commits_late(
         store_b.write({"site": "b", "n": 2}, series_b)  # commits while A is open
         table = _table(url)
         with _connect(url) as conn:  # what a plain sequence cursor would do
-            naive = conn.execute(f'SELECT max(seq) FROM "{table}_changes"').fetchone()[0]
+            naive = conn.execute(f'SELECT max(_seq) FROM "{table}_changes"').fetchone()[0]
         assert naive is not None  # B's rows are visible...
         page = reader.changes()
         assert page.items == [] and not page.has_more  # ...but the feed holds them back
@@ -345,7 +448,7 @@ def test_feed_never_skips_a_transaction_that_commits_late(
         thread.join(60)
     assert not errors, errors
     with _connect(url) as conn:  # A's rows sit below the naive cursor: it would skip them
-        behind = conn.execute(f'SELECT count(*) FROM "{table}_changes" WHERE seq < %s AND '
+        behind = conn.execute(f'SELECT count(*) FROM "{table}_changes" WHERE _seq < %s AND '
                               "site = 'a'", [naive]).fetchone()[0]
         assert behind == 3
     rest = []

@@ -139,7 +139,56 @@ def test_timestamp_outside_supported_years(store: curvestore.Store) -> None:
     _refused(store, GridError, series, match="years")
 
 
+def test_timestamps_near_2262_in_an_eastern_time_zone(url: str) -> None:
+    """Offsets from the grid's origin (1970 in Tokyo, 9 h before UTC's) once wrapped int64
+    for instants near the end of the nanosecond range, and split() failed in zip()."""
+    with curvestore.create_store(url, keys=KEYS, freq="1h", tz="Asia/Tokyo") as store:
+        late = pd.Timestamp("2262-04-11 22:00", tz="UTC").as_unit("us").tz_convert("Asia/Tokyo")
+        cases = [
+            pd.DatetimeIndex([pd.Timestamp("2262-04-11 10:00", tz="Asia/Tokyo"), late]),
+            pd.date_range("2262-04-11 20:00", periods=6, freq="1h", tz="Asia/Tokyo", unit="us"),
+            pd.DatetimeIndex([pd.Timestamp("2199-12-31 23:00", tz="Asia/Tokyo").as_unit("us"),
+                              late]),
+        ]
+        for index in cases:
+            series = pd.Series(np.arange(float(len(index))), index=index)
+            _refused(store, GridError, series, match="outside the supported years 1970-2199")
+
+
+def test_error_names_the_first_point_outside_the_years(store: curvestore.Store) -> None:
+    index = pd.DatetimeIndex([pd.Timestamp("2199-12-31 23:30", tz=TZ),
+                              pd.Timestamp("2199-12-31 23:45", tz=TZ),
+                              pd.Timestamp("2200-01-01 00:00", tz=TZ)])
+    _refused(store, GridError, pd.Series([1.0, 2.0, 3.0], index=index),
+             match=r"timestamp 2200-01-01 00:00:00\+01:00 is outside")
+
+
 # -- values -----------------------------------------------------------------------------------
+
+def test_int64_beyond_2_53_is_refused_not_rounded(store: curvestore.Store) -> None:
+    series = pd.Series(np.array([1, 2, 9007199254740993, 4], dtype=np.int64), index=_index())
+    _refused(store, InvalidDataError, series,
+             match=r"value 9007199254740993 at 2024-01-01 00:30:00\+01:00 cannot be stored "
+                   "exactly as float64")
+
+
+def test_python_int_beyond_float64_is_refused_not_overflow(store: curvestore.Store) -> None:
+    series = pd.Series([1, 2, 3, 10**400], index=_index(), dtype=object)
+    _refused(store, InvalidDataError, series, match=r"\(401 characters\) at 2024-01-01 00:45")
+
+
+def test_infinite_value_error_names_its_timestamp(store: curvestore.Store) -> None:
+    series = pd.Series([1.0, 2.0, 3.0, -np.inf], index=_index())
+    _refused(store, InvalidDataError, series, match=r"infinite value at 2024-01-01 00:45")
+
+
+def test_large_exact_integers_are_stored(store: curvestore.Store) -> None:
+    values = np.arange(-5, 5, dtype=np.int64) * 2**50
+    series = pd.Series(values, index=_index(10))
+    assert store.write(GOOD_KEY, series) == 1
+    got = store.read(GOOD_KEY)
+    assert got is not None and got.tolist() == values.astype(float).tolist()
+
 
 def test_string_values(store: curvestore.Store) -> None:
     _refused(store, InvalidDataError, pd.Series(["1", "2", "x", "4"], index=_index()),
@@ -322,7 +371,8 @@ def test_open_empty_location(url: str) -> None:
 @pytest.mark.parametrize("config", [
     {"freq": "1M"}, {"freq": "0min"}, {"freq": "-15min"}, {"freq": "1500ms"},
     {"tz": "Mars/Olympus"}, {"chunking": "week"}, {"keys": {}}, {"keys": {"Site": str}},
-    {"keys": {"site": float}}, {"keys": {"chunk": str}}, {"dtype": "float32"},
+    {"keys": {"site": float}}, {"keys": {"_chunk": str}}, {"keys": {"_": str}},
+    {"dtype": "float32"},
 ])
 def test_bad_store_config(url: str, config: dict) -> None:
     settings = {"keys": KEYS, "freq": "15min", "tz": TZ, **config}

@@ -57,3 +57,50 @@ def test_secrets_never_shown() -> None:
     url = parse_url("sqlite://user:s3cret@host/db?token=abc&table=x")
     assert "s3cret" not in url.redacted() and "abc" not in url.redacted()
     assert "table=x" in url.redacted()
+
+
+def test_relative_paths_are_shown_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    for given in ("relstore", "./dot", "file://./filedot"):
+        with curvestore.create_store(given, keys=["site"], freq="1h", tz="UTC") as store:
+            name = given.rsplit("/", 1)[-1]
+            assert store.url == f"file://{tmp_path / name}"
+            assert store.info()["url"] == store.url
+        monkeypatch.chdir(tmp_path / "elsewhere")  # the URL shown opens it from anywhere
+        assert curvestore.open_store(store.url).config.freq == "1h"
+        monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreNotFoundError, match=f"at file://{tmp_path}/nope;"):
+        curvestore.open_store("./nope")
+
+
+def test_nested_urls_are_redacted() -> None:
+    from curvestore.backends.tiered import tiered_url
+    from curvestore.core.url import parse_url
+
+    hot = "postgresql://postgres:pa%40ss@db:5432/x?table=t&sslpassword=p2"
+    shown = parse_url(tiered_url(hot, "s3://b/p?region=r")).redacted()
+    assert "pa%40ss" not in shown and "pa@ss" not in shown and "p2" not in shown
+    assert shown.startswith("tiered://?hot=")  # still a URL (urlunsplit would drop the //)
+    options = parse_url(shown).options
+    assert options["hot"] == "postgresql://postgres:***@db:5432/x?table=t&sslpassword=***"
+    assert options["cold"] == "s3://b/p?region=r"
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b'stores = "x"\n', "must be a table of named stores"),
+    (b'[[stores]]\nurl = "file:///x"\n', "must be a table of named stores"),
+    (b"\xff\xfe\x00\x01 binary", "cannot read"),
+    (b"[stores.loads\nurl = 1\n", "cannot read"),
+    (b"[stores]\nloads = 3\n", "needs a url"),
+    (b"[stores.loads]\nurl = 3\n", "needs a url"),
+], ids=["string", "array-of-tables", "binary", "bad-toml", "entry-not-table", "url-not-str"])
+def test_bad_config_file_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  content: bytes, fragment: str) -> None:
+    config = tmp_path / "cfg.toml"
+    config.write_bytes(content)
+    monkeypatch.setenv("CURVESTORE_CONFIG", str(config))
+    with pytest.raises(ConfigurationError, match=fragment) as info:
+        curvestore.open_store("@loads")
+    assert str(config) in str(info.value)

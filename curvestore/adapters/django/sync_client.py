@@ -30,7 +30,7 @@ import pandas as pd
 import requests
 
 from curvestore.adapters.http.client import RemoteError, retry_after
-from curvestore.adapters.http.wire import FrameReader
+from curvestore.adapters.http.wire import FrameReader, changes_query, protocol_version
 from curvestore.core.records import Change, ChangePage, ChunkRecord, SeriesKey
 from curvestore.core.sync import replicate
 
@@ -113,10 +113,7 @@ class DRFSource:
 
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         names = [k["name"] for k in self._manifest["keys"]]
-        params: dict[str, Any] = {k: str(v) for k, v in where.items()}
-        params["limit"] = int(limit)
-        if cursor is not None:
-            params["cursor"] = cursor
+        params = changes_query(cursor, where, limit, protocol_version(self._manifest))
         data = self.transport.json(f"{self.endpoint}/changes/", params=params)
         try:
             items = [Change(tuple(i["key"][n] for n in names), int(i["chunk"]),

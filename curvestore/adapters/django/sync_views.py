@@ -16,7 +16,7 @@ Endpoints (all ``GET``, under the registered prefix):
     client's ``since``).
 ``pack/`` with a JSON body ``[{"attrs": {...}, "chunk_index": i}, ...]``
     holcstore's export: ``[{"blob": base64, "attrs": {...}, "meta": {...}}]``.
-``manifest/``, ``changes/?cursor=C&limit=N&<key>=<value>...``, ``chunks/`` (JSON body
+``manifest/``, ``changes/?_cursor=C&_limit=N&<key>=<value>...``, ``chunks/`` (JSON body
 ``{"refs": [[key_values, chunk], ...]}``)
     curvestore's gap-free protocol, exactly the answers of
     :mod:`curvestore.adapters.http.server` (an opaque cursor over the commit-ordered change

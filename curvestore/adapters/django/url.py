@@ -8,7 +8,7 @@ import until a URL is actually opened, and turns a missing configuration into a 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from curvestore.errors import BackendNotInstalledError, ConfigurationError
 
@@ -19,17 +19,26 @@ if TYPE_CHECKING:
 __all__ = ["DjangoURL"]
 
 
+def _import_django() -> Any:
+    try:
+        import django
+    except ImportError as exc:
+        raise BackendNotInstalledError("backend 'django'", "django", str(exc)) from exc
+    return django
+
+
 class DjangoURL:
     """Opens ``django://app_label.Model[?using=alias]`` as a :class:`DjangoModelBackend`."""
 
     schemes = ("django",)
 
     @classmethod
+    def check_available(cls) -> None:
+        _import_django()
+
+    @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> DjangoModelBackend:
-        try:
-            import django
-        except ImportError as exc:
-            raise BackendNotInstalledError("backend 'django'", "django", str(exc)) from exc
+        django = _import_django()
         from django.conf import settings
 
         if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
@@ -40,7 +49,16 @@ class DjangoURL:
         from django.apps import apps
 
         if not apps.ready:  # the backend module defines models: Django must be set up first
-            django.setup()
+            from django.core.exceptions import ImproperlyConfigured
+
+            try:
+                django.setup()
+            except (ImportError, ImproperlyConfigured) as exc:
+                where = os.environ.get("DJANGO_SETTINGS_MODULE")
+                settings_named = f" (DJANGO_SETTINGS_MODULE={where})" if where else ""
+                raise ConfigurationError(
+                    f"cannot set up Django{settings_named}: {type(exc).__name__}: {exc}"
+                ) from exc
         from curvestore.adapters.django.backend import DjangoModelBackend
 
         return DjangoModelBackend.from_url(url, read_only=read_only)

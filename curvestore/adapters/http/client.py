@@ -31,7 +31,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from curvestore.adapters.http.wire import FrameReader, TruncatedStream
+from curvestore.adapters.http.wire import (
+    FrameReader,
+    TruncatedStream,
+    changes_query,
+    protocol_version,
+)
 from curvestore.core.records import Change, ChangePage, ChunkRecord, SeriesKey
 from curvestore.errors import SyncError
 
@@ -196,14 +201,9 @@ class HTTPSource:
 
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         """A page of the remote change feed (``limit`` may be lowered by the server)."""
-        names = [k["name"] for k in self._known()["keys"]]
-        params: dict[str, Any] = {name: str(value) for name, value in where.items()}
-        clash = {"cursor", "limit"} & set(params)
-        if clash:
-            raise SyncError(f"cannot filter on key {sorted(clash)} over HTTP (reserved names)")
-        params["limit"] = int(limit)
-        if cursor is not None:
-            params["cursor"] = cursor
+        known = self._known()
+        names = [k["name"] for k in known["keys"]]
+        params = changes_query(cursor, where, limit, protocol_version(known))
         data = self._json("GET", "/v1/changes", params=params)
         try:
             items = [Change(tuple(item["key"][n] for n in names), int(item["chunk"]),

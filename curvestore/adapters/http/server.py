@@ -5,9 +5,11 @@ Endpoints (version 1, all under ``/v1/``):
 ``GET /v1/manifest``
     The store's manifest (keys, freq, tz, chunking, dtype, codec, store id, format version)
     plus ``protocol`` (its version and this server's limits).
-``GET /v1/changes?cursor=C&limit=N&<key>=<value>...``
+``GET /v1/changes?_cursor=C&_limit=N&<key>=<value>...``
     A page of the change feed after the opaque cursor ``C`` (absent or empty: from the
-    start), filtered by declared key names only (values converted to the key's type):
+    start), filtered by declared key names only (values converted to the key's type); the
+    protocol's parameters carry the reserved prefix, so any key name is a filter (version 1's
+    ``cursor`` and ``limit`` are still read as such when the store has no key of that name):
     ``{"items": [{"key": {...}, "chunk": int, "version": int, "deleted": bool}],
     "cursor": "...", "has_more": bool}``. ``limit`` is capped at ``max_limit``.
 ``POST /v1/chunks`` with ``{"refs": [[key_values, chunk], ...]}``
@@ -43,7 +45,13 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, parse_qsl, urlencode
 
-from curvestore.adapters.http.wire import CHUNKS_CONTENT_TYPE, PROTOCOL_VERSION, encode_record
+from curvestore.adapters.http.wire import (
+    CHUNKS_CONTENT_TYPE,
+    PROTOCOL_VERSION,
+    encode_record,
+    protocol_parameter,
+    split_changes_query,
+)
 from curvestore.core.cursor import MAX_CURSOR_LENGTH
 from curvestore.core.records import SeriesKey
 from curvestore.errors import InvalidKeyError, SyncError
@@ -179,14 +187,14 @@ class SyncApp:
         return f"{path}?{query}" if query else path
 
     def _loggable_query(self, query: str) -> str:
-        known = {"cursor", "limit", *self.store.schema.names}
+        keys = self.store.schema.names
         shown, hidden = [], 0
         for name, value in parse_qsl(query, keep_blank_values=True):
-            safe = name in known and (
-                (name == "cursor" and value.startswith("cv1.")
-                 and len(value) <= MAX_CURSOR_LENGTH)
-                or (name == "limit" and value.isdigit() and len(value) <= 20)
-                or name not in ("cursor", "limit"))
+            role = protocol_parameter(name, keys)
+            safe = ((role == "cursor" and value.startswith("cv1.")
+                     and len(value) <= MAX_CURSOR_LENGTH)
+                    or (role == "limit" and value.isdigit() and len(value) <= 20)
+                    or (role is None and name in keys))
             if safe:
                 shown.append(urlencode({name: value}))
             else:
@@ -223,15 +231,18 @@ class SyncApp:
         repeated = sorted(name for name, values in query.items() if len(values) > 1)
         if repeated:
             raise HTTPProblem(400, f"query parameters given more than once: {repeated}")
-        params = {name: values[0] for name, values in query.items()}
-        cursor = params.pop("cursor", "") or None
-        limit = min(_positive(params.pop("limit", str(DEFAULT_LIMIT)), "limit"), self.max_limit)
         schema = self.store.schema
+        cursor, limit_text, params = split_changes_query(
+            {name: values[0] for name, values in query.items()}, schema.names)
+        cursor = cursor or None
+        limit = min(_positive(str(DEFAULT_LIMIT) if limit_text is None else limit_text,
+                              "limit"), self.max_limit)
         types = dict(zip(schema.names, schema.types, strict=True))
         unknown = sorted(set(params) - set(types))
         if unknown:
             raise HTTPProblem(400, f"unknown filter keys {unknown}; this store's keys are "
-                                   f"{list(schema.names)} (and cursor, limit)", "InvalidKeyError")
+                                   f"{list(schema.names)} (and _cursor, _limit)",
+                              "InvalidKeyError")
         where: dict[str, Any] = {}
         for name, text in params.items():
             if types[name] == "int":
@@ -439,6 +450,13 @@ def serve_in_thread(app: WSGIApp, *, host: str = "127.0.0.1", threads: int = 4,
             for channel in list(server._map.values()):
                 channel.close()
 
-        server.trigger.pull_trigger(stop)
-        thread.join(timeout=5)
+        try:
+            server.trigger.pull_trigger(stop)
+        except OSError:
+            if thread.is_alive():
+                raise
+            # the loop already ended (and closed its trigger): nothing left to stop
+        thread.join(timeout=60)
         server.task_dispatcher.shutdown()
+        if thread.is_alive():
+            raise RuntimeError("the HTTP server thread did not stop within 60 s")

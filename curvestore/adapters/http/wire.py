@@ -10,11 +10,18 @@ the payload travels as stored: compressed, never base64-encoded nor re-encoded.
 Guarantees of :class:`FrameReader`: every record it returns has a header that passed its CRC
 and a payload of exactly ``meta.size`` bytes whose CRC-32 equals ``meta.checksum`` (tombstones
 carry no payload); a stream that ends inside a record raises :class:`TruncatedStream`.
+
+The query of ``GET /v1/changes`` names the protocol's own parameters with the prefix reserved
+for curvestore (``_cursor``, ``_limit``), so every other name is a key filter, whatever the
+store's keys are called (``cursor`` and ``limit`` included). Servers of protocol version 1 knew
+them as ``cursor`` and ``limit``: servers still accept those from old clients when the store has
+no key of that name, and clients use them with version-1 servers (:func:`changes_query`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from curvestore.backends._layout import PREFIX_SIZE, decode_header, encode_object, header_length
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey, checksum
@@ -22,17 +29,79 @@ from curvestore.errors import IntegrityError, SyncError
 
 __all__ = [
     "CHUNKS_CONTENT_TYPE",
+    "CURSOR_PARAM",
+    "LIMIT_PARAM",
     "PROTOCOL_VERSION",
     "FrameReader",
     "TruncatedStream",
+    "changes_query",
     "encode_record",
     "encode_records",
+    "protocol_parameter",
+    "protocol_version",
+    "split_changes_query",
 ]
 
-PROTOCOL_VERSION = 1
+#: 2: the change feed's own query parameters are ``_cursor`` and ``_limit``.
+PROTOCOL_VERSION = 2
+CURSOR_PARAM, LIMIT_PARAM = "_cursor", "_limit"
+_V1_PARAMS = {CURSOR_PARAM: "cursor", LIMIT_PARAM: "limit"}
 CHUNKS_CONTENT_TYPE = "application/octet-stream"
 MAX_HEADER_BYTES = 1 << 20
 """A chunk header is a few hundred bytes; anything larger is refused before it is buffered."""
+
+
+def protocol_version(manifest: Mapping[str, Any]) -> Any:
+    """The protocol version a server's manifest announces (1 if it names none)."""
+    protocol = manifest.get("protocol")
+    return protocol.get("version", 1) if isinstance(protocol, dict) else 1
+
+
+def changes_query(cursor: str | None, where: Mapping[str, Any], limit: int,
+                  server_version: Any = PROTOCOL_VERSION) -> dict[str, str]:
+    """The query parameters of ``GET /v1/changes`` for a server of ``server_version`` (the
+    ``protocol.version`` of its manifest): key filters under their own names, cursor and limit
+    under the reserved names, or under version 1's names (SyncError when a key filter has one
+    of those names: a version-1 server cannot tell them apart)."""
+    names = dict(_V1_PARAMS) if isinstance(server_version, int) and server_version < 2 \
+        else {p: p for p in _V1_PARAMS}
+    params = {name: str(value) for name, value in where.items()}
+    clash = sorted(set(params) & set(names.values()))
+    if clash:
+        raise SyncError(f"cannot filter on key(s) {clash} over HTTP: the server (protocol "
+                        f"version {server_version}) reads them as its own parameters")
+    params[names[LIMIT_PARAM]] = str(int(limit))
+    if cursor is not None:
+        params[names[CURSOR_PARAM]] = cursor
+    return params
+
+
+def protocol_parameter(name: str, key_names: Sequence[str]) -> str | None:
+    """``"cursor"`` or ``"limit"`` when query parameter ``name`` of ``GET /v1/changes`` is
+    that protocol parameter (see :func:`split_changes_query`), None otherwise."""
+    for param, old in _V1_PARAMS.items():
+        if name == param or (name == old and old not in key_names):
+            return old
+    return None
+
+
+def split_changes_query(params: Mapping[str, str], key_names: Sequence[str]
+                        ) -> tuple[str | None, str | None, dict[str, str]]:
+    """``(cursor, limit, key filters)`` of a ``GET /v1/changes`` query (single values).
+
+    ``_cursor``/``_limit`` are the protocol's; ``cursor``/``limit`` are key filters when the
+    store has keys of those names and version 1's cursor and limit otherwise (old clients).
+    Raises SyncError when both spellings of one parameter are given."""
+    rest = dict(params)
+    found: list[str | None] = []
+    for param, old in _V1_PARAMS.items():
+        value = rest.pop(param, None)
+        if old in rest and old not in key_names:
+            if value is not None:
+                raise SyncError(f"give {param} or {old}, not both")
+            value = rest.pop(old)
+        found.append(value)
+    return found[0], found[1], rest
 
 
 class TruncatedStream(SyncError):

@@ -48,6 +48,9 @@ from curvestore.backends.postgres._connect import (
 from curvestore.backends.postgres._ddl import (
     CHUNK_MAX,
     CHUNK_MIN,
+    COLUMN_PREFIX,
+    LEGACY_PREFIX,
+    MANIFEST_FIELD,
     META_COLUMNS,
     Names,
     ddl_statements,
@@ -56,7 +59,12 @@ from curvestore.core.config import KeySchema
 from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
-from curvestore.errors import ConfigurationError, ConflictError, StoreExistsError
+from curvestore.errors import (
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    StoreExistsError,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -79,6 +87,19 @@ def _hash(text: str, size: int) -> int:
     """A stable signed hash (``size`` bytes) for advisory lock ids."""
     digest = hashlib.blake2b(text.encode(), digest_size=size).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _column_prefix(settings: Any, backend: PostgresBackend) -> str:
+    """The prefix of the backend's own columns recorded in a manifest row's
+    ``MANIFEST_FIELD``; a row without the field is an older store's (unprefixed columns)."""
+    if settings is None:
+        return LEGACY_PREFIX
+    prefix = settings.get("column_prefix") if isinstance(settings, dict) else None
+    if prefix not in (COLUMN_PREFIX, LEGACY_PREFIX):
+        raise ConfigurationError(
+            f"{backend!r}: the manifest names column prefix {prefix!r}, which this curvestore "
+            "does not know; upgrade curvestore")
+    return str(prefix)
 
 
 def _copy_writer(cursor: psycopg.Cursor[Any]) -> Any:
@@ -232,6 +253,10 @@ class PostgresBackend(Backend):
 
     schemes = ("postgresql", "postgres")
 
+    @classmethod
+    def check_available(cls) -> None:
+        import_psycopg()
+
     def __init__(self, target: ConnectionTarget, names: Names, *,
                  read_only: bool = False) -> None:
         super().__init__(read_only=read_only)
@@ -244,6 +269,7 @@ class PostgresBackend(Backend):
         self._store_lock32 = _hash(f"curvestore:{names.qualified}", 4)
         self._ddl_lock = _hash(f"curvestore-ddl:{names.qualified}", 8)
         self._has_state_table = False
+        self._prefix = COLUMN_PREFIX  # of the backend's own columns; set from the manifest
 
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> PostgresBackend:
@@ -262,15 +288,19 @@ class PostgresBackend(Backend):
 
     @property
     def queries(self) -> Queries:
+        """The store's statements, built on first use from its key schema and column prefix
+        (both known once the manifest is read or created)."""
         if self._queries is None:
-            raise RuntimeError("bind() was not called: the key schema is unknown")
+            from curvestore.backends.postgres._queries import Queries
+
+            if self.schema is None:
+                raise RuntimeError("bind() was not called: the key schema is unknown")
+            self._queries = Queries(self.names, self.schema, self._prefix)
         return self._queries
 
     def bind(self, schema: KeySchema) -> None:
-        from curvestore.backends.postgres._queries import Queries
-
         super().bind(schema)
-        self._queries = Queries(self.names, schema)
+        self._queries = None
 
     # -- manifest --------------------------------------------------------------------------
     def _regclass(self, conn: psycopg.Connection[Any], table: str) -> Any:
@@ -289,56 +319,71 @@ class PostgresBackend(Backend):
         if row is None:
             return None
         manifest = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+        if not isinstance(manifest, dict):
+            raise IntegrityError(f"{self!r}: the manifest row is not a JSON object")
         self.store_id = str(manifest.get("store_id", ""))
+        self._prefix = _column_prefix(manifest.pop(MANIFEST_FIELD, None), self)
         return manifest  # type: ignore[no-any-return]
 
     def create_manifest(self, manifest: dict[str, Any]) -> None:
         """Create the missing tables and insert the manifest row, in one transaction.
 
         Tables created ahead of time by a DBA (see ``create_statements``) are kept, after
-        checking their key columns; an existing manifest row raises StoreExistsError.
+        checking their columns (those made by an older curvestore's statements, with
+        unprefixed column names, too); an existing manifest row raises StoreExistsError.
+        The prefix of the backend's own columns is recorded in the manifest row.
         """
         from psycopg import sql
         from psycopg.types.json import Jsonb
 
         self.check_writable()
         keys = KeySchema.from_json(manifest["keys"])
-        statements = ddl_statements(self.names, keys)
         tables = {"chunks": self.names.table, "manifest": self.names.manifest,
                   "changes": self.names.changes, "sync_state": self.names.sync_state}
         with self.pool.connection() as conn, \
                 translated(self.target, "creating the store"), conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [self._store_lock])
+            prefix = COLUMN_PREFIX
+            if self._regclass(conn, self.names.table) is not None:
+                prefix = self._check_columns(conn, keys)
+            statements = ddl_statements(self.names, keys, prefix)
             for part, table in tables.items():
                 if self._regclass(conn, table) is None:
                     for statement in statements[part]:
                         conn.execute(statement.encode())
-                elif part == "chunks":
-                    self._check_columns(conn, keys)
+            stored = {**manifest, MANIFEST_FIELD: {"column_prefix": prefix}}
             inserted = conn.execute(
                 sql.SQL("INSERT INTO {} (id, body) VALUES (1, %s) ON CONFLICT (id) "
                         "DO NOTHING").format(
                     sql.Identifier(self.names.schema, self.names.manifest)),
-                [Jsonb(manifest)]).rowcount
+                [Jsonb(stored)]).rowcount
             if inserted != 1:
                 raise StoreExistsError(f"a store already exists at {self!r}")
         self.store_id = str(manifest.get("store_id", ""))
+        self._prefix = prefix
+        self._queries = None  # bound before the manifest was created: rebuilt with the prefix
 
-    def _check_columns(self, conn: psycopg.Connection[Any], keys: KeySchema) -> None:
+    def _check_columns(self, conn: psycopg.Connection[Any], keys: KeySchema) -> str:
+        """The column prefix of a chunk table created ahead of time (the current one, or the
+        unprefixed names of an older curvestore's statements); ConfigurationError if its
+        columns do not fit the store."""
         rows = conn.execute(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
             "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
             [f'"{self.names.schema}"."{self.names.table}"']).fetchall()
         have = dict(rows)
+        legacy = "chunk_index" in have and COLUMN_PREFIX + "chunk_index" not in have
+        prefix = LEGACY_PREFIX if legacy else COLUMN_PREFIX
         want = {n: ("text" if t == "str" else "bigint")
                 for n, t in zip(keys.names, keys.types, strict=True)}
-        want.update({n: t for n, t in META_COLUMNS})
-        want["payload"] = "bytea"
+        want.update({prefix + n: t for n, t in META_COLUMNS})
+        want[prefix + "payload"] = "bytea"
         wrong = {n: (have.get(n), t) for n, t in want.items() if have.get(n) != t}
         if wrong:
             detail = ", ".join(f"{n} is {h or 'missing'} (want {t})" for n, (h, t) in wrong.items())
             raise ConfigurationError(
                 f"table {self.names.qualified} exists but does not fit this store: {detail}")
+        return prefix
 
     # -- reads -----------------------------------------------------------------------------
     def _read(self, conn: psycopg.Connection[Any], query: Any, key: SeriesKey,
@@ -474,8 +519,8 @@ class PostgresBackend(Backend):
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", [self._ddl_lock])
                     if self._regclass(conn, self.names.sync_state) is None:
-                        for statement in ddl_statements(self.names, self.queries.keys)[
-                                "sync_state"]:
+                        for statement in ddl_statements(self.names, self.queries.keys,
+                                                        self._prefix)["sync_state"]:
                             conn.execute(statement.encode())
         self._has_state_table = True
 

@@ -3,14 +3,21 @@
 A store named ``<table>`` in schema ``<schema>`` is four tables:
 
 * ``<table>``: one row per chunk (tombstones included), the key attributes as typed columns
-  (``text COLLATE "C"`` so ORDER BY matches Python's string order, or ``bigint``), the chunk
-  meta as columns and the payload as ``bytea`` stored EXTERNAL (payloads are compressed
-  already: pglz would only burn CPU); primary key (keys..., chunk_index);
+  named after the keys (``text COLLATE "C"`` so ORDER BY matches Python's string order, or
+  ``bigint``), the chunk meta as columns and the payload as ``bytea`` stored EXTERNAL
+  (payloads are compressed already: pglz would only burn CPU); primary key
+  (keys..., _chunk_index);
 * ``<table>_manifest``: the store's frozen configuration, one jsonb row;
 * ``<table>_changes``: the change feed, one row per committed chunk write, with the writing
   transaction's id (``xid8``) for the watermark (see ``_feed``);
 * ``<table>_sync_state``: small named values (replication cursors of a replica), written in
   the same transaction as the chunks they describe.
+
+The backend's own columns of the chunk and change tables carry the prefix the core reserves
+(``_chunk_index``, ``_version``, ``_payload``, ``_txid``...), so any key name is free. Stores
+created before that have unprefixed columns (``chunk_index``, ``version``...); the manifest
+row records the prefix of the store's columns (``{"postgresql": {"column_prefix": "_"}}``), and
+a manifest without it means the old, unprefixed names.
 """
 
 from __future__ import annotations
@@ -18,16 +25,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from curvestore.core.config import KeySchema
+from curvestore.core.config import RESERVED_PREFIX, KeySchema
 from curvestore.errors import ConfigurationError
 
-__all__ = ["META_COLUMNS", "Names", "create_statements", "ddl_statements"]
+__all__ = ["COLUMN_PREFIX", "LEGACY_PREFIX", "MANIFEST_FIELD", "META_COLUMNS", "Names",
+           "create_statements", "ddl_statements"]
 
 # Lower-case, so SQL users need no quotes (except around '-'); at most 40 characters, which
 # leaves room for the suffixes of derived names within PostgreSQL's 63 bytes.
 _NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,39}$")
 
 CHUNK_MIN, CHUNK_MAX = -(2**31), 2**31 - 1  # the range of chunk_index (integer)
+
+#: Prefix of the backend's own columns in stores created by this version; LEGACY_PREFIX is
+#: that of older stores (no prefix: their key names had to avoid the column names).
+COLUMN_PREFIX = RESERVED_PREFIX
+LEGACY_PREFIX = ""
+#: The manifest row's field holding this backend's layout settings (the column prefix).
+MANIFEST_FIELD = "postgresql"
 
 META_COLUMNS: tuple[tuple[str, str], ...] = (
     ("chunk_index", "integer"),
@@ -90,45 +105,53 @@ def _quote(name: str) -> str:
     return f'"{name}"'
 
 
-_RESERVED = frozenset({n for n, _ in META_COLUMNS} | {"payload", "seq", "txid", "id", "body"})
+#: The backend's own columns (unprefixed) of the chunk and change tables.
+OWN_COLUMNS = frozenset({n for n, _ in META_COLUMNS} | {"payload", "seq", "txid"})
 
 
-def key_column_types(keys: KeySchema) -> list[tuple[str, str]]:
-    clash = sorted(set(keys.names) & _RESERVED)
+def key_column_types(keys: KeySchema, prefix: str = COLUMN_PREFIX) -> list[tuple[str, str]]:
+    own = {prefix + n for n in OWN_COLUMNS}
+    clash = sorted(set(keys.names) & own)
     if clash:
         raise ConfigurationError(
             f"key name(s) {clash} clash with the PostgreSQL backend's own columns "
-            f"{sorted(_RESERVED)}; rename the key attributes")
+            f"{sorted(own)}; rename the key attributes")
     return [(n, 'text COLLATE "C"' if t == "str" else "bigint")
             for n, t in zip(keys.names, keys.types, strict=True)]
 
 
-def ddl_statements(names: Names, keys: KeySchema) -> dict[str, list[str]]:
+def ddl_statements(names: Names, keys: KeySchema, prefix: str = COLUMN_PREFIX
+                   ) -> dict[str, list[str]]:
     """CREATE statements per table (``chunks``, ``manifest``, ``changes``, ``sync_state``),
-    in run order."""
+    in run order; the backend's own columns of the chunk and change tables are named with
+    ``prefix`` (``LEGACY_PREFIX``: the layout of older stores)."""
     s = _quote(names.schema)
     chunks, manifest, changes, sync_state = (
         f"{s}.{_quote(t)}" for t in (names.table, names.manifest, names.changes,
                                      names.sync_state))
-    key_cols = key_column_types(keys)
+
+    def own(name: str) -> str:
+        return _quote(prefix + name)
+
+    key_cols = key_column_types(keys, prefix)
     key_list = ", ".join(_quote(n) for n, _ in key_cols)
     columns = [f"{_quote(n)} {t} NOT NULL" for n, t in key_cols]
-    columns += [f"{_quote(n)} {t} NOT NULL" for n, t in META_COLUMNS]
-    columns.append('"payload" bytea NOT NULL')
+    columns += [f"{own(n)} {t} NOT NULL" for n, t in META_COLUMNS]
+    columns.append(f"{own('payload')} bytea NOT NULL")
     pkey = _quote(f"{names.table}_pkey")
     chunk_table = (
         f"CREATE TABLE {chunks} (\n    " + ",\n    ".join(columns)
-        + f",\n    CONSTRAINT {pkey} PRIMARY KEY ({key_list}, \"chunk_index\")\n)"
+        + f",\n    CONSTRAINT {pkey} PRIMARY KEY ({key_list}, {own('chunk_index')})\n)"
     )
-    change_cols = ['"seq" bigserial PRIMARY KEY',
-                   '"txid" xid8 NOT NULL DEFAULT pg_current_xact_id()']
+    change_cols = [f"{own('seq')} bigserial PRIMARY KEY",
+                   f"{own('txid')} xid8 NOT NULL DEFAULT pg_current_xact_id()"]
     change_cols += [f"{_quote(n)} {t} NOT NULL" for n, t in key_cols]
-    change_cols += ['"chunk_index" integer NOT NULL', '"version" bigint NOT NULL',
-                    '"deleted" boolean NOT NULL']
+    change_cols += [f"{own('chunk_index')} integer NOT NULL",
+                    f"{own('version')} bigint NOT NULL", f"{own('deleted')} boolean NOT NULL"]
     return {
         "chunks": [
             chunk_table,
-            f'ALTER TABLE {chunks} ALTER COLUMN "payload" SET STORAGE EXTERNAL',
+            f"ALTER TABLE {chunks} ALTER COLUMN {own('payload')} SET STORAGE EXTERNAL",
         ],
         "manifest": [
             f"CREATE TABLE {manifest} (\n    \"id\" integer PRIMARY KEY CHECK (\"id\" = 1),\n"
@@ -137,7 +160,7 @@ def ddl_statements(names: Names, keys: KeySchema) -> dict[str, list[str]]:
         "changes": [
             f"CREATE TABLE {changes} (\n    " + ",\n    ".join(change_cols) + "\n)",
             f"CREATE INDEX {_quote(names.changes + '_txid_seq')} ON {changes} "
-            "(\"txid\", \"seq\")",
+            f"({own('txid')}, {own('seq')})",
         ],
         "sync_state": [
             f"CREATE TABLE {sync_state} (\n    \"name\" text PRIMARY KEY,\n"

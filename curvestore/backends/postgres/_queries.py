@@ -1,6 +1,7 @@
 """The SQL the PostgreSQL backend runs, built once per store from validated identifiers.
 
-Identifiers go through :class:`psycopg.sql.Identifier`; every value is a query parameter.
+Identifiers go through :class:`psycopg.sql.Identifier`; every value is a query parameter. The
+backend's own columns are named with the store's column prefix (see :mod:`._ddl`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from typing import Any
 
 from psycopg import sql
 
-from curvestore.backends.postgres._ddl import CHUNK_MAX, CHUNK_MIN, COPY_TYPES, META_COLUMNS, Names
+from curvestore.backends.postgres._ddl import (
+    CHUNK_MAX,
+    CHUNK_MIN,
+    COLUMN_PREFIX,
+    COPY_TYPES,
+    META_COLUMNS,
+    Names,
+)
 from curvestore.core.config import KeySchema
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 
@@ -21,12 +29,18 @@ _UPDATED = [n for n, _ in META_COLUMNS if n not in ("chunk_index", "version")] +
 
 
 class Queries:
-    """Statements for one store (its names and key schema) plus row -> record conversion."""
+    """Statements for one store (its names, key schema and column prefix) plus row -> record
+    conversion."""
 
-    def __init__(self, names: Names, keys: KeySchema) -> None:
-        self.names, self.keys = names, keys
+    def __init__(self, names: Names, keys: KeySchema, prefix: str = COLUMN_PREFIX) -> None:
+        self.names, self.keys, self.prefix = names, keys, prefix
         self.nk = len(keys.names)
         ident = sql.Identifier
+
+        def own(name: str) -> sql.Identifier:
+            """One of the backend's own columns."""
+            return ident(prefix + name)
+
         self.table = ident(names.schema, names.table)
         self.manifest = ident(names.schema, names.manifest)
         self.change_table = ident(names.schema, names.changes)
@@ -34,37 +48,39 @@ class Queries:
         self.stage = ident(f"curvestore_stage_{digest}")  # per session, emptied at commit
         key_ids = [ident(n) for n in keys.names]
         key_list = sql.SQL(", ").join(key_ids)
-        meta_list = sql.SQL(", ").join(ident(n) for n, _ in META_COLUMNS)
+        meta_list = sql.SQL(", ").join(own(n) for n, _ in META_COLUMNS)
         self.key_list = key_list
         self.copy_types = [("text" if t == "str" else "int8") for t in keys.types]
         self.copy_types += list(COPY_TYPES)
-        all_cols = sql.SQL("{}, {}, {}").format(key_list, meta_list, ident("payload"))
+        all_cols = sql.SQL("{}, {}, {}").format(key_list, meta_list, own("payload"))
         meta_cols = sql.SQL("{}, {}").format(key_list, meta_list)
         self.key_match = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(k) for k in key_ids)
-        range_match = sql.SQL("NOT deleted AND chunk_index BETWEEN %s AND %s")
+        range_match = sql.SQL("NOT {deleted} AND {chunk} BETWEEN %s AND %s").format(
+            deleted=own("deleted"), chunk=own("chunk_index"))
 
         def fmt(text: str, **parts: Any) -> sql.Composed:
             return sql.SQL(text).format(
                 table=self.table, cols=all_cols, meta=meta_cols, keys=key_list,
-                key_match=self.key_match, range=range_match, **parts)
+                key_match=self.key_match, range=range_match, chunk=own("chunk_index"),
+                deleted=own("deleted"), version=own("version"), **parts)
 
         self.read = fmt("SELECT {cols} FROM {table} WHERE {key_match} AND {range} "
-                        "ORDER BY chunk_index")
+                        "ORDER BY {chunk}")
         # inside a transaction: tombstones too, so the commit knows which rows exist
         self.read_for_update = fmt("SELECT {cols} FROM {table} WHERE {key_match} AND "
-                                   "chunk_index BETWEEN %s AND %s ORDER BY chunk_index "
+                                   "{chunk} BETWEEN %s AND %s ORDER BY {chunk} "
                                    "FOR UPDATE")
         unnest = sql.SQL(", ").join(
             sql.SQL("%s::{}[]").format(sql.SQL("text" if t == "str" else "bigint"))
             for t in keys.types)
         self.metas_of_keys = fmt(
             "SELECT {meta} FROM {table} JOIN unnest({unnest}) AS k({keys}) USING ({keys}) "
-            "ORDER BY {keys}, chunk_index", unnest=unnest)  # tombstones too, as above
+            "ORDER BY {keys}, {chunk}", unnest=unnest)  # tombstones too, as above
         self._scan = fmt("SELECT {cols} FROM {table} WHERE {range}{{where}} "
-                         "ORDER BY {keys}, chunk_index")
-        self._metas = fmt("SELECT {meta} FROM {table} WHERE NOT deleted{{where}} "
-                          "ORDER BY {keys}, chunk_index")
-        self._series = fmt("SELECT DISTINCT {keys} FROM {table} WHERE NOT deleted{{where}} "
+                         "ORDER BY {keys}, {chunk}")
+        self._metas = fmt("SELECT {meta} FROM {table} WHERE NOT {deleted}{{where}} "
+                          "ORDER BY {keys}, {chunk}")
+        self._series = fmt("SELECT DISTINCT {keys} FROM {table} WHERE NOT {deleted}{{where}} "
                            "ORDER BY {keys}")
         self.create_stage = sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING STORAGE) "
@@ -75,21 +91,22 @@ class Queries:
             self.table, all_cols)
         slot_unnest = sql.SQL("{}, %s::int4[]").format(unnest)
         self.existing = fmt(
-            "SELECT {keys}, chunk_index FROM {table} JOIN unnest({slot_unnest}) "
-            "AS s({keys}, chunk_index) USING ({keys}, chunk_index)", slot_unnest=slot_unnest)
+            "SELECT {keys}, {chunk} FROM {table} JOIN unnest({slot_unnest}) "
+            "AS s({keys}, {chunk}) USING ({keys}, {chunk})", slot_unnest=slot_unnest)
         stage_match = sql.SQL(" AND ").join(
-            sql.SQL("t.{c} = s.{c}").format(c=ident(c)) for c in [*keys.names, "chunk_index"])
+            sql.SQL("t.{c} = s.{c}").format(c=c) for c in [*key_ids, own("chunk_index")])
         updates = sql.SQL(", ").join(
-            sql.SQL("{c} = s.{c}").format(c=ident(c)) for c in _UPDATED)
+            sql.SQL("{c} = s.{c}").format(c=own(c)) for c in _UPDATED)
         self.update_from_stage = sql.SQL(
-            "UPDATE {table} AS t SET {updates}, version = t.version + 1 FROM {stage} AS s "
-            "WHERE {match} RETURNING {returning}, t.chunk_index, t.version"
+            "UPDATE {table} AS t SET {updates}, {version} = t.{version} + 1 FROM {stage} AS s "
+            "WHERE {match} RETURNING {returning}, t.{chunk}, t.{version}"
         ).format(table=self.table, updates=updates, stage=self.stage, match=stage_match,
-                 returning=sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in key_ids))
+                 returning=sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in key_ids),
+                 chunk=own("chunk_index"), version=own("version"))
         # the current rows (tombstones too) of a list of (key, chunk) slots, in one query
         self.fetch = fmt(
             "SELECT {cols} FROM {table} JOIN unnest({slot_unnest}) "
-            "AS s({keys}, chunk_index) USING ({keys}, chunk_index)", slot_unnest=slot_unnest)
+            "AS s({keys}, {chunk}) USING ({keys}, {chunk})", slot_unnest=slot_unnest)
         self.sync_state = ident(names.schema, names.sync_state)
         self.get_state = sql.SQL("SELECT value FROM {} WHERE name = %s").format(self.sync_state)
         # compare-and-set: the row lock makes a concurrent setter wait, then re-check the
@@ -99,7 +116,8 @@ class Queries:
         ).format(self.sync_state)
         self.update_state = sql.SQL(
             "UPDATE {} SET value = %s WHERE name = %s AND value = %s").format(self.sync_state)
-        change_cols = sql.SQL("{}, chunk_index, version, deleted").format(key_list)
+        change_cols = sql.SQL("{}, {}, {}, {}").format(
+            key_list, own("chunk_index"), own("version"), own("deleted"))
         self.copy_changes = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             self.change_table, change_cols)
         self.change_types = [*self.copy_types[:self.nk], "int4", "int8", "bool"]
@@ -108,26 +126,28 @@ class Queries:
         def typed(types: list[str]) -> sql.Composable:
             return sql.SQL(", ").join(sql.SQL("%s::" + t) for t in types)
 
-        columns = [*keys.names, *(n for n, _ in META_COLUMNS), "payload"]
-        self._updated_positions = [columns.index(c) for c in _UPDATED]
+        own_columns = [*(n for n, _ in META_COLUMNS), "payload"]  # after the keys in a row
+        self._updated_positions = [self.nk + own_columns.index(c) for c in _UPDATED]
         self.insert_chunk = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
             self.table, all_cols, typed(self.copy_types))
         self.update_chunk = sql.SQL(
-            "UPDATE {table} SET {updates}, version = %s::int8 WHERE {key_match} "
-            "AND chunk_index = %s::int4 RETURNING version").format(
-            table=self.table, key_match=self.key_match,
+            "UPDATE {table} SET {updates}, {version} = %s::int8 WHERE {key_match} "
+            "AND {chunk} = %s::int4 RETURNING {version}").format(
+            table=self.table, key_match=self.key_match, version=own("version"),
+            chunk=own("chunk_index"),
             updates=sql.SQL(", ").join(
-                sql.SQL("{} = %s::" + self.copy_types[i]).format(ident(c))
+                sql.SQL("{} = %s::" + self.copy_types[i]).format(own(c))
                 for c, i in zip(_UPDATED, self._updated_positions, strict=True)))
         self.insert_change = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
             self.change_table, change_cols, typed(self.change_types))
         self._feed = sql.SQL(
             "SELECT w.xmin::text::bigint, c.* FROM "
             "(SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS w "
-            "LEFT JOIN LATERAL (SELECT txid::text::bigint AS txid, seq, {change_cols} "
-            "FROM {changes} WHERE txid < w.xmin AND (txid, seq) > (%s::text::xid8, %s)"
-            "{{where}} ORDER BY txid, seq LIMIT %s) AS c ON true"
-        ).format(change_cols=change_cols, changes=self.change_table)
+            "LEFT JOIN LATERAL (SELECT {txid}::text::bigint, {seq}, {change_cols} "
+            "FROM {changes} WHERE {txid} < w.xmin AND ({txid}, {seq}) > (%s::text::xid8, %s)"
+            "{{where}} ORDER BY {txid}, {seq} LIMIT %s) AS c ON true"
+        ).format(change_cols=change_cols, changes=self.change_table, txid=own("txid"),
+                 seq=own("seq"))
 
         for name in ("read", "read_for_update", "metas_of_keys", "create_stage", "copy_stage",
                      "copy_chunks", "existing", "update_from_stage", "copy_changes", "fetch",

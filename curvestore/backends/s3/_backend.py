@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from curvestore.backends import _layout as layout
 from curvestore.backends.base import Backend, Transaction, stale_state
-from curvestore.backends.s3._client import ObjectClient, S3Error, parse_timestamp
+from curvestore.backends.s3._client import ObjectClient, S3Error, load_boto3, parse_timestamp
 from curvestore.backends.s3._log import ChangeLog
 from curvestore.backends.s3._reader import _DIRECT_SHARDS, Listed, ShardReader, _within
 from curvestore.backends.s3._shard import Entry, Shard, default_shard_size, encode_shard
@@ -170,6 +170,10 @@ class S3Backend(Backend):
     """Shards of chunks as objects in an S3 bucket; see :mod:`curvestore.backends.s3`."""
 
     schemes = ("s3",)
+
+    @classmethod
+    def check_available(cls) -> None:
+        load_boto3()
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                  region: str | None = None, profile: str | None = None, max_workers: int = 16,

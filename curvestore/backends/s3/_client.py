@@ -37,10 +37,12 @@ _DENIED_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesN
                            "ExpiredToken", "InvalidToken", "AllAccessDisabled"})
 
 
-def _range(byte_range: tuple[int, int] | None, suffix: int | None) -> str | None:
-    """The HTTP Range of a GET: bytes ``byte_range`` (inclusive), or the last ``suffix``."""
+def _range(byte_range: tuple[int, int | None] | None, suffix: int | None) -> str | None:
+    """The HTTP Range of a GET: bytes ``byte_range`` (inclusive; an end of None: to the end
+    of the object), or the last ``suffix``."""
     if byte_range is not None:
-        return f"bytes={byte_range[0]}-{byte_range[1]}"
+        start, end = byte_range
+        return f"bytes={start}-{'' if end is None else end}"
     return None if suffix is None else f"bytes=-{suffix}"
 
 
@@ -209,14 +211,18 @@ class ObjectClient:
         return (ClientError, BotoCoreError)
 
     # -- objects -------------------------------------------------------------------------------
-    def get(self, key: str, *, byte_range: tuple[int, int] | None = None,
+    def get(self, key: str, *, byte_range: tuple[int, int | None] | None = None,
             suffix: int | None = None, if_match: str | None = None,
-            self_checked: bool = False) -> tuple[bytes, str, dict[str, str]] | None:
+            self_checked: bool = False, empty_past_end: bool = False
+            ) -> tuple[bytes, str, dict[str, str]] | None:
         """``(data, etag, user metadata)``, or None when the object does not exist.
         ``suffix``: only the last ``suffix`` bytes (all of a smaller object); ``if_match``:
         ConflictError unless the object's ETag is this one. Unless ``self_checked`` (the
         caller verifies every byte it uses against checksums of its own), botocore checks
-        the body against the checksum the service stored with the object, if any."""
+        the body against the checksum the service stored with the object, if any. A
+        ``byte_range`` starting at or past the end of the object (the service answers 416)
+        reads the whole object, unless ``empty_past_end``: then the data is empty (and the
+        ETag unknown, "")."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if not self_checked:
             args["ChecksumMode"] = "ENABLED"
@@ -230,14 +236,16 @@ class ObjectClient:
         except self._errors() as exc:
             if self._code(exc) in _MISSING_CODES:
                 return None
-            if self._code(exc) == "InvalidRange":  # an empty object asked for a range
+            if self._code(exc) == "InvalidRange":  # a range starting at or past the end
+                if empty_past_end and byte_range is not None:
+                    return b"", "", {}
                 return self.get(key, self_checked=self_checked)
             raise self.translate(exc, "cannot read", key) from exc
         return data, str(response.get("ETag", "")), dict(response.get("Metadata") or {})
 
-    def read_checked(self, key: str, *, byte_range: tuple[int, int] | None = None,
-                     suffix: int | None = None, if_match: str | None = None
-                     ) -> tuple[bytes, str] | None:
+    def read_checked(self, key: str, *, byte_range: tuple[int, int | None] | None = None,
+                     suffix: int | None = None, if_match: str | None = None,
+                     empty_past_end: bool = False) -> tuple[bytes, str] | None:
         """``(data, etag)`` of an object whose bytes the caller verifies against checksums
         of its own (shard objects), or None when it does not exist; arguments as for
         :meth:`get`.
@@ -259,7 +267,7 @@ class ObjectClient:
         if quick is not _RETRY:
             return quick  # type: ignore[return-value]
         got = self.get(key, byte_range=byte_range, suffix=suffix, if_match=if_match,
-                       self_checked=True)
+                       self_checked=True, empty_past_end=empty_past_end)
         return None if got is None else (got[0], got[1])
 
     def _presigned_get(self, key: str, headers: dict[str, str]) -> object:
@@ -332,6 +340,22 @@ class ObjectClient:
             if if_match is not None and (code in _CONFLICT_CODES or status in (409, 412)):
                 return False
             raise self.translate(exc, "cannot delete", key) from exc
+        return True
+
+    def conditional_writes_enforced(self, probe_key: str) -> bool:
+        """Whether the service refuses a failing If-None-Match and If-Match (412/409): PUTs
+        ``probe_key`` three times. Services that ignore the headers would let concurrent
+        writers overwrite each other silently."""
+        self.put(probe_key, b"probe")
+        for condition in ({"if_none_match": True},
+                          {"if_match": '"00000000000000000000000000000000"'}):
+            try:
+                self.put(probe_key, b"probe", **condition)  # type: ignore[arg-type]
+            except ConflictError:
+                continue  # the service refused the failing condition: as it should
+            except S3Error:
+                return False
+            return False
         return True
 
     # -- listings ------------------------------------------------------------------------------

@@ -23,6 +23,10 @@ from curvestore.testing import (
     StatefulConformance,
     StoreSemantics,
 )
+from curvestore.testing.store import PLAIN_NAME_KEYS
+
+#: A model's key fields are the store's keys: ``id`` and ``data`` are holcstore's own fields.
+MODEL_PLAIN_NAME_KEYS = {n: t for n, t in PLAIN_NAME_KEYS.items() if n not in ("id", "data")}
 
 
 @pytest.fixture(autouse=True)
@@ -42,9 +46,15 @@ def _factory(models: tuple[str, ...], database: str) -> Callable[[], str]:
 class TestDjangoFramed(StoreSemantics, BackendConformance, ReplicationConformance):
     """Curvestore framing: payloads, codecs and checksums are kept as the core made them."""
 
+    plain_name_keys = MODEL_PLAIN_NAME_KEYS
+
     @pytest.fixture
     def backend_url_factory(self, database: str) -> Callable[[], str]:
         return _factory(("FramedConformanceA", "FramedConformanceB"), database)
+
+    @pytest.fixture
+    def plain_name_url(self, database: str) -> str:
+        return f"django://testapp.PlainNameFramed?using={database}"
 
 
 class TestDjangoOrmPaths(StoreSemantics, BackendConformance):
@@ -53,6 +63,8 @@ class TestDjangoOrmPaths(StoreSemantics, BackendConformance):
     test; the multi-process tests are left to ``TestDjangoFramed`` (its SQLite run takes the
     ORM paths), to keep the suite's time down."""
 
+    plain_name_keys = MODEL_PLAIN_NAME_KEYS
+
     def require_processes(self) -> None:
         pytest.skip("multi-process tests: see TestDjangoFramed")
 
@@ -60,14 +72,24 @@ class TestDjangoOrmPaths(StoreSemantics, BackendConformance):
     def backend_url_factory(self, database: str) -> Callable[[], str]:
         return _factory(("UuidConformanceA", "UuidConformanceB"), database)
 
+    @pytest.fixture
+    def plain_name_url(self, database: str) -> str:
+        return f"django://testapp.PlainNameUuid?using={database}"
+
 
 class TestDjangoHolcstoreFormat(StoreSemantics):
     """holcstore's blob format: same semantics (chunks are re-encoded, so codec ids and
     payload bytes are not kept, which the codec test checks)."""
 
+    plain_name_keys = MODEL_PLAIN_NAME_KEYS
+
     @pytest.fixture
     def backend_url_factory(self, database: str) -> Callable[[], str]:
         return _factory(("HolcConformanceA", "HolcConformanceB"), database)
+
+    @pytest.fixture
+    def plain_name_url(self, database: str) -> str:
+        return f"django://testapp.PlainNameHolc?using={database}"
 
     def test_codec_change_keeps_old_chunks_readable(self) -> None:  # type: ignore[override]
         pytest.skip("holcstore's format has no codec id: every chunk is an LZ4 frame")

@@ -327,3 +327,10 @@ def test_custom_manager_must_derive_from_chunk_queryset() -> None:
         type("BadManager", (TimeseriesChunkStore,), {
             "__module__": "testapp.models", "k": models.IntegerField(),
             "objects": models.Manager(), "Meta": type("Meta", (), {"app_label": "testapp"})})
+
+
+def test_models_and_migrations_agree() -> None:
+    """The adapter's own app and the test app have every model change in a migration."""
+    from django.core.management import call_command
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)

@@ -210,7 +210,8 @@ def test_secrets_in_the_query_or_path_never_reach_the_access_log(
     captured = _Lines()
     log.addHandler(captured)
     secrets = [TOKEN, "second-" + uuid.uuid4().hex, "bare-" + uuid.uuid4().hex,
-               "path-" + uuid.uuid4().hex, "cursor-" + uuid.uuid4().hex]
+               "path-" + uuid.uuid4().hex, "cursor-" + uuid.uuid4().hex,
+               "cursor-" + uuid.uuid4().hex]
     app = AccessLog(make_app(source, token=TOKEN), log)
     with serve_in_thread(app) as base:
         auth = _auth()
@@ -227,15 +228,18 @@ def test_secrets_in_the_query_or_path_never_reach_the_access_log(
                             timeout=10).status_code == 404
         assert requests.get(f"{base}/v1/changes", params={"cursor": secrets[4]}, headers=auth,
                             timeout=10).status_code == 400
+        assert requests.get(f"{base}/v1/changes", params={"_cursor": secrets[5], "_limit": 2},
+                            headers=auth, timeout=10).status_code == 400
         huge, _ = _head_only(base, f"POST /v1/chunks?token={TOKEN} HTTP/1.1\r\nHost: x\r\n"
                                    f"Content-Length: {HUGE}\r\n\r\n")
         assert huge.split(b" ", 2)[1] == b"401"
     text = "\n".join(captured.lines)
-    assert len(captured.lines) == 7, text
+    assert len(captured.lines) == 8, text
     for secret in secrets:
         assert secret not in text
     assert '"GET /v1/changes?limit=2&site=s1&[2 parameter(s) not logged]" 400' in text
     assert '"GET /v1/changes?limit=2&site=s1" 200' in text
+    assert '"GET /v1/changes?_limit=2&[1 parameter(s) not logged]" 400' in text
     assert '"GET /v1/changes?[1 parameter(s) not logged]" 401 0 (refused before the body)' \
         in text
     assert '"GET /v1/manifest?[1 parameter(s) not logged]" 200' in text

@@ -16,7 +16,12 @@ import requests
 import curvestore
 from curvestore.adapters.http import HTTPSource, RemoteError, make_app
 from curvestore.adapters.http.server import serve_in_thread
-from curvestore.adapters.http.wire import FrameReader, TruncatedStream, encode_records
+from curvestore.adapters.http.wire import (
+    FrameReader,
+    TruncatedStream,
+    changes_query,
+    encode_records,
+)
 from curvestore.backends.memory import MemoryBackend
 from curvestore.errors import IntegrityError
 from curvestore.testing.store import KEYS, curve
@@ -76,7 +81,7 @@ def test_auth_refused_without_or_with_a_wrong_token(source: curvestore.Store) ->
 def test_manifest(url: str, source: curvestore.Store) -> None:
     data = requests.get(url + "/v1/manifest", timeout=5).json()
     assert {k: data[k] for k in source.config.manifest()} == source.config.manifest()
-    assert data["protocol"] == {"version": 1, "max_limit": 7, "max_batch_bytes": 64 << 20,
+    assert data["protocol"] == {"version": 2, "max_limit": 7, "max_batch_bytes": 64 << 20,
                                 "max_request_bytes": 1 << 20}
 
 
@@ -105,6 +110,54 @@ def test_filters_only_declared_keys_typed(url: str) -> None:
     assert len(get(kind="load").json()["items"]) == 7  # default limit, capped at max_limit
     page = HTTPSource(url).changes(None, {"kind": "prod", "n": 4}, 100)
     assert [c.key for c in page.items] == [("s4", "prod", 4)]
+
+
+def test_protocol_parameters_are_prefixed_and_old_names_still_work(url: str) -> None:
+    """Version 2's ``_cursor``/``_limit``; version 1's ``cursor``/``limit`` (old clients)
+    mean the same on a store without keys of those names; both spellings at once are 400."""
+    get = lambda **params: requests.get(url + "/v1/changes", params=params, timeout=5)  # noqa: E731
+    first = get(_limit="3").json()
+    assert len(first["items"]) == 3 and first == get(limit="3").json()
+    after = get(_cursor=first["cursor"], _limit="2").json()
+    assert after == get(cursor=first["cursor"], limit="2").json()
+    assert after["items"][0] == get(_limit="4").json()["items"][3]
+    assert _error(get(_limit="3", limit="3"))[:2] == (400, "SyncError")
+    assert _error(get(_cursor=first["cursor"], cursor=first["cursor"]))[:2] == (400, "SyncError")
+    assert _error(get(_limit="0"))[0] == 400
+    status, kind, message = _error(get(_colour="red"))
+    assert (status, kind) == (400, "InvalidKeyError") and "_cursor, _limit" in message
+
+
+def test_key_filters_named_like_the_old_parameters() -> None:
+    """On a store keyed by ``cursor`` and ``limit``, those query names are key filters."""
+    store = curvestore.create_store("memory://", keys={"cursor": str, "limit": int},
+                                    freq="1h", tz="UTC")
+    for i in range(4):
+        store.write({"cursor": f"c{i % 2}", "limit": i}, curve("2024-01-01", periods=3,
+                                                              freq="1h", tz="UTC"))
+    with serve_in_thread(make_app(store)) as base:
+        get = lambda **params: requests.get(base + "/v1/changes", params=params,  # noqa: E731
+                                            timeout=5).json()
+        assert [i["key"] for i in get(cursor="c1")["items"]] == [
+            {"cursor": "c1", "limit": 1}, {"cursor": "c1", "limit": 3}]
+        assert [i["key"] for i in get(limit="2", _limit="10")["items"]] == [
+            {"cursor": "c0", "limit": 2}]
+        page = get(cursor="c0", _limit="1")
+        assert len(page["items"]) == 1 and page["has_more"]
+        rest = get(cursor="c0", _cursor=page["cursor"])["items"]
+        assert [i["key"] for i in rest] == [{"cursor": "c0", "limit": 2}]
+        remote = HTTPSource(base)
+        assert [c.key for c in remote.changes(None, {"cursor": "c0", "limit": 2}, 5).items] \
+            == [("c0", 2)]
+
+
+def test_client_speaks_version_1_to_old_servers() -> None:
+    assert changes_query("C", {"n": 3}, 10, 1) == {"n": "3", "limit": "10", "cursor": "C"}
+    assert changes_query(None, {"n": 3}, 10, 2) == {"n": "3", "_limit": "10"}
+    assert changes_query("C", {"limit": 3}, 10, 2) == {"limit": "3", "_limit": "10",
+                                                       "_cursor": "C"}
+    with pytest.raises(curvestore.SyncError, match="cannot filter on key"):
+        changes_query(None, {"limit": 3}, 10, 1)
 
 
 def test_limit_is_capped(url: str) -> None:

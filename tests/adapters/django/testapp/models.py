@@ -112,6 +112,44 @@ class HolcConformanceB(_Conformance):
     """A concrete table for the suite (settings from its base)."""
 
 
+# The suite's plain-name keys (``PLAIN_NAME_KEYS`` without ``id`` and ``data``, which are
+# holcstore's own model fields), in the order of the suite's key schema.
+class _PlainName(TimeseriesChunkStore):
+    version = models.IntegerField()
+    start = models.CharField(max_length=20)
+    end = models.CharField(max_length=20)
+    count = models.IntegerField()
+    size = models.IntegerField()
+    kind = models.CharField(max_length=20)
+    type = models.CharField(max_length=20)
+    value = models.IntegerField()
+    chunk = models.IntegerField()
+    key = models.CharField(max_length=20)
+    payload = models.CharField(max_length=20)
+    deleted = models.IntegerField()
+    cursor = models.CharField(max_length=20)
+    limit = models.IntegerField()
+    STORE_FREQ = "15min"
+
+    class Meta:
+        abstract = True
+
+
+class PlainNameFramed(_PlainName):
+    CURVESTORE_FORMAT = True
+
+
+class PlainNameUuid(_PlainName):
+    """The ORM paths (a UUID primary key), as ``UuidConformanceA``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    CURVESTORE_FORMAT = True
+
+
+class PlainNameHolc(_PlainName):
+    """A concrete table for the suite (settings from its base)."""
+
+
 # Stateful-suite models: keys site/n, hourly, UTC (the suite's random store).
 class _Stateful(TimeseriesChunkStore):
     site = models.CharField(max_length=20)
