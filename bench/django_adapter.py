@@ -39,9 +39,20 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-import run as base  # noqa: E402  (bench/run.py: data, verification, workload, report pieces)
+# bench/run.py's harness (the numpy-free parts; data and measuring load after ensure_venv)
+from benchkit import env  # noqa: E402
+from benchkit.fold import fold_into_results_md  # noqa: E402
+from benchkit.peers import HolcstoreSystem  # noqa: E402
+from benchkit.postgres import (  # noqa: E402
+    django_postgres,
+    pg_plain_url,
+    pg_server_facts,
+    pg_sizes,
+)
+from benchkit.report import ROWS, api_table, metric, verdict  # noqa: E402
+from benchkit.system import FREQ, TZ, BenchError, Bytes, Dataset, System  # noqa: E402
 
-RESULTS_JSON = base.WORK / "results-django.json"
+RESULTS_JSON = env.WORK / "results-django.json"
 OUTPUT = BENCH / "RESULTS-django.md"
 HOLC = "holcstore"
 ADAPTER = "adapter"
@@ -64,13 +75,13 @@ OPERATION_OF = {"write_many_s": "write_many", "read_each_s": "read_each",
 
 def ensure_venv() -> None:
     """Re-execute this script with bench/.venv's interpreter (where holcstore is installed)."""
-    if base._in_venv() or os.environ.get(base._INSTALLED_FLAG) == "1":
+    if env.in_venv() or os.environ.get(env.INSTALLED_FLAG) == "1":
         return
-    if not base.VENV_PYTHON.exists():
-        sys.exit(f"{base.VENV} does not exist: run `python bench/run.py` once to create it")
-    env = dict(os.environ, **{base._INSTALLED_FLAG: "1"})
-    os.execve(str(base.VENV_PYTHON), [str(base.VENV_PYTHON), str(Path(__file__).resolve()),
-                                      *sys.argv[1:]], env)
+    if not env.VENV_PYTHON.exists():
+        sys.exit(f"{env.VENV} does not exist: run `python bench/run.py` once to create it")
+    environ = dict(os.environ, **{env.INSTALLED_FLAG: "1"})
+    os.execve(str(env.VENV_PYTHON), [str(env.VENV_PYTHON), str(Path(__file__).resolve()),
+                                     *sys.argv[1:]], environ)
 
 
 def setup_django(pg_url: str) -> None:
@@ -86,22 +97,21 @@ def setup_django(pg_url: str) -> None:
         TIME_ZONE="UTC",
         INSTALLED_APPS=["hostore", "hostore_bench", "curvestore.adapters.django",
                         "cvs_django_bench"],
-        DATABASES={"default": base._django_postgres(pg_url)},
+        DATABASES={"default": django_postgres(pg_url)},
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         LOGGING_CONFIG=None,
     )
-    django.setup()
-    base._django_ready = True  # HolcstoreSystem must not configure Django a second time
+    django.setup()  # configured: HolcstoreSystem leaves these settings as they are
     call_command("migrate", "curvestore", verbosity=0, interactive=False)
 
 
-class AdapterSystem(base.HolcstoreSystem):
+class AdapterSystem(HolcstoreSystem):
     """curvestore's Django adapter through holcstore's classmethods (inherited from the
     holcstore system: same calls, another model)."""
 
     peer = False
     calls: ClassVar[dict[str, str]] = {
-        **base.HolcstoreSystem.calls,
+        **HolcstoreSystem.calls,
         "bytes": "pg_total_relation_size(table) + this store's change-feed rows",
     }
 
@@ -122,11 +132,11 @@ class AdapterSystem(base.HolcstoreSystem):
 
         import curvestore
 
-        commit = subprocess.run(["git", "-C", str(base.REPO), "describe", "--always",
+        commit = subprocess.run(["git", "-C", str(env.REPO), "describe", "--always",
                                  "--dirty"], capture_output=True, text=True).stdout.strip()
         return {"curvestore": f"{curvestore.__version__} (git {commit or '?'})"}
 
-    def setup(self, dataset: base.Dataset) -> None:
+    def setup(self, dataset: Dataset) -> None:
         """A fresh chunk table and an empty change feed for this store. The store's manifest
         row is kept (its version counter goes on), so no run pays for creating it."""
         from django.db import connection
@@ -140,19 +150,19 @@ class AdapterSystem(base.HolcstoreSystem):
             editor.create_model(self.model)
         # untimed: the first call records the store's manifest (once per table in real life)
         if self.model.get_ts({"site": "none", "kind": "none"}) is not None:
-            raise base.BenchError(f"{self.label}: a fresh table returned data")
+            raise BenchError(f"{self.label}: a fresh table returned data")
 
-    def bytes(self) -> base.Bytes:
+    def bytes(self) -> Bytes:
         from django.db import connection
 
         table = self.model._meta.db_table
         with connection.cursor() as cursor:
-            sizes = base.pg_sizes(cursor, [table], "data")
+            sizes = pg_sizes(cursor, [table], "data")
             cursor.execute("SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM curvestore_change c "
                            "WHERE store = %s", [table])
             feed = int(cursor.fetchone()[0])
         total = sizes.pop("total") + feed
-        return base.Bytes(total, "pg_total_relation_size of the chunk table (heap + TOAST + "
+        return Bytes(total, "pg_total_relation_size of the chunk table (heap + TOAST + "
                           "indexes) + its change-feed rows, no VACUUM", {**sizes, "feed": feed})
 
 
@@ -173,7 +183,7 @@ def _top(profile: cProfile.Profile, limit: int = 14) -> list[dict[str, Any]]:
     return rows[:limit]
 
 
-def profile_ops(system: AdapterSystem, ds: base.Dataset, windows: list, updates: list,
+def profile_ops(system: AdapterSystem, ds: Dataset, windows: list, updates: list,
                 ops: set[str]) -> dict[str, Any]:
     """Run ``ops`` once more under cProfile on a fresh table; their heaviest functions."""
     out: dict[str, Any] = {}
@@ -205,8 +215,8 @@ def _verdicts(systems: dict[str, Any], name: str) -> list[tuple[str, float, bool
     holc = systems[HOLC]["result"]
     mine = systems[name]["result"]
     for label, path, kind, threshold in TARGETS:
-        theirs, ours = base._get(holc, path), base._get(mine, path)
-        ratio, ok = base.verdict(kind, ours, theirs, threshold)
+        theirs, ours = metric(holc, path), metric(mine, path)
+        ratio, ok = verdict(kind, ours, theirs, threshold)
         out.append((label, ratio, ok, OPERATION_OF[path[0]]))
     return out
 
@@ -241,10 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.output).write_text(render(json.loads(Path(args.render_only).read_text())))
         print(f"wrote {args.output}")
         if Path(args.output) == OUTPUT:
-            base.fold_into_results_md("django")
+            fold_into_results_md("django")
         return 0
     ensure_venv()
-    base._import_common()
+    env.import_curvestore_from_repository()
     if args.url:
         return bench(args, args.url, False)
     from curvestore.testing.postgres_server import postgres_server
@@ -254,13 +264,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench(args: argparse.Namespace, pg_url: str, started_here: bool) -> int:
-    np, pd = base.np, base.pd
+    import numpy as np
+    import pandas as pd
+    from benchkit.data import make_dataset, month_windows, week_updates
+    from benchkit.measure import machine_info, median_of, run_system
+
     started = time.perf_counter()
     load_before = os.getloadavg()
-    setup_django(base.pg_plain_url(pg_url))
+    setup_django(pg_plain_url(pg_url))
     from cvs_django_bench.models import AdapterFramedLoadCurve, AdapterLoadCurve
 
-    systems: list[base.System] = [base.HolcstoreSystem(pg_url),
+    systems: list[System] = [HolcstoreSystem(pg_url),
                                   AdapterSystem(ADAPTER, AdapterLoadCurve, "holcstore format")]
     if not args.no_framed:
         systems.append(AdapterSystem(FRAMED, AdapterFramedLoadCurve, "CURVESTORE_FORMAT"))
@@ -268,24 +282,24 @@ def bench(args: argparse.Namespace, pg_url: str, started_here: bool) -> int:
     versions = {"numpy": np.__version__, "pandas": pd.__version__}
     for s in systems:
         versions.update(s.versions())
-    versions.update(base._pg_server_facts(pg_url, started_here))
+    versions.update(pg_server_facts(pg_url, started_here))
 
     results: dict[str, Any] = {"datasets": {}}
     n_points = 0
     for ds_name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        ds = base.make_dataset(ds_name, args.n, args.start, end, args.seed)
+        ds = make_dataset(ds_name, args.n, args.start, end, args.seed)
         n_points = len(ds.series[0])
         print(f"data set {ds_name}: {len(ds.series)} series x {n_points} points", flush=True)
-        windows = base.month_windows(ds, args.month_reads, args.seed)
-        updates = base.week_updates(ds, args.seed)
+        windows = month_windows(ds, args.month_reads, args.seed)
+        updates = week_updates(ds, args.seed)
         runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
         for rep in range(args.repeat):  # interleaved, so that slow spells hit every system
             print(f" repeat {rep + 1}/{args.repeat}", flush=True)
             for system in systems:
-                runs[system.name].append(base.run_system(system, ds, windows, updates))
+                runs[system.name].append(run_system(system, ds, windows, updates))
         entry: dict[str, Any] = {"description": ds.description, "points": ds.points,
                                  "systems": {s.name: {"label": s.label,
-                                                      "result": base.median_of(runs[s.name]),
+                                                      "result": median_of(runs[s.name]),
                                                       "runs": runs[s.name]}
                                              for s in systems}}
         if not args.no_profile:
@@ -303,7 +317,7 @@ def bench(args: argparse.Namespace, pg_url: str, started_here: bool) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "run_id": time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6],
         "elapsed_s": time.perf_counter() - started,
-        "machine": base.machine_info(),
+        "machine": machine_info(),
         "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "versions": versions,
         "workload": {"n": args.n, "start": args.start, "end": end,
@@ -311,12 +325,12 @@ def bench(args: argparse.Namespace, pg_url: str, started_here: bool) -> int:
                      "month_reads": args.month_reads, "repeat": args.repeat},
         "api": {s.label: s.calls for s in systems},
     }
-    base.WORK.mkdir(parents=True, exist_ok=True)
+    env.WORK.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str))
     Path(args.output).write_text(render(results))
     print(f"wrote {args.output} and {RESULTS_JSON}")
     if Path(args.output) == OUTPUT:
-        base.fold_into_results_md("django")
+        fold_into_results_md("django")
     return 0
 
 
@@ -340,7 +354,7 @@ def render(results: dict[str, Any]) -> str:
     lines += [f"- {k}: {v}" for k, v in meta["versions"].items()]
     lines += ["", "## Workload", "",
               f"{w['n']} series x {w['start']} to {w['end']} (local, end excluded) at "
-              f"{base.FREQ} in {base.TZ}, float64, month chunks (`CHUNK_AXIS = ('year', "
+              f"{FREQ} in {TZ}, float64, month chunks (`CHUNK_AXIS = ('year', "
               f"'month')`): {w['points_per_series']} points per series, {w['points']} in all. "
               "Keys (site, kind). Each system starts from a fresh table and gets the same "
               "pandas Series objects, through holcstore's public classmethods only. Every "
@@ -356,7 +370,7 @@ def render(results: dict[str, Any]) -> str:
               "values starting 4 days before a random month boundary (two month chunks).",
               "- ratios are *adapter / holcstore* on the row's own number: below 1 means "
               "faster or smaller than holcstore.", "",
-              *base.api_table(meta["api"])]
+              *api_table(meta["api"])]
 
     verdicts: dict[str, dict[str, list]] = {}
     for ds_name, ds in results["datasets"].items():
@@ -366,10 +380,10 @@ def render(results: dict[str, Any]) -> str:
         head = ["operation", *[systems[s]["label"] for s in systems],
                 *[f"{s} / holcstore" for s in others]]
         lines += ["| " + " | ".join(head) + " |", "|" + " --- |" + " ---: |" * (len(head) - 1)]
-        for path, label, fmt in base.ROWS:
-            cells = [fmt.format(base._get(systems[s]["result"], path)) for s in systems]
-            peer = base._get(systems[HOLC]["result"], path)
-            cells += [f"{base._get(systems[s]['result'], path) / peer:.2f}x" if peer else "-"
+        for path, label, fmt in ROWS:
+            cells = [fmt.format(metric(systems[s]["result"], path)) for s in systems]
+            peer = metric(systems[HOLC]["result"], path)
+            cells += [f"{metric(systems[s]['result'], path) / peer:.2f}x" if peer else "-"
                       for s in others]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", "Bytes on disk:", ""]

@@ -30,7 +30,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -43,11 +42,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 BENCH = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
-assert _spec is not None and _spec.loader is not None
-R = importlib.util.module_from_spec(_spec)
-sys.modules["bench_run"] = R
-_spec.loader.exec_module(R)
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+# bench/run.py's harness (the numpy-free parts; data and measuring load after ensure_env)
+from benchkit import env  # noqa: E402
+from benchkit.curvestore_system import CurvestoreSystem  # noqa: E402
+from benchkit.fold import fold_into_results_md  # noqa: E402
+from benchkit.peers import ArcticDBSystem  # noqa: E402
+from benchkit.postgres import pg_server_facts  # noqa: E402
+from benchkit.report import ROWS, api_table, metric, verdict  # noqa: E402
+from benchkit.system import FREQ, KEYS, TZ, BenchError, Bytes  # noqa: E402
 
 WORK = BENCH / ".work" / "s3"
 OUTPUT = BENCH / "RESULTS-s3.md"
@@ -66,21 +71,8 @@ TARGETS = [
 
 # -- environment -----------------------------------------------------------------------------------
 def ensure_env(skip_install: bool) -> None:
-    """Like run.ensure_env, but re-executes this script, and adds the S3/archive extras."""
-    if os.environ.get(R._INSTALLED_FLAG) == "1":
-        return
-    if skip_install:
-        if R._in_venv():
-            return
-        if not R.VENV_PYTHON.exists():
-            sys.exit(f"--skip-install: {R.VENV} does not exist; run without --skip-install")
-    else:
-        R.install_env()
-        R._run([str(R.VENV_PYTHON), "-m", "pip", "install", "-q",
-                "--disable-pip-version-check", *EXTRAS])
-    env = dict(os.environ, **{R._INSTALLED_FLAG: "1"})
-    os.execve(str(R.VENV_PYTHON), [str(R.VENV_PYTHON), str(Path(__file__).resolve()),
-                                   *sys.argv[1:]], env)
+    """Like run.py's, but re-executes this script, and adds the S3/archive extras."""
+    env.ensure_env(skip_install, Path(__file__), extras=tuple(EXTRAS))
 
 
 # -- the moto server (child process) ---------------------------------------------------------------
@@ -245,7 +237,7 @@ class Counted:
 
 
 # -- the systems on S3 -----------------------------------------------------------------------------
-class ArcticDBS3(R.ArcticDBSystem):
+class ArcticDBS3(ArcticDBSystem):
     def __init__(self, moto: Moto, run_id: str) -> None:
         super().__init__()
         self.moto, self.run_id, self.setups = moto, run_id, 0
@@ -262,10 +254,10 @@ class ArcticDBS3(R.ArcticDBSystem):
 
     def bytes(self) -> Any:
         objects, size = self.moto.prefix_bytes(self.prefix)
-        return R.Bytes(size, "sizes of the objects under its path_prefix", {"objects": objects})
+        return Bytes(size, "sizes of the objects under its path_prefix", {"objects": objects})
 
 
-class CurvestoreS3(R.CurvestoreSystem):
+class CurvestoreS3(CurvestoreSystem):
     def __init__(self, moto: Moto, codec: str, run_id: str, options: str = "") -> None:
         head, _, query = moto.url.partition("?")
         extra = f"&{options}" if options else ""
@@ -281,7 +273,7 @@ class CurvestoreS3(R.CurvestoreSystem):
 
     def bytes(self) -> Any:
         objects, size = self.moto.prefix_bytes(self.prefix)
-        return R.Bytes(size, "sizes of the objects under its prefix",
+        return Bytes(size, "sizes of the objects under its prefix",
                        {"objects": objects, "payload": int(self.store.info()["payload_bytes"])})
 
 
@@ -290,11 +282,13 @@ def archive_runs(args: argparse.Namespace, moto: Moto, ds: Any, end: str, run_id
                  pg_url: str | None) -> list[dict[str, Any]]:
     import shutil
 
+    from benchkit.data import check_same
+
     import curvestore
     from curvestore.core.archive import archive
 
     mapping = dict(zip(ds.keys, ds.series, strict=True))
-    schema = {"keys": {"site": str, "kind": str}, "freq": R.FREQ, "tz": R.TZ,
+    schema = {"keys": {"site": str, "kind": str}, "freq": FREQ, "tz": TZ,
               "chunking": "month", "codec": args.codec}
     sources = [("file", None)]
     if pg_url:
@@ -324,16 +318,16 @@ def archive_runs(args: argparse.Namespace, moto: Moto, ds: Any, end: str, run_id
             elapsed = time.perf_counter() - t0
             requests = _delta(moto.stats(), before)
             if report.chunks != info["chunks"]:
-                raise R.BenchError(f"archive {kind}->{prefix}: {report.chunks} chunks archived, "
+                raise BenchError(f"archive {kind}->{prefix}: {report.chunks} chunks archived, "
                                    f"{info['chunks']} in the source")
             for key, expected in zip(ds.keys, ds.series, strict=True):
-                got = target.read(dict(zip(R.KEYS, key, strict=True)))
-                R.check_same(got, expected, f"archive {kind} codec={codec} {key}")
+                got = target.read(dict(zip(KEYS, key, strict=True)))
+                check_same(got, expected, f"archive {kind} codec={codec} {key}")
             t1 = time.perf_counter()
             again = archive(source, target, end, codec=codec)
             rerun = time.perf_counter() - t1
             if again.chunks or again.skipped != info["chunks"]:
-                raise R.BenchError(f"archive re-run was not a no-op: {again}")
+                raise BenchError(f"archive re-run was not a no-op: {again}")
             _, stored = moto.prefix_bytes(prefix)
             row = {"source": kind, "codec": codec or f"same ({args.codec})",
                    "series": report.series, "chunks": report.chunks,
@@ -391,11 +385,15 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.output).write_text(render(json.loads(Path(args.render_only).read_text())))
         print(f"wrote {args.output}")
         if Path(args.output).resolve() == OUTPUT:
-            R.fold_into_results_md("s3")
+            fold_into_results_md("s3")
         return 0
     ensure_env(args.skip_install)
-    R._import_common()
-    pd = R.pd
+    env.import_curvestore_from_repository()
+    import numpy as np
+    import pandas as pd
+    from benchkit.data import make_dataset, month_windows, week_updates
+    from benchkit.measure import machine_info, median_of, run_system
+
     started = time.perf_counter()
     run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
     moto = Moto()
@@ -405,11 +403,11 @@ def main(argv: list[str] | None = None) -> int:
                    CurvestoreS3(moto, args.codec, run_id, args.s3_options)]
         load_before = _load()
         end = (pd.Timestamp(args.start) + pd.DateOffset(years=args.years)).strftime("%Y-%m-%d")
-        versions = {"numpy": R.np.__version__, "pandas": pd.__version__}
+        versions = {"numpy": np.__version__, "pandas": pd.__version__}
         for s in systems:
             versions.update(s.versions())
         for dist in ("boto3", "botocore", "moto", "Werkzeug", "pcodec", "psycopg"):
-            versions[dist] = R._version(dist)
+            versions[dist] = env.package_version(dist)
         results: dict[str, Any] = {"datasets": {}}
         pg_cm = None
         pg_url = None
@@ -418,15 +416,15 @@ def main(argv: list[str] | None = None) -> int:
 
             pg_cm = postgres_server(shared_buffers="256MB")
             pg_url = pg_cm.__enter__()
-            versions.update({k: v for k, v in R._pg_server_facts(pg_url, True).items()
+            versions.update({k: v for k, v in pg_server_facts(pg_url, True).items()
                              if k == "PostgreSQL"})
         try:
             for ds_name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-                ds = R.make_dataset(ds_name, args.n, args.start, end, args.seed)
+                ds = make_dataset(ds_name, args.n, args.start, end, args.seed)
                 print(f"data set {ds_name}: {len(ds.series)} series x {len(ds.series[0])} "
                       "points", flush=True)
-                windows = R.month_windows(ds, args.month_reads, args.seed)
-                updates = R.week_updates(ds, args.seed)
+                windows = month_windows(ds, args.month_reads, args.seed)
+                updates = week_updates(ds, args.seed)
                 entry: dict[str, Any] = {"description": ds.description, "points": ds.points,
                                          "systems": {}, "load_before": _load()}
                 runs: dict[str, list[Any]] = {s.name: [] for s in systems}
@@ -434,12 +432,12 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.repeat):
                     for system in systems:
                         counted = Counted(system, moto)
-                        runs[system.name].append(R.run_system(counted, ds, windows, updates))
+                        runs[system.name].append(run_system(counted, ds, windows, updates))
                         reqs[system.name].append({"requests": counted.requests,
                                                   "calls": counted.calls})
                 for system in systems:
                     entry["systems"][system.name] = {
-                        "label": system.label, "result": R.median_of(runs[system.name]),
+                        "label": system.label, "result": median_of(runs[system.name]),
                         "runs": runs[system.name], "requests": reqs[system.name][-1]}
                 entry["load_after"] = _load()
                 for system in systems:
@@ -458,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
          "load": [load_before, _load()]}
     results["meta"] = {"argv": sys.argv[1:], "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                        "run_id": run_id, "elapsed_s": time.perf_counter() - started,
-                       "machine": R.machine_info(), "versions": versions, "workload": w,
+                       "machine": machine_info(), "versions": versions, "workload": w,
                        "api": {s.label: s.calls for s in systems}}
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "results-s3.json").write_text(json.dumps(results, indent=2, default=str))
@@ -469,20 +467,17 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.output).write_text(text)
         print(f"wrote {args.output} and {WORK / 'results-s3.json'}")
         if Path(args.output).resolve() == OUTPUT:
-            R.fold_into_results_md("s3")
+            fold_into_results_md("s3")
     return 0
 
 
 # -- report ----------------------------------------------------------------------------------------
 # run.py's rows, with "on disk" read as "stored (objects)" and no update p95 (moto noise)
-OPS = [(path, label.replace("on disk", "stored (objects)"), fmt) for path, label, fmt in R.ROWS
+OPS = [(path, label.replace("on disk", "stored (objects)"), fmt) for path, label, fmt in ROWS
        if path != ("update_week", "p95_ms")]
 PHASES = [("write_many", "write_many"), ("read_each", "full reads (all series)"),
           ("read_many", "read_many"), ("read_month", "1-month reads"),
           ("update_week", "1-week updates")]
-
-
-_get = R._get
 
 
 def _req_cells(req: dict[str, Any], phase: str) -> tuple[str, str, str]:
@@ -508,7 +503,7 @@ def render(results: dict[str, Any]) -> str:
     lines += [f"- {k}: {v}" for k, v in meta["versions"].items()]
     lines += ["", "## Workload", "",
               f"{w['n']} series x {w['start']} to {w['end']} (local, end excluded) at "
-              f"{R.FREQ} in {R.TZ}, float64, month chunks (bench/run.py's workload and "
+              f"{FREQ} in {TZ}, float64, month chunks (bench/run.py's workload and "
               f"verification, imported from it). {w['month_reads']} random 1-month windows; one "
               f"1-week update per series. Repeats: {w['repeat']} (median). Both systems talk "
               "to the SAME moto server (moto[server] 5, werkzeug threaded, in its own process, "
@@ -516,7 +511,7 @@ def render(results: dict[str, Any]) -> str:
               "run, each under a fresh prefix; every read is checked bit for bit against the "
               "input. moto is far slower per request than S3 and runs on the same 2 CPUs as "
               "the clients: compare ratios, not absolute times.", "",
-              *R.api_table(meta["api"])]
+              *api_table(meta["api"])]
     verdicts: dict[str, list[str]] = {}
     for ds_name, ds in results["datasets"].items():
         sy = ds["systems"]
@@ -530,15 +525,15 @@ def render(results: dict[str, Any]) -> str:
         lines += [f"| operation | {adb['label']} | {cs['label']} | curvestore / ArcticDB |",
                   "| --- | ---: | ---: | ---: |"]
         for path, label, fmt in OPS:
-            a, c = _get(adb["result"], path), _get(cs["result"], path)
+            a, c = metric(adb["result"], path), metric(cs["result"], path)
             lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(c)} | "
                          f"{c / a:.2f}x |")
         lines += ["", "Targets (throughput ratio = ArcticDB time / curvestore time, higher is "
                   "better; latency ratio = curvestore / ArcticDB, lower is better):", "",
                   "| target | ratio | verdict |", "| --- | ---: | --- |"]
         for label, path, kind, threshold in TARGETS:
-            a, c = _get(adb["result"], path), _get(cs["result"], path)
-            ratio, ok = R.verdict(kind, c, a, threshold)
+            a, c = metric(adb["result"], path), metric(cs["result"], path)
+            ratio, ok = verdict(kind, c, a, threshold)
             lines.append(f"| {label} | {ratio:.2f}x | **{'pass' if ok else 'MISS'}** |")
             verdicts.setdefault(label, []).append(
                 f"{ds_name} {ratio:.2f}x {'pass' if ok else 'MISS'}")

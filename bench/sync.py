@@ -377,15 +377,11 @@ def main() -> int:
 
 def _fold_into_results_md() -> None:
     """Refresh this benchmark's section of bench/RESULTS.md (bench/run.py's fold)."""
-    import importlib.util
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    from benchkit.fold import fold_into_results_md
 
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
-    assert spec is not None and spec.loader is not None
-    run = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = run
-    spec.loader.exec_module(run)
-    run.fold_into_results_md("sync")
-
+    fold_into_results_md("sync")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -684,10 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-matching", action="store_true",
                    help="delete every series matching the key=value filter")
 
-    p = _add(sub, "verify", cmd_verify, "re-read every chunk and check its checksum",
-             "Read back every live chunk (optionally of the series matching key=value),\n"
-             "verify its checksum and decode it. Prints one line per failure and exits 1 if\n"
-             "any chunk is corrupt or unreadable.")
+    p = _add(sub, "verify", cmd_verify, "check the store: manifest, log, layout, every chunk",
+             "Check what the backend keeps besides payloads (for file:// stores: the\n"
+             "manifest's checksum, every change-log line, the layout and each shard index\n"
+             "against its path and the log), then read back every live chunk (optionally of\n"
+             "the series matching key=value), verify its checksum and decode it. Prints one\n"
+             "line per problem, goes on, and exits 1 if there is any. A store whose manifest\n"
+             "is damaged cannot be opened: that is reported as the one problem.")
     _url(p)
     _keyargs(p, "optional filter on key values")
 
@@ -742,9 +745,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from curvestore.core.verify import verify_store
+    from curvestore.errors import IntegrityError
 
-    with open_existing(args.url, read_only=True) as store:
-        total = len(store.keys(typed_key(store, args.key)))
+    try:
+        opened = open_existing(args.url, read_only=True)
+    except IntegrityError as exc:  # a damaged manifest: nothing else can be trusted
+        print(f"FAILED store: {exc}")
+        print("verify stopped: the store cannot be opened", file=sys.stderr)
+        return 1
+    with opened as store:
+        try:
+            total: int | None = len(store.keys(typed_key(store, args.key)))
+        except IntegrityError:  # reported with the rest below
+            total = None
         with tqdm(total=total, unit=" series", desc="verify", disable=None,
                   file=sys.stderr) as bar:
             def progress(report: Any) -> None:
@@ -754,7 +767,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             report = verify_store(store, typed_key(store, args.key), progress)
     for failure in report.failures:
         where = "" if failure.chunk is None else f" chunk {failure.chunk}"
-        print(f"FAILED {show_key(failure.key)}{where}: {failure.message}")
+        what = "store" if failure.key is None else show_key(failure.key)
+        print(f"FAILED {what}{where}: {failure.message}")
     status = "ok" if report.ok else f"{len(report.failures)} failure(s)"
     print(f"verified {report.series:,} series, {report.chunks:,} chunks, "
           f"{report.payload_bytes:,} payload bytes: {status}", file=sys.stderr)

@@ -54,6 +54,8 @@ def parse_component(part: str, name: str, kind: str) -> Any:
         raise IntegrityError(f"unexpected directory {part!r} where {name}=... was expected")
     text = part[len(prefix):]
     if kind == "int":
+        if not text.lstrip("-").isdigit() or not text.isascii():
+            raise IntegrityError(f"unexpected directory {part!r}: {name} holds integers")
         return int(text)
     if text == "%":
         return ""

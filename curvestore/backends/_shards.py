@@ -12,12 +12,15 @@ changes, which costs at most the shard's size (a year of 15-min float64 is ~280 
     payload_0 | payload_1 | ... | index JSON | TRAILER
 
 ``TRAILER`` packs the index length, the index's CRC-32 and the magic ``CVF1``. The index is
-``{"key": [...], "chunks": [[chunk, start, length, count, codec, dtype, checksum, size,
-version, updated_at, deleted], ...]}`` in chunk order, each row a :class:`ChunkMeta` in field
-order; payloads follow each other in the same order, so a chunk's offset is the sum of the
-sizes before it. Tombstones stay in the index (size 0): versions keep growing and the change
-feed can still name them. Payload CRC-32s are checked by the core when a chunk is decoded,
-and by ``curvestore verify``.
+``{"key": [...], "grid": "<fingerprint>", "chunks": [[chunk, start, length, count, codec, dtype,
+checksum, size, version, updated_at, deleted], ...]}`` in chunk order, each row a
+:class:`ChunkMeta` in field order; ``grid`` fingerprints the store and grid the shard was
+written for (store id, keys, freq, tz, chunking, dtype; absent in shards written before it
+existed), so a shard read under another manifest, or found under another series' path or
+year, is refused (:func:`check_index`). Payloads follow each other in the same order, so a
+chunk's offset is the sum of the sizes before it. Tombstones stay in the index (size 0):
+versions keep growing and the change feed can still name them. Payload CRC-32s are checked by
+the core when a chunk is decoded, and by ``curvestore verify``.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from dataclasses import dataclass, fields
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.errors import IntegrityError
 
-__all__ = ["SHARD_SUFFIX", "ShardIndex", "decode_records", "encode_shard", "shard_chunks",
-           "shard_name", "shard_of"]
+__all__ = ["SHARD_SUFFIX", "ShardIndex", "check_index", "decode_records", "encode_shard",
+           "grid_fingerprint", "parse_shard_name", "shard_chunks", "shard_name", "shard_of"]
 
 MAGIC = b"CVF1"  # not the S3 shard's CVS1: the formats differ
 _TRAILER = struct.Struct("<II4s")  # index length, index CRC-32, magic
@@ -57,6 +60,23 @@ def shard_name(shard: int) -> str:
     return f"{shard}{SHARD_SUFFIX}"
 
 
+def parse_shard_name(name: str, where: str) -> int:
+    """The shard number of a ``<n>.cvs`` file name; IntegrityError for anything else."""
+    stem = name[: -len(SHARD_SUFFIX)]
+    if not stem.lstrip("-").isdigit() or not stem.isascii():
+        raise IntegrityError(f"{where}: unexpected file in a series directory (shards are "
+                             "named <year>.cvs)")
+    return int(stem)
+
+
+def grid_fingerprint(manifest: Mapping[str, object]) -> str:
+    """A short fingerprint of what a chunk's position means: the store and its grid."""
+    fields_ = {name: manifest.get(name)
+               for name in ("store_id", "keys", "freq", "tz", "chunking", "dtype")}
+    text = json.dumps(fields_, sort_keys=True, separators=(",", ":")).encode()
+    return f"{zlib.crc32(text):08x}"
+
+
 @dataclass(frozen=True, slots=True)
 class ShardIndex:
     """A shard's series key and chunk metas, with each payload's offset in the file."""
@@ -64,6 +84,7 @@ class ShardIndex:
     key: SeriesKey
     metas: tuple[ChunkMeta, ...]
     offsets: tuple[int, ...]
+    grid: str | None = None
 
     def find(self, chunk: int) -> int | None:
         for i, meta in enumerate(self.metas):
@@ -72,11 +93,12 @@ class ShardIndex:
         return None
 
 
-def encode_shard(key: SeriesKey, records: Iterable[ChunkRecord]) -> bytes:
+def encode_shard(key: SeriesKey, records: Iterable[ChunkRecord], grid: str) -> bytes:
     """The bytes of a shard holding ``records`` (one per chunk, any order)."""
     ordered = sorted(records, key=lambda r: r.meta.chunk)
     rows = [[getattr(r.meta, name) for name in _META_FIELDS] for r in ordered]
-    index = json.dumps({"key": list(key), "chunks": rows}, separators=(",", ":")).encode()
+    index = json.dumps({"key": list(key), "grid": grid, "chunks": rows},
+                       separators=(",", ":")).encode()
     return b"".join([*(r.payload for r in ordered), index,
                      _TRAILER.pack(len(index), zlib.crc32(index), MAGIC)])
 
@@ -107,7 +129,8 @@ def decode_index(tail: bytes, file_size: int, where: str) -> ShardIndex:
         parsed = json.loads(raw)
         metas = tuple(ChunkMeta(*row) for row in parsed["chunks"])
         key = tuple(parsed["key"])
-    except (ValueError, KeyError, TypeError) as exc:
+        grid = parsed.get("grid")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise IntegrityError(f"{where}: unreadable shard index: {exc}") from exc
     offsets, position = [], 0
     for meta in metas:
@@ -115,7 +138,22 @@ def decode_index(tail: bytes, file_size: int, where: str) -> ShardIndex:
         position += meta.size
     if position != start:
         raise IntegrityError(f"{where}: shard payloads are {start} bytes, index says {position}")
-    return ShardIndex(key, metas, tuple(offsets))
+    return ShardIndex(key, metas, tuple(offsets), grid)
+
+
+def check_index(index: ShardIndex, where: str, key: SeriesKey, shard: int, per_shard: int,
+                grid: str) -> None:
+    """Refuse a shard that is not the one its path names: another series' (copied or moved),
+    another year's, or one written for another store or grid (IntegrityError)."""
+    if index.key != key:
+        raise IntegrityError(f"{where}: shard holds series {list(index.key)}, but its path is "
+                             f"that of {list(key)}")
+    if index.grid is not None and index.grid != grid:
+        raise IntegrityError(f"{where}: shard was written for another store or grid "
+                             f"(fingerprint {index.grid}; the manifest gives {grid})")
+    for meta in index.metas:
+        if meta.chunk // per_shard != shard:
+            raise IntegrityError(f"{where}: chunk {meta.chunk} does not belong in shard {shard}")
 
 
 def decode_records(data: bytes, where: str, chunks: Mapping[int, object] | range | None = None

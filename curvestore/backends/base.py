@@ -39,7 +39,11 @@ if TYPE_CHECKING:
     from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
     from curvestore.core.url import StoreURL
 
-__all__ = ["Backend", "Transaction", "stale_state"]
+__all__ = ["Backend", "IntegrityProblem", "Transaction", "stale_state"]
+
+#: A problem found by :meth:`Backend.check_integrity`: (series key or None for the store
+#: as a whole, chunk index or None, message naming what is damaged).
+IntegrityProblem = tuple["SeriesKey | None", "int | None", str]
 
 
 class Transaction(ABC):
@@ -189,6 +193,19 @@ class Backend(ABC):
     def check_writable(self) -> None:
         if self.read_only:
             raise ReadOnlyError(f"{self!r} is open read-only")
+
+    # -- integrity -------------------------------------------------------------------------
+    def check_integrity(self, where: Mapping[str, Any]
+                        ) -> tuple[list[SeriesKey] | None, list[IntegrityProblem]]:
+        """Check what the backend keeps besides chunk payloads (manifest, journal or log,
+        layout, indexes), for ``curvestore verify``. Returns the series keys to verify chunk
+        by chunk (None: ask :meth:`list_series`) and every problem found, one per entry; it
+        must not stop at the first one.
+
+        Note for implementers: the default checks nothing; payload checksums are verified by
+        the core for every backend.
+        """
+        return None, []
 
     # -- change feed -----------------------------------------------------------------------
     @abstractmethod

@@ -16,17 +16,27 @@ to create, open and fsync). Guarantees and how they are met:
   reader sees the old or the new file, never a torn one; shard indexes and payloads carry
   CRC-32s.
 * **All-or-nothing batches**: a commit appends its change entries and the renames it will do to
-  the log as one batch (a begin marker with the entry count), fsyncs it, renames the temp
-  files, then appends an end marker. A writer killed before the batch was fully logged is
-  rolled back (temp files removed, log truncated); one killed after is rolled forward (the
-  remaining renames redone). Recovery runs under the commit lock when a store is opened for
-  writing, when a transaction starts and before each commit, so no later reader or writer sees
-  half a batch, and no writer rewrites a shard from a state older than a logged batch.
+  the log as one batch (a begin line with the line count; every line carries a CRC-32, see
+  :mod:`curvestore.backends._fslog`) and fsyncs it: that append is the commit point. Then it
+  renames the temp files and appends an end line. A batch cut short in the log is rolled back
+  (temp files removed, log truncated); a fully logged one is rolled forward (the remaining
+  renames redone) by the next writer or read-write open, under the commit lock.
+* **Readers never see half a batch**, and do no recovery: while a fully logged batch lacks its
+  end line, readers read its shards from its temp files (or the final paths once renamed),
+  and each series read is checked against the log's tail (:mod:`curvestore.backends._fsread`).
 * **Several processes**: a transaction holds ``flock`` locks on the lock stripes of its series
   (64 stripes, taken in order, so no deadlock), and commits are serialised by a store-wide
-  commit lock held only for the log append and the renames.
-* **Change feed**: the log is the feed; readers return only batches that have their end marker.
-  Cursors carry the position (sequence number, segment, byte offset) so resuming is a seek.
+  commit lock held only for the log append and the renames. Each writing handle holds
+  ``locks/writer-<id>.lock`` while open and names its temp files after ``<id>``: the cleanup of
+  stale temp files removes only those whose lock is free (a PID means nothing across
+  containers).
+* **Damage is detected**: the manifest carries a CRC-32 (:mod:`curvestore.backends._fsmanifest`),
+  every shard index names its series and the store/grid fingerprint (checked against the path
+  and the manifest on every read), log lines carry CRC-32s; ``curvestore verify`` checks them
+  all and the shards against the log (:mod:`curvestore.backends._fscheck`).
+* **Change feed**: the log is the feed: batches with their end line. Cursors carry the position
+  (sequence number, segment, byte offset) so resuming is a seek. A failed log append (a full
+  disk) cuts itself off; one cut by a kill is cut off by the next writer.
 * **Durability**: with ``fsync=true`` (default) temp files, the log and touched directories are
   fsynced before a commit returns; ``fsync=false`` trades power-loss durability for speed
   (process crashes stay safe either way).
@@ -38,8 +48,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
+import threading
 import time
 import uuid
 import zlib
@@ -50,13 +62,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
 from curvestore.backends import _shards as shards
-from curvestore.backends.base import Backend, Transaction, stale_state
-from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
+from curvestore.backends._fsmanifest import manifest_bytes, parse_manifest
+from curvestore.backends._fsread import NO_VIEW, ShardReads
+from curvestore.backends.base import Backend, IntegrityProblem, Transaction, stale_state
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import (
+    ConfigMismatchError,
     ConfigurationError,
     IntegrityError,
     StoreExistsError,
@@ -66,9 +81,7 @@ __all__ = ["FileBackend"]
 
 _STRIPES = 64
 _SEGMENT_BYTES = 4 << 20
-_TAIL = 4096
-_END_MARKER_MAX = 40  # bytes of the longest end-of-batch line, {"e":<seq>}
-_DIRECT_READ_MAX = 6  # shard ranges up to this size are opened by name, not listed
+_MANIFEST = "manifest.json"
 
 
 def _fsync_path(path: str | Path, directory: bool = False) -> None:
@@ -93,94 +106,10 @@ _SYNCFS = _load_syncfs()
 _SYNCFS_MIN_FILES = 16
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class _Log:
-    """The change log: append-only JSON lines in segments named by their first sequence."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-
-    def segments(self) -> list[tuple[int, Path]]:
-        found = []
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.dir):
-                if entry.name.endswith(".log"):
-                    found.append((int(entry.name[:-4]), Path(entry.path)))
-        return sorted(found)
-
-    @staticmethod
-    def segment_name(first_seq: int) -> str:
-        return f"{first_seq:016d}.log"
-
-    def tail_state(self) -> tuple[int, Path | None, list[dict[str, Any]]]:
-        """(last committed seq, last segment, complete lines of an unfinished trailing batch).
-
-        Reads backwards from the end and parses only what follows the last end marker, so a
-        clean log costs one short read.
-        """
-        segments = self.segments()
-        if not segments:
-            return 0, None, []
-        first, path = segments[-1]
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            window = _TAIL
-            while True:
-                pos = max(0, size - window)
-                f.seek(pos)
-                lines = f.read().split(b"\n")[:-1]  # the last piece is empty or torn
-                if pos > 0:
-                    lines = lines[1:]  # the first piece may start mid-line
-                last_end = next(
-                    (i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(b'{"e"')),
-                    -1,
-                )
-                if last_end >= 0 or pos == 0:
-                    break
-                window *= 4
-        head = json.loads(lines[last_end])["e"] if last_end >= 0 else first - 1
-        return head, path, [json.loads(line) for line in lines[last_end + 1:] if line]
-
-
-def _check_feed_position(cursor: str, position: tuple[int, int, int],
-                         segments: list[tuple[int, Path]]) -> None:
-    """InvalidCursorError unless ``position`` (seq, segment, offset) stands right after the
-    end-of-batch line of ``seq`` in that segment, where every cursor this log issues stands.
-    Costs one short read."""
-    seq, seg_first, offset = position
-    path = dict(segments).get(seg_first)
-    if path is None:
-        beyond = seg_first > max((f for f, _ in segments), default=0)
-        raise unknown_position(cursor, "beyond the end of" if beyond else "between two entries of")
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        if offset > size:
-            raise unknown_position(cursor)
-        start = max(0, offset - _END_MARKER_MAX)
-        f.seek(start)
-        before = f.read(offset - start)
-    line = before[:-1].rpartition(b"\n")[2] if before.endswith(b"\n") else b""
-    marker: object = None
-    if line.startswith(b'{"e":'):
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            marker = json.loads(line)["e"]
-    if type(marker) is not int or marker != seq:
-        raise unknown_position(cursor, "between two entries of")
-
-
 class _FileTransaction(Transaction):
     """Stages whole shards as temp files; the commit logs and renames them."""
 
-    def __init__(self, backend: FileBackend, keys: Sequence[SeriesKey]) -> None:
+    def __init__(self, backend: FileBackend, keys: Sequence[SeriesKey], txid: str) -> None:
         self.backend = backend
         self.keys = set(keys)
         self.dirs: dict[SeriesKey, str] = {}
@@ -190,33 +119,35 @@ class _FileTransaction(Transaction):
         self.staged: dict[tuple[SeriesKey, int], tuple[str, str, dict[int, ChunkRecord]]] = {}
         self.written: dict[tuple[SeriesKey, int], ChunkMeta] = {}
         self.committed = []
-        self.txid = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.txid = txid
+        self.logged = False  # once the batch is in the log it is committed: keep its files
 
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
-        return self.backend._metas(self.backend._series_path(key))
+        return self.backend._series_metas(key, self.backend._series_path(key))
 
     def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
              ) -> list[ChunkRecord]:
-        return self.backend._read_series(key, lo, hi)
+        return self.backend.read_chunks(key, lo, hi)
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
         now = time.time_ns()
-        per_shard = self.backend.per_shard
+        backend = self.backend
+        per_shard = backend.per_shard
         groups: dict[tuple[SeriesKey, int], list[ChunkRecord]] = {}
         for record in records:
             if record.key not in self.keys:
                 raise ValueError(f"series {record.key} is not part of this transaction")
             groups.setdefault((record.key, record.chunk // per_shard), []).append(record)
-        tmp_dir = os.path.join(self.backend.root, "tmp")
+        tmp_dir = os.path.join(backend.root, "tmp")
         for (key, shard), group in groups.items():
             staged = self.staged.get((key, shard))
             if staged is None:
                 directory = self.dirs.get(key)
                 if directory is None:
-                    directory = self.dirs[key] = str(self.backend._series_path(key))
+                    directory = self.dirs[key] = str(backend._series_path(key))
                 final = os.path.join(directory, shards.shard_name(shard))
                 tmp = os.path.join(tmp_dir, f"{self.txid}-{len(self.staged)}.tmp")
-                staged = (tmp, final, self.backend._load_shard(final))
+                staged = (tmp, final, backend._load_shard(final, key, shard))
                 self.staged[(key, shard)] = staged
             tmp, final, current = staged
             for record in group:
@@ -226,7 +157,7 @@ class _FileTransaction(Transaction):
                 current[record.chunk] = record
                 self.written[(key, record.chunk)] = record.meta
             with open(tmp, "wb") as f:
-                f.write(shards.encode_shard(key, current.values()))
+                f.write(shards.encode_shard(key, current.values(), backend.grid))
 
     def set_state(self, name: str, value: str, *, expected: str | None) -> None:
         self.expected_states[name] = expected
@@ -236,15 +167,16 @@ class _FileTransaction(Transaction):
         self.states.append((tmp, self.backend._state_path(name)))
 
     def discard(self) -> None:
-        for tmp in [s[0] for s in self.staged.values()] + [t for t, _ in self.states]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        if not self.logged:
+            for tmp in [s[0] for s in self.staged.values()] + [t for t, _ in self.states]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         self.staged.clear()
         self.states.clear()
         self.written.clear()
 
 
-class FileBackend(Backend):
+class FileBackend(ShardReads, Backend):
     """Chunks as files under a directory; see the module docstring for the guarantees."""
 
     schemes = ("file",)
@@ -255,10 +187,16 @@ class FileBackend(Backend):
         self.root = Path(root).absolute()
         self.fsync = fsync
         self.series_dir = self.root / "series"
-        self.log = _Log(self.root / "log")
+        self.log = fslog.Log(self.root / "log")
         self._pool: ThreadPoolExecutor | None = None
         self._manifest: dict[str, Any] = {}
+        self._manifest_id: tuple[int, ...] | None = None
+        self.grid = ""
         self._paths: dict[SeriesKey, Path] = {}
+        self._view = NO_VIEW
+        self._writer: tuple[str, int] | None = None  # (writer id, fd of its held lock file)
+        self._writer_mutex = threading.Lock()
+        self._tx_numbers = itertools.count()
 
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> FileBackend:
@@ -281,18 +219,34 @@ class FileBackend(Backend):
         return f"FileBackend(path={str(self.root)!r})"
 
     # -- manifest --------------------------------------------------------------------------
-    def read_manifest(self) -> dict[str, Any] | None:
+    def _load_manifest(self) -> tuple[dict[str, Any], bool, tuple[int, ...]] | None:
+        path = self.root / _MANIFEST
         try:
-            with open(self.root / "manifest.json", "rb") as f:
-                manifest = json.load(f)
+            with open(path, "rb") as f:
+                raw = f.read()
+                st = os.fstat(f.fileno())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            raise IntegrityError(f"{self!r}: unreadable manifest: {exc}") from exc
+        except OSError as exc:
+            raise IntegrityError(f"{path}: unreadable manifest: {exc}") from exc
+        manifest, sealed = parse_manifest(raw, str(path))
+        return manifest, sealed, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _adopt_manifest(self, manifest: dict[str, Any], identity: tuple[int, ...] | None
+                        ) -> None:
         self._manifest = manifest
+        self._manifest_id = identity
+        self.grid = shards.grid_fingerprint(manifest)
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        loaded = self._load_manifest()
+        if loaded is None:
+            return None
+        manifest, sealed, identity = loaded
+        self._adopt_manifest(manifest, identity)
         if not self.read_only:
-            self._recover_locked()
-        return manifest  # type: ignore[no-any-return]
+            self._recover_locked(seal_manifest=not sealed)
+        return dict(manifest)
 
     def create_manifest(self, manifest: dict[str, Any]) -> None:
         self.check_writable()
@@ -300,161 +254,54 @@ class FileBackend(Backend):
         for sub in ("series", "log", "tmp", "locks"):
             (self.root / sub).mkdir(exist_ok=True)
         tmp = self.root / "tmp" / f"manifest-{uuid.uuid4().hex}.json"
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        tmp.write_bytes(manifest_bytes(manifest))
         if self.fsync:
             _fsync_path(tmp)
         try:
-            os.link(tmp, self.root / "manifest.json")  # fails if it exists: no clobbering
+            os.link(tmp, self.root / _MANIFEST)  # fails if it exists: no clobbering
         except FileExistsError as exc:
             raise StoreExistsError(f"a store already exists at {self.root}") from exc
         finally:
             tmp.unlink(missing_ok=True)
         if self.fsync:
             _fsync_path(self.root, directory=True)
-        self._manifest = dict(manifest)
+        st = os.stat(self.root / _MANIFEST)
+        self._adopt_manifest(dict(manifest), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
 
-    # -- paths and single objects ----------------------------------------------------------
-    def _series_path(self, key: SeriesKey) -> Path:
-        path = self._paths.get(key)
-        if path is None:
-            assert self.schema is not None, "bind() was not called"
-            if len(self._paths) > 100_000:  # a cache, not a leak, on stores with many series
-                self._paths.clear()
-            path = self._paths[key] = self.series_dir.joinpath(
-                *layout.series_parts(self.schema, key))
-        return path
+    def _seal_manifest(self) -> None:
+        """Give a manifest written before checksums existed its checksum (commit lock held)."""
+        loaded = self._load_manifest()
+        if loaded is None or loaded[1]:
+            return
+        tmp = self.root / "tmp" / f"manifest-{uuid.uuid4().hex}.json"
+        tmp.write_bytes(manifest_bytes(loaded[0]))
+        if self.fsync:
+            _fsync_path(tmp)
+        os.replace(tmp, self.root / _MANIFEST)
+        if self.fsync:
+            _fsync_path(self.root, directory=True)
 
-    @property
-    def per_shard(self) -> int:
-        return shards.shard_chunks(str(self._manifest.get("chunking", "month")))
-
-    def _load_shard(self, path: str) -> dict[int, ChunkRecord]:
-        """Every record of the shard file at ``path`` by chunk (empty if there is none)."""
+    def _check_manifest_current(self) -> None:
+        """Refuse to write when the manifest changed under this handle (the store was
+        re-created, or its manifest edited): its chunks would land on another grid."""
+        path = self.root / _MANIFEST
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            st = os.stat(path)
         except FileNotFoundError:
-            return {}
-        return {r.chunk: r for r in shards.decode_records(data, path)[1]}
-
-    def _shard_files(self, directory: Path | str, lo: int | None, hi: int | None
-                     ) -> list[tuple[int, str]]:
-        per_shard = self.per_shard
-        first = None if lo is None else lo // per_shard
-        last = None if hi is None else hi // per_shard
-        if first is not None and last is not None and last - first < _DIRECT_READ_MAX:
-            base = str(directory)
-            return [(n, os.path.join(base, shards.shard_name(n))) for n in range(first, last + 1)]
-        found = []
-        try:
-            entries = os.scandir(directory)
-        except FileNotFoundError:
-            return []
-        suffix = shards.SHARD_SUFFIX
-        with entries:
-            for entry in entries:
-                name = entry.name
-                if name.endswith(suffix):
-                    shard = int(name[: -len(suffix)])
-                    if (first is None or shard >= first) and (last is None or shard <= last):
-                        found.append((shard, entry.path))
-        found.sort()
-        return found
-
-    def _read_series(self, key: SeriesKey, lo: int | None, hi: int | None, *,
-                     include_deleted: bool = False, directory: Path | None = None
-                     ) -> list[ChunkRecord]:
-        wanted = range(-(1 << 62) if lo is None else lo, (1 << 62) if hi is None else hi + 1)
-        records = []
-        for _shard, path in self._shard_files(directory or self._series_path(key), lo, hi):
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except FileNotFoundError:
-                continue
-            for record in shards.decode_records(data, path, wanted)[1]:
-                if include_deleted or not record.meta.deleted:
-                    records.append(record)
-        return records
-
-    @staticmethod
-    def _read_index(path: str) -> shards.ShardIndex:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(max(0, size - shards.TAIL_READ))
-            tail = f.read()
-            start, length = shards.index_span(tail, size, path)
-            if length + shards.TRAILER_SIZE > len(tail):  # a long index: read all of it
-                f.seek(start)
-                tail = f.read()
-        return shards.decode_index(tail, size, path)
-
-    # -- reads -----------------------------------------------------------------------------
-    def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
-                    ) -> list[ChunkRecord]:
-        return self._read_series(key, lo, hi)
-
-    def _walk(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, Path]]:
-        """Series directories matching ``where``, in key order, pruning by key prefix."""
-        assert self.schema is not None
-        names, types = self.schema.names, self.schema.types
-
-        def level(i: int, directory: Path, prefix: tuple[Any, ...]
-                  ) -> Iterator[tuple[SeriesKey, Path]]:
-            if i == len(names):
-                yield prefix, directory
-                return
-            if names[i] in where:
-                value = where[names[i]]
-                child = directory / layout.encode_component(names[i], value)
-                if child.is_dir():
-                    yield from level(i + 1, child, (*prefix, value))
-                return
-            try:
-                with os.scandir(directory) as entries:
-                    children = [
-                        (layout.parse_component(e.name, names[i], types[i]), e.path)
-                        for e in entries if e.is_dir()
-                    ]
-            except FileNotFoundError:
-                return
-            for value, path in sorted(children):
-                yield from level(i + 1, Path(path), (*prefix, value))
-
-        yield from level(0, self.series_dir, ())
-
-    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
-             ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
-        for key, directory in self._walk(where):
-            records = self._read_series(key, lo, hi, directory=directory)
-            if records:
-                yield key, records
-
-    def _metas(self, directory: Path, *, first_only: bool = False,
-               include_deleted: bool = False) -> list[ChunkMeta]:
-        metas = []
-        for _shard, path in self._shard_files(directory, None, None):
-            try:
-                index = self._read_index(path)
-            except FileNotFoundError:
-                continue
-            for meta in index.metas:
-                if include_deleted or not meta.deleted:
-                    metas.append(meta)
-                    if first_only:
-                        return metas
-        return metas
-
-    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
-        for key, directory in self._walk(where):
-            metas = self._metas(directory)
-            if metas:
-                yield key, metas
-
-    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
-        for key, directory in self._walk(where):
-            if self._metas(directory, first_only=True):
-                yield key
+            raise IntegrityError(f"{path} is gone: the store was deleted under this "
+                                 "handle") from None
+        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == self._manifest_id:
+            return
+        loaded = self._load_manifest()
+        if loaded is None:
+            raise IntegrityError(f"{path} is gone: the store was deleted under this handle")
+        manifest, _sealed, identity = loaded
+        differences = {name: (manifest.get(name), self._manifest.get(name))
+                       for name in sorted(set(manifest) | set(self._manifest))
+                       if manifest.get(name) != self._manifest.get(name)}
+        if differences:
+            raise ConfigMismatchError(differences)
+        self._manifest_id = identity
 
     # -- locking and commit ----------------------------------------------------------------
     @contextmanager
@@ -470,17 +317,52 @@ class FileBackend(Backend):
         assert self.schema is not None
         return zlib.crc32("/".join(layout.series_parts(self.schema, key)).encode()) % _STRIPES
 
+    def _writer_id(self) -> str:
+        """This handle's writer id: temp files are named after it, and it holds
+        ``locks/writer-<id>.lock`` while open, so a cleanup in any process (whatever its PID
+        namespace) can tell a live writer's temp files from a dead one's."""
+        with self._writer_mutex:
+            if self._writer is None:
+                wid = uuid.uuid4().hex[:16]
+                staging = self.root / "locks" / f".{wid}.new"
+                fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                # visible under its name only once locked, so a sweep never sees it unlocked
+                os.rename(staging, self.root / "locks" / f"writer-{wid}.lock")
+                self._writer = (wid, fd)
+            return self._writer[0]
+
+    def _writer_alive(self, wid: str) -> bool:
+        if self._writer is not None and wid == self._writer[0]:
+            return True
+        path = self.root / "locks" / f"writer-{wid}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            path.unlink(missing_ok=True)  # its owner is gone
+            return False
+        finally:
+            os.close(fd)
+
     @contextmanager
     def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
         self.check_writable()
+        txid = f"{self._writer_id()}-{next(self._tx_numbers)}"
         with contextlib.ExitStack() as stack:
             for stripe in sorted({self._stripe(k) for k in keys}):
                 stack.enter_context(self._flock(f"stripe-{stripe:02d}.lock"))
             # A dead writer's logged batch must be rolled forward before this one reads the
             # shards it would rewrite, or the rewrite would undo it.
-            if self.log.tail_state()[2]:
+            tail = self.log.tail()
+            if tail.pending or tail.torn:
                 self._recover_locked()
-            tx = _FileTransaction(self, keys)
+            tx = _FileTransaction(self, keys, txid)
             try:
                 yield tx
                 tx.committed = self._commit(tx)
@@ -499,6 +381,12 @@ class FileBackend(Backend):
             finally:
                 os.close(fd)
         self._parallel(_fsync_path, paths)
+
+    def _sync_dirs(self, directories: list[str]) -> None:
+        if len(directories) >= _SYNCFS_MIN_FILES and _SYNCFS is not None:
+            self._sync_files(directories)
+        else:
+            self._parallel(lambda d: _fsync_path(d, directory=True), directories)
 
     def _parallel(self, fn: Any, items: list[Any]) -> None:
         if len(items) < 8:
@@ -520,35 +408,35 @@ class FileBackend(Backend):
             os.makedirs(directory, exist_ok=True)
         written = sorted(tx.written.items(), key=lambda item: item[0])
         with self._flock("commit.lock"):
-            head, segment, pending = self.log.tail_state()
-            if pending:
-                assert segment is not None
-                self._recover(segment, pending)
-                head, segment, pending = self.log.tail_state()
+            self._check_manifest_current()
+            tail = self._finish_tail()
+            head, segment = tail.head, tail.segment
             for name, expected in tx.expected_states.items():
                 if self.get_state(name) != expected:
                     raise stale_state(name)
-            if segment is None or segment.stat().st_size > _SEGMENT_BYTES:
+            if segment is None or tail.size > _SEGMENT_BYTES:
+                if segment is not None:  # changes the old segment's size: readers look again
+                    fslog.append(segment, fslog.encode_line({"r": head + 1}), sync=False)
                 segment = self.log.dir / self.log.segment_name(head + 1)
             changes = []
             root = str(self.root) + os.sep
-            lines = []
+            lines = [fslog.encode_line({"b": len(written) + len(moves), "x": tx.txid})]
             for i, ((key, chunk), meta) in enumerate(written, start=head + 1):
                 changes.append(Change(key, chunk, meta.version, meta.deleted))
-                lines.append(json.dumps({"s": i, "k": list(key), "c": chunk, "v": meta.version,
-                                         "d": meta.deleted}, separators=(",", ":")))
-            lines += [json.dumps({"t": os.path.basename(tmp), "p": final[len(root):]},
-                                 separators=(",", ":")) for tmp, final in moves]
-            begin = json.dumps({"b": len(lines), "x": tx.txid})
-            self._append(segment, "\n".join([begin, *lines]) + "\n", sync=self.fsync)
+                lines.append(fslog.encode_line({"s": i, "k": list(key), "c": chunk,
+                                                "v": meta.version, "d": meta.deleted}))
+            lines += [fslog.encode_line({"t": os.path.basename(tmp), "p": final[len(root):]})
+                      for tmp, final in moves]
+            fslog.append(segment, "".join(lines), sync=self.fsync)
+            tx.logged = True  # the commit point: from here on the batch only rolls forward
             for tmp, final in moves:
                 os.replace(tmp, final)
             if self.fsync:
-                if len(directories) >= _SYNCFS_MIN_FILES and _SYNCFS is not None:
-                    self._sync_files(sorted(directories))
-                else:
-                    self._parallel(lambda d: _fsync_path(d, directory=True), sorted(directories))
-            self._append(segment, json.dumps({"e": head + len(written)}) + "\n", sync=False)
+                self._sync_dirs(sorted(directories))
+            # A failed end line (full disk) cut itself off: the batch stays committed and
+            # readers see it; the next writer or read-write open writes the end line.
+            with contextlib.suppress(OSError):
+                fslog.append(segment, fslog.encode_line({"e": head + len(written)}), sync=False)
         tx.staged.clear()
         tx.states.clear()
         tx.written.clear()
@@ -559,123 +447,117 @@ class FileBackend(Backend):
         return os.path.join(self.root, "sync", quote(name, safe="") + ".json")
 
     def get_state(self, name: str) -> str | None:
-        try:
-            with open(self._state_path(name), "rb") as f:
-                return str(json.load(f)["value"])
-        except FileNotFoundError:
+        path = self._state_path(name)
+        data = self._consistent(lambda view: self._read_file(path, view))
+        if data is None:
             return None
-
-    @staticmethod
-    def _append(path: Path, text: str, *, sync: bool) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            data = text.encode()
-            while data:
-                written = os.write(fd, data)
-                data = data[written:]
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+            return str(json.loads(data)["value"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"{path}: unreadable replication state: {exc}") from exc
 
-    def _recover(self, segment: Path, pending: list[dict[str, Any]]) -> None:
-        """Finish or undo the batch a killed writer left at the log's tail (commit lock held).
+    # -- recovery ----------------------------------------------------------------------------
+    def _finish_tail(self) -> fslog.Tail:
+        """The log's tail with any unfinished batch finished or undone (commit lock held)."""
+        tail = self.log.tail()
+        if tail.pending or tail.torn:
+            self._recover(tail)
+            tail = self.log.tail()
+        return tail
 
-        A batch whose entries are all in the log was fsynced before any rename, so it is rolled
-        forward; a batch cut short was never renamed into place, so it is rolled back.
-        """
-        with open(segment, "rb+") as f:  # drop a torn final line
-            data = f.read()
-            f.truncate(data.rfind(b"\n") + 1)
-        begin = pending[0] if "b" in pending[0] else None
-        entries = pending[1:] if begin is not None else pending
-        if begin is not None and len(entries) == begin["b"]:
-            for entry in entries:
-                if "t" in entry:
-                    tmp = self.root / "tmp" / entry["t"]
-                    if tmp.exists():
-                        os.replace(tmp, self.root / entry["p"])
-            last = max((e["s"] for e in entries if "s" in e), default=None)
-            if last is None:  # a batch of replication state only: the sequence did not move
-                last = self.log.tail_state()[0]
-            self._append(segment, json.dumps({"e": last}) + "\n", sync=self.fsync)
+    def _recover(self, tail: fslog.Tail) -> None:
+        """Finish or undo what a killed or failed writer left at the log's tail (commit lock
+        held). A committed batch (all its lines logged, fsynced before any rename) is rolled
+        forward; a batch cut short never renamed anything, so it is cut off with its files."""
+        segment = tail.segment
+        assert segment is not None
+        if tail.torn:  # an append cut short by a kill: drop the incomplete line
+            fslog.truncate(segment, tail.complete, sync=self.fsync)
+        batch = tail.batch
+        if batch is not None and batch.complete:
+            directories = set()
+            for temp, final in batch.moves:
+                tmp = self.root / "tmp" / temp
+                if tmp.exists():
+                    os.replace(tmp, self.root / final)
+                    directories.add(str((self.root / final).parent))
+            if self.fsync:
+                self._sync_dirs(sorted(directories))
+            last = batch.last_seq
+            fslog.append(segment, fslog.encode_line({"e": tail.head if last is None else last}),
+                         sync=self.fsync)
             return
-        prefix = f"{begin['x']}-" if begin is not None else None
-        with os.scandir(self.root / "tmp") as found:
-            doomed = [e.path for e in found if prefix and e.name.startswith(prefix)]
-        for path in doomed + [str(self.root / "tmp" / e["t"]) for e in entries if "t" in e]:
+        if batch is None and any("r" not in entry for entry in tail.pending):
+            raise IntegrityError(f"{segment}: log lines after the last batch belong to no "
+                                 f"batch (from byte {tail.pending_at})")
+        doomed = [str(self.root / "tmp" / temp) for temp, _final in
+                  (batch.moves if batch is not None else [])]
+        if batch is not None:
+            prefix = f"{batch.txid}-"
+            with os.scandir(self.root / "tmp") as found:
+                doomed += [e.path for e in found if e.name.startswith(prefix)]
+        for path in doomed:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        with open(segment, "rb+") as f:  # cut the unfinished batch off the log
-            data = f.read()
-            end_marker = data.rfind(b'{"e":')
-            f.truncate(data.index(b"\n", end_marker) + 1 if end_marker >= 0 else 0)
+        fslog.truncate(segment, tail.pending_at, sync=self.fsync)
 
-    def _recover_locked(self) -> None:
+    def _recover_locked(self, *, seal_manifest: bool = False) -> None:
         locks = self.root / "locks"
         if not locks.is_dir():
             return
         with self._flock("commit.lock"):
-            _head, segment, pending = self.log.tail_state()
-            if pending:
-                assert segment is not None
-                self._recover(segment, pending)
-            self._sweep_tmp()
+            self._finish_tail()
+            if seal_manifest:
+                self._seal_manifest()
+            self._sweep()
 
-    def _sweep_tmp(self) -> None:
-        """Remove temp files of writers that died before logging their batch."""
+    def _sweep(self) -> None:
+        """Remove temp files (and lock files) of writers that are gone: a writer holds its
+        lock file for as long as it lives, so this never touches a live writer's files, in
+        whatever process or PID namespace it runs. Runs after recovery, so no committed batch
+        still needs its temp files."""
+        alive: dict[str, bool] = {}
         with contextlib.suppress(FileNotFoundError), os.scandir(self.root / "tmp") as entries:
             for entry in entries:
-                pid = entry.name.split("-", 1)[0]
-                if pid.isdigit() and not _pid_alive(int(pid)):
+                if not entry.name.endswith(".tmp"):
+                    continue
+                wid = entry.name.split("-", 1)[0]
+                if wid not in alive:
+                    alive[wid] = self._writer_alive(wid)
+                if not alive[wid]:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.root / "locks") as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("writer-") and name.endswith(".lock"):
+                    wid = name[len("writer-"):-len(".lock")]
+                    if wid not in alive:
+                        alive[wid] = self._writer_alive(wid)
 
     # -- change feed -----------------------------------------------------------------------
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        """Pages end on batch boundaries (a page holds more than ``limit`` items only when one
-        committed batch does); unfinished batches at the tail are not shown yet."""
+        """See :func:`curvestore.backends._fslog.changes_page`."""
         assert self.schema is not None
         store_id = str(self._manifest.get("store_id", ""))
-        seq, seg_first, offset = (0, 0, 0) if cursor is None \
-            else decode_cursor(cursor, store_id, 3)
-        position = (seq, seg_first, offset)
-        every = self.log.segments()
-        if cursor is not None and position != (0, 0, 0):
-            _check_feed_position(cursor, position, every)
-        items: list[Change] = []
-        segments = [(f, p) for f, p in every if f >= seg_first]
-        for n, (first, path) in enumerate(segments):
-            start = offset if first == seg_first else 0
-            with open(path, "rb") as f:
-                f.seek(start)
-                data = f.read()
-            batch: list[Change] = []
-            pos = start
-            for raw in data.split(b"\n")[:-1]:
-                pos += len(raw) + 1
-                line = json.loads(raw)
-                if "s" in line:
-                    if line["s"] > seq:
-                        key = tuple(line["k"])
-                        if self.schema.matches(key, where):
-                            batch.append(Change(key, line["c"], line["v"], line["d"]))
-                elif "b" in line:
-                    batch = []
-                elif "e" in line:
-                    if items and len(items) + len(batch) > limit:
-                        return ChangePage(items, encode_cursor(store_id, position), True)
-                    items += batch
-                    batch = []
-                    seq = max(seq, line["e"])
-                    position = (seq, first, pos)
-                    if len(items) >= limit:
-                        more = pos < start + len(data) or n + 1 < len(segments)
-                        return ChangePage(items, encode_cursor(store_id, position), more)
-        return ChangePage(items, encode_cursor(store_id, position), False)
+        return fslog.changes_page(self.log, self.schema, store_id, cursor, where, limit)
+
+    # -- integrity -------------------------------------------------------------------------
+    def check_integrity(self, where: Mapping[str, Any]
+                        ) -> tuple[list[SeriesKey] | None, list[IntegrityProblem]]:
+        from curvestore.backends._fscheck import check_store
+
+        return check_store(self, where)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        with self._writer_mutex:
+            if self._writer is not None:
+                wid, fd = self._writer
+                self._writer = None
+                with contextlib.suppress(OSError):
+                    (self.root / "locks" / f"writer-{wid}.lock").unlink()
+                os.close(fd)
         super().close()

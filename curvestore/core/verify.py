@@ -1,7 +1,9 @@
 """Re-read every chunk of a store and report what is corrupt or unreadable.
 
-Every live chunk is read back through its backend (which checks its own framing), its payload
-checksum is verified and it is decoded with its codec. A failure does not stop the walk: a
+First the backend checks what it keeps besides payloads (``Backend.check_integrity``: for the
+filesystem, the manifest, the change log, the layout and the shard indexes). Then every live
+chunk is read back through its backend (which checks its own framing), its payload checksum is
+verified and it is decoded with its codec. A failure does not stop the walk: a
 series whose chunks cannot be listed or read is reported as one failure and the walk goes on.
 """
 
@@ -22,7 +24,7 @@ __all__ = ["Failure", "VerifyReport", "verify_store"]
 
 @dataclass(frozen=True)
 class Failure:
-    key: dict[str, Any]
+    key: dict[str, Any] | None  # None: the store as a whole (manifest, log, layout)
     chunk: int | None
     message: str
 
@@ -44,7 +46,17 @@ def verify_store(store: Store, filter: dict[str, Any] | None = None,
     """Verify every live chunk of the series matching ``filter``."""
     report = VerifyReport()
     where = store.schema.filter(filter)
-    for key in list(store.backend.list_series(where)):
+    keys, problems = store.backend.check_integrity(where)
+    for problem_key, chunk, message in problems:
+        report.failures.append(Failure(
+            None if problem_key is None else store.schema.as_dict(problem_key), chunk, message))
+    if keys is None:
+        try:
+            keys = list(store.backend.list_series(where))
+        except (CurvestoreError, OSError) as exc:
+            report.failures.append(Failure(None, None, f"cannot list the series: {exc}"))
+            keys = []
+    for key in keys:
         key_dict = store.schema.as_dict(key)
         report.series += 1
         try:

@@ -17,8 +17,9 @@ Subclass it with the same ``backend_url`` fixture as :class:`~curvestore.testing
 The tests reach the backend through ``store.backend``, build chunk records with the core's
 encoder, and check versions, range reads, ordered streaming scans, tombstones, rollback,
 closing, secret hiding, and, for backends shared between processes, that concurrent updates
-lose no point and that a writer killed with SIGKILL never leaves a torn batch
-(``@pytest.mark.slow``: they run by default).
+lose no point and that a writer killed with SIGKILL never leaves a torn batch, neither for a
+read-write open nor for readers that recover nothing (a handle opened before the kill, a
+read-only open) (``@pytest.mark.slow``: they run by default).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from curvestore.backends.tiered import tiered_url
 from curvestore.core import chunks as _chunks
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import parse_url
-from curvestore.errors import CurvestoreError, ReadOnlyError, StoreExistsError
+from curvestore.errors import CurvestoreError, IntegrityError, ReadOnlyError, StoreExistsError
 from curvestore.testing.store import FREQ, KEYS, TZ, StoreFixtures, curve, key
 
 __all__ = ["BackendConformance"]
@@ -317,6 +318,34 @@ class BackendConformance(StoreFixtures):
         assert backend.read_chunks(k1) == []
         assert store.changes().items == []
 
+    def test_backend_damaged_payload_is_an_integrity_error(self, store: curvestore.Store,
+                                                           backend: Any) -> None:
+        """A payload that no longer matches its checksum (as after a flipped bit on disk) is
+        refused as IntegrityError by every read path, never returned as data; the backend
+        may refuse it at the put already."""
+        k = store.schema.key(key())
+        good = _record(k, JAN_2024, [1.0, 2.0, 3.0], codec="none")
+        damaged = good.with_meta(checksum=good.meta.checksum ^ 0x1)
+        try:
+            _put(backend, [damaged])
+        except IntegrityError:
+            return
+        reads = {"read": lambda: store.read(key()),
+                 "read_many": lambda: list(store.read_many()),
+                 "verify": lambda: self._verify_fails(store)}
+        for name, read in reads.items():
+            with pytest.raises(IntegrityError):
+                read()
+                pytest.fail(f"{name} returned damaged data")
+
+    @staticmethod
+    def _verify_fails(store: curvestore.Store) -> None:
+        from curvestore.core.verify import verify_store
+
+        report = verify_store(store)
+        if not report.ok:
+            raise IntegrityError("; ".join(f.message for f in report.failures))
+
     def test_backend_read_only(self, store: curvestore.Store, backend_url: str) -> None:
         k = store.schema.key(key())
         _put(store.backend, [_record(k, JAN_2024, [1.0])])
@@ -472,9 +501,17 @@ class BackendConformance(StoreFixtures):
         rng = random.Random(20240331)
         current = 0
         delays = [0.0, 0.05, 0.2, 0.5, 1.0, rng.uniform(0, 0.3), rng.uniform(0.3, 1.5)]
-        for attempt, delay in enumerate(delays):
-            self.kill_writer_midway(backend_url, current + 1, delay, tmp_path, attempt)
-            current = self._check_whole_batch(backend_url, current)
+        # Readers that do no recovery must not see half a batch either: a handle opened
+        # before the kills (read-write, but reading only) and a read-only open, both asked
+        # before any read-write open could finish the dead writer's batch.
+        with self.reopen(backend_url) as before:
+            for attempt, delay in enumerate(delays):
+                self.kill_writer_midway(backend_url, current + 1, delay, tmp_path, attempt)
+                seen = self._whole_batch(before, current)
+                with self.reopen(backend_url, read_only=True) as read_only:
+                    assert self._whole_batch(read_only, current) == seen
+                current = self._check_whole_batch(backend_url, current)
+                assert current == seen, "a read-write open changed what readers had seen"
         # the store is still writable after all that, and the feed still reads
         with self.reopen(backend_url) as again:
             again.write_many(_killed_batch(current + 1), mode="replace")
@@ -483,24 +520,29 @@ class BackendConformance(StoreFixtures):
 
     def _check_whole_batch(self, url: str, previous: int) -> int:
         with self.reopen(url) as store:
-            values = set()
-            seen = []
-            for k, series in store.read_many():
-                seen.append(tuple(k.values()))
-                unique = set(np.unique(series.to_numpy()).tolist())
-                assert len(unique) == 1, f"series {k} mixes rounds {sorted(unique)}"
-                (value,) = unique
-                values.add(value)
-                expected = curve(*(("2024-01-01", None, "2024-03-31 23:45") if value % 2 == 0
-                                   else ("2024-02-01", None, "2024-04-30 23:45")), value=value)
-                assert len(series) == len(expected), f"series {k} is torn (round {value})"
-                assert series.index[0] == expected.index[0]
-                assert series.index[-1] == expected.index[-1]
-            assert seen == sorted(_killed_batch(0)), "a series is missing"
-            assert len(values) == 1, f"series disagree: a torn batch holds rounds {values}"
-            (value,) = values
-            assert value >= previous
-            for _key, records in store.backend.scan({}):  # every stored chunk decodes
-                for record in records:
-                    _chunks.decode(record)
-            return int(value)
+            return self._whole_batch(store, previous)
+
+    @staticmethod
+    def _whole_batch(store: curvestore.Store, previous: int) -> int:
+        """The round every series of the killed-writer test holds; fails on a torn batch."""
+        values = set()
+        seen = []
+        for k, series in store.read_many():
+            seen.append(tuple(k.values()))
+            unique = set(np.unique(series.to_numpy()).tolist())
+            assert len(unique) == 1, f"series {k} mixes rounds {sorted(unique)}"
+            (value,) = unique
+            values.add(value)
+            expected = curve(*(("2024-01-01", None, "2024-03-31 23:45") if value % 2 == 0
+                               else ("2024-02-01", None, "2024-04-30 23:45")), value=value)
+            assert len(series) == len(expected), f"series {k} is torn (round {value})"
+            assert series.index[0] == expected.index[0]
+            assert series.index[-1] == expected.index[-1]
+        assert seen == sorted(_killed_batch(0)), "a series is missing"
+        assert len(values) == 1, f"series disagree: a torn batch holds rounds {values}"
+        (value,) = values
+        assert value >= previous
+        for _key, records in store.backend.scan({}):  # every stored chunk decodes
+            for record in records:
+                _chunks.decode(record)
+        return int(value)

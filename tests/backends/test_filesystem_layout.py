@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import curvestore
+from curvestore.backends import _fslog as fslog
 from curvestore.backends import _shards as shards
 from curvestore.backends.filesystem import FileBackend
 from curvestore.errors import ConfigurationError, IntegrityError
@@ -97,7 +98,7 @@ def _staged_commit(store, key: dict, series: pd.Series, stop_after: str, monkeyp
         pass
 
     original_replace = os.replace
-    original_append = FileBackend._append
+    original_append = fslog.append
     calls = {"append": 0, "replace": 0}
 
     def append(path, text, *, sync):  # type: ignore[no-untyped-def]
@@ -115,7 +116,7 @@ def _staged_commit(store, key: dict, series: pd.Series, stop_after: str, monkeyp
         if stop_after == "rename" and calls["replace"] == 1:
             raise Killed
 
-    monkeypatch.setattr(FileBackend, "_append", staticmethod(append))
+    monkeypatch.setattr(fslog, "append", append)
     monkeypatch.setattr(os, "replace", replace)
     # A killed process runs no cleanup: skip the transaction's discard of temp files.
     monkeypatch.setattr("curvestore.backends.filesystem._FileTransaction.discard",
