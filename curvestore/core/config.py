@@ -298,8 +298,10 @@ class _ManifestFields:
         if "keys" not in self.manifest:
             raise self.damaged("field 'keys' is missing")
         entries = self.manifest["keys"]
-        if not isinstance(entries, list) or not entries:
-            raise self.damaged(f"field 'keys' must be a non-empty list, got {entries!r}")
+        # empty: a Django chunk-store model without key fields (holcstore allows them; the
+        # whole table is one series); KeySchema.from_spec refuses it for other stores
+        if not isinstance(entries, list):
+            raise self.damaged(f"field 'keys' must be a list, got {entries!r}")
         names, types = [], []
         for entry in entries:
             if (not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str)

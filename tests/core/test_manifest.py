@@ -45,8 +45,8 @@ DAMAGES = {
     "no tz": (_without("tz"), "'tz' is missing"),
     "no chunking": (_without("chunking"), "'chunking' is missing"),
     "no dtype": (_without("dtype"), "'dtype' is missing"),
-    "keys a string": (_set("keys", "site"), "'keys' must be a non-empty list"),
-    "keys empty": (_set("keys", []), "'keys' must be a non-empty list"),
+    "keys a string": (_set("keys", "site"), "'keys' must be a list"),
+    "keys an object": (_set("keys", {"site": "str"}), "'keys' must be a list"),
     "key without type": (_set("keys", [{"name": "site"}]), "each key must be"),
     "key of type float": (_set("keys", [{"name": "site", "type": "float"}]), "each key must"),
     "key entry a string": (_set("keys", ["site"]), "each key must be"),
@@ -85,6 +85,15 @@ def test_foreign_manifest_is_a_configuration_error(manifest: Any) -> None:
 def test_newer_format_version_asks_for_an_upgrade() -> None:
     with pytest.raises(ConfigurationError, match="upgrade curvestore"):
         StoreConfig.from_manifest({**_good(), "format_version": 99})
+
+
+def test_manifest_without_keys_reads() -> None:
+    """The manifest of a Django chunk-store model without key fields (one series per
+    table, as holcstore allows) is valid; new stores elsewhere still need a key."""
+    manifest = {**_good(), "keys": []}
+    assert StoreConfig.from_manifest(manifest).keys.names == ()
+    with pytest.raises(ConfigurationError, match="at least one key"):
+        StoreConfig.build(keys={}, freq="15min", tz="Europe/Paris")
 
 
 def test_good_manifest_round_trips() -> None:

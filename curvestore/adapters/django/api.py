@@ -98,26 +98,26 @@ class ChunkStoreAPI:
     def _assemble(cls, store: Store, pieces: list[_chunks.Piece], lo_pos: int | None,
                   hi_pos: int | None, drop_bounds_na: bool) -> pd.Series | None:
         """The core's ``chunks.assemble``, with the index from :meth:`_index` instead of a
-        fresh one whose ``freq`` would then be validated.
-
-        Unlike the core's read, a window of existing chunks that holds no value is returned
-        as NaN (holcstore's outcome: its rows are whole periods, cut to the window, and
-        trimming the NaN bounds of an all-NaN series leaves it as it is); None only when no
-        chunk of the series meets the window."""
-        series = _chunks.assemble(store.grid, pieces, lo_pos, hi_pos, drop_bounds_na,
-                                  lambda first, count: cls._index(store, first, count))
-        if series is not None or not pieces:
-            return series
-        grid = store.grid
-        last_start, last_len = grid.period(pieces[-1].chunk)
-        return cls._nan_window(store, grid.period(pieces[0].chunk)[0],
-                               max(last_start + last_len, last_start + pieces[-1].stop),
-                               lo_pos, hi_pos)
+        fresh one whose ``freq`` would then be validated. None when the window holds no
+        value (see :meth:`_nan_span` for what the reads return then)."""
+        return _chunks.assemble(store.grid, pieces, lo_pos, hi_pos, drop_bounds_na,
+                                lambda first, count: cls._index(store, first, count))
 
     @classmethod
-    def _nan_window(cls, store: Store, first: int, last: int, lo_pos: int | None,
-                    hi_pos: int | None) -> pd.Series | None:
-        """NaN on grid positions ``[first, last)`` cut to the window, None if they miss it."""
+    def _nan_span(cls, store: Store, first_chunk: int, last_chunk: int, lo_pos: int | None,
+                  hi_pos: int | None) -> pd.Series | None:
+        """NaN over the window's part within the periods of chunks ``[first_chunk,
+        last_chunk]`` (a series' first and last live rows), None when the window misses them.
+
+        That is holcstore's answer for a window inside a series that holds no value: its rows
+        are whole periods, one for every period from the series' first to its last (NaN
+        where there is no value), cut to the window, and trimming the NaN bounds of an
+        all-NaN series leaves it as it is. This adapter does not store periods without any
+        value, so the series' span stands for the rows holcstore would have."""
+        grid = store.grid
+        first = grid.period(first_chunk)[0]
+        last_start, last_len = grid.period(last_chunk)
+        last = last_start + last_len
         if lo_pos is not None:
             first = max(first, lo_pos)
         if hi_pos is not None:
@@ -130,23 +130,14 @@ class ChunkStoreAPI:
     @classmethod
     def _span_window(cls, store: Store, key: Any, lo_pos: int | None, hi_pos: int | None
                      ) -> pd.Series | None:
-        """NaN over the window's part within the series' chunks (from its first to its last),
-        or None when the series has none there: what holcstore returns for a window without
-        values inside a series, where it stored the chunks without values that this adapter
-        does not write."""
+        """:meth:`_nan_span` over one series' span (one aggregate query), None when the
+        series has no live row."""
         backend: Any = store.backend  # a DjangoModelBackend
         span = backend._qs().filter(**backend.key_dict(key), is_deleted=False).aggregate(
             first=models.Min("chunk_index"), last=models.Max("chunk_index"))
         if span["first"] is None:
             return None
-        clo, chi = store._chunk_window(lo_pos, hi_pos)
-        a = span["first"] if clo is None else max(clo, span["first"])
-        b = span["last"] if chi is None else min(chi, span["last"])
-        if b < a:
-            return None
-        last_start, last_len = store.grid.period(b)
-        return cls._nan_window(store, store.grid.period(a)[0], last_start + last_len,
-                               lo_pos, hi_pos)
+        return cls._nan_span(store, span["first"], span["last"], lo_pos, hi_pos)
 
     @classmethod
     def _key_order(cls) -> tuple[str, ...]:
@@ -279,7 +270,11 @@ class ChunkStoreAPI:
                       qs_iterator_chunk_size: int = 200, drop_bounds_na: bool = True
                       ) -> Iterator[tuple[pd.Series, dict]]:
         """Stream ``(serie, key_dict)`` for each series matching ``filters`` (key fields,
-        with Django lookups such as ``version__in``), ordered by key."""
+        with Django lookups such as ``version__in``), ordered by key.
+
+        As in holcstore (and :meth:`get_ts`), a series whose window holds no value but meets
+        its chunks is yielded as NaN over that part of the window; a series none of whose
+        chunks meets the window is not yielded."""
         cls._check_attrs(filters)  # bad filters and bounds raise here, not at next()
         store = cls._cs_store()
         lo, hi = store._window(cls._bound(start), cls._bound(end))
@@ -288,15 +283,37 @@ class ChunkStoreAPI:
     @classmethod
     def _stream(cls, store: Store, filters: dict, lo: int | None, hi: int | None,
                 chunk_size: int, drop_bounds_na: bool) -> Iterator[tuple[pd.Series, dict]]:
+        """The series with a value in the window (``scan_pieces``), merged in key order with
+        those whose span meets the window without a value there (NaN, as holcstore yields
+        them; see :meth:`_nan_span`). The spans come from one grouped query up front."""
         if lo is not None and hi is not None and hi < lo:
             return
         clo, chi = store._chunk_window(lo, hi)
         names = cls._key_order()
         backend: Any = store.backend  # a DjangoModelBackend
+        spans = backend.chunk_spans(filters, clo, chi)
+        # both lists follow the database's ORDER BY on the key fields, so a series' place
+        # among the spans says which series without a value come before it
+        position = {key: i for i, (key, _, _) in enumerate(spans)}
+        done = 0
+
+        def nan_until(stop: int) -> Iterator[tuple[pd.Series, dict]]:
+            for key, first, last in spans[done:stop]:
+                series = cls._nan_span(store, first, last, lo, hi)
+                if series is not None:
+                    yield series, dict(zip(names, key, strict=True))
+
         for key, pieces in backend.scan_pieces(filters, clo, chi, chunk_size=chunk_size):
+            at = position.get(key)  # None: a series written since the spans were read
+            if at is not None and at >= done:
+                yield from nan_until(at)
+                done = at + 1
             series = cls._assemble(store, pieces, lo, hi, drop_bounds_na)
+            if series is None and at is not None:
+                series = cls._nan_span(store, spans[at][1], spans[at][2], lo, hi)
             if series is not None:
                 yield series, dict(zip(names, key, strict=True))
+        yield from nan_until(len(spans))
 
     @classmethod
     def _max_of(cls, records: list[Any]) -> pd.Timestamp | None:

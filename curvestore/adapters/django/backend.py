@@ -583,6 +583,27 @@ class DjangoModelBackend(Backend):
         """``scan`` as decoded pieces (see ``read_pieces``)."""
         return self._scan(where, lo, hi, chunk_size, self._pieces)
 
+    def chunk_spans(self, where: Mapping[str, Any], lo: int | None = None,
+                    hi: int | None = None) -> list[tuple[SeriesKey, int, int]]:
+        """``(key, first chunk, last chunk)`` of the live rows of each matching series whose
+        span meets chunks ``[lo, hi]``, by key in ``scan``'s order: one grouped query."""
+        qs = self._qs().filter(**where, is_deleted=False)
+        n = len(self.names)
+        if not n:  # a model without key fields holds one series
+            span = qs.aggregate(first=models.Min("chunk_index"), last=models.Max("chunk_index"))
+            rows = [] if span["first"] is None else [(span["first"], span["last"])]
+        else:
+            grouped = qs.order_by().values(*self.names).annotate(
+                cvs_first=models.Min("chunk_index"), cvs_last=models.Max("chunk_index"))
+            if hi is not None:
+                grouped = grouped.filter(cvs_first__lte=hi)
+            if lo is not None:
+                grouped = grouped.filter(cvs_last__gte=lo)
+            rows = list(grouped.order_by(*self.names).values_list(
+                *self.names, "cvs_first", "cvs_last"))
+        return [(tuple(r[:n]), r[n], r[n + 1]) for r in rows
+                if (hi is None or r[n] <= hi) and (lo is None or r[n + 1] >= lo)]
+
     def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
         for key, records in self.scan(where):
             yield key, [r.meta for r in records]

@@ -4,16 +4,11 @@ adapter wrote and writing rows the adapter reads, in the same database (SQLite o
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import lz4.frame
 import numpy as np
 import pandas as pd
 import pytest
-from django.db import connections
+from holcstore_env import run_holcstore
 from testapp.models import FramedStore, HolcStoreYearMonth
 
 from curvestore.adapters.django import compat
@@ -22,10 +17,6 @@ from curvestore.errors import IntegrityError as CurvestoreIntegrityError
 K = "kind_very_long_name_for_testing_purpose"
 ATTRS = {"version": 1, K: "A"}
 PARIS = "Europe/Paris"
-# holcstore itself, in an environment of its own: CI installs one and names its python here;
-# elsewhere the benchmark's environment serves when it exists.
-HOLC_PYTHON = Path(os.environ.get("CURVESTORE_TEST_HOLCSTORE_PYTHON") or
-                   Path(__file__).resolve().parents[3] / "bench" / ".venv" / "bin" / "python")
 
 
 def period(year: int, month: int) -> pd.DatetimeIndex:
@@ -89,13 +80,6 @@ def test_framed_rows_carry_codec_and_checksum() -> None:
 
 
 _HOLC_SCRIPT = r"""
-import json, sys
-import django
-from django.conf import settings
-settings.configure(INSTALLED_APPS=["hostore"], USE_TZ=True, TIME_ZONE="UTC",
-                   DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-                   DATABASES={"default": json.loads(sys.argv[1])})
-django.setup()
 import pandas as pd
 from django.db import models
 from hostore.models import TimeseriesChunkStore
@@ -121,17 +105,7 @@ else:
 
 
 def _run_holcstore(database: str, mode: str) -> dict:
-    """Run holcstore itself (bench/.venv) on the test run's database."""
-    if not HOLC_PYTHON.exists():
-        if os.environ.get("CURVESTORE_TEST_HOLCSTORE_PYTHON"):
-            pytest.fail(f"CURVESTORE_TEST_HOLCSTORE_PYTHON={HOLC_PYTHON} does not exist")
-        pytest.skip("no holcstore environment (bench/.venv or CURVESTORE_TEST_HOLCSTORE_PYTHON)")
-    settings_dict = connections[database].settings_dict
-    db = {k: settings_dict[k] for k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")}
-    done = subprocess.run([str(HOLC_PYTHON), "-c", _HOLC_SCRIPT, json.dumps(db), mode],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_holcstore(database, _HOLC_SCRIPT, mode)
 
 
 def test_holcstore_reads_adapter_rows(database: str) -> None:

@@ -51,6 +51,7 @@ LAYOUTS = {  # (month, kind) per series, months of 2024
     "partial_edges": [(1, "partial"), (2, "full"), (3, "partial")],
     "gap": [(1, "full"), (3, "full")],
     "single": [(5, "partial")],
+    "partial_gap": [(1, "partial"), (3, "full")],
 }
 
 
@@ -68,7 +69,10 @@ def hand_built() -> dict[str, dict]:
 
 WINDOWS = [(None, None), ("2024-01-15", None), (None, "2024-03-10 05:00"),
            ("2024-02-01", "2024-02-29 23:00"), ("2024-01-01 03:00", "2024-03-31 12:00"),
-           ("2024-06-01", "2024-07-01"), ("2024-03-05", "2024-02-01")]
+           ("2024-06-01", "2024-07-01"), ("2024-03-05", "2024-02-01"),
+           # a valued chunk whose values end before the window, which runs on into a month
+           # without rows inside the series
+           ("2024-01-31 12:00", "2024-02-10")]
 
 
 def generic(attrs: dict, start: object, end: object, drop: bool) -> pd.Series | None:
@@ -117,17 +121,28 @@ def test_get_ts_equals_the_generic_read(hand_built: dict, window: tuple, drop: b
 
 
 @pytest.mark.parametrize("drop", [True, False])
-@pytest.mark.parametrize("window", WINDOWS[:5], ids=str)
+@pytest.mark.parametrize("window", WINDOWS, ids=str)
 @pytest.mark.parametrize("chunk_size", [1, 3, 200])
-def test_yield_many_ts_equals_the_generic_read(hand_built: dict, window: tuple, drop: bool,
-                                               chunk_size: int) -> None:
+def test_yield_many_ts_equals_get_ts(hand_built: dict, window: tuple, drop: bool,
+                                     chunk_size: int) -> None:
+    """Every series get_ts returns, the same, in key order (windows without values: NaN as
+    holcstore yields them, whether the series' rows there are NaN or absent)."""
     start, end = window
-    got = {attrs[K]: series for series, attrs in HolcStoreYearMonth.yield_many_ts(
-        {}, start, end, qs_iterator_chunk_size=chunk_size, drop_bounds_na=drop)}
-    expected = {name: generic(attrs, start, end, drop) for name, attrs in hand_built.items()}
-    assert sorted(got) == sorted(k for k, v in expected.items() if v is not None)
-    for name, series in got.items():
+    got = [(attrs[K], series) for series, attrs in HolcStoreYearMonth.yield_many_ts(
+        {}, start, end, qs_iterator_chunk_size=chunk_size, drop_bounds_na=drop)]
+    expected = {}
+    for name, attrs in hand_built.items():
+        series = generic(attrs, start, end, drop)
+        expected[name] = series if series is not None else nan_window(name, start, end)
+    assert [name for name, _ in got] == [name for name, _ in sorted(
+        hand_built.items(), key=lambda item: item[1]["version"]) if expected[name] is not None]
+    for name, series in got:
         assert_same(series, expected[name])
+        assert_same(HolcStoreYearMonth.get_ts(hand_built[name], start, end,
+                                              drop_bounds_na=drop), series)
+    if window == ("2024-02-01", "2024-02-29 23:00"):  # the case this guards
+        assert {name for name, s in got if s.isna().all()} == {
+            "empty_inside", "gap", "partial_gap"}
 
 
 def test_yield_many_ts_filters_and_order(hand_built: dict) -> None:
@@ -277,3 +292,57 @@ def test_failure_after_chunks_were_streamed_leaves_nothing() -> None:
     HolcStoreYearMonth.set_ts({"version": 1, K: "boom"}, pd.Series(  # the connection works
         1.0, index=period(2024, 1)))
     assert len(HolcStoreYearMonth.get_ts({"version": 1, K: "boom"})) == len(period(2024, 1))
+
+
+def test_yield_many_ts_nan_windows_of_series_the_adapter_wrote() -> None:
+    """Series the adapter wrote store no row for a month without values: a window there, or
+    on the NaN end of a valued month running into one, is yielded as NaN over the window
+    (as get_ts returns it); a window beyond a series' chunks yields nothing for it."""
+    jan_mar = pd.concat([pd.Series(1.0, index=period(2024, 1)[:24 * 10]),
+                         pd.Series(3.0, index=period(2024, 3))])
+    HolcStoreYearMonth.set_ts({"version": 1, K: "jan_mar"}, jan_mar)
+    HolcStoreYearMonth.set_ts({"version": 2, K: "feb"}, pd.Series(2.0, index=period(2024, 2)))
+    HolcStoreYearMonth.set_ts({"version": 3, K: "may"}, pd.Series(5.0, index=period(2024, 5)))
+    assert not HolcStoreYearMonth.objects.filter(version=1, chunk_index=2024 * 12 + 1).exists()
+    for start, end, nan_from, nan_to in [
+            ("2024-02-03", "2024-02-05 06:00", "2024-02-03", "2024-02-05 06:00"),
+            ("2024-01-20", "2024-02-10", "2024-01-20", "2024-02-10")]:
+        for drop in (True, False):
+            got = {a[K]: s for s, a in HolcStoreYearMonth.yield_many_ts(
+                {}, start, end, qs_iterator_chunk_size=1, drop_bounds_na=drop)}
+            assert list(got) == ["jan_mar", "feb"]
+            expected = pd.Series(np.nan, index=pd.date_range(nan_from, nan_to, freq="1h",
+                                                             tz=PARIS))
+            assert_same(got["jan_mar"], expected)
+            assert_same(HolcStoreYearMonth.get_ts({"version": 1, K: "jan_mar"}, start, end,
+                                                  drop_bounds_na=drop), expected)
+            assert (got["feb"] == 2.0).all()
+    # only "may" has a chunk in April..June; "jan_mar" ends in March
+    got = [(a[K], s) for s, a in HolcStoreYearMonth.yield_many_ts({}, "2024-04-10", "2024-06-01")]
+    assert [name for name, _ in got] == ["may"]
+    # a window after the data of a series' last chunk: that chunk's part of the window
+    got = {a[K]: s for s, a in HolcStoreYearMonth.yield_many_ts({"version__in": [2, 3]},
+                                                                "2024-05-31 23:00", "2024-07-01")}
+    assert list(got) == ["may"] and len(got["may"]) == 1 and got["may"].iloc[0] == 5.0
+
+
+def test_yield_many_ts_nan_windows_cost_one_query() -> None:
+    """The series without a value in the window add one query in all, not one per series
+    (counted on the ORM's log: on PostgreSQL the scan itself bypasses it)."""
+    from django.test.utils import CaptureQueriesContext
+
+    alias = HolcStoreYearMonth._cs_backend().using
+
+    def queries(n_series: int) -> int:
+        HolcStoreYearMonth.objects.all().delete()
+        for v in range(n_series):  # January and March: no row in February
+            HolcStoreYearMonth.set_ts({"version": v, K: "x"}, pd.concat([
+                pd.Series(1.0, index=period(2024, 1)), pd.Series(3.0, index=period(2024, 3))]))
+        with CaptureQueriesContext(connections[alias]) as captured:
+            got = list(HolcStoreYearMonth.yield_many_ts({}, "2024-02-01", "2024-02-29 23:00",
+                                                        qs_iterator_chunk_size=1))
+        assert len(got) == n_series and all(s.isna().all() and len(s) == 29 * 24
+                                            for s, _ in got)
+        return len(captured.captured_queries)
+
+    assert queries(2) == queries(12)

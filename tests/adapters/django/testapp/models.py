@@ -198,3 +198,24 @@ class SeriesStore(TimeseriesStore):
 
     class Meta(TimeseriesStore.Meta):
         unique_together = ("year", "kind")
+
+
+class KeylessStore(TimeseriesChunkStore):
+    """A chunk store without key fields: the whole table is one series."""
+
+    CHUNK_AXIS = ("year", "month")
+
+
+class KeylessReplica(TimeseriesChunkStore):
+    """Another one, the target of KeylessStore's exported chunks."""
+
+    CHUNK_AXIS = ("year", "month")
+
+
+# holcstore 0.6's DataFrameStore (test_dataframe_store.py), its Meta unchanged: the one
+# concrete DataFrameStore of this database, so holcstore's constraint name is free.
+from curvestore.adapters.django.models import DataFrameStore  # noqa: E402
+
+
+class Frames(DataFrameStore):
+    """holcstore's ``DefaultDataFrameStore``."""
