@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
-from curvestore.backends import _shards as shards
 from curvestore.backends._fsread import NO_VIEW
 from curvestore.core.records import SeriesKey
 from curvestore.errors import CurvestoreError, IntegrityError
@@ -133,11 +133,11 @@ def _check_series(backend: FileBackend, key: SeriesKey, directory: str,
     verify (or a file that makes its reads fail, reported by reading it)."""
     found = False
     for entry in entries:
-        if not entry.name.endswith(shards.SHARD_SUFFIX) or entry.is_dir():
+        if not entry.name.endswith(file_shards.SHARD_SUFFIX) or entry.is_dir():
             problems.append((key, None, f"{entry.path}: unexpected entry in a series directory"))
             continue
         try:
-            shard = shards.parse_shard_name(entry.name, entry.path)
+            shard = file_shards.parse_shard_name(entry.name, entry.path)
         except IntegrityError:
             found = True  # reported when the series is read (its reads fail on it)
             continue
@@ -145,7 +145,7 @@ def _check_series(backend: FileBackend, key: SeriesKey, directory: str,
             index = backend._read_index(entry.path, view)
             if index is None:
                 continue
-            shards.check_index(index, entry.path, key, shard, backend.per_shard, backend.grid)
+            file_shards.check_index(index, entry.path, key, shard, backend.per_shard, backend.grid)
         except (CurvestoreError, OSError) as exc:
             problems.append((key, None, str(exc)))
             continue

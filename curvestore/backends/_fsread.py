@@ -26,9 +26,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
-from curvestore.backends import _shards as shards
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class ShardReads:
 
     @property
     def per_shard(self) -> int:
-        return shards.shard_chunks(str(self._manifest.get("chunking", "month")))
+        return file_shards.shard_chunks(str(self._manifest.get("chunking", "month")))
 
     def _load_shard(self, path: str, key: SeriesKey, shard: int) -> dict[int, ChunkRecord]:
         """Every record of the live shard file at ``path`` by chunk (empty if there is none)."""
@@ -98,8 +98,8 @@ class ShardReads:
                 data = f.read()
         except FileNotFoundError:
             return {}
-        index, records = shards.decode_records(data, path)
-        shards.check_index(index, path, key, shard, self.per_shard, self.grid)
+        index, records = file_shards.decode_records(data, path)
+        file_shards.check_index(index, path, key, shard, self.per_shard, self.grid)
         return {r.chunk: r for r in records}
 
     # -- reads: consistent with the log ----------------------------------------------------
@@ -173,9 +173,10 @@ class ShardReads:
         last = None if hi is None else hi // per_shard
         base = str(directory)
         if first is not None and last is not None and last - first < _DIRECT_READ_MAX:
-            return [(n, os.path.join(base, shards.shard_name(n))) for n in range(first, last + 1)]
+            return [(n, os.path.join(base, file_shards.shard_name(n)))
+                    for n in range(first, last + 1)]
         found = {}
-        suffix = shards.SHARD_SUFFIX
+        suffix = file_shards.SHARD_SUFFIX
         with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
             for entry in entries:
                 if entry.name.endswith(suffix):
@@ -184,7 +185,7 @@ class ShardReads:
             found.setdefault(name, os.path.join(base, name))
         listed = []
         for name, path in found.items():
-            shard = shards.parse_shard_name(name, path)
+            shard = file_shards.parse_shard_name(name, path)
             if (first is None or shard >= first) and (last is None or shard <= last):
                 listed.append((shard, path))
         listed.sort()
@@ -199,8 +200,8 @@ class ShardReads:
             data = self._read_file(path, view)
             if data is None:
                 continue
-            index, found = shards.decode_records(data, path, wanted)
-            shards.check_index(index, path, key, shard, per_shard, grid)
+            index, found = file_shards.decode_records(data, path, wanted)
+            file_shards.check_index(index, path, key, shard, per_shard, grid)
             records += [r for r in found if not r.meta.deleted]
         return records
 
@@ -212,7 +213,7 @@ class ShardReads:
                 index = self._read_index(path, view)
                 if index is None:
                     continue
-                shards.check_index(index, path, key, shard, self.per_shard, self.grid)
+                file_shards.check_index(index, path, key, shard, self.per_shard, self.grid)
                 for meta in index.metas:
                     if not meta.deleted:
                         metas.append(meta)
@@ -223,7 +224,7 @@ class ShardReads:
         return self._consistent(read)
 
     @staticmethod
-    def _read_index(path: str, view: ReadView) -> shards.ShardIndex | None:
+    def _read_index(path: str, view: ReadView) -> file_shards.ShardIndex | None:
         temp = view.temp_for(path) if view.staged else None
         for candidate in (temp, path):
             if candidate is None:
@@ -231,13 +232,13 @@ class ShardReads:
             try:
                 with open(candidate, "rb") as f:
                     size = os.fstat(f.fileno()).st_size
-                    f.seek(max(0, size - shards.TAIL_READ))
+                    f.seek(max(0, size - file_shards.TAIL_READ))
                     tail = f.read()
-                    start, length = shards.index_span(tail, size, path)
-                    if length + shards.TRAILER_SIZE > len(tail):  # a long index: read it all
+                    start, length = file_shards.index_span(tail, size, path)
+                    if length + file_shards.TRAILER_SIZE > len(tail):  # a long index: read it all
                         f.seek(start)
                         tail = f.read()
-                return shards.decode_index(tail, size, path)
+                return file_shards.decode_index(tail, size, path)
             except FileNotFoundError:
                 continue
         return None

@@ -9,8 +9,8 @@ Layout::
     tmp/, locks/                               staged files and lock files
 
 Key directories are Hive-style (:mod:`curvestore.backends._layout`); shard files are described
-in :mod:`curvestore.backends._shards` (a year of month chunks per file: a twelfth of the files
-to create, open and fsync). Guarantees and how they are met:
+in :mod:`curvestore.backends._file_shard_format` (a year of month chunks per file: a twelfth of
+the files to create, open and fsync). Guarantees and how they are met:
 
 * **Atomic chunks**: every shard is written whole to ``tmp/`` and renamed into place, so a
   reader sees the old or the new file, never a torn one; shard indexes and payloads carry
@@ -62,9 +62,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
-from curvestore.backends import _shards as shards
 from curvestore.backends._fsmanifest import manifest_bytes, parse_manifest
 from curvestore.backends._fsread import NO_VIEW, ShardReads
 from curvestore.core.backend import Backend, IntegrityProblem, Transaction, stale_state
@@ -145,7 +145,7 @@ class _FileTransaction(Transaction):
                 directory = self.dirs.get(key)
                 if directory is None:
                     directory = self.dirs[key] = str(backend._series_path(key))
-                final = os.path.join(directory, shards.shard_name(shard))
+                final = os.path.join(directory, file_shards.shard_name(shard))
                 tmp = os.path.join(tmp_dir, f"{self.txid}-{len(self.staged)}.tmp")
                 staged = (tmp, final, backend._load_shard(final, key, shard))
                 self.staged[(key, shard)] = staged
@@ -157,7 +157,7 @@ class _FileTransaction(Transaction):
                 current[record.chunk] = record
                 self.written[(key, record.chunk)] = record.meta
             with open(tmp, "wb") as f:
-                f.write(shards.encode_shard(key, current.values(), backend.grid))
+                f.write(file_shards.encode_shard(key, current.values(), backend.grid))
 
     def set_state(self, name: str, value: str, *, expected: str | None) -> None:
         self.expected_states[name] = expected
@@ -236,7 +236,7 @@ class FileBackend(ShardReads, Backend):
                         ) -> None:
         self._manifest = manifest
         self._manifest_id = identity
-        self.grid = shards.grid_fingerprint(manifest)
+        self.grid = file_shards.grid_fingerprint(manifest)
 
     def read_manifest(self) -> dict[str, Any] | None:
         loaded = self._load_manifest()

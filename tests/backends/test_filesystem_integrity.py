@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 import curvestore
+from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
-from curvestore.backends import _shards as shards
 from curvestore.cli import main
 from curvestore.errors import ConfigMismatchError, IntegrityError
 from curvestore.registry import get_codec
@@ -121,15 +121,15 @@ def test_shards_without_grid_fingerprint_are_accepted(store, root: Path) -> None
     """Shards written before the fingerprint existed keep reading."""
     path = _shard(root, A)
     data = path.read_bytes()
-    index, records = shards.decode_records(data, str(path))
-    rows = json.loads(data[index.offsets[-1] + index.metas[-1].size:-shards.TRAILER_SIZE])
+    index, records = file_shards.decode_records(data, str(path))
+    rows = json.loads(data[index.offsets[-1] + index.metas[-1].size:-file_shards.TRAILER_SIZE])
     assert rows.pop("grid")
     raw = json.dumps(rows, separators=(",", ":")).encode()
     import struct
     import zlib
     trailer = struct.pack("<II4s", len(raw), zlib.crc32(raw), b"CVF1")
     path.write_bytes(b"".join(r.payload for r in records) + raw + trailer)
-    assert shards.decode_index(path.read_bytes(), path.stat().st_size, "x").grid is None
+    assert file_shards.decode_index(path.read_bytes(), path.stat().st_size, "x").grid is None
     assert store.read(A).tolist() == [2.5] * 240
 
 

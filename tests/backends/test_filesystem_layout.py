@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import curvestore
+from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
-from curvestore.backends import _shards as shards
 from curvestore.backends.filesystem import FileBackend
 from curvestore.errors import ConfigurationError, IntegrityError
 
@@ -39,7 +39,7 @@ def test_layout_is_hive_style_one_shard_per_year_of_month_chunks(store, tmp_path
     series_dir = tmp_path / "s" / "series" / "site=a%2Fb%20%25" / "kind=%2e2e" / "n=7"
     assert sorted(p.name for p in series_dir.iterdir()) == ["2023.cvs", "2024.cvs"]
     data = (series_dir / "2024.cvs").read_bytes()
-    index = shards.decode_index(data, len(data), "2024.cvs")
+    index = file_shards.decode_index(data, len(data), "2024.cvs")
     assert index.key == ("a/b %", "..", 7)
     assert [m.chunk for m in index.metas] == [24288, 24289]  # January and February 2024
     assert [m.count for m in index.metas] == [4, 6]
@@ -78,7 +78,8 @@ def test_flipped_payload_byte_is_detected(store, tmp_path: Path) -> None:
         store.read(key)
 
 
-@pytest.mark.parametrize("from_end", [shards.TRAILER_SIZE + 5, 1, shards.TRAILER_SIZE - 1])
+@pytest.mark.parametrize("from_end",
+                         [file_shards.TRAILER_SIZE + 5, 1, file_shards.TRAILER_SIZE - 1])
 def test_flipped_index_or_trailer_byte_is_detected(store, tmp_path: Path, from_end: int) -> None:
     key = {"site": "a", "kind": "k", "n": 1}
     store.write(key, _series("2024-01-01", 48, 2.5))

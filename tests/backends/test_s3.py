@@ -643,7 +643,7 @@ def test_scan_fetches_chunks_concurrently(s3_url: Callable[..., str],
 
 
 def test_corrupted_objects_raise_integrity_error(s3_url: Callable[..., str]) -> None:
-    from curvestore.backends.s3._shard import encode_shard
+    from curvestore.backends.s3._object_shard_format import encode_shard
 
     url = s3_url()
     with _create(url) as store:

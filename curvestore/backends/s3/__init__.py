@@ -35,11 +35,12 @@ a bulk write or read of 50 three-year series cost ~1,850 requests. Like the shar
 zarr v3, a shard object holds consecutive chunks of one series, each in the shared chunk
 encoding of :mod:`curvestore.backends._layout` (its own header, header CRC-32 and payload
 CRC-32), followed by an index (chunk -> byte span, full meta, id of the transaction that wrote
-it) with its own CRC-32 and a fixed trailer (:mod:`curvestore.backends.s3._shard`). Names are
-deterministic, so a read of a few chunks GETs its shard(s) by name with no listing; when this
-process knows the shard's index (it wrote or read the shard), only the chunks' bytes are
-fetched, with a ranged GET conditional on the shard's ETag (a changed shard fails the condition
-and is read whole). A read of a whole series lists its prefix once; a read of many series lists
+it) with its own CRC-32 and a fixed trailer
+(:mod:`curvestore.backends.s3._object_shard_format`). Names are deterministic, so a read of a
+few chunks GETs its shard(s) by name with no listing; when this process knows the shard's index
+(it wrote or read the shard), only the chunks' bytes are fetched, with a ranged GET conditional
+on the shard's ETag (a changed shard fails the condition and is read whole). A read of a whole
+series lists its prefix once; a read of many series lists
 ``series/`` ONCE, flat and paginated (narrowed to the prefix fixed by the filter's leading
 keys), then GETs shards on a bounded pool; metas come from a suffix-ranged GET of a shard's
 index, or from the cached index when its ETag is the one a listing shows. A commit rewrites

@@ -21,8 +21,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from curvestore.backends import _layout as layout
 from curvestore.backends.s3._client import ObjectClient, S3Error, load_boto3, parse_timestamp
 from curvestore.backends.s3._log import ChangeLog
+from curvestore.backends.s3._object_shard_format import (
+    Entry,
+    Shard,
+    default_shard_size,
+    encode_shard,
+)
 from curvestore.backends.s3._reader import _DIRECT_SHARDS, Listed, ShardReader, _within
-from curvestore.backends.s3._shard import Entry, Shard, default_shard_size, encode_shard
 from curvestore.core.backend import Backend, Transaction, stale_state
 from curvestore.core.config import StoreConfig
 from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from curvestore.backends import _layout as layout
 from curvestore.backends.s3._client import ObjectClient
-from curvestore.backends.s3._shard import (
+from curvestore.backends.s3._object_shard_format import (
     SHARD_SUFFIX,
     TAIL_GUESS,
     Shard,

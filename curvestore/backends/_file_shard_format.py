@@ -1,11 +1,20 @@
-"""Shard files of the filesystem backend: several consecutive chunks of one series in a file.
+"""The FILE shard format (``CVF1``): the filesystem backend's ``series/.../<year>.cvs`` files.
 
-One file (or object) per shard instead of one per chunk divides the number of objects to
-create, list, open and fsync by the shard size: 12 for month chunks, so a year of a series is
-one file. Creating files is the dominant cost of a file store on ext4 (inode allocation after
-many deletions shows up as milliseconds per file), and requests are the dominant cost of an
-object store; the idea is zarr v3's sharding. A shard is rewritten whole when one of its chunks
-changes, which costs at most the shard's size (a year of 15-min float64 is ~280 kB).
+Not the S3 backend's shard format (:mod:`curvestore.backends.s3._object_shard_format`,
+``CVS1``), although both files end in ``.cvs``: the two backends share the key layout, the
+manifest and the change-log idea, not the bytes of a shard. A file shard is lean because its
+reads are local and its batches are logged: bare payloads, the metas only in the index, one
+calendar year per file. An S3 shard frames every chunk on its own (so a ranged GET of one chunk
+is verified alone) and records the writing transaction of each (so recovery finds a dead
+writer's chunks). README "Design notes" gives the measurements behind the split. The magics
+differ, so neither is ever read as the other.
+
+One file per shard instead of one per chunk divides the number of files to create, list, open
+and fsync by the shard size: 12 for month chunks, so a year of a series is one file. Creating
+files is the dominant cost of a file store on ext4 (inode allocation after many deletions
+shows up as milliseconds per file); the idea is zarr v3's sharding. A shard is rewritten whole
+when one of its chunks changes, which costs at most the shard's size (a year of 15-min float64
+is ~280 kB).
 
 ::
 
@@ -37,7 +46,7 @@ from curvestore.errors import IntegrityError
 __all__ = ["SHARD_SUFFIX", "ShardIndex", "check_index", "decode_records", "encode_shard",
            "grid_fingerprint", "parse_shard_name", "shard_chunks", "shard_name", "shard_of"]
 
-MAGIC = b"CVF1"  # not the S3 shard's CVS1: the formats differ
+MAGIC = b"CVF1"  # not the object shard format's CVS1: the formats differ
 _TRAILER = struct.Struct("<II4s")  # index length, index CRC-32, magic
 TRAILER_SIZE = _TRAILER.size
 SHARD_SUFFIX = ".cvs"

@@ -1,4 +1,14 @@
-"""Shard objects: several consecutive chunks of one series in one S3 object.
+"""The OBJECT shard format (``CVS1``): the S3 backend's ``series/.../<n>.cvs`` objects.
+
+Not the filesystem backend's shard format (:mod:`curvestore.backends._file_shard_format`,
+``CVF1``), although both end in ``.cvs``: the two backends share the key layout, the manifest
+and the change-log idea, not the bytes of a shard. On S3, time and cost go by request, so an
+object shard holds about 2**17 points (:func:`default_shard_size`) and frames every chunk on
+its own, so a ranged GET of a few chunks is verified without the rest of the object, and its
+index names the transaction that wrote each chunk, so the recovery of a dead writer's commit
+finds its chunks. A file shard needs neither (local reads, logged batches) and stays leaner.
+README "Design notes" gives the measurements behind the split; the magics differ, so neither
+is ever read as the other.
 
 ::
 
