@@ -14,11 +14,14 @@ one is logged, never propagated into the write or sync that triggered it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    from curvestore.core.records import Change
+    from curvestore.core.store import Store
+    from curvestore.core.sync import ReplicationReport
     from curvestore.registry import Registrar
 
 __all__ = ["hookimpl", "hookspec", "PROJECT"]
@@ -57,7 +60,7 @@ def register_codecs(register: Registrar) -> None:
 
 
 @hookspec
-def chunks_committed(store: Any, changes: list[Any]) -> None:
+def chunks_committed(store: Store, changes: list[Change]) -> None:
     """Observe a committed write, e.g. to export metrics or trigger archival.
 
     Called after every successful write or delete. All implementations are called; their
@@ -74,7 +77,7 @@ def chunks_committed(store: Any, changes: list[Any]) -> None:
 
 
 @hookspec
-def sync_pulled(target: Any, report: Any) -> None:
+def sync_pulled(target: Store, report: ReplicationReport) -> None:
     """Observe a replication run that committed at least one page.
 
     Called once per :func:`curvestore.replicate` call, after its last page. All

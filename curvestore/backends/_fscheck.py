@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
-from curvestore.backends._fsread import NO_VIEW
+from curvestore.backends._fsread import NO_VIEW, ReadView
 from curvestore.core.records import SeriesKey
 from curvestore.errors import CurvestoreError, IntegrityError
 
@@ -127,7 +127,7 @@ def _check_layout(backend: FileBackend, where: Mapping[str, Any],
 
 
 def _check_series(backend: FileBackend, key: SeriesKey, directory: str,
-                  entries: list[os.DirEntry[str]], view: Any, stored: _Chunks,
+                  entries: list[os.DirEntry[str]], view: ReadView, stored: _Chunks,
                   problems: list[IntegrityProblem]) -> bool:
     """Check a series directory's shard indexes; True when the series has live chunks to
     verify (or a file that makes its reads fail, reported by reading it)."""

@@ -55,7 +55,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -388,7 +388,7 @@ class FileBackend(ShardReads, Backend):
         else:
             self._parallel(lambda d: _fsync_path(d, directory=True), directories)
 
-    def _parallel(self, fn: Any, items: list[Any]) -> None:
+    def _parallel(self, fn: Callable[[str], object], items: list[str]) -> None:
         if len(items) < 8:
             for item in items:
                 fn(item)

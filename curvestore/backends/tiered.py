@@ -11,9 +11,9 @@ tier's. Both tiers must have been created with the same keys and grid.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from curvestore.core.backend import Backend, Transaction
@@ -23,6 +23,8 @@ from curvestore.core.url import StoreURL
 from curvestore.errors import ConfigurationError
 
 __all__ = ["TieredBackend", "tiered_url"]
+
+_Entry = TypeVar("_Entry", ChunkRecord, ChunkMeta)  # what a scan or a meta listing yields
 
 
 def tiered_url(hot: str, cold: str) -> str:
@@ -105,12 +107,14 @@ class TieredBackend(Backend):
         return _merge(self.hot.read_chunks(key, lo, hi), self.cold.read_chunks(key, lo, hi))
 
     @staticmethod
-    def _join(hot: Iterator[tuple[SeriesKey, list[Any]]], cold: Iterator[tuple[SeriesKey,
-              list[Any]]], combine: Any) -> Iterator[tuple[SeriesKey, list[Any]]]:
+    def _join(hot: Iterator[tuple[SeriesKey, list[_Entry]]],
+              cold: Iterator[tuple[SeriesKey, list[_Entry]]],
+              combine: Callable[[list[_Entry], list[_Entry]], list[_Entry]]
+              ) -> Iterator[tuple[SeriesKey, list[_Entry]]]:
         """Merge two key-ordered streams, combining the entries of a key present in both."""
         tagged = heapq.merge(((k, 0, v) for k, v in hot), ((k, 1, v) for k, v in cold),
                              key=lambda t: (t[0], t[1]))
-        pending: tuple[SeriesKey, list[Any], list[Any]] | None = None
+        pending: tuple[SeriesKey, list[_Entry], list[_Entry]] | None = None
         for key, tier, value in tagged:
             if pending is not None and pending[0] != key:
                 yield pending[0], combine(pending[1], pending[2])

@@ -24,11 +24,12 @@ import numpy as np
 from curvestore.core import chunks as _chunks
 from curvestore.core.codec import Codec, CodecLookup
 from curvestore.core.grid import to_utc_ns
-from curvestore.core.records import ChunkMeta, ChunkRecord
+from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.sync import check_compatible
 from curvestore.errors import ConfigurationError, IntegrityError
 
 if TYPE_CHECKING:
+    from curvestore.core.backend import Transaction
     from curvestore.core.store import Store
 
 __all__ = ["ARCHIVED", "ArchiveReport", "archive"]
@@ -125,7 +126,11 @@ def archive(
         report.skipped += len(records) - len(todo)
         if todo:
             copies = [_converted(r, new_codec, codecs) for r in todo]
-            target._run([key], lambda tx, copies=copies: tx.put(copies))
+
+            def put_copies(tx: Transaction, copies: list[ChunkRecord] = copies) -> None:
+                tx.put(copies)
+
+            target._run([key], put_copies)
             stored = {r.chunk: r for r in target.backend.read_chunks(key, None, hi)}
             for record in todo:
                 if not _equivalent(record, stored.get(record.chunk), codec is not None,
@@ -137,7 +142,8 @@ def archive(
         if delete_source:
             versions = {r.chunk: r.meta.version for r in records}
 
-            def tombstone(tx: Any, key: Any = key, versions: dict[int, int] = versions) -> None:
+            def tombstone(tx: Transaction, key: SeriesKey = key,
+                          versions: dict[int, int] = versions) -> None:
                 current = tx.read(key, None, hi)
                 tx.put([ChunkRecord(key, ChunkMeta(chunk=r.chunk, codec=ARCHIVED, deleted=True))
                         for r in current if versions.get(r.chunk) == r.meta.version])

@@ -139,7 +139,8 @@ class Store:
     def _encode(self, key: SeriesKey, piece: _chunks.Piece) -> ChunkRecord:
         return _chunks.encode(key, piece, self._codec, self.config.dtype)
 
-    def _run(self, keys: list[SeriesKey], body: Any) -> list[Change]:
+    def _run(self, keys: list[SeriesKey], body: Callable[[Transaction], object]
+             ) -> list[Change]:
         """Run ``body(tx)`` in a transaction over ``keys``, re-running it on a lost race."""
         self._check_writable()
         for attempt in range(_CONFLICT_RETRIES):

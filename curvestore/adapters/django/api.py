@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -25,6 +25,9 @@ from curvestore.core.store import Store
 from curvestore.errors import SeriesExistsError, StoreExistsError
 from curvestore.plugins import notify
 from curvestore.registry import get_codec
+
+if TYPE_CHECKING:  # the backend imports this module at run time (see _cs_store)
+    from curvestore.adapters.django.backend import DjangoModelBackend
 
 __all__ = ["ChunkStoreAPI"]
 
@@ -40,8 +43,14 @@ class ChunkStoreAPI:
 
     # -- plumbing --------------------------------------------------------------------------
     @classmethod
-    def _cs_backend(cls, using: str | None = None) -> Any:
-        return cls._cs_store(using).backend
+    def _cs_backend(cls, using: str | None = None) -> DjangoModelBackend:
+        return cls._backend_of(cls._cs_store(using))
+
+    @staticmethod
+    def _backend_of(store: Store) -> DjangoModelBackend:
+        # _cs_store builds every store of this class over the DjangoModelBackend models.py
+        # hands in, so the cast only tells the type checker what the store was built with
+        return cast("DjangoModelBackend", store.backend)
 
     @classmethod
     def _cs_store(cls, using: str | None = None) -> Store:
@@ -132,7 +141,7 @@ class ChunkStoreAPI:
                      ) -> pd.Series | None:
         """:meth:`_nan_span` over one series' span (one aggregate query), None when the
         series has no live row."""
-        backend: Any = store.backend  # a DjangoModelBackend
+        backend = cls._backend_of(store)
         span = backend._qs().filter(**backend.key_dict(key), is_deleted=False).aggregate(
             first=models.Min("chunk_index"), last=models.Max("chunk_index"))
         if span["first"] is None:
@@ -258,7 +267,7 @@ class ChunkStoreAPI:
         if lo is not None and hi is not None and hi < lo:
             return None
         clo, chi = store._chunk_window(lo, hi)
-        backend: Any = store.backend  # a DjangoModelBackend
+        backend = cls._backend_of(store)
         pieces = backend.read_pieces(key, clo, chi)
         series = cls._assemble(store, pieces, lo, hi, drop_bounds_na)
         if series is None:
@@ -290,7 +299,7 @@ class ChunkStoreAPI:
             return
         clo, chi = store._chunk_window(lo, hi)
         names = cls._key_order()
-        backend: Any = store.backend  # a DjangoModelBackend
+        backend = cls._backend_of(store)
         spans = backend.chunk_spans(filters, clo, chi)
         # both lists follow the database's ORDER BY on the key fields, so a series' place
         # among the spans says which series without a value come before it
