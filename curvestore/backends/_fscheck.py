@@ -20,6 +20,7 @@ from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
 from curvestore.backends._fsread import NO_VIEW, ReadView
+from curvestore.core.backend import bound_schema
 from curvestore.core.records import SeriesKey
 from curvestore.errors import CurvestoreError, IntegrityError
 
@@ -43,7 +44,7 @@ def check_store(backend: FileBackend, where: Mapping[str, Any]
         problems.append((None, None, f"{backend.log.dir}: the change log is missing or empty, "
                                      f"but shards hold {len(stored)} chunks"))
         return keys, problems
-    assert backend.schema is not None
+    schema = bound_schema(backend.schema)
     for (key, chunk), (version, deleted) in sorted(stored.items()):
         if (key, chunk) in late:
             continue
@@ -57,7 +58,7 @@ def check_store(backend: FileBackend, where: Mapping[str, Any]
                                          f"says {entry[0]}{' (deleted)' if entry[1] else ''}"))
     for (key, chunk), (version, _deleted) in sorted(logged.items()):
         if (key, chunk) not in stored and (key, chunk) not in late \
-                and backend.schema.matches(key, where):
+                and schema.matches(key, where):
             problems.append((key, chunk, f"the change log has version {version}, but no shard "
                                          "holds the chunk"))
     return keys, problems
@@ -87,8 +88,8 @@ def _log_position(backend: FileBackend) -> tuple[int, int]:
 def _check_layout(backend: FileBackend, where: Mapping[str, Any],
                   problems: list[IntegrityProblem]) -> tuple[list[SeriesKey], _Chunks]:
     """Walk ``series/`` (every directory, matching ``where`` or not, for stray entries)."""
-    assert backend.schema is not None
-    names, types = backend.schema.names, backend.schema.types
+    schema = bound_schema(backend.schema)
+    names, types = schema.names, schema.types
     keys: list[SeriesKey] = []
     stored: _Chunks = {}
     try:
@@ -104,7 +105,7 @@ def _check_layout(backend: FileBackend, where: Mapping[str, Any],
             return
         if i == len(names):
             key = prefix
-            if backend.schema is not None and backend.schema.matches(key, where) \
+            if schema.matches(key, where) \
                     and _check_series(backend, key, directory, entries, view, stored, problems):
                 keys.append(key)
             return

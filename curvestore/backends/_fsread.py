@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
+from curvestore.core.backend import bound_schema
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 
 if TYPE_CHECKING:
@@ -80,11 +81,10 @@ class ShardReads:
     def _series_path(self, key: SeriesKey) -> Path:
         path = self._paths.get(key)
         if path is None:
-            assert self.schema is not None, "bind() was not called"
             if len(self._paths) > 100_000:  # a cache, not a leak, on stores with many series
                 self._paths.clear()
             path = self._paths[key] = self.series_dir.joinpath(
-                *layout.series_parts(self.schema, key))
+                *layout.series_parts(bound_schema(self.schema), key))
         return path
 
     @property
@@ -249,8 +249,8 @@ class ShardReads:
 
     def _walk(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, Path]]:
         """Series directories matching ``where``, in key order, pruning by key prefix."""
-        assert self.schema is not None
-        names, types = self.schema.names, self.schema.types
+        schema = bound_schema(self.schema)
+        names, types = schema.names, schema.types
 
         def level(i: int, directory: Path, prefix: tuple[Any, ...]
                   ) -> Iterator[tuple[SeriesKey, Path]]:

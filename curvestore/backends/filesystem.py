@@ -67,7 +67,13 @@ from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
 from curvestore.backends._fsmanifest import manifest_bytes, parse_manifest
 from curvestore.backends._fsread import NO_VIEW, ShardReads
-from curvestore.core.backend import Backend, IntegrityProblem, Transaction, stale_state
+from curvestore.core.backend import (
+    Backend,
+    IntegrityProblem,
+    Transaction,
+    bound_schema,
+    stale_state,
+)
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import (
@@ -314,8 +320,8 @@ class FileBackend(ShardReads, Backend):
             os.close(fd)  # closing releases the lock
 
     def _stripe(self, key: SeriesKey) -> int:
-        assert self.schema is not None
-        return zlib.crc32("/".join(layout.series_parts(self.schema, key)).encode()) % _STRIPES
+        parts = layout.series_parts(bound_schema(self.schema), key)
+        return zlib.crc32("/".join(parts).encode()) % _STRIPES
 
     def _writer_id(self) -> str:
         """This handle's writer id: temp files are named after it, and it holds
@@ -460,17 +466,15 @@ class FileBackend(ShardReads, Backend):
     def _finish_tail(self) -> fslog.Tail:
         """The log's tail with any unfinished batch finished or undone (commit lock held)."""
         tail = self.log.tail()
-        if tail.pending or tail.torn:
-            self._recover(tail)
+        if tail.segment is not None and (tail.pending or tail.torn):  # no segment: empty log
+            self._recover(tail, tail.segment)
             tail = self.log.tail()
         return tail
 
-    def _recover(self, tail: fslog.Tail) -> None:
+    def _recover(self, tail: fslog.Tail, segment: Path) -> None:
         """Finish or undo what a killed or failed writer left at the log's tail (commit lock
         held). A committed batch (all its lines logged, fsynced before any rename) is rolled
         forward; a batch cut short never renamed anything, so it is cut off with its files."""
-        segment = tail.segment
-        assert segment is not None
         if tail.torn:  # an append cut short by a kill: drop the incomplete line
             fslog.truncate(segment, tail.complete, sync=self.fsync)
         batch = tail.batch
@@ -538,9 +542,9 @@ class FileBackend(ShardReads, Backend):
     # -- change feed -----------------------------------------------------------------------
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
         """See :func:`curvestore.backends._fslog.changes_page`."""
-        assert self.schema is not None
+        schema = bound_schema(self.schema)
         store_id = str(self._manifest.get("store_id", ""))
-        return fslog.changes_page(self.log, self.schema, store_id, cursor, where, limit)
+        return fslog.changes_page(self.log, schema, store_id, cursor, where, limit)
 
     # -- integrity -------------------------------------------------------------------------
     def check_integrity(self, where: Mapping[str, Any]

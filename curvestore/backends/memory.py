@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from curvestore.core.backend import Backend, Transaction, stale_state
+from curvestore.core.backend import Backend, Transaction, bound_schema, stale_state
 from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
 from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.core.url import StoreURL
@@ -124,10 +124,10 @@ class MemoryBackend(Backend):
             ]
 
     def _matching(self, where: Mapping[str, Any]) -> list[SeriesKey]:
-        assert self.schema is not None
+        schema = bound_schema(self.schema)
         with self.state.lock:
             keys = list(self.state.series)
-        return sorted(k for k in keys if self.schema.matches(k, where))
+        return sorted(k for k in keys if schema.matches(k, where))
 
     def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
              ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
@@ -153,7 +153,7 @@ class MemoryBackend(Backend):
             return self.state.states.get(name)
 
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        assert self.schema is not None
+        schema = bound_schema(self.schema)
         store_id = (self.state.manifest or {}).get("store_id", "")
         position = 0 if cursor is None else decode_cursor(cursor, store_id, 1)[0]
         with self.state.lock:
@@ -166,7 +166,7 @@ class MemoryBackend(Backend):
             if len(items) >= limit:
                 break
             consumed += 1
-            if self.schema.matches(change.key, where):
+            if schema.matches(change.key, where):
                 items.append(change)
         end = position + consumed
         return ChangePage(items, encode_cursor(store_id, (end,)), end < position + len(log))

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
     from curvestore.core.url import StoreURL
 
-__all__ = ["Backend", "IntegrityProblem", "Transaction", "stale_state"]
+__all__ = ["Backend", "IntegrityProblem", "Transaction", "bound_schema", "stale_state"]
 
 #: A problem found by :meth:`Backend.check_integrity`: (series key or None for the store
 #: as a whole, chunk index or None, message naming what is damaged).
@@ -92,6 +92,15 @@ def stale_state(name: str) -> ConflictError:
     return ConflictError(
         f"state {name!r} changed while this commit was prepared (another replication into "
         "this store committed first); nothing was committed")
+
+
+def bound_schema(schema: KeySchema | None) -> KeySchema:
+    """``schema`` once :meth:`Backend.bind` has set it. The core binds every backend it opens
+    before using it, so the RuntimeError is only met by code that drives a backend directly
+    and forgot to bind it."""
+    if schema is None:
+        raise RuntimeError("bind() was not called: the backend does not know the key schema")
+    return schema
 
 
 class Backend(ABC):

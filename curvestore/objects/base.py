@@ -63,12 +63,14 @@ __all__ = ["MAX_KEY_BYTES", "RESERVED_PREFIX", "ObjectInfo", "ObjectStore", "val
 Data = bytes | bytearray | memoryview
 
 
-def _check_count(name: str, value: object, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
+def _check_count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidDataError(f"{name} must be an int >= 0, got {value!r}")
     return value
+
+
+def _check_optional_count(name: str, value: object) -> int | None:
+    return None if value is None else _check_count(name, value)
 
 
 def _check_data(data: object) -> Data:
@@ -155,8 +157,7 @@ class ObjectStore(abc.ABC):
         """
         valid = validate_key(key)
         first = _check_count("start", start)
-        assert first is not None
-        return self._get_range(valid, first, _check_count("length", length, optional=True))
+        return self._get_range(valid, first, _check_optional_count("length", length))
 
     def get_suffix(self, key: str, length: int) -> bytes | None:
         """Read the last ``length`` bytes (the whole object when it is shorter), for example
@@ -182,9 +183,7 @@ class ObjectStore(abc.ABC):
             When ``length`` is not an int >= 0.
         """
         valid = validate_key(key)
-        count = _check_count("length", length)
-        assert count is not None
-        return self._get_suffix(valid, count)
+        return self._get_suffix(valid, _check_count("length", length))
 
     def get_many(self, keys: Sequence[str]) -> list[tuple[bytes, str] | None]:
         """Read many whole objects (concurrently where the medium gains from it).
@@ -229,9 +228,7 @@ class ObjectStore(abc.ABC):
         for request in requests:
             key, start, length = request
             first = _check_count("start", start)
-            assert first is not None
-            checked.append((validate_key(key), first,
-                            _check_count("length", length, optional=True)))
+            checked.append((validate_key(key), first, _check_optional_count("length", length)))
         return self._get_ranges(checked)
 
     def list(self, prefix: str = "", *, start_after: str | None = None

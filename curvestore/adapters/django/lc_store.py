@@ -25,6 +25,7 @@ from django.db.models import Max
 
 from curvestore.adapters.django.blobs import DEFAULT_CODEC, decode_series, encode_series
 from curvestore.adapters.django.series_store import entry_dict, ts_combine_first
+from curvestore.errors import ConfigurationError
 
 __all__ = ["Range", "Store", "StoreQuerySet", "check_ts_completeness",
            "find_constant_sequences"]
@@ -139,6 +140,17 @@ def _combine(entries: Entries, combined_by: Iterable[str], delay: Any) -> Entrie
         else:
             combined[key] = e
     return list(combined.values())
+
+
+def _single_entry(prm: str, entries: Entries, combined_by: Sequence[str]) -> Entries:
+    """The one combined entry of ``prm``, as the hole finders need: ``combined_by`` values
+    other than ``prm`` (e.g. ``("prm", "version")``) leave several, which have no single
+    hole list."""
+    if len(entries) != 1:
+        raise ConfigurationError(
+            f"prm {prm!r} has {len(entries)} entries once combined by {tuple(combined_by)}; "
+            "finding holes needs one per prm (combine by ('prm',) or add filters)")
+    return entries
 
 
 class Store(models.Model):
@@ -317,8 +329,8 @@ class Store(models.Model):
                 if not entries:
                     yield prm, [(sd, ed)]
                     continue
-                assert len(entries) == 1
-                yield prm, check_ts_completeness(entries[0]["data"], sd, ed, freq=freq,
+                entry = _single_entry(prm, entries, combined_by)[0]
+                yield prm, check_ts_completeness(entry["data"], sd, ed, freq=freq,
                                                  freq_margin=freq_margin)
 
     @classmethod
@@ -335,8 +347,7 @@ class Store(models.Model):
             groups[drr].extend(absent)
         empty = []
         for prm, objs in data.items():
-            assert len(objs) == 1
-            obj = objs[0]
+            obj = _single_entry(prm, objs, combined_by)[0]
             obj["data"] = obj["data"][drr.sd:drr.ed]
             mask = obj["data"].notnull()
             values = obj["data"][mask]

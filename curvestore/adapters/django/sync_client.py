@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import pandas as pd
 import requests
@@ -53,6 +53,14 @@ class _Transport:
         self.tries = max(1, int(tries))
         self.max_time = float(max_time)
         self.extra = dict(extra)
+
+    @overload
+    def get(self, url: str, *, ok404: Literal[False] = False, **kwargs: Any
+            ) -> requests.Response: ...
+
+    @overload
+    def get(self, url: str, *, ok404: Literal[True], **kwargs: Any
+            ) -> requests.Response | None: ...
 
     def get(self, url: str, *, ok404: bool = False, **kwargs: Any) -> requests.Response | None:
         """A 2xx response (None for a 404 when ``ok404``), or RemoteError."""
@@ -90,7 +98,6 @@ class _Transport:
 
     def json(self, url: str, **kwargs: Any) -> Any:
         response = self.get(url, **kwargs)
-        assert response is not None
         try:
             return response.json()
         except ValueError as exc:
@@ -138,7 +145,6 @@ class DRFSource:
         asked = set(batch)
         body = {"refs": [[list(key), chunk] for key, chunk in batch]}
         response = self.transport.get(f"{self.endpoint}/chunks/", json=body)
-        assert response is not None
         reader = FrameReader(f"chunk stream from {self.endpoint}")
         for record in reader.feed(response.content):
             ref = (record.key, record.chunk)
@@ -182,6 +188,10 @@ class TimeseriesChunkStoreSyncClient:
                 self._protocol = "holcstore"
         return self._protocol
 
+    def _cursor_manifest(self) -> dict[str, Any] | None:
+        """The server's manifest when it speaks the cursor protocol, else None."""
+        return self._manifest if self.protocol() == "cursor" else None
+
     def pull(self, filters: dict | None = None, batch: int = 50, page_size: int = 200
              ) -> tuple[int, int]:
         """Import what changed on the server; returns ``(fetched, deleted)`` chunk counts.
@@ -190,9 +200,9 @@ class TimeseriesChunkStoreSyncClient:
         chunks per download request; ``page_size``: changes per page (and per local commit).
         """
         filters = dict(filters or {})
-        if self.protocol() == "cursor":
-            assert self._manifest is not None
-            source = DRFSource(self.endpoint, self._transport, self._manifest, batch)
+        manifest = self._cursor_manifest()
+        if manifest is not None:
+            source = DRFSource(self.endpoint, self._transport, manifest, batch)
             report = replicate(source, self.store_model._cs_store(), filter=filters,
                                batch=page_size)
             return report.chunks, report.tombstones

@@ -99,9 +99,16 @@ class Names:
         return f"{self.schema}.{self.table}"
 
 
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_-]*$")
+
+
 def _quote(name: str) -> str:
-    """Double-quote an identifier already validated by ``_NAME`` (no quote inside)."""
-    assert re.match(r"^[a-z_][a-z0-9_-]*$", name) and len(name) < 64, name
+    """Double-quote an identifier. Names were validated (``_NAME``, key names) before they
+    are combined into these, so a failure here is a bug; it is still checked, not asserted:
+    the result goes into SQL text, and PostgreSQL would silently truncate past 63 bytes."""
+    if not _IDENTIFIER.match(name) or len(name) >= 64:
+        raise ConfigurationError(f"{name!r} is not usable as a PostgreSQL identifier "
+                                 "(lower-case letters, digits, '_' and '-', under 64 bytes)")
     return f'"{name}"'
 
 

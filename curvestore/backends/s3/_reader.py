@@ -28,6 +28,7 @@ from curvestore.backends.s3._object_shard_format import (
     decode_shard,
     index_length,
 )
+from curvestore.core.backend import bound_schema
 from curvestore.core.records import SeriesKey
 from curvestore.errors import ConflictError, IntegrityError
 
@@ -95,14 +96,14 @@ class ShardReader:
 
     # -- names ---------------------------------------------------------------------------------
     def series_prefix(self, key: SeriesKey) -> str:
-        assert self.schema is not None, "bind() was not called"
-        return f"{self.base}{'/'.join(layout.series_parts(self.schema, key))}/"
+        return f"{self.base}{'/'.join(layout.series_parts(bound_schema(self.schema), key))}/"
 
     def shard_key(self, key: SeriesKey, number: int) -> str:
         return f"{self.series_prefix(key)}{number}{SHARD_SUFFIX}"
 
     def number(self, chunk: int) -> int:
-        assert self.size > 0, "the shard size is not known yet"
+        if self.size <= 0:  # set when the backend reads or creates the manifest
+            raise RuntimeError("the shard size is not known yet: the manifest was not read")
         return chunk // self.size
 
     def numbers(self, lo: int | None, hi: int | None) -> tuple[int | None, int | None]:
@@ -236,8 +237,8 @@ class ShardReader:
     def _parser(self) -> Callable[[str], tuple[SeriesKey, int] | None]:
         """Object key -> (series key, shard number), None for names outside the layout;
         series prefixes are parsed once."""
-        assert self.schema is not None
-        names, types = self.schema.names, self.schema.types
+        schema = bound_schema(self.schema)
+        names, types = schema.names, schema.types
         depth = len(names)
         base = len(self.base)
         seen: dict[str, SeriesKey] = {}
@@ -262,8 +263,7 @@ class ShardReader:
         """Every series matching ``where`` with its shard objects, ordered by key: one flat
         listing under the prefix fixed by the filter's leading key levels (about one request
         per 1000 shards), the rest of the filter applied to the parsed names."""
-        assert self.schema is not None
-        schema = self.schema
+        schema = bound_schema(self.schema)
         prefix = self.base
         for name in schema.names:
             if name not in where:

@@ -18,7 +18,7 @@ from curvestore.adapters.django import blobs
 from curvestore.adapters.django.lc_store import Range
 from curvestore.adapters.django.models import Store, TimeseriesChunkStore, TimeseriesStore
 from curvestore.adapters.django.series_store import ts_combine_first
-from curvestore.errors import BackendNotInstalledError
+from curvestore.errors import BackendNotInstalledError, ConfigurationError
 from curvestore.errors import IntegrityError as BlobIntegrityError
 
 UTC = dt.UTC
@@ -293,6 +293,18 @@ def test_find_holes() -> None:
     assert holes["absent"] == [(sd, ed)]
     assert len(list(LcStore.find_holes(1, sd, ed, freq="D"))) == 3
     assert list(LcStore.find_holes(1, sd, ed, freq="D", custom_filters={"prm": "x"})) == []
+
+
+def test_hole_finders_refuse_a_combination_that_leaves_several_entries_per_prm() -> None:
+    idx = pd.date_range("2024-01-01 00:00+00:00", "2024-01-03 00:00+00:00", freq="D")
+    LcStore.set_lc("p", pd.Series(1.0, index=idx), 1, versionning=True)
+    LcStore.set_lc("p", pd.Series(2.0, index=idx), 1, versionning=True)
+    sd, ed = idx[0].to_pydatetime(), idx[-1].to_pydatetime()
+    with pytest.raises(ConfigurationError, match="2 entries once combined"):
+        list(LcStore.find_holes(1, sd, ed, freq="D", combined_by=("prm", "version")))
+    with pytest.raises(ConfigurationError, match="2 entries once combined"):
+        LcStore.find_groups(1, ["p"], Range(sd, ed), "D", combined_by=("prm", "version"))
+    assert dict(LcStore.find_holes(1, sd, ed, freq="D")) == {"p": []}
 
 
 def test_find_groups() -> None:
