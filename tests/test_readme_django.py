@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from curvestore.testing.postgres_server import PostgresUnavailable, in_ci, postgres_server
+from curvestore.testing.postgres_server import PostgresUnavailable, postgres_server
+from curvestore.testing.services import in_ci, service_unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 if not in_ci():
@@ -136,9 +137,7 @@ def postgres() -> Iterator[str]:
         with postgres_server() as url:
             yield url
     except (PostgresUnavailable, OSError) as exc:
-        if in_ci():
-            pytest.fail(f"PostgreSQL is required under CI=true: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL not available: {exc}")
+        service_unavailable("PostgreSQL", str(exc))
 
 
 def test_readme_django_sync_example_runs_as_written(tmp_path: Path, postgres: str) -> None:

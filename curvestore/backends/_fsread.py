@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
@@ -154,17 +154,21 @@ class ShardReads:
             os.close(fd)
 
     @staticmethod
-    def _read_file(path: str, view: ReadView) -> bytes | None:
+    def _with_file(path: str, view: ReadView, read: Callable[[BinaryIO], _T]) -> _T | None:
+        """``read`` applied to the pending batch's temp file for ``path`` when it stages one,
+        else to ``path``; None when neither exists."""
         temp = view.temp_for(path) if view.staged else None
-        for candidate in (temp, path):
-            if candidate is None:
-                continue
+        for candidate in (path,) if temp is None else (temp, path):
             try:
                 with open(candidate, "rb") as f:
-                    return f.read()
+                    return read(f)
             except FileNotFoundError:
                 continue  # a temp file renamed since: the live file is the batch's
         return None
+
+    @classmethod
+    def _read_file(cls, path: str, view: ReadView) -> bytes | None:
+        return cls._with_file(path, view, lambda f: f.read())
 
     def _shard_files(self, directory: Path | str, lo: int | None, hi: int | None,
                      view: ReadView) -> list[tuple[int, str]]:
@@ -223,25 +227,19 @@ class ShardReads:
 
         return self._consistent(read)
 
-    @staticmethod
-    def _read_index(path: str, view: ReadView) -> file_shards.ShardIndex | None:
-        temp = view.temp_for(path) if view.staged else None
-        for candidate in (temp, path):
-            if candidate is None:
-                continue
-            try:
-                with open(candidate, "rb") as f:
-                    size = os.fstat(f.fileno()).st_size
-                    f.seek(max(0, size - file_shards.TAIL_READ))
-                    tail = f.read()
-                    start, length = file_shards.index_span(tail, size, path)
-                    if length + file_shards.TRAILER_SIZE > len(tail):  # a long index: read it all
-                        f.seek(start)
-                        tail = f.read()
-                return file_shards.decode_index(tail, size, path)
-            except FileNotFoundError:
-                continue
-        return None
+    @classmethod
+    def _read_index(cls, path: str, view: ReadView) -> file_shards.ShardIndex | None:
+        def read(f: BinaryIO) -> file_shards.ShardIndex:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - file_shards.TAIL_READ))
+            tail = f.read()
+            start, length = file_shards.index_span(tail, size, path)
+            if length + file_shards.TRAILER_SIZE > len(tail):  # a long index: read it all
+                f.seek(start)
+                tail = f.read()
+            return file_shards.decode_index(tail, size, path)
+
+        return cls._with_file(path, view, read)
 
     def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
                     ) -> list[ChunkRecord]:

@@ -53,7 +53,7 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from curvestore.errors import ConfigurationError, InvalidKeyError
@@ -273,49 +273,43 @@ class FileObjectStore(ObjectStore):
         return removed
 
     # -- reads --------------------------------------------------------------------------------
-    def _open(self, key: str) -> int | None:
+    def _read(self, key: str, span: Callable[[int], tuple[int, int]]
+              ) -> tuple[bytes, os.stat_result] | None:
+        """The bytes ``span(size)`` (offset, length) of a regular file, read from the one
+        descriptor whose ``fstat`` gave the size (a rename in between cannot mix two files),
+        with that ``stat``; None when there is no such file."""
         try:
-            return os.open(self._path(key), os.O_RDONLY | CLOEXEC)
+            fd = os.open(self._path(key), os.O_RDONLY | CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            offset, length = span(st.st_size)
+            return (read_at(fd, length, offset) if length > 0 else b""), st
+        finally:
+            os.close(fd)
 
     def _get(self, key: str) -> tuple[bytes, str] | None:
-        fd = self._open(key)
-        if fd is None:
-            return None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return None
-            return read_at(fd, st.st_size, 0), file_version(st)
-        finally:
-            os.close(fd)
+        got = self._read(key, lambda size: (0, size))
+        return None if got is None else (got[0], file_version(got[1]))
 
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
-        fd = self._open(key)
-        if fd is None:
-            return None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return None
-            end = st.st_size if length is None else min(st.st_size, start + length)
-            return read_at(fd, end - start, start) if end > start else b""
-        finally:
-            os.close(fd)
+        def span(size: int) -> tuple[int, int]:
+            end = size if length is None else min(size, start + length)
+            return start, end - start
+
+        got = self._read(key, span)
+        return None if got is None else got[0]
 
     def _get_suffix(self, key: str, length: int) -> bytes | None:
-        fd = self._open(key)
-        if fd is None:
-            return None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return None
-            wanted = min(length, st.st_size)
-            return read_at(fd, wanted, st.st_size - wanted) if wanted else b""
-        finally:
-            os.close(fd)
+        def span(size: int) -> tuple[int, int]:
+            wanted = min(length, size)
+            return size - wanted, wanted
+
+        got = self._read(key, span)
+        return None if got is None else got[0]
 
     def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
         head, _, name_prefix = prefix.rpartition("/")

@@ -32,8 +32,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
-__all__ = ["ENV_URL", "PostgresUnavailable", "find_binaries", "postgres_server", "in_ci"]
+from curvestore.testing.services import in_ci
+
+__all__ = ["ENV_URL", "PostgresUnavailable", "django_database", "find_binaries", "in_ci",
+           "postgres_server"]
 
 ENV_URL = "CURVESTORE_TEST_POSTGRES_URL"
 _START_TIMEOUT = 60
@@ -43,9 +47,18 @@ class PostgresUnavailable(RuntimeError):
     """No PostgreSQL server could be found or started."""
 
 
-def in_ci() -> bool:
-    """True when running under CI (``CI=true``), where a missing server is a failure."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+def django_database(url: str) -> dict[str, Any]:
+    """Django's ``DATABASES`` entry for a ``postgresql://user:password@host:port/name`` URL
+    (such as :func:`postgres_server` yields), for test settings."""
+    parts = urlparse(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+    }
 
 
 def _version_key(path: str) -> tuple[int, ...]:

@@ -18,7 +18,7 @@ therefore runs writes (PUT, POST, DELETE) one at a time; reads stay concurrent. 
 behave as S3 does; it changes nothing for the client.
 
 Failures raise :class:`S3Unavailable`; the test fixtures turn that into a skip outside CI and a
-hard failure under CI (``CI=true``, see :func:`in_ci`).
+hard failure under CI (``CI=true``, see :mod:`curvestore.testing.services`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
+from curvestore.testing.services import in_ci
+
 __all__ = ["BUCKET", "ENV_URL", "S3Unavailable", "in_ci", "s3_server", "with_prefix"]
 
 ENV_URL = "CURVESTORE_TEST_S3_URL"
@@ -42,11 +44,6 @@ _DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing-key-id",
 
 class S3Unavailable(RuntimeError):
     """No S3 service could be started or reached."""
-
-
-def in_ci() -> bool:
-    """True when running under CI (``CI=true``), where a missing server is a failure."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def with_prefix(base_url: str, prefix: str | None = None) -> str:

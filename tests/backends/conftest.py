@@ -13,13 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from curvestore.testing.postgres_server import PostgresUnavailable, in_ci, postgres_server
-
-
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"PostgreSQL not available: {reason}")
+from curvestore.testing.postgres_server import PostgresUnavailable, postgres_server
+from curvestore.testing.services import service_unavailable
 
 
 @pytest.fixture(scope="session")
@@ -28,16 +23,13 @@ def postgres_url() -> Iterator[str]:
     try:
         import psycopg  # noqa: F401
     except ImportError as exc:
-        _unavailable(f'psycopg is not installed ({exc}); pip install "curvestore[postgres]"')
-    server = postgres_server()
+        service_unavailable("PostgreSQL", f'psycopg is not installed ({exc}); '
+                                          'pip install "curvestore[postgres]"')
     try:
-        url = server.__enter__()
+        with postgres_server() as url:
+            yield url
     except (PostgresUnavailable, OSError) as exc:
-        _unavailable(str(exc))
-    try:
-        yield url
-    finally:
-        server.__exit__(None, None, None)
+        service_unavailable("PostgreSQL", str(exc))
 
 
 def _with(url: str, option: str) -> str:

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -42,34 +42,10 @@ from curvestore.testing import (
 )
 from curvestore.testing.backend import _killed_batch
 from curvestore.testing.replication import assert_stores_equal
-from curvestore.testing.s3_server import S3Unavailable, in_ci, s3_server, with_prefix
+from curvestore.testing.s3_server import with_prefix
 from curvestore.testing.store import FREQ, KEYS, TZ, assert_series_exact, curve, dense, key
 
 JAN = 2024 * 12  # monthly chunk index of January 2024
-
-
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"an S3 server is required under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"S3 not available: {reason}")
-
-
-@pytest.fixture(scope="session")
-def s3_base_url() -> Iterator[str]:
-    """``s3://bucket?endpoint_url=...&region=...`` of the session's S3 service."""
-    try:
-        import boto3  # noqa: F401
-    except ImportError as exc:
-        _unavailable(f'boto3 is not installed ({exc}); pip install "curvestore[s3]"')
-    server = s3_server()
-    try:
-        url = server.__enter__()
-    except (S3Unavailable, OSError) as exc:
-        _unavailable(str(exc))
-    try:
-        yield url
-    finally:
-        server.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import tempfile
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from django.apps import AppConfig
+
+from curvestore.testing.postgres_server import django_database
 
 TARGET = os.environ.get("HOLCSTORE_SUITE_TARGET", "adapter")
 if TARGET not in ("holcstore", "adapter"):
@@ -72,14 +73,8 @@ def _database() -> dict[str, Any]:
     if not url:
         return {"ENGINE": "django.db.backends.sqlite3",
                 "NAME": os.path.join(tempfile.gettempdir(), "holcstore-suite.sqlite3")}
-    parts = urlparse(url)
     return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(parts.path.lstrip("/")),
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
+        **django_database(url),
         # run.py drops it (WITH FORCE: Django's own DROP fails while a closed session ends)
         "TEST": {"NAME": os.environ["HOLCSTORE_SUITE_TEST_DATABASE"]},
     }

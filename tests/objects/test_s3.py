@@ -20,15 +20,15 @@ class TestS3Objects(ObjectStoreConformance):
     torn_rounds: ClassVar[int] = 30
 
     @pytest.fixture
-    def object_store(self, objects_s3_url: str) -> Iterator[ObjectStore]:
-        with S3ObjectStore.from_url(with_prefix(objects_s3_url)) as store:
+    def object_store(self, s3_base_url: str) -> Iterator[ObjectStore]:
+        with S3ObjectStore.from_url(with_prefix(s3_base_url)) as store:
             yield store
 
 
-def test_small_listing_pages_and_pool(objects_s3_url: str) -> None:
+def test_small_listing_pages_and_pool(s3_base_url: str) -> None:
     """Listings spanning many requests keep order and resume points; bulk reads on a
     small pool keep the order of the request."""
-    url = with_prefix(objects_s3_url) + "&list_page_size=7&max_workers=3"
+    url = with_prefix(s3_base_url) + "&list_page_size=7&max_workers=3"
     with S3ObjectStore.from_url(url) as store:
         keys = [f"p/{i % 5}/{i:04d}" for i in range(60)]
         for key in keys:
@@ -54,8 +54,8 @@ def test_bad_urls(url: str) -> None:
     assert "secret" not in str(info.value)
 
 
-def test_repr_hides_endpoint_credentials(objects_s3_url: str) -> None:
-    endpoint = objects_s3_url.split("endpoint_url=")[1].split("&")[0]
+def test_repr_hides_endpoint_credentials(s3_base_url: str) -> None:
+    endpoint = s3_base_url.split("endpoint_url=")[1].split("&")[0]
     store = S3ObjectStore("bucket", "p", endpoint_url=endpoint.replace("http://",
                                                                        "http://me:hunter2@"))
     assert "hunter2" not in repr(store) and "me:" not in repr(store)

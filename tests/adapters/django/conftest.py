@@ -44,19 +44,10 @@ django.setup()
 import settings as test_settings  # noqa: E402
 import testdb  # noqa: E402
 
-from curvestore.testing.postgres_server import (  # noqa: E402
-    PostgresUnavailable,
-    in_ci,
-    postgres_server,
-)
+from curvestore.testing.postgres_server import PostgresUnavailable, postgres_server  # noqa: E402
+from curvestore.testing.services import service_unavailable  # noqa: E402
 
 DATABASES = ("postgresql", "sqlite")
-
-
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"PostgreSQL not available: {reason}")
 
 
 @contextmanager
@@ -67,7 +58,8 @@ def _postgres_database(env: pytest.MonkeyPatch) -> Iterator[str]:
     from django.db import connections
 
     if "postgresql" not in settings.DATABASES:
-        _unavailable('psycopg is not installed; pip install "curvestore[postgres]"')
+        service_unavailable("PostgreSQL",
+                            'psycopg is not installed; pip install "curvestore[postgres]"')
     import psycopg
     from psycopg import sql
 
@@ -75,7 +67,7 @@ def _postgres_database(env: pytest.MonkeyPatch) -> Iterator[str]:
         try:
             server_url = stack.enter_context(postgres_server())
         except (PostgresUnavailable, OSError) as exc:
-            _unavailable(str(exc))
+            service_unavailable("PostgreSQL", str(exc))
         # a database of its own: the migrations' table names are fixed, and a server given
         # by CURVESTORE_TEST_POSTGRES_URL may hold other things (or another test run)
         name = f"curvestore_django_{uuid.uuid4().hex[:12]}"

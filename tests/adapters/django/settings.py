@@ -19,7 +19,8 @@ import importlib.util
 import os
 import tempfile
 from typing import Any
-from urllib.parse import unquote, urlparse
+
+from curvestore.testing.postgres_server import django_database
 
 SECRET_KEY = "curvestore-tests"
 USE_TZ = True
@@ -53,15 +54,7 @@ def postgres_database(url: str | None) -> dict[str, Any]:
     that management commands run outside the tests skip the alias)."""
     if not url:
         return {"ENGINE": "django.db.backends.dummy"}
-    parts = urlparse(url)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(parts.path.lstrip("/")),
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
-    }
+    return django_database(url)
 
 
 DATABASES: dict[str, dict[str, Any]] = {"default": {}, "sqlite": sqlite_database()}
