@@ -24,6 +24,7 @@ from curvestore.backends import (
     SeriesKey,
     StoreURL,
     Transaction,
+    bound_schema,
     decode_cursor,
     encode_cursor,
     stale_state,
@@ -142,12 +143,12 @@ class SQLiteBackend(Backend):
         return [_record(*row) for row in rows]
 
     def _keys(self, where: Mapping[str, Any]) -> list[SeriesKey]:
-        assert self.schema is not None
+        schema = bound_schema(self.schema)  # RuntimeError if bind() was never called
         with self.lock:
             rows = self.db.execute(
                 "SELECT DISTINCT series FROM chunks WHERE deleted = 0").fetchall()
         keys = (tuple(json.loads(r[0])) for r in rows)
-        return sorted(k for k in keys if self.schema.matches(k, where))
+        return sorted(k for k in keys if schema.matches(k, where))
 
     def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
              ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
@@ -181,7 +182,7 @@ class SQLiteBackend(Backend):
         return None if row is None else str(row[0])
 
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        assert self.schema is not None
+        schema = bound_schema(self.schema)
         store_id = (self._manifest or {}).get("store_id", "")
         seq = 0 if cursor is None else decode_cursor(cursor, store_id, 1)[0]
         items: list[Change] = []
@@ -198,7 +199,7 @@ class SQLiteBackend(Backend):
                 for row_seq, series, chunk, version, deleted in rows:
                     seq = row_seq
                     key = tuple(json.loads(series))
-                    if self.schema.matches(key, where):
+                    if schema.matches(key, where):
                         items.append(Change(key, chunk, version, bool(deleted)))
                         if len(items) >= limit:
                             break
