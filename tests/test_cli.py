@@ -377,12 +377,12 @@ def test_traceback_flag(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_keyboard_interrupt_exits_130(capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import curvestore.cli as cli
+    import curvestore.registry
 
-    def interrupted(args: object) -> int:
+    def interrupted() -> object:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_plugins", interrupted)
+    monkeypatch.setattr(curvestore.registry, "get_registry", interrupted)
     code, out, err = run(capsys, "plugins")
     assert code == 130 and out == "" and err == ""
 

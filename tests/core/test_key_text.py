@@ -36,7 +36,7 @@ def test_beyond_64_bits_is_refused(text: str) -> None:
 @pytest.mark.parametrize("text", ["abc", "", "1.0", "1e3", " 12", "12 ", "1_000", "\uff11",
                                   "0x10", "--1"])
 def test_an_int_key_takes_only_plain_digits(text: str) -> None:
-    with pytest.raises(InvalidKeyError, match="'year' is an int key; .* is not an integer"):
+    with pytest.raises(InvalidKeyError, match=r"'year' is an int key; .* is not an integer"):
         SCHEMA.filter_from_text({"year": text})
 
 
