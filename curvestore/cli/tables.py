@@ -54,6 +54,20 @@ def read_frame(path: str) -> pd.DataFrame:
     return frame
 
 
+def _iso_timestamps(column: pd.Series, path: str, *, utc: bool) -> pd.DatetimeIndex:
+    import pandas as pd
+
+    from curvestore.core.grid import FIRST_YEAR, LAST_YEAR
+
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(column, utc=utc, format="ISO8601"))
+    except pd.errors.OutOfBoundsDatetime as exc:  # pandas 2's nanoseconds end in 2262
+        raise CLIError(f"{path}: a timestamp is outside the supported years "
+                       f"{FIRST_YEAR}-{LAST_YEAR} ({exc})") from None
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"{path}: the first column is not ISO timestamps: {exc}") from None
+
+
 def parse_timestamps(column: pd.Series, tz: str | None, path: str) -> pd.DatetimeIndex:
     """Parse a column of timestamps, tz-aware; naive ones only with ``tz`` (then localized)."""
     import pandas as pd
@@ -67,10 +81,7 @@ def parse_timestamps(column: pd.Series, tz: str | None, path: str) -> pd.Datetim
         aware = text.str.contains(_TZ_SUFFIX, regex=True)
         column = text
     if aware.all():
-        try:
-            return pd.DatetimeIndex(pd.to_datetime(column, utc=True, format="ISO8601"))
-        except (ValueError, TypeError) as exc:
-            raise CLIError(f"{path}: the first column is not ISO timestamps: {exc}") from None
+        return _iso_timestamps(column, path, utc=True)
     if aware.any():
         row = int((~aware).to_numpy().argmax())
         raise CLIError(f"{path}: mixes timestamps with and without a UTC offset "
@@ -78,10 +89,7 @@ def parse_timestamps(column: pd.Series, tz: str | None, path: str) -> pd.Datetim
     if tz is None:
         raise CLIError(f"{path}: timestamps have no UTC offset (e.g. {column.iloc[0]!r}); "
                        "give their time zone with --tz, e.g. --tz Europe/Paris")
-    try:
-        naive = pd.DatetimeIndex(pd.to_datetime(column, format="ISO8601"))
-    except (ValueError, TypeError) as exc:
-        raise CLIError(f"{path}: the first column is not ISO timestamps: {exc}") from None
+    naive = _iso_timestamps(column, path, utc=False)
     try:
         return naive.tz_localize(tz, ambiguous="infer", nonexistent="raise")
     except Exception as exc:  # pytz/zoneinfo raise various types
