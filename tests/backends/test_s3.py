@@ -40,7 +40,7 @@ from curvestore.testing import (
     StatefulConformance,
     StoreSemantics,
 )
-from curvestore.testing.backend import _killed_batch
+from curvestore.testing.backend_concurrency import _killed_batch
 from curvestore.testing.replication import assert_stores_equal
 from curvestore.testing.s3_server import S3Unavailable, in_ci, s3_server, with_prefix
 from curvestore.testing.store import FREQ, KEYS, TZ, assert_series_exact, curve, dense, key
