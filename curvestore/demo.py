@@ -2,8 +2,8 @@
 
 The data come from :func:`curvestore.sampledata.load_curves`, seeded per meter, so a re-run
 writes identical data (and meter ``i`` is the same curve whatever ``--meters`` is). Reusing
-an existing demo store writes with ``mode="replace"``, so the store always ends up equal to
-what this run generated for its meters.
+an existing demo store rewrites its series (``mode="replace"``), so the store always ends up
+equal to what this run generated for its meters.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def prepare_store(root: Path, fresh: bool, say: Callable[[str], None]) -> tuple[
     if exists:
         store = open_store(url, keys=KEYS, freq=FREQ, tz=TZ, chunking=CHUNKING)
         say(f"reusing the store at {url} ({len(store.keys())} series); "
-            "writing with mode='replace' (use --fresh to start from scratch)")
+            "rewriting its series as 'curvestore put --mode replace' does (--fresh starts "
+            "from scratch)")
         return store, True
     root.parent.mkdir(parents=True, exist_ok=True)
     store = create_store(url, keys=KEYS, freq=FREQ, tz=TZ, chunking=CHUNKING, codec="lz4")
@@ -220,9 +221,9 @@ def taste(store: Store, say: Callable[[str], None]) -> None:
         raise DemoError("the update did not read back as written")
     around = store.read(key, start="2024-06-15 11:45", end="2024-06-15 13:00")
     unchanged = around is not None and around.iloc[0] == june["2024-06-15 11:45"]
-    say(f"update: set 4 points of 2024-06-15 12:00-12:45 to 0 kW (an outage) with "
-        f"mode='update': {_fmt(before)} -> {_fmt(after.to_numpy())} kW; neighbours unchanged: "
-        f"{'yes' if unchanged else 'NO'}")
+    say(f"update: set 4 points of 2024-06-15 12:00-12:45 to 0 kW (an outage) as "
+        f"'curvestore put --mode update' does: {_fmt(before)} -> {_fmt(after.to_numpy())} kW; "
+        f"neighbours unchanged: {'yes' if unchanged else 'NO'}")
 
 
 def run_demo(directory: str | os.PathLike[str] = "./curvestore-data", *, meters: int = 100,

@@ -377,12 +377,12 @@ def test_traceback_flag(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_keyboard_interrupt_exits_130(capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import curvestore.cli as cli
+    import curvestore.registry
 
-    def interrupted(args: object) -> int:
+    def interrupted() -> object:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_plugins", interrupted)
+    monkeypatch.setattr(curvestore.registry, "get_registry", interrupted)
     code, out, err = run(capsys, "plugins")
     assert code == 130 and out == "" and err == ""
 
@@ -423,11 +423,13 @@ def test_demo_creates_then_reuses_then_fresh(tmp_path: Path,
     for label in ("bytes on disk", "compression ratio", "bytes/point", "points/s",
                   "window read", "update"):
         assert label in out
+    assert "as 'curvestore put --mode update' does" in out and "mode=" not in out
     first_size = sum(f.stat().st_size for f in (directory / "demo").rglob("*") if f.is_file())
 
     code, out, err = run(capsys, "demo", "--dir", directory, "--meters", "3")
     assert code == 0, err
-    assert "reusing the store" in out and "mode='replace'" in out
+    assert "reusing the store" in out and "'curvestore put --mode replace'" in out
+    assert "mode=" not in out  # command-line wording, not Python's
     assert "verified: all 3 series" in out
 
     code, out, err = run(capsys, "demo", "--dir", directory, "--meters", "2", "--fresh")

@@ -34,6 +34,11 @@ DTYPES = ("float64",)
 KEY_TYPES: dict[str, type] = {"str": str, "int": int}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: An int key value as text: ASCII digits and an optional sign, nothing else (``int()`` would
+#: also take spaces, ``_`` separators and non-ASCII digits, which a key given as text never
+#: means).
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_INT64_DIGITS = 19
 #: Names starting with this prefix belong to curvestore: backends name their own columns and
 #: fields with it (PostgreSQL's ``_version``, the HTTP protocol's ``_cursor``...), so a key
 #: attribute never does, and every other name is the user's.
@@ -173,11 +178,63 @@ class KeySchema:
             if n in where
         }
 
+    def filter_from_text(self, text: Mapping[str, str], *,
+                         others: Iterable[str] = ()) -> dict[str, Any]:
+        """A filter (a partial key) from text values, such as command-line ``key=value``
+        arguments or query parameters: each value converted to its key's type, then validated
+        as :meth:`filter` does (an int must fit in a signed 64-bit integer).
+
+        Parameters
+        ----------
+        text
+            ``{name: value}``, every value a string.
+        others
+            Other names the caller's input may hold (``_cursor``, ``since``...), listed in the
+            message for unknown names so that it tells the whole truth.
+
+        Raises
+        ------
+        InvalidKeyError
+            A name that is not a key attribute, an int key whose value is not an integer
+            (ASCII digits with an optional sign) or does not fit in 64 bits, or a str value the
+            backends cannot store (a NUL character, a lone surrogate).
+        """
+        unknown = [name for name in text if name not in self.names]
+        if unknown:
+            known = (f"this store's keys are {', '.join(self.names)}" if self.names
+                     else "this store has no key attributes")
+            extra = list(others)
+            raise InvalidKeyError(
+                f"unknown key {', '.join(map(repr, unknown))}; {known}"
+                + (f" (and {', '.join(extra)})" if extra else ""), dict(text))
+        kinds = dict(zip(self.names, self.types, strict=True))
+        typed = {name: _int_from_text(name, value, text) if kinds[name] == "int" else value
+                 for name, value in text.items()}
+        return self.filter(typed)
+
     def as_dict(self, key: SeriesKey) -> dict[str, Any]:
         return dict(zip(self.names, key, strict=True))
 
     def matches(self, key: SeriesKey, where: Mapping[str, Any]) -> bool:
         return all(key[self.names.index(n)] == v for n, v in where.items())
+
+
+def _int_from_text(name: str, value: Any, text: Mapping[str, Any]) -> Any:
+    """``value`` as an int when it is the text of one; anything else is left for
+    :meth:`KeySchema.filter` to refuse with its typed message."""
+    if not isinstance(value, str):
+        return value
+    if not _INT_TEXT.fullmatch(value):
+        raise InvalidKeyError(f"key {name!r} is an int key; {_clipped(value)!r} is not an "
+                              "integer", dict(text))
+    if len(value.lstrip("+-").lstrip("0")) > _INT64_DIGITS:  # before int() reads a huge text
+        raise InvalidKeyError(f"key {name!r} must fit in a signed 64-bit integer, got "
+                              f"{_clipped(value)}", dict(text))
+    return int(value)
+
+
+def _clipped(text: str, size: int = 40) -> str:
+    return text if len(text) <= size else f"{text[:size]}..."
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from curvestore.testing import (
     StatefulConformance,
     StoreSemantics,
 )
-from curvestore.testing.backend import _killed_batch
+from curvestore.testing.backend_concurrency import _killed_batch
 from curvestore.testing.replication import assert_stores_equal
 from curvestore.testing.s3_server import with_prefix
 from curvestore.testing.store import FREQ, KEYS, TZ, assert_series_exact, curve, dense, key
@@ -280,9 +280,9 @@ def test_concurrent_creators_one_wins(s3_url: Callable[..., str]) -> None:
 def test_service_ignoring_conditional_writes_is_detected(s3_url: Callable[..., str],
                                                          monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
-    from curvestore.backends.s3 import _backend, _client
+    from curvestore.backends.s3 import _client, _commit
 
-    monkeypatch.setattr(_backend, "_PROBED", {})
+    monkeypatch.setattr(_commit, "_PROBED", {})
     real_put = _client.ObjectClient.put
 
     def ignoring_conditions(self: Any, key: str, body: bytes, **kwargs: Any) -> str:

@@ -144,11 +144,14 @@ def test_timestamps_near_2262_in_an_eastern_time_zone(url: str) -> None:
     for instants near the end of the nanosecond range, and split() failed in zip()."""
     with curvestore.create_store(url, keys=KEYS, freq="1h", tz="Asia/Tokyo") as store:
         late = pd.Timestamp("2262-04-11 22:00", tz="UTC").as_unit("us").tz_convert("Asia/Tokyo")
+        tokyo_us = pd.DatetimeTZDtype("us", "Asia/Tokyo")
         cases = [
-            pd.DatetimeIndex([pd.Timestamp("2262-04-11 10:00", tz="Asia/Tokyo"), late]),
+            # microseconds throughout: pandas 2 makes nanoseconds, which end in 2262
+            pd.DatetimeIndex([pd.Timestamp("2262-04-11 10:00", tz="Asia/Tokyo"), late],
+                             dtype=tokyo_us),
             pd.date_range("2262-04-11 20:00", periods=6, freq="1h", tz="Asia/Tokyo", unit="us"),
-            pd.DatetimeIndex([pd.Timestamp("2199-12-31 23:00", tz="Asia/Tokyo").as_unit("us"),
-                              late]),
+            pd.DatetimeIndex([pd.Timestamp("2199-12-31 23:00", tz="Asia/Tokyo"), late],
+                             dtype=tokyo_us),
         ]
         for index in cases:
             series = pd.Series(np.arange(float(len(index))), index=index)

@@ -101,7 +101,7 @@ class PgPaths:
         self.pk = q(meta.pk.column)
         self.chunk = col("chunk_index")
         self.deleted = col("is_deleted")
-        # the row fields the backend reads, in _FIELDS order (chunk_index first)
+        # the row fields the backend reads, in FIELDS order (chunk_index first; see ._base)
         read_cols = ", ".join(col(n) for n in ("chunk_index", "start_ts", "dtype", "data",
                                                 "updated_at", "row_version"))
         # a model without key fields holds one series: every row is its

@@ -67,24 +67,11 @@ class ChunkIteratorPagination(LimitOffsetPagination):
 def key_filters(model: Any, params: Mapping[str, str], reserved: set[str]) -> dict[str, Any]:
     """The key filter named by query ``params`` (``reserved`` names left out), values converted
     to the key fields' types; ``ValidationError`` (400) for any other name or a bad value."""
-    schema = key_schema(model)
-    types = dict(zip(schema.names, schema.types, strict=True))
     given = {k: v for k, v in params.items() if k not in reserved}
-    unknown = sorted(set(given) - set(types))
-    if unknown:
-        raise ValidationError({"error": f"unknown filter {unknown}; {model.__name__}'s keys are "
-                                        f"{list(schema.names)}", "type": "InvalidKeyError"})
-    where: dict[str, Any] = {}
-    for name, text in given.items():
-        if types[name] == "int":
-            try:
-                where[name] = int(text)
-            except ValueError:
-                raise ValidationError({"error": f"key {name!r} is an integer, got {text!r}",
-                                       "type": "InvalidKeyError"}) from None
-        else:
-            where[name] = text
-    return schema.filter(where)
+    try:
+        return key_schema(model).filter_from_text(given, others=sorted(reserved))
+    except InvalidKeyError as exc:
+        raise ValidationError({"error": str(exc), "type": type(exc).__name__}) from None
 
 
 def _problem(status: int, message: str, kind: str,

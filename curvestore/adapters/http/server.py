@@ -46,6 +46,8 @@ from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from curvestore.adapters.http.wire import (
     CHUNKS_CONTENT_TYPE,
+    CURSOR_PARAM,
+    LIMIT_PARAM,
     PROTOCOL_VERSION,
     encode_record,
     protocol_parameter,
@@ -235,23 +237,8 @@ class SyncApp:
         cursor = cursor or None
         limit = min(_positive(str(DEFAULT_LIMIT) if limit_text is None else limit_text,
                               "limit"), self.max_limit)
-        types = dict(zip(schema.names, schema.types, strict=True))
-        unknown = sorted(set(params) - set(types))
-        if unknown:
-            raise HTTPProblem(400, f"unknown filter keys {unknown}; this store's keys are "
-                                   f"{list(schema.names)} (and _cursor, _limit)",
-                              "InvalidKeyError")
-        where: dict[str, Any] = {}
-        for name, text in params.items():
-            if types[name] == "int":
-                try:
-                    where[name] = int(text)
-                except ValueError:
-                    raise HTTPProblem(400, f"key {name!r} is an int key; {text!r} is not an "
-                                           "integer", "InvalidKeyError") from None
-            else:
-                where[name] = text
-        page = self.store.backend.changes(cursor, schema.filter(where), limit)
+        where = schema.filter_from_text(params, others=(CURSOR_PARAM, LIMIT_PARAM))
+        page = self.store.backend.changes(cursor, where, limit)
         names = schema.names
         return {
             "items": [{"key": dict(zip(names, c.key, strict=True)), "chunk": c.chunk,

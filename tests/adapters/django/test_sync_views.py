@@ -231,6 +231,8 @@ def test_unknown_filters_are_refused(server: str) -> None:
         (f"{base}/updates/", {"since": since, "version__gte": 1}),
         (f"{base}/updates/", {"since": since, "id": 1}),
         (f"{base}/updates/", {"since": since, "version": "x"}),
+        (f"{base}/updates/", {"since": since, "version": str(2**63)}),  # beyond 64 bits
+        (f"{base}/updates/", {"since": since, "kind": "a\x00"}),  # a NUL cannot be stored
         (f"{base}/updates/", {}),
         (f"{base}/changes/", {"version__in": "1,2"}),
         (f"{base}/changes/", {"cursor": "garbage"}),
@@ -238,6 +240,8 @@ def test_unknown_filters_are_refused(server: str) -> None:
         response = requests.get(url, params=params, timeout=10)
         assert response.status_code == 400, (url, params, response.text)
         assert "error" in response.json()
+        if "version" in params or "kind" in params:
+            assert response.json()["type"] == "InvalidKeyError", response.text
     response = requests.get(f"{base}/pack/", json=[{"attrs": {"version": 1},
                                                     "chunk_index": 1}], timeout=10)
     assert response.status_code == 400

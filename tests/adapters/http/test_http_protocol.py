@@ -102,6 +102,9 @@ def test_filters_only_declared_keys_typed(url: str) -> None:
     assert _error(get(colour="red"))[:2] == (400, "InvalidKeyError")
     status, kind, message = _error(get(n="one"))
     assert (status, kind) == (400, "InvalidKeyError") and "int key" in message
+    status, kind, message = _error(get(n=str(2**63)))
+    assert (status, kind) == (400, "InvalidKeyError") and "64-bit" in message
+    assert _error(get(site="a\x00"))[:2] == (400, "InvalidKeyError")
     assert _error(get(limit="0"))[0] == 400 and _error(get(limit="x"))[0] == 400
     assert _error(requests.get(url + "/v1/changes?site=a&site=b", timeout=5))[0] == 400
     items = get(n="3", limit="7").json()["items"]
