@@ -153,3 +153,14 @@ def test_no_import_cycle() -> None:
 def test_the_cycle_finder_finds_cycles(edges: dict[str, set[str]],
                                        expected: list[list[str]]) -> None:
     assert _cycles(edges) == expected
+
+
+@pytest.mark.parametrize("package", ["curvestore.core", "curvestore.backends",
+                                     "curvestore.codecs"])
+def test_public_names_import_from_one_place(package: str) -> None:
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__all__
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"

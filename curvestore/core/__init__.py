@@ -1,0 +1,68 @@
+"""The backend-neutral core, the bottom layer: it imports nothing else of the package (see
+tests/test_architecture.py). It owns the contracts plugins implement (:class:`Backend`,
+:class:`Transaction`, :class:`Codec`), the records they move, the store's configuration and
+grid, and the :class:`Store` built on them; codec lookup and observers are handed in.
+
+Names load on first use, so importing a contract does not import pandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curvestore.core.backend import Backend, Transaction, bound_schema, stale_state
+    from curvestore.core.codec import Codec, CodecLookup
+    from curvestore.core.config import KeySchema, StoreConfig
+    from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+    from curvestore.core.store import FeedItem, FeedPage, Observer, Store
+    from curvestore.core.sync import ChangeSource, ReplicationReport, replicate
+    from curvestore.core.url import StoreURL
+
+_HOMES = {
+    "Backend": "backend", "Transaction": "backend", "bound_schema": "backend",
+    "stale_state": "backend",
+    "Codec": "codec", "CodecLookup": "codec",
+    "KeySchema": "config", "StoreConfig": "config",
+    "Change": "records", "ChangePage": "records", "ChunkMeta": "records",
+    "ChunkRecord": "records", "SeriesKey": "records",
+    "FeedItem": "store", "FeedPage": "store", "Observer": "store", "Store": "store",
+    "ChangeSource": "sync", "ReplicationReport": "sync", "replicate": "sync",
+    "StoreURL": "url",
+}
+
+__all__ = [
+    "Backend",
+    "Change",
+    "ChangePage",
+    "ChangeSource",
+    "ChunkMeta",
+    "ChunkRecord",
+    "Codec",
+    "CodecLookup",
+    "FeedItem",
+    "FeedPage",
+    "KeySchema",
+    "Observer",
+    "ReplicationReport",
+    "SeriesKey",
+    "Store",
+    "StoreConfig",
+    "StoreURL",
+    "Transaction",
+    "bound_schema",
+    "replicate",
+    "stale_state",
+]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'curvestore.core' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"curvestore.core.{home}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
