@@ -122,7 +122,9 @@ class ObjectStoreConformance:
 
     @pytest.fixture
     def object_store(self) -> ObjectStore:
-        raise NotImplementedError("subclasses provide an object_store fixture (an empty store)")
+        """Override: an empty store of the adapter under test."""
+        pytest.fail(f"{type(self).__name__} must define an `object_store` fixture returning "
+                    "an empty store of the adapter under test")
 
     @pytest.fixture
     def secrets(self) -> list[str]:
