@@ -28,6 +28,16 @@ settings.configure(INSTALLED_APPS=["hostore"], USE_TZ=True, TIME_ZONE="UTC",
 django.setup()
 """
 
+#: Ends the child once its script has run and printed: pyarrow 26 (holcstore's Parquet and
+#: Feather) sometimes aborts in its interpreter teardown ("terminate called without an
+#: active exception", seen in a bare read_parquet script too), after the work is done.
+EPILOGUE = r"""
+import os
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
+"""
+
 
 def run_holcstore(database: str, script: str, *args: str) -> dict:
     """Run ``PREAMBLE + script`` under holcstore's python on ``database``; its last line
@@ -38,7 +48,8 @@ def run_holcstore(database: str, script: str, *args: str) -> dict:
         pytest.skip("no holcstore environment (bench/.venv or CURVESTORE_TEST_HOLCSTORE_PYTHON)")
     settings_dict = connections[database].settings_dict
     db = {k: settings_dict[k] for k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")}
-    done = subprocess.run([str(HOLC_PYTHON), "-c", PREAMBLE + script, json.dumps(db), *args],
+    done = subprocess.run([str(HOLC_PYTHON), "-c", PREAMBLE + script + EPILOGUE, json.dumps(db),
+                           *args],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
