@@ -181,7 +181,7 @@ def bench_dataset(name: str, n: int, runs: int, batch: int) -> dict[str, Any]:
             assert report.changes == 0
         result["empty_pull_ms"] = statistics.median(empty) * 1e3
         result["empty_pull_p95_ms"] = float(np.percentile(empty, 95)) * 1e3
-        cursor = replica.backend.get_state(
+        cursor = replica.get_state(
             f"replica-of:{source.config.store_id}")
         with HTTPSource(url) as remote:
             remote.manifest()

@@ -159,6 +159,7 @@ def create_store(
                          **_plugged())
         # validates the codec and time unit before creating
         store = Store(backend, config, url=shown, time_unit=time_unit, **_plugged())
+        store.check_writable()
         backend.create_manifest(config.manifest())
         return store
     except BaseException:

@@ -164,3 +164,78 @@ def test_public_names_import_from_one_place(package: str) -> None:
     assert module.__all__
     for name in module.__all__:
         assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+def _private_names_of_the_core() -> set[str]:
+    """Private names the core defines: module-level ones and its classes' attributes and
+    methods (``_check_writable``, ``_window``, ...), dunders excepted."""
+    names: set[str] = set()
+    for name, path in MODULES.items():
+        if name != CORE and not name.startswith(CORE + "."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id == "self" and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def reaches_into_the_core(name: str, private: set[str]) -> Iterator[str]:
+    """Where module ``name`` uses a private name of the core: imports it from a core module,
+    or reads it as an attribute of anything but its own ``self`` / ``cls``."""
+    tree = ast.parse(MODULES[name].read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CORE):
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    yield f"{name}:{node.lineno} imports {node.module}.{alias.name}"
+        elif isinstance(node, ast.Attribute) and node.attr in private and not (
+                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            yield f"{name}:{node.lineno} uses {ast.unparse(node)}"
+
+
+def test_nothing_outside_the_core_reaches_a_private_name_of_it() -> None:
+    private = _private_names_of_the_core()
+    assert {"_prepare", "_apply"} <= private  # the walk does find the core's private names
+    outside = [n for n in MODULES if n != CORE and not n.startswith(CORE + ".")]
+    found = [hit for n in outside for hit in reaches_into_the_core(n, private)]
+    assert found == [], "\n".join(found)
+
+
+def test_the_private_name_check_finds_a_reach(tmp_path: Path) -> None:
+    MODULES["curvestore._probe"] = probe = tmp_path / "probe.py"
+    try:
+        probe.write_text("from curvestore.core.store import _Prepared\n"
+                         "def f(store):\n    return store._window(1, 2)\n")
+        hits = list(reaches_into_the_core("curvestore._probe", {"_window", "_Prepared"}))
+    finally:
+        del MODULES["curvestore._probe"]
+    assert len(hits) == 2, hits
+
+
+def code_lines(source: str) -> int:
+    """Lines of code: not blank, not a comment, not a docstring, not an import."""
+    tree = ast.parse(source)
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            skipped.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        body = getattr(node, "body", None)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and body and \
+                isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            skipped.update(range(body[0].lineno, (body[0].end_lineno or body[0].lineno) + 1))
+    return sum(1 for n, line in enumerate(source.splitlines(), 1)
+               if line.strip() and not line.strip().startswith("#") and n not in skipped)
+
+
+def test_the_sample_backend_stays_small() -> None:
+    """A third-party backend needs little code: the core does the checks, cursors and
+    paging (the sample SQLite backend runs every shipped suite)."""
+    sample = Path(__file__).parent / "sample_plugin" / "curvestore_sqlite" / "backend.py"
+    assert code_lines("'''doc'''\nimport os\nx = 1  # one\n\n# two\n") == 1
+    assert code_lines(sample.read_text()) <= 120

@@ -23,22 +23,20 @@ import contextlib
 import json
 import os
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
-from curvestore.core.records import Change, ChangePage
+from curvestore.core.cursor import unknown_position
+from curvestore.core.records import Change, FeedBatch, Position
 from curvestore.errors import IntegrityError
 
-if TYPE_CHECKING:
-    from curvestore.core.config import KeySchema
-
-__all__ = ["Batch", "Log", "Tail", "append", "changes_page", "decode_line", "encode_line",
-           "truncate"]
+__all__ = ["SEGMENT_BYTES", "Batch", "Log", "Tail", "append", "decode_line", "encode_line",
+           "feed", "truncate"]
 
 _TAIL = 4096
+SEGMENT_BYTES = 4 << 20  # a commit starts a new segment once the last one is past this size
 
 
 def encode_line(entry: dict[str, Any]) -> str:
@@ -207,61 +205,53 @@ class Log:
             yield pos, decode_line(raw, f"{path} at byte {line_at}")
 
 
-def changes_page(log: Log, schema: KeySchema, store_id: str, cursor: str | None,
-                 where: Mapping[str, Any], limit: int) -> ChangePage:
-    """A page of the change feed after ``cursor``. Pages end on batch boundaries (a page holds
-    more than ``limit`` items only when one committed batch does) and show batches whose end
-    line is written: a committed batch whose writer died before its end line shows once the
-    next writer or read-write open writes it (readers already see its data)."""
-    seq, seg_first, offset = (0, 0, 0) if cursor is None \
-        else decode_cursor(cursor, store_id, 3)
-    position = (seq, seg_first, offset)
-    every = log.segments()
-    if cursor is not None and position != (0, 0, 0):
-        _check_feed_position(cursor, position, every)
-    items: list[Change] = []
-    segments = [(f, p) for f, p in every if f >= seg_first]
-    for n, (first, path) in enumerate(segments):
-        start = offset if first == seg_first else 0
-        batch: list[Change] = []
-        for pos, line in log.lines(path, start):
+def feed(log: Log, after: Position | None) -> Iterator[FeedBatch]:
+    """The batches logged after ``after`` (None: from the start), each with the position
+    ``(seq, segment, offset)`` right after its end line: the last sequence it logged (or the
+    head before it, for a batch of replication states only), the first sequence of the
+    segment holding the end line, and the offset after it, so resuming is a seek.
+
+    A batch shows once its end line is written: a committed batch whose writer died before
+    its end line shows once the next writer or read-write open writes it (readers already
+    see its data). A position this log never issued raises InvalidCursorError
+    (:func:`~curvestore.core.cursor.unknown_position`) before anything is yielded."""
+    seq, seg_first, offset = (0, 0, 0) if after is None else after
+    segments = log.segments()
+    if after is not None:
+        _check_feed_position((seq, seg_first, offset), segments)
+    for first, path in segments:
+        if first < seg_first:
+            continue
+        changes: list[Change] = []
+        for pos, line in log.lines(path, offset if first == seg_first else 0):
             if "s" in line:
                 if line["s"] > seq:
-                    key = tuple(line["k"])
-                    if schema.matches(key, where):
-                        batch.append(Change(key, line["c"], line["v"], line["d"]))
+                    changes.append(Change(tuple(line["k"]), line["c"], line["v"], line["d"]))
             elif "b" in line:
-                batch = []
+                changes = []
             elif "e" in line:
-                if items and len(items) + len(batch) > limit:
-                    return ChangePage(items, encode_cursor(store_id, position), True)
-                items += batch
-                batch = []
                 seq = max(seq, int(line["e"]))
-                position = (seq, first, pos)
-                if len(items) >= limit:
-                    more = pos < os.stat(path).st_size or n + 1 < len(segments)
-                    return ChangePage(items, encode_cursor(store_id, position), more)
-    return ChangePage(items, encode_cursor(store_id, position), False)
+                yield FeedBatch((seq, first, pos), tuple(changes))
+                changes = []
 
 
 _END_LINE_MAX = 48  # bytes of the longest end line, {"e":<seq>}<TAB><crc>
 
 
-def _check_feed_position(cursor: str, position: tuple[int, int, int],
-                         segments: list[tuple[int, Path]]) -> None:
+def _check_feed_position(position: tuple[int, int, int], segments: list[tuple[int, Path]]
+                         ) -> None:
     """InvalidCursorError unless ``position`` (seq, segment, offset) stands right after the
-    end line of ``seq`` in that segment, where every cursor this log issues stands.
+    end line of ``seq`` in that segment, where every position this log issues stands.
     Costs one short read."""
     seq, seg_first, offset = position
     path = dict(segments).get(seg_first)
     if path is None:
         beyond = seg_first > max((f for f, _ in segments), default=0)
-        raise unknown_position(cursor, "beyond the end of" if beyond else "between two entries of")
+        raise unknown_position("beyond the end of" if beyond else "between two entries of")
     with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
         if offset > size:
-            raise unknown_position(cursor)
+            raise unknown_position("beyond the end of")
         start = max(0, offset - _END_LINE_MAX)
         f.seek(start)
         before = f.read(offset - start)
@@ -271,7 +261,7 @@ def _check_feed_position(cursor: str, position: tuple[int, int, int],
         with contextlib.suppress(IntegrityError, KeyError):
             marker = decode_line(line, str(path))["e"]
     if type(marker) is not int or marker != seq:
-        raise unknown_position(cursor, "between two entries of")
+        raise unknown_position("between two entries of")
 
 
 def append(path: Path, text: str, *, sync: bool) -> None:

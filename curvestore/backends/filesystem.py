@@ -20,7 +20,8 @@ the files to create, open and fsync). Guarantees and how they are met:
   :mod:`curvestore.backends._fslog`) and fsyncs it: that append is the commit point. Then it
   renames the temp files and appends an end line. A batch cut short in the log is rolled back
   (temp files removed, log truncated); a fully logged one is rolled forward (the remaining
-  renames redone) by the next writer or read-write open, under the commit lock.
+  renames redone) by the next writer or read-write open, under the commit lock. Transactions
+  and their commit are in :mod:`curvestore.backends._fstx`.
 * **Readers never see half a batch**, and do no recovery: while a fully logged batch lacks its
   end line, readers read its shards from its temp files (or the final paths once renamed),
   and each series read is checked against the log's tail (:mod:`curvestore.backends._fsread`).
@@ -52,7 +53,6 @@ import itertools
 import json
 import os
 import threading
-import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -67,14 +67,9 @@ from curvestore.backends import _fslog as fslog
 from curvestore.backends import _layout as layout
 from curvestore.backends._fsmanifest import manifest_bytes, parse_manifest
 from curvestore.backends._fsread import NO_VIEW, ShardReads
-from curvestore.core.backend import (
-    Backend,
-    IntegrityProblem,
-    Transaction,
-    bound_schema,
-    stale_state,
-)
-from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.backends._fstx import FileTransaction
+from curvestore.core.backend import Backend, IntegrityProblem, Transaction, bound_schema
+from curvestore.core.records import FeedBatch, Position, SeriesKey
 from curvestore.core.url import StoreURL
 from curvestore.errors import (
     ConfigMismatchError,
@@ -86,7 +81,6 @@ from curvestore.errors import (
 __all__ = ["FileBackend"]
 
 _STRIPES = 64
-_SEGMENT_BYTES = 4 << 20
 _MANIFEST = "manifest.json"
 
 
@@ -112,80 +106,11 @@ _SYNCFS = _load_syncfs()
 _SYNCFS_MIN_FILES = 16
 
 
-class _FileTransaction(Transaction):
-    """Stages whole shards as temp files; the commit logs and renames them."""
-
-    def __init__(self, backend: FileBackend, keys: Sequence[SeriesKey], txid: str) -> None:
-        self.backend = backend
-        self.keys = set(keys)
-        self.dirs: dict[SeriesKey, str] = {}
-        self.states: list[tuple[str, str]] = []
-        self.expected_states: dict[str, str | None] = {}
-        # (key, shard) -> (temp file, final path, the shard's records by chunk)
-        self.staged: dict[tuple[SeriesKey, int], tuple[str, str, dict[int, ChunkRecord]]] = {}
-        self.written: dict[tuple[SeriesKey, int], ChunkMeta] = {}
-        self.committed = []
-        self.txid = txid
-        self.logged = False  # once the batch is in the log it is committed: keep its files
-
-    def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
-        return self.backend._series_metas(key, self.backend._series_path(key))
-
-    def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
-             ) -> list[ChunkRecord]:
-        return self.backend.read_chunks(key, lo, hi)
-
-    def put(self, records: Sequence[ChunkRecord]) -> None:
-        now = time.time_ns()
-        backend = self.backend
-        per_shard = backend.per_shard
-        groups: dict[tuple[SeriesKey, int], list[ChunkRecord]] = {}
-        for record in records:
-            if record.key not in self.keys:
-                raise ValueError(f"series {record.key} is not part of this transaction")
-            groups.setdefault((record.key, record.chunk // per_shard), []).append(record)
-        tmp_dir = os.path.join(backend.root, "tmp")
-        for (key, shard), group in groups.items():
-            staged = self.staged.get((key, shard))
-            if staged is None:
-                directory = self.dirs.get(key)
-                if directory is None:
-                    directory = self.dirs[key] = str(backend._series_path(key))
-                final = os.path.join(directory, file_shards.shard_name(shard))
-                tmp = os.path.join(tmp_dir, f"{self.txid}-{len(self.staged)}.tmp")
-                staged = (tmp, final, backend._load_shard(final, key, shard))
-                self.staged[(key, shard)] = staged
-            tmp, final, current = staged
-            for record in group:
-                previous = current.get(record.chunk)
-                version = (previous.meta.version if previous is not None else 0) + 1
-                record = ChunkRecord(key, record.meta.committed(version, now), record.payload)
-                current[record.chunk] = record
-                self.written[(key, record.chunk)] = record.meta
-            with open(tmp, "wb") as f:
-                f.write(file_shards.encode_shard(key, current.values(), backend.grid))
-
-    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
-        self.expected_states[name] = expected
-        tmp = os.path.join(self.backend.root, "tmp", f"{self.txid}-state-{len(self.states)}.tmp")
-        with open(tmp, "w") as f:
-            json.dump({"name": name, "value": value}, f)
-        self.states.append((tmp, self.backend._state_path(name)))
-
-    def discard(self) -> None:
-        if not self.logged:
-            for tmp in [s[0] for s in self.staged.values()] + [t for t, _ in self.states]:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-        self.staged.clear()
-        self.states.clear()
-        self.written.clear()
-
-
 class FileBackend(ShardReads, Backend):
     """Chunks as files under a directory; see the module docstring for the guarantees."""
 
     schemes = ("file",)
+    feed_arity = 3  # (sequence, segment, offset): see :func:`curvestore.backends._fslog.feed`
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True,
                  read_only: bool = False) -> None:
@@ -255,7 +180,6 @@ class FileBackend(ShardReads, Backend):
         return dict(manifest)
 
     def create_manifest(self, manifest: dict[str, Any]) -> None:
-        self.check_writable()
         self.root.mkdir(parents=True, exist_ok=True)
         for sub in ("series", "log", "tmp", "locks"):
             (self.root / sub).mkdir(exist_ok=True)
@@ -356,25 +280,21 @@ class FileBackend(ShardReads, Backend):
         finally:
             os.close(fd)
 
-    @contextmanager
-    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
-        self.check_writable()
+    def begin(self, keys: Sequence[SeriesKey]) -> Transaction:
         txid = f"{self._writer_id()}-{next(self._tx_numbers)}"
-        with contextlib.ExitStack() as stack:
+        locks = contextlib.ExitStack()  # released by the transaction's commit or abort
+        try:
             for stripe in sorted({self._stripe(k) for k in keys}):
-                stack.enter_context(self._flock(f"stripe-{stripe:02d}.lock"))
-            # A dead writer's logged batch must be rolled forward before this one reads the
-            # shards it would rewrite, or the rewrite would undo it.
+                locks.enter_context(self._flock(f"stripe-{stripe:02d}.lock"))
+            # A dead writer's logged batch must be rolled forward before this transaction
+            # reads the shards it would rewrite, or the rewrite would undo it.
             tail = self.log.tail()
             if tail.pending or tail.torn:
                 self._recover_locked()
-            tx = _FileTransaction(self, keys, txid)
-            try:
-                yield tx
-                tx.committed = self._commit(tx)
-            except BaseException:
-                tx.discard()
-                raise
+        except BaseException:
+            locks.close()
+            raise
+        return FileTransaction(self, txid, locks)
 
     def _sync_files(self, paths: list[str]) -> None:
         """Make written files durable: one ``syncfs`` for big batches (one journal commit
@@ -402,51 +322,6 @@ class FileBackend(ShardReads, Backend):
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="curvestore-fs")
         list(self._pool.map(fn, items))
-
-    def _commit(self, tx: _FileTransaction) -> list[Change]:
-        if not tx.staged and not tx.states:
-            return []
-        moves = [(tmp, final) for tmp, final, _records in tx.staged.values()] + tx.states
-        if self.fsync:
-            self._sync_files([tmp for tmp, _final in moves])
-        directories = {os.path.dirname(final) for _tmp, final in moves}
-        for directory in directories:
-            os.makedirs(directory, exist_ok=True)
-        written = sorted(tx.written.items(), key=lambda item: item[0])
-        with self._flock("commit.lock"):
-            self._check_manifest_current()
-            tail = self._finish_tail()
-            head, segment = tail.head, tail.segment
-            for name, expected in tx.expected_states.items():
-                if self.get_state(name) != expected:
-                    raise stale_state(name)
-            if segment is None or tail.size > _SEGMENT_BYTES:
-                if segment is not None:  # changes the old segment's size: readers look again
-                    fslog.append(segment, fslog.encode_line({"r": head + 1}), sync=False)
-                segment = self.log.dir / self.log.segment_name(head + 1)
-            changes = []
-            root = str(self.root) + os.sep
-            lines = [fslog.encode_line({"b": len(written) + len(moves), "x": tx.txid})]
-            for i, ((key, chunk), meta) in enumerate(written, start=head + 1):
-                changes.append(Change(key, chunk, meta.version, meta.deleted))
-                lines.append(fslog.encode_line({"s": i, "k": list(key), "c": chunk,
-                                                "v": meta.version, "d": meta.deleted}))
-            lines += [fslog.encode_line({"t": os.path.basename(tmp), "p": final[len(root):]})
-                      for tmp, final in moves]
-            fslog.append(segment, "".join(lines), sync=self.fsync)
-            tx.logged = True  # the commit point: from here on the batch only rolls forward
-            for tmp, final in moves:
-                os.replace(tmp, final)
-            if self.fsync:
-                self._sync_dirs(sorted(directories))
-            # A failed end line (full disk) cut itself off: the batch stays committed and
-            # readers see it; the next writer or read-write open writes the end line.
-            with contextlib.suppress(OSError):
-                fslog.append(segment, fslog.encode_line({"e": head + len(written)}), sync=False)
-        tx.staged.clear()
-        tx.states.clear()
-        tx.written.clear()
-        return changes
 
     # -- replication state -------------------------------------------------------------------
     def _state_path(self, name: str) -> str:
@@ -540,11 +415,11 @@ class FileBackend(ShardReads, Backend):
                         alive[wid] = self._writer_alive(wid)
 
     # -- change feed -----------------------------------------------------------------------
-    def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        """See :func:`curvestore.backends._fslog.changes_page`."""
-        schema = bound_schema(self.schema)
-        store_id = str(self._manifest.get("store_id", ""))
-        return fslog.changes_page(self.log, schema, store_id, cursor, where, limit)
+    def feed(self, after: Position | None, where: Mapping[str, Any], limit: int
+             ) -> Iterator[FeedBatch]:
+        """See :func:`curvestore.backends._fslog.feed`. Keys are not filtered here: the
+        core does it, and every log line is parsed either way."""
+        return fslog.feed(self.log, after)
 
     # -- integrity -------------------------------------------------------------------------
     def check_integrity(self, where: Mapping[str, Any]

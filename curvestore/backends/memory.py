@@ -6,12 +6,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from curvestore.core.backend import Backend, Transaction, bound_schema, stale_state
-from curvestore.core.cursor import decode_cursor, encode_cursor, unknown_position
-from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.cursor import unknown_position
+from curvestore.core.records import (
+    Change,
+    ChunkRecord,
+    FeedBatch,
+    Position,
+    SeriesKey,
+)
 from curvestore.core.url import StoreURL
 from curvestore.errors import ConfigurationError, StoreExistsError
 
@@ -32,14 +37,12 @@ _NAMED_LOCK = threading.Lock()
 
 
 class _MemoryTransaction(Transaction):
-    def __init__(self, backend: MemoryBackend, keys: Sequence[SeriesKey]) -> None:
+    """Holds the store's lock from begin to commit or abort: transactions run one at a time."""
+
+    def __init__(self, backend: MemoryBackend) -> None:
         self.backend = backend
-        self.keys = set(keys)
         self.staged: dict[tuple[SeriesKey, int], ChunkRecord] = {}
         self.states: dict[str, tuple[str, str | None]] = {}
-
-    def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
-        return [r.meta for r in self.backend.read_chunks(key)]
 
     def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
              ) -> list[ChunkRecord]:
@@ -47,8 +50,6 @@ class _MemoryTransaction(Transaction):
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
         for record in records:
-            if record.key not in self.keys:
-                raise ValueError(f"series {record.key} is not part of this transaction")
             self.staged[(record.key, record.chunk)] = record
 
     def set_state(self, name: str, value: str, *, expected: str | None) -> None:
@@ -56,20 +57,26 @@ class _MemoryTransaction(Transaction):
 
     def commit(self) -> list[Change]:
         state = self.backend.state
-        for name, (_value, expected) in self.states.items():
-            if state.states.get(name) != expected:
-                raise stale_state(name)
-        state.states.update({name: value for name, (value, _) in self.states.items()})
-        now = time.time_ns()
-        changes = []
-        for (key, chunk), record in sorted(self.staged.items()):
-            version = len(state.log) + 1
-            committed = ChunkRecord(key, record.meta.committed(version, now), record.payload)
-            state.series.setdefault(key, {})[chunk] = committed
-            change = Change(key, chunk, version, record.meta.deleted)
-            state.log.append(change)
-            changes.append(change)
-        return changes
+        try:
+            for name, (_value, expected) in self.states.items():
+                if state.states.get(name) != expected:
+                    raise stale_state(name)
+            state.states.update({name: value for name, (value, _) in self.states.items()})
+            now = time.time_ns()
+            changes = []
+            for (key, chunk), record in sorted(self.staged.items()):
+                version = len(state.log) + 1
+                committed = ChunkRecord(key, record.meta.committed(version, now), record.payload)
+                state.series.setdefault(key, {})[chunk] = committed
+                change = Change(key, chunk, version, record.meta.deleted)
+                state.log.append(change)
+                changes.append(change)
+            return changes
+        finally:
+            state.lock.release()
+
+    def abort(self) -> None:
+        self.backend.state.lock.release()
 
 
 class MemoryBackend(Backend):
@@ -108,7 +115,6 @@ class MemoryBackend(Backend):
             return None if self.state.manifest is None else dict(self.state.manifest)
 
     def create_manifest(self, manifest: dict[str, Any]) -> None:
-        self.check_writable()
         with self.state.lock:
             if self.state.manifest is not None:
                 raise StoreExistsError(f"a store already exists at {self!r}")
@@ -123,50 +129,32 @@ class MemoryBackend(Backend):
                 if not r.meta.deleted and (lo is None or c >= lo) and (hi is None or c <= hi)
             ]
 
-    def _matching(self, where: Mapping[str, Any]) -> list[SeriesKey]:
+    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
         schema = bound_schema(self.schema)
         with self.state.lock:
-            keys = list(self.state.series)
-        return sorted(k for k in keys if schema.matches(k, where))
+            live = [k for k, chunks in self.state.series.items()
+                    if any(not r.meta.deleted for r in chunks.values())]
+        return iter(sorted(k for k in live if schema.matches(k, where)))
 
-    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
-             ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
-        for key in self._matching(where):
-            records = self.read_chunks(key, lo, hi)
-            if records:
-                yield key, records
-
-    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
-        for key, records in self.scan(where):
-            yield key, [r.meta for r in records]
-
-    @contextmanager
-    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
-        self.check_writable()
-        with self.state.lock:
-            tx = _MemoryTransaction(self, keys)
-            yield tx
-            tx.committed = tx.commit()
+    def begin(self, keys: Sequence[SeriesKey]) -> Transaction:
+        self.state.lock.acquire()
+        return _MemoryTransaction(self)
 
     def get_state(self, name: str) -> str | None:
         with self.state.lock:
             return self.state.states.get(name)
 
-    def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        schema = bound_schema(self.schema)
-        store_id = (self.state.manifest or {}).get("store_id", "")
-        position = 0 if cursor is None else decode_cursor(cursor, store_id, 1)[0]
+    def feed(self, after: Position | None, where: Mapping[str, Any], limit: int
+             ) -> Iterator[FeedBatch]:
+        position = 0 if after is None else after[0]
         with self.state.lock:
             if position > len(self.state.log):
-                raise unknown_position(str(cursor))
-            log = self.state.log[position:]
-        items: list[Change] = []
-        consumed = 0
-        for change in log:
-            if len(items) >= limit:
-                break
-            consumed += 1
-            if schema.matches(change.key, where):
-                items.append(change)
-        end = position + consumed
-        return ChangePage(items, encode_cursor(store_id, (end,)), end < position + len(log))
+                raise unknown_position()
+        while True:  # a slice at a time: the caller stops once its page is full
+            with self.state.lock:
+                log = self.state.log[position:position + limit + 1]
+            if not log:
+                return
+            for change in log:
+                position += 1
+                yield FeedBatch((position,), (change,))

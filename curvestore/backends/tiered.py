@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from curvestore.core.backend import Backend, Transaction
+from curvestore.core.capabilities import KeepsState
 from curvestore.core.config import KeySchema
-from curvestore.core.records import ChangePage, ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.records import (
+    Change,
+    ChunkMeta,
+    ChunkRecord,
+    FeedBatch,
+    Position,
+    SeriesKey,
+)
 from curvestore.core.url import StoreURL
 from curvestore.errors import ConfigurationError
 
@@ -39,9 +46,8 @@ def _merge(hot: list[ChunkRecord], cold: list[ChunkRecord]) -> list[ChunkRecord]
 
 
 class _TieredTransaction(Transaction):
-    def __init__(self, backend: TieredBackend, hot: Transaction, cold: Transaction) -> None:
-        self.backend, self.hot, self.cold = backend, hot, cold
-        self.committed = []
+    def __init__(self, hot: Transaction, cold: Transaction) -> None:
+        self.hot, self.cold = hot, cold
 
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
         hot = {m.chunk: m for m in self.hot.live_metas(key)}
@@ -60,7 +66,27 @@ class _TieredTransaction(Transaction):
             self.cold.put([r for r in doomed if (r.key, r.chunk) in live])
 
     def set_state(self, name: str, value: str, *, expected: str | None) -> None:
-        self.hot.set_state(name, value, expected=expected)
+        set_state = getattr(self.hot, "set_state", None)
+        if set_state is None:
+            raise ConfigurationError("the hot tier keeps no state")
+        set_state(name, value, expected=expected)
+
+    def commit(self) -> list[Change]:
+        # the cold tier only receives tombstones: committing it first means a failure leaves
+        # at worst archived chunks deleted that the hot tier still shadows, never archived
+        # data resurfacing under a hot tombstone
+        try:
+            self.cold.commit()
+        except BaseException:
+            self.hot.abort()
+            raise
+        return self.hot.commit()
+
+    def abort(self) -> None:
+        try:
+            self.cold.abort()
+        finally:
+            self.hot.abort()
 
 
 class TieredBackend(Backend):
@@ -71,6 +97,7 @@ class TieredBackend(Backend):
     def __init__(self, hot: Backend, cold: Backend, *, read_only: bool = False) -> None:
         super().__init__(read_only=read_only)
         self.hot, self.cold = hot, cold
+        self.feed_arity = hot.feed_arity  # the feed is the hot tier's
 
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> TieredBackend:
@@ -136,20 +163,30 @@ class TieredBackend(Backend):
 
         yield from self._join(self.hot.list_metas(where), self.cold.list_metas(where), combine)
 
-    @contextmanager
-    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
-        self.check_writable()
-        with ExitStack() as stack:
-            hot = stack.enter_context(self.hot.transaction(keys))
-            cold = stack.enter_context(self.cold.transaction(keys))
-            tx = _TieredTransaction(self, hot, cold)
-            yield tx
-        tx.committed = hot.committed
+    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
+        keys = heapq.merge(self.hot.list_series(where), self.cold.list_series(where))
+        last: SeriesKey | None = None
+        for key in keys:
+            if key != last:
+                yield key
+            last = key
 
-    def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        return self.hot.changes(cursor, where, limit)
+    def begin(self, keys: Sequence[SeriesKey]) -> Transaction:
+        hot = self.hot.begin(keys)
+        try:
+            cold = self.cold.begin(keys)
+        except BaseException:
+            hot.abort()
+            raise
+        return _TieredTransaction(hot, cold)
+
+    def feed(self, after: Position | None, where: Mapping[str, Any], limit: int
+             ) -> Iterator[FeedBatch]:
+        return self.hot.feed(after, where, limit)
 
     def get_state(self, name: str) -> str | None:
+        if not isinstance(self.hot, KeepsState):
+            raise ConfigurationError(f"the hot tier {self.hot!r} keeps no state")
         return self.hot.get_state(name)
 
     def close(self) -> None:

@@ -12,45 +12,80 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from curvestore.core.backend import Backend, Transaction, bound_schema, stale_state
+    from curvestore.core.backend import (
+        Backend,
+        StaleStateError,
+        Transaction,
+        bound_schema,
+        stale_state,
+    )
+    from curvestore.core.capabilities import (
+        Capabilities,
+        ChecksIntegrity,
+        DecodesPieces,
+        KeepsState,
+        StateTransaction,
+    )
     from curvestore.core.codec import Codec, CodecLookup
     from curvestore.core.config import KeySchema, StoreConfig
-    from curvestore.core.records import Change, ChangePage, ChunkMeta, ChunkRecord, SeriesKey
-    from curvestore.core.store import FeedItem, FeedPage, Observer, Store
+    from curvestore.core.records import (
+        Change,
+        ChangePage,
+        ChunkMeta,
+        ChunkRecord,
+        FeedBatch,
+        Position,
+        SeriesKey,
+    )
+    from curvestore.core.store import FeedItem, FeedPage, Observer, Store, Window
     from curvestore.core.sync import ChangeSource, ReplicationReport, replicate
     from curvestore.core.url import StoreURL
 
 _HOMES = {
     "Backend": "backend", "Transaction": "backend", "bound_schema": "backend",
-    "stale_state": "backend",
+    "stale_state": "backend", "StaleStateError": "backend",
+    "Capabilities": "capabilities", "ChecksIntegrity": "capabilities",
+    "DecodesPieces": "capabilities", "KeepsState": "capabilities",
+    "StateTransaction": "capabilities",
     "Codec": "codec", "CodecLookup": "codec",
     "KeySchema": "config", "StoreConfig": "config",
     "Change": "records", "ChangePage": "records", "ChunkMeta": "records",
-    "ChunkRecord": "records", "SeriesKey": "records",
+    "ChunkRecord": "records", "SeriesKey": "records", "FeedBatch": "records",
+    "Position": "records",
     "FeedItem": "store", "FeedPage": "store", "Observer": "store", "Store": "store",
+    "Window": "store",
     "ChangeSource": "sync", "ReplicationReport": "sync", "replicate": "sync",
     "StoreURL": "url",
 }
 
 __all__ = [
     "Backend",
+    "Capabilities",
     "Change",
     "ChangePage",
     "ChangeSource",
+    "ChecksIntegrity",
     "ChunkMeta",
     "ChunkRecord",
     "Codec",
     "CodecLookup",
+    "DecodesPieces",
+    "FeedBatch",
     "FeedItem",
     "FeedPage",
+    "KeepsState",
     "KeySchema",
     "Observer",
+    "Position",
     "ReplicationReport",
     "SeriesKey",
+    "StaleStateError",
+    "StateTransaction",
     "Store",
     "StoreConfig",
     "StoreURL",
     "Transaction",
+    "Window",
     "bound_schema",
     "replicate",
     "stale_state",

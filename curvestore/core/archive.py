@@ -97,9 +97,9 @@ def archive(
         Re-encode for the archive (e.g. ``"pcodec"``); None keeps payloads byte-identical.
     """
     check_compatible(source.config.manifest(), target.config)
-    target._check_writable()
+    target.check_writable()
     if delete_source:
-        source._check_writable()
+        source.check_writable()
     codecs = target.codecs
     new_codec = None if codec is None else codecs(codec)
     cutoff = to_utc_ns(before, source.config.tz, name="before")
@@ -130,7 +130,7 @@ def archive(
             def put_copies(tx: Transaction, copies: list[ChunkRecord] = copies) -> None:
                 tx.put(copies)
 
-            target._run([key], put_copies)
+            target.transact([key], put_copies)
             stored = {r.chunk: r for r in target.backend.read_chunks(key, None, hi)}
             for record in todo:
                 if not _equivalent(record, stored.get(record.chunk), codec is not None,
@@ -148,7 +148,7 @@ def archive(
                 tx.put([ChunkRecord(key, ChunkMeta(chunk=r.chunk, codec=ARCHIVED, deleted=True))
                         for r in current if versions.get(r.chunk) == r.meta.version])
 
-            report.tombstoned += len(source._run([key], tombstone))
+            report.tombstoned += len(source.transact([key], tombstone))
         if progress is not None:
             progress(report)
     return report

@@ -24,6 +24,9 @@ from curvestore.errors import InvalidCursorError
 
 __all__ = ["MAX_CURSOR_LENGTH", "decode_cursor", "encode_cursor", "unknown_position"]
 
+_UNKNOWN = ("points {where} this store's change feed: it was forged, or the store was restored "
+            "from an older copy")
+
 _PREFIX = "cv1."
 MAX_CURSOR_LENGTH = 512
 """Longest cursor accepted (the ones issued are under 150 characters)."""
@@ -78,9 +81,13 @@ def decode_cursor(cursor: str, store_id: str, arity: int | None = None) -> tuple
     return tuple(position)
 
 
-def unknown_position(cursor: str, where: str = "beyond the end of") -> InvalidCursorError:
-    """The error a backend raises for a well-formed cursor whose position its feed never
-    issued (``where``: "beyond the end of" or "between two entries of")."""
-    return InvalidCursorError(
-        f"change-feed cursor {_shown(cursor)} points {where} this store's change feed: it was "
-        "forged, or the store was restored from an older copy", cursor)
+def unknown_position(where: str = "beyond the end of") -> InvalidCursorError:
+    """The error a backend's ``feed`` raises for a position it never issued (``where``:
+    "beyond the end of" or "between two entries of"); the core names the cursor."""
+    return InvalidCursorError("change-feed position " + _UNKNOWN.format(where=where))
+
+
+def named(error: InvalidCursorError, cursor: str) -> InvalidCursorError:
+    """``error`` (from :func:`unknown_position`) as met by the holder of ``cursor``."""
+    text = str(error).removeprefix("change-feed position ")
+    return InvalidCursorError(f"change-feed cursor {_shown(cursor)} {text}", cursor)

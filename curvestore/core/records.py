@@ -7,6 +7,7 @@ series, encoded by a codec. Offsets and lengths count grid points from the perio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,12 +16,18 @@ __all__ = [
     "ChangePage",
     "ChunkMeta",
     "ChunkRecord",
+    "FeedBatch",
+    "Position",
     "SeriesKey",
     "checksum",
 ]
 
 SeriesKey = tuple[Any, ...]
 """Key values in the order the store declares its key attributes (``int`` or ``str``)."""
+
+Position = tuple[int, ...]
+"""A place in a backend's change feed: ``Backend.feed_arity`` integers in ``[0, 2**63)``, their
+meaning the backend's; all zeros is the start. The core wraps positions in cursors."""
 
 
 try:  # ISA-L computes the same CRC-32 as zlib, about 20x faster on payload-sized buffers
@@ -123,3 +130,13 @@ class ChangePage:
     items: list[Change] = field(default_factory=list)
     cursor: str = ""
     has_more: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FeedBatch:
+    """Changes a backend's feed returns together, and the feed ``position`` right after them:
+    pages of the change feed are cut between batches. A batch may hold no change (it then
+    only moves the position, e.g. past changes a backend filtered out itself)."""
+
+    position: Position
+    changes: Sequence[Change] = ()

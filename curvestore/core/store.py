@@ -7,7 +7,7 @@ merge rules, encoding and checksums. Every write goes through one backend transa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,23 +16,23 @@ import pandas as pd
 
 from curvestore.core import chunks as _chunks
 from curvestore.core.backend import Backend, Transaction
+from curvestore.core.capabilities import Capabilities, DecodesPieces, KeepsState
 from curvestore.core.codec import CodecLookup
 from curvestore.core.config import StoreConfig
+from curvestore.core.feed import read_page
 from curvestore.core.grid import Grid, get_grid, resolve_time_unit, to_utc_ns
 from curvestore.core.merge import MODES, update
-from curvestore.core.records import Change, ChunkRecord, SeriesKey
+from curvestore.core.records import Change, ChangePage, ChunkRecord, SeriesKey
+from curvestore.core.transact import CONFLICT_RETRIES, ScopedTransaction, run_transaction
 from curvestore.core.validate import series_arrays
 from curvestore.errors import (
     ConfigurationError,
-    ConflictError,
     InvalidDataError,
     ReadOnlyError,
     SeriesExistsError,
 )
 
-__all__ = ["FeedItem", "FeedPage", "Observer", "Store"]
-
-_CONFLICT_RETRIES = 20
+__all__ = ["FeedItem", "FeedPage", "Observer", "Store", "Window"]
 
 Observer = Callable[..., None]
 """Told of events as ``observer(event, **details)`` (``chunks_committed``, ``sync_pulled``);
@@ -55,6 +55,21 @@ class FeedPage:
     items: list[FeedItem]
     cursor: str
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A read window on the store's grid: grid positions ``lo..hi`` and the chunks
+    ``chunk_lo..chunk_hi`` that hold them (None: unbounded on that side)."""
+
+    lo: int | None
+    hi: int | None
+    chunk_lo: int | None
+    chunk_hi: int | None
+
+    @property
+    def empty(self) -> bool:
+        return self.lo is not None and self.hi is not None and self.hi < self.lo
 
 
 @dataclass(slots=True)
@@ -94,6 +109,8 @@ class Store:
         self.grid.check_unit(self.time_unit)
         self.schema = config.keys
         backend.bind(config.keys)
+        #: the optional protocols the backend implements, checked once here
+        self.capabilities = Capabilities.of(backend)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -109,22 +126,22 @@ class Store:
         return f"Store({self.backend!r}, freq={self.config.freq!r}, tz={self.config.tz!r})"
 
     # -- helpers ---------------------------------------------------------------------------
-    def _check_writable(self) -> None:
+    def check_writable(self) -> None:
+        """Raise :class:`ReadOnlyError` if the store was opened read-only."""
         if self.read_only:
             raise ReadOnlyError(f"{self!r} is open read-only")
 
-    def _window(self, start: Any, end: Any) -> tuple[int | None, int | None]:
+    def window(self, start: Any = None, end: Any = None) -> Window:
+        """The grid positions and chunks of ``[start, end]`` (both inclusive; naive bounds
+        are in the store tz; None is unbounded)."""
         lo_ns = to_utc_ns(start, self.config.tz, name="start")
         hi_ns = to_utc_ns(end, self.config.tz, name="end")
         lo = None if lo_ns is None else max(self.grid.position_at_or_after(lo_ns), 0)
         hi = None if hi_ns is None else self.grid.position_at_or_before(hi_ns)
-        return lo, hi
-
-    def _chunk_window(self, lo: int | None, hi: int | None) -> tuple[int | None, int | None]:
         last = int(self.grid.bounds[-1]) - 1
         clo = None if lo is None else min(lo, last)
         chi = None if hi is None else min(max(hi, 0), last)
-        return self.grid.chunk_range(clo, chi)
+        return Window(lo, hi, *self.grid.chunk_range(clo, chi))
 
     def index(self, first_pos: int, count: int) -> pd.DatetimeIndex:
         """The index of ``count`` grid points from grid position ``first_pos``, in the store
@@ -139,19 +156,17 @@ class Store:
     def _encode(self, key: SeriesKey, piece: _chunks.Piece) -> ChunkRecord:
         return _chunks.encode(key, piece, self._codec, self.config.dtype)
 
-    def _run(self, keys: list[SeriesKey], body: Callable[[Transaction], object]
-             ) -> list[Change]:
-        """Run ``body(tx)`` in a transaction over ``keys``, re-running it on a lost race."""
-        self._check_writable()
-        for attempt in range(_CONFLICT_RETRIES):
-            try:
-                with self.backend.transaction(keys) as tx:
-                    body(tx)
-                committed = tx.committed
-                break
-            except ConflictError:
-                if attempt == _CONFLICT_RETRIES - 1:
-                    raise
+    def transact(self, keys: Sequence[SeriesKey],
+                 body: Callable[[ScopedTransaction], object], *,
+                 retries: int = CONFLICT_RETRIES) -> list[Change]:
+        """Run ``body(tx)`` as one all-or-nothing read-merge-write over ``keys`` and return
+        the changes committed (observers are told of them).
+
+        ``body`` reads through ``tx`` and stages records with ``tx.put`` (only for ``keys``:
+        another key raises :class:`InvalidKeyError`); it is re-run from the start when an
+        optimistic commit loses a race, so it must not have other side effects."""
+        self.check_writable()
+        committed = run_transaction(self.backend, keys, body, retries=retries)
         if committed:
             self.notify("chunks_committed", store=self, changes=committed)
         return committed
@@ -203,11 +218,11 @@ class Store:
         the number of chunks tombstoned).
         """
         self._check_mode(mode)
-        self._check_writable()
+        self.check_writable()
         item = self._prepare(self.schema.key(key), series)
         if mode != "replace" and not _has_values(item):
             return 0
-        return len(self._run([item.key], lambda tx: self._apply(tx, [item], mode)))
+        return len(self.transact([item.key], lambda tx: self._apply(tx, [item], mode)))
 
     def write_many(self, mapping: Mapping[Any, pd.Series], mode: str = "insert") -> int:
         """Write several series in one all-or-nothing call.
@@ -219,7 +234,7 @@ class Store:
         value is skipped, except with ``replace``, where its data is deleted.
         """
         self._check_mode(mode)
-        self._check_writable()
+        self.check_writable()
         if not isinstance(mapping, Mapping):
             raise InvalidDataError(f"write_many takes a mapping of key tuple -> series, "
                                    f"got {type(mapping).__name__}")
@@ -236,17 +251,17 @@ class Store:
         if not items:
             return 0
         items.sort(key=lambda p: p.key)
-        return len(self._run([p.key for p in items], lambda tx: self._apply(tx, items, mode)))
+        return len(self.transact([p.key for p in items], lambda tx: self._apply(tx, items, mode)))
 
     def delete(self, key: Mapping[str, Any]) -> int:
         """Tombstone every chunk of one series; returns the number of chunks deleted."""
-        self._check_writable()
+        self.check_writable()
         series_key = self.schema.key(key)
         return self._delete([series_key])
 
     def delete_many(self, filter: Mapping[str, Any] | None = None) -> int:
         """Tombstone every series matching ``filter`` (a partial key; None is everything)."""
-        self._check_writable()
+        self.check_writable()
         where = self.schema.filter(filter)
         keys = list(self.backend.list_series(where))
         return self._delete(keys) if keys else 0
@@ -256,7 +271,7 @@ class Store:
             for key in keys:
                 tx.put([_chunks.tombstone(key, m.chunk) for m in tx.live_metas(key)])
 
-        return len(self._run(keys, body))
+        return len(self.transact(keys, body))
 
     # -- reads -----------------------------------------------------------------------------
     def read(self, key: Mapping[str, Any], start: Any = None, end: Any = None,
@@ -264,13 +279,17 @@ class Store:
         """The series on ``[start, end]`` (both inclusive; naive bounds are in the store tz),
         in the store tz at the store freq, or None when it has no value there."""
         series_key = self.schema.key(key)
-        lo, hi = self._window(start, end)
-        if lo is not None and hi is not None and hi < lo:
+        window = self.window(start, end)
+        if window.empty:
             return None
-        clo, chi = self._chunk_window(lo, hi)
-        records = self.backend.read_chunks(series_key, clo, chi)
-        pieces = [_chunks.decode(r, self.codecs) for r in records]
-        return _chunks.assemble(self.grid, pieces, lo, hi, drop_bounds_na, self.index)
+        backend = self.backend
+        if self.capabilities.pieces and isinstance(backend, DecodesPieces):
+            pieces = backend.read_pieces(series_key, window.chunk_lo, window.chunk_hi)
+        else:
+            records = backend.read_chunks(series_key, window.chunk_lo, window.chunk_hi)
+            pieces = [_chunks.decode(r, self.codecs) for r in records]
+        return _chunks.assemble(self.grid, pieces, window.lo, window.hi, drop_bounds_na,
+                                self.index)
 
     def read_many(self, filter: Mapping[str, Any] | None = None, start: Any = None,
                   end: Any = None, drop_bounds_na: bool = True
@@ -278,17 +297,22 @@ class Store:
         """Stream ``(key_dict, series)`` for every series matching ``filter``, ordered by key,
         holding one series in memory at a time."""
         where = self.schema.filter(filter)  # bad filters and bounds raise here, not at next()
-        lo, hi = self._window(start, end)
-        return self._stream(where, lo, hi, drop_bounds_na)
+        return self._stream(where, self.window(start, end), drop_bounds_na)
 
-    def _stream(self, where: dict[str, Any], lo: int | None, hi: int | None,
-                drop_bounds_na: bool) -> Iterator[tuple[dict[str, Any], pd.Series]]:
-        if lo is not None and hi is not None and hi < lo:
+    def _stream(self, where: dict[str, Any], window: Window, drop_bounds_na: bool
+                ) -> Iterator[tuple[dict[str, Any], pd.Series]]:
+        if window.empty:
             return
-        clo, chi = self._chunk_window(lo, hi)
-        for key, records in self.backend.scan(where, clo, chi):
-            pieces = [_chunks.decode(r, self.codecs) for r in records]
-            series = _chunks.assemble(self.grid, pieces, lo, hi,
+        backend = self.backend
+        clo, chi = window.chunk_lo, window.chunk_hi
+        pieces_of: Iterator[tuple[SeriesKey, list[_chunks.Piece]]]
+        if self.capabilities.pieces and isinstance(backend, DecodesPieces):
+            pieces_of = backend.scan_pieces(where, clo, chi)
+        else:
+            pieces_of = ((key, [_chunks.decode(r, self.codecs) for r in records])
+                         for key, records in backend.scan(where, clo, chi))
+        for key, pieces in pieces_of:
+            series = _chunks.assemble(self.grid, pieces, window.lo, window.hi,
                                       drop_bounds_na, self.index)
             if series is not None:
                 yield self.schema.as_dict(key), series
@@ -344,10 +368,7 @@ class Store:
         Pass the returned ``cursor`` back to continue; ``has_more`` tells whether more changes
         were already committed when the page was read.
         """
-        if not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError(f"limit must be a positive integer, got {limit!r}")
-        where = self.schema.filter(filter)
-        page = self.backend.changes(cursor, where, limit)
+        page = self.raw_changes(cursor, filter, limit)
         items = [
             FeedItem(self.schema.as_dict(c.key), c.chunk,
                      self.grid.timestamp(self.grid.period_start_ns(c.chunk), self.time_unit),
@@ -355,3 +376,27 @@ class Store:
             for c in page.items
         ]
         return FeedPage(items, page.cursor, page.has_more)
+
+    def raw_changes(self, cursor: str | None = None, filter: Mapping[str, Any] | None = None,
+                    limit: int = 1000) -> ChangePage:
+        """:meth:`changes` as the records replication exchanges (series keys as tuples)."""
+        if not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"limit must be a positive integer, got {limit!r}")
+        where = self.schema.filter(filter)
+        return read_page(self.backend, self.schema, self.config.store_id, cursor, where, limit)
+
+    # -- replication state -----------------------------------------------------------------
+    def get_state(self, name: str) -> str | None:
+        """A value saved by a committed ``tx.set_state`` (a replication cursor), or None.
+
+        Raises ConfigurationError when the backend keeps no state (it cannot be a
+        replication target; see :attr:`capabilities`)."""
+        self.require_state()
+        backend = self.backend
+        return backend.get_state(name) if isinstance(backend, KeepsState) else None
+
+    def require_state(self) -> None:
+        """Raise ConfigurationError unless the backend keeps state (replication targets)."""
+        if not self.capabilities.state:
+            raise ConfigurationError(f"{self.backend!r} cannot be a replication target: it "
+                                     "keeps no state (no get_state / set_state)")

@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from curvestore.core.codec import CodecLookup
 from curvestore.core.config import StoreConfig
 from curvestore.core.records import ChangePage, ChunkRecord, SeriesKey, checksum
+from curvestore.core.transact import CONFLICT_RETRIES, ScopedTransaction
 from curvestore.errors import ConfigMismatchError, ConflictError, IntegrityError
 
 if TYPE_CHECKING:
     from curvestore.core.store import Store
 
 __all__ = ["ChangeSource", "ReplicationReport", "StoreSource", "replicate"]
-
-_CONFLICT_RETRIES = 20
 
 
 @runtime_checkable
@@ -43,7 +42,7 @@ class ChangeSource(Protocol):
         """The source store's manifest (its frozen configuration and store id)."""
 
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        """A page of the source's change feed (see :meth:`Backend.changes`)."""
+        """A page of the source's change feed (see :meth:`Store.raw_changes`)."""
 
     def fetch(self, refs: Sequence[tuple[SeriesKey, int]]) -> list[ChunkRecord]:
         """Current raw records of the named chunks, tombstones for deleted ones."""
@@ -59,7 +58,7 @@ class StoreSource:
         return self.store.config.manifest()
 
     def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        return self.store.backend.changes(cursor, where, limit)
+        return self.store.raw_changes(cursor, where, limit)
 
     def fetch(self, refs: Sequence[tuple[SeriesKey, int]]) -> list[ChunkRecord]:
         return self.store.backend.fetch(refs)
@@ -136,10 +135,11 @@ def replicate(
     src: ChangeSource = StoreSource(source) if isinstance(source, Store) else source
     manifest = src.manifest()
     check_compatible(manifest, target.config)
-    target._check_writable()
+    target.check_writable()
+    target.require_state()
     where = target.schema.filter(filter)
     name = state_name(str(manifest["store_id"]), where)
-    report = ReplicationReport(cursor=target.backend.get_state(name))
+    report = ReplicationReport(cursor=target.get_state(name))
 
     def pull(after: str | None) -> tuple[ChangePage, list[ChunkRecord]]:
         page = src.changes(after, where, batch)
@@ -153,14 +153,14 @@ def replicate(
     # target committed first, this one's pulled pages may be stale (a chunk fetched before
     # the source changed it again), so they are dropped and pulling resumes from the cursor
     # the other run saved. Every conflict means another commit landed, so the runs progress.
-    for attempt in range(_CONFLICT_RETRIES):
+    for attempt in range(CONFLICT_RETRIES):
         try:
             _pull_pages(target, name, pull, report, progress)
             break
         except ConflictError:
-            if attempt == _CONFLICT_RETRIES - 1:
+            if attempt == CONFLICT_RETRIES - 1:
                 raise
-            report.cursor = target.backend.get_state(name)
+            report.cursor = target.get_state(name)
     if report.changes:
         target.notify("sync_pulled", target=target, report=report)
     return report
@@ -204,8 +204,11 @@ def _commit_page(target: Store, name: str, cursor: str | None, page: ChangePage,
     if not records and page.cursor == cursor:
         return
     keys = sorted({r.key for r in records})
-    with target.backend.transaction(keys) as tx:
+
+    def body(tx: ScopedTransaction) -> None:
         tx.put(records)
         tx.set_state(name, page.cursor, expected=cursor)
-    if tx.committed:
-        target.notify("chunks_committed", store=target, changes=tx.committed)
+
+    # a conflict on the chunks re-runs this same page (the source wins anyway); a lost
+    # compare-and-set of the cursor (StaleStateError) goes up to re-pull from the new cursor
+    target.transact(keys, body)

@@ -1,6 +1,7 @@
 """Re-read every chunk of a store and report what is corrupt or unreadable.
 
-First the backend checks what it keeps besides payloads (``Backend.check_integrity``: for the
+First the backend checks what it keeps besides payloads (the optional ``check_integrity`` of
+:class:`~curvestore.core.capabilities.ChecksIntegrity`: for the
 filesystem, the manifest, the change log, the layout and the shard indexes). Then every live
 chunk is read back through its backend (which checks its own framing), its payload checksum is
 verified and it is decoded with its codec. A failure does not stop the walk: a
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from curvestore.core import chunks as _chunks
+from curvestore.core.backend import IntegrityProblem
+from curvestore.core.capabilities import ChecksIntegrity
+from curvestore.core.records import SeriesKey
 from curvestore.errors import CurvestoreError
 
 if TYPE_CHECKING:
@@ -46,7 +50,11 @@ def verify_store(store: Store, filter: dict[str, Any] | None = None,
     """Verify every live chunk of the series matching ``filter``."""
     report = VerifyReport()
     where = store.schema.filter(filter)
-    keys, problems = store.backend.check_integrity(where)
+    backend = store.backend
+    keys: list[SeriesKey] | None = None
+    problems: list[IntegrityProblem] = []
+    if store.capabilities.integrity and isinstance(backend, ChecksIntegrity):
+        keys, problems = backend.check_integrity(where)
     for problem_key, chunk, message in problems:
         report.failures.append(Failure(
             None if problem_key is None else store.schema.as_dict(problem_key), chunk, message))

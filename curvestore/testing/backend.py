@@ -39,8 +39,15 @@ from curvestore.backends.memory import MemoryBackend
 from curvestore.backends.tiered import tiered_url
 from curvestore.core import chunks as _chunks
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.transact import transaction
 from curvestore.core.url import parse_url
-from curvestore.errors import CurvestoreError, IntegrityError, ReadOnlyError, StoreExistsError
+from curvestore.errors import (
+    CurvestoreError,
+    IntegrityError,
+    InvalidKeyError,
+    ReadOnlyError,
+    StoreExistsError,
+)
 from curvestore.registry import get_codec
 from curvestore.testing.backend_concurrency import BackendConcurrency
 from curvestore.testing.fixtures import FREQ, KEYS, TZ, curve, key
@@ -62,7 +69,7 @@ def _tombstone(k: SeriesKey, chunk: int) -> ChunkRecord:
 
 def _put(backend: Any, records: list[ChunkRecord]) -> list[Any]:
     keys = sorted({r.key for r in records})
-    with backend.transaction(keys) as tx:
+    with transaction(backend, keys) as tx:
         tx.put(records)
     return tx.committed
 
@@ -222,7 +229,7 @@ class BackendConformance(BackendConcurrency):
         original = _record(k1, JAN_2024, [1.0, 2.0])
         _put(backend, [original])
         cursor = store.changes().cursor
-        with pytest.raises(RuntimeError, match="boom"), backend.transaction([k1, k2]) as tx:
+        with pytest.raises(RuntimeError, match="boom"), transaction(backend, [k1, k2]) as tx:
             assert [m.chunk for m in tx.live_metas(k1)] == [JAN_2024]
             tx.put([_record(k1, JAN_2024, [5.0]), _record(k1, JAN_2024 + 1, [6.0])])
             tx.put([_record(k2, JAN_2024, [7.0]), _tombstone(k1, JAN_2024)])
@@ -240,7 +247,7 @@ class BackendConformance(BackendConcurrency):
                                                       backend: Any) -> None:
         k = store.schema.key(key())
         _put(backend, [_record(k, JAN_2024 + i, [float(i)]) for i in range(3)])
-        with backend.transaction([k]) as tx:
+        with transaction(backend, [k]) as tx:
             assert [m.chunk for m in tx.live_metas(k)] == [JAN_2024 + i for i in range(3)]
             assert [r.chunk for r in tx.read(k, JAN_2024 + 1, None)] == [JAN_2024 + 1,
                                                                           JAN_2024 + 2]
@@ -251,7 +258,7 @@ class BackendConformance(BackendConcurrency):
     def test_backend_put_outside_transaction_keys_raises(self, store: curvestore.Store,
                                                          backend: Any) -> None:
         k1, k2 = store.schema.key(key(n=1)), store.schema.key(key(n=2))
-        with pytest.raises((ValueError, CurvestoreError)), backend.transaction([k1]) as tx:
+        with pytest.raises(InvalidKeyError), transaction(backend, [k1]) as tx:
             tx.put([_record(k1, JAN_2024, [1.0])])
             tx.put([_record(k2, JAN_2024, [2.0])])
         assert backend.read_chunks(k2) == []
@@ -290,8 +297,8 @@ class BackendConformance(BackendConcurrency):
         k = store.schema.key(key())
         _put(store.backend, [_record(k, JAN_2024, [1.0])])
         with self.reopen(backend_url, read_only=True) as ro:
-            with pytest.raises(ReadOnlyError), ro.backend.transaction([k]) as tx:
-                tx.put([_record(k, JAN_2024, [2.0])])
+            with pytest.raises(ReadOnlyError):
+                ro.transact([k], lambda tx: tx.put([_record(k, JAN_2024, [2.0])]))
             assert [r.payload for r in ro.backend.read_chunks(k)] == [
                 r.payload for r in store.backend.read_chunks(k)]
 

@@ -26,6 +26,7 @@ import pytest
 import curvestore
 from curvestore.core.records import ChunkRecord
 from curvestore.core.sync import StoreSource, state_name
+from curvestore.core.transact import transaction
 from curvestore.errors import ConfigMismatchError, ConflictError
 from curvestore.testing.fixtures import (
     KEYS,
@@ -103,7 +104,7 @@ class ReplicationConformance(StoreFixtures):
         self._fill(memory_store)
         curvestore.replicate(memory_store, store)
         assert assert_stores_equal(memory_store, store) == 3
-        assert store.backend.get_state(
+        assert store.get_state(
             state_name(memory_store.config.store_id, {})) is not None
 
     def test_incremental_update_replace_delete(self, store: curvestore.Store,
@@ -230,23 +231,23 @@ class ReplicationConformance(StoreFixtures):
         self._fill(memory_store)
         curvestore.replicate(memory_store, store)
         name = state_name(memory_store.config.store_id, {})
-        saved = store.backend.get_state(name)
+        saved = store.get_state(name)
         k = store.schema.key(key("q", "load", 1))
         [record] = memory_store.backend.fetch([(store.schema.key(key("a", "load", 1)), 24288)])
         moved = record.key, record.meta.chunk
         assert not record.meta.deleted, moved
         before = self.feed(store)
         for expected in (None, "a cursor from another run"):
-            with pytest.raises(ConflictError), store.backend.transaction([k]) as tx:
+            with pytest.raises(ConflictError), transaction(store.backend, [k]) as tx:
                 tx.put([ChunkRecord(k, record.meta, record.payload)])
                 tx.set_state(name, "newer", expected=expected)
-            assert store.backend.get_state(name) == saved
+            assert store.get_state(name) == saved
             assert store.read(key("q", "load", 1)) is None
             assert self.feed(store) == before
-        with store.backend.transaction([k]) as tx:  # the right one commits
+        with transaction(store.backend, [k]) as tx:  # the right one commits
             tx.put([ChunkRecord(k, record.meta, record.payload)])
             tx.set_state(name, "newer", expected=saved)
-        assert store.backend.get_state(name) == "newer"
+        assert store.get_state(name) == "newer"
         assert store.read(key("q", "load", 1)) is not None
 
     def test_concurrent_replications_cannot_commit_a_stale_page(

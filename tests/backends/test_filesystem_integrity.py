@@ -24,6 +24,7 @@ import curvestore
 from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
 from curvestore.cli import main
+from curvestore.core.transact import transaction
 from curvestore.errors import ConfigMismatchError, IntegrityError
 from curvestore.registry import get_codec
 
@@ -273,7 +274,7 @@ def test_full_disk_during_log_append_leaves_the_log_whole(tmp_path: Path, monkey
             k, curvestore.core.chunks.Piece(2024 * 12, 0, np.full(24, 1.0)), get_codec("none"),
             "float64")
             for k in keys]
-        with pytest.raises(OSError) as failed, s.backend.transaction(keys) as tx:
+        with pytest.raises(OSError) as failed, transaction(s.backend, keys) as tx:
             tx.put(records)
             fill()
         assert failed.value.errno == errno.ENOSPC
@@ -362,11 +363,12 @@ import sys, time, pathlib
 import numpy as np, pandas as pd
 import curvestore
 from curvestore.core import chunks
+from curvestore.core.transact import transaction
 from curvestore.registry import get_codec
 url, ready, go = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
 store = curvestore.open_store(url)
 keys = [store.schema.key({"site": f"w{i}", "kind": "k", "n": i}) for i in range(20)]
-with store.backend.transaction(keys) as tx:
+with transaction(store.backend, keys) as tx:
     tx.put([chunks.encode(k, chunks.Piece(2024 * 12, 0, np.full(24, 1.0)), get_codec("lz4"),
                           "float64")
             for k in keys])

@@ -1,8 +1,10 @@
 """Filesystem specifics the conformance suites cannot see: the on-disk layout, corruption
-detection and recovery of a batch cut short at each point of the commit protocol."""
+detection, recovery of a batch cut short at each point of the commit protocol, what a
+transaction reads, and the change feed's positions."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from pathlib import Path
@@ -15,7 +17,11 @@ import curvestore
 from curvestore.backends import _file_shard_format as file_shards
 from curvestore.backends import _fslog as fslog
 from curvestore.backends.filesystem import FileBackend
+from curvestore.core import chunks
+from curvestore.core.cursor import encode_cursor
+from curvestore.core.transact import transaction
 from curvestore.errors import ConfigurationError, IntegrityError
+from curvestore.registry import get_codec
 
 KEYS = {"site": str, "kind": str, "n": int}
 
@@ -120,7 +126,7 @@ def _staged_commit(store, key: dict, series: pd.Series, stop_after: str, monkeyp
     monkeypatch.setattr(fslog, "append", append)
     monkeypatch.setattr(os, "replace", replace)
     # A killed process runs no cleanup: skip the transaction's discard of temp files.
-    monkeypatch.setattr("curvestore.backends.filesystem._FileTransaction.discard",
+    monkeypatch.setattr("curvestore.backends._fstx.FileTransaction.discard",
                         lambda self: None)
     with pytest.raises(Killed):
         store.write(key, series, mode="replace")
@@ -168,3 +174,67 @@ def test_cli_verify_reports_corruption(store, tmp_path: Path, capsys) -> None:
     assert "FAILED site=a kind=k n=1 chunk 24288" in out.out and "checksum" in out.out
     assert "1 failure(s)" in out.err
     assert main(["verify", url, "site=b"]) == 0
+
+
+# -- transactions ------------------------------------------------------------------------------
+
+def test_update_reads_each_shard_once(store, tmp_path: Path, monkeypatch) -> None:
+    """The merge's read and the rewrite of the shard share one read of each shard."""
+    key = {"site": "a", "kind": "k", "n": 1}
+    store.write(key, _series("2023-11-01", 24 * 120, 1.0))  # two shards: 2023 and 2024
+    opened: list[str] = []
+    original_open = builtins.open
+
+    def counting_open(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(file).endswith(".cvs") and "r" in mode:
+            opened.append(os.path.basename(file))
+        return original_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    store.write(key, _series("2023-12-30", 72, 5.0), mode="update")  # across the year's end
+    monkeypatch.undo()
+    assert sorted(opened) == ["2023.cvs", "2024.cvs"]
+    got = store.read(key)
+    assert got["2023-12-30":"2024-01-01 23:00"].tolist() == [5.0] * 72
+    assert got.drop(got["2023-12-30":"2024-01-01 23:00"].index).tolist() == [1.0] * (24 * 117)
+
+
+def _record(k: tuple, chunk: int, value: float) -> curvestore.core.records.ChunkRecord:
+    piece = chunks.Piece(chunk, 0, np.full(24, value))
+    return chunks.encode(k, piece, get_codec("none"), "float64")
+
+
+def test_transaction_reads_do_not_see_its_own_puts(store) -> None:
+    k = store.schema.key({"site": "a", "kind": "k", "n": 1})
+    jan, feb = 2024 * 12, 2024 * 12 + 1  # one shard
+    store.write({"site": "a", "kind": "k", "n": 1}, _series("2024-01-01", 24, 1.0))
+    with transaction(store.backend, [k]) as tx:
+        (before,) = tx.read(k)
+        tx.put([_record(k, jan, 2.0)])
+        assert tx.read(k) == [before]
+        assert [m.chunk for m in tx.live_metas(k)] == [jan]
+        tx.put([_record(k, feb, 3.0)])  # the shard staged, not the one read, is rewritten
+        assert tx.read(k, jan, feb) == [before]
+    assert [(c.chunk, c.version) for c in tx.committed] == [(jan, 2), (feb, 1)]
+    got = store.read({"site": "a", "kind": "k", "n": 1})
+    assert got.dropna().tolist() == [2.0] * 24 + [3.0] * 24
+    assert [r.meta.version for r in store.backend.read_chunks(k)] == [2, 1]
+
+
+# -- change feed -------------------------------------------------------------------------------
+
+def test_feed_positions_are_sequence_segment_offset(store, tmp_path: Path) -> None:
+    """Cursors issued before the feed moved into the core carry (last sequence, first
+    sequence of the segment, offset after the batch's end line): they must stay valid."""
+    key = {"site": "a", "kind": "k", "n": 1}
+    store.write(key, _series("2024-01-01", 48, 1.0))  # chunk 1 of the feed
+    (segment,) = (tmp_path / "s" / "log").glob("*.log")
+    assert segment.name == fslog.Log.segment_name(1)
+    offset = segment.stat().st_size  # the batch's end line is the last line
+    store_id = json.loads((tmp_path / "s" / "manifest.json").read_text())["store_id"]
+    legacy = encode_cursor(store_id, (1, 1, offset))
+    assert store.changes().cursor == legacy
+    store.write({"site": "b", "kind": "k", "n": 2}, _series("2024-02-01", 5, 2.0))
+    page = store.changes(legacy)
+    assert [(c.key, c.version) for c in page.items] == [({"site": "b", "kind": "k", "n": 2}, 1)]
+    assert page.cursor == encode_cursor(store_id, (2, 1, segment.stat().st_size))

@@ -25,6 +25,8 @@ import pytest
 import curvestore
 from curvestore.backends.postgres import create_statements
 from curvestore.core.config import KeySchema
+from curvestore.core.cursor import decode_cursor
+from curvestore.core.transact import transaction
 from curvestore.errors import (
     BackendNotInstalledError,
     ConfigurationError,
@@ -480,6 +482,37 @@ def test_feed_filter_advances_the_cursor(pg_table_url: Callable[[], str]) -> Non
         assert [i.key for i in page.items] == [{"site": "wanted", "n": 0}]
 
 
+def test_feed_page_is_one_query_and_ends_at_the_watermark(
+        pg_table_url: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feed reads a page and the look-ahead for ``has_more`` in one query (the key filter
+    runs in SQL); a page that reaches the end of the visible rows ends at the watermark
+    (xmin - 1, max), also when it holds exactly ``limit`` changes."""
+    with _create(pg_table_url()) as store:
+        for n in range(3):
+            store.write({"site": "a", "n": n}, curve("2024-01-01", end="2024-02-29 23:45"))
+        store_id, top = store.config.store_id, 2**63 - 1
+        queries: list[Any] = []
+        original = psycopg.Cursor.execute
+
+        def counting(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            queries.append(query)
+            return original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+        pages = [store.changes(limit=4)]
+        pages.append(store.changes(pages[0].cursor, limit=2))
+        pages.append(store.changes(pages[1].cursor, limit=2))
+        pages.append(store.changes(filter={"n": 1}))
+        monkeypatch.undo()
+        assert len(queries) == len(pages)
+        assert [(len(p.items), p.has_more) for p in pages] == \
+            [(4, True), (2, False), (0, False), (2, False)]
+        positions = [decode_cursor(p.cursor, store_id) for p in pages]
+        assert positions[0][1] < top and positions[1][1] == top  # 2 = limit, then the end
+        assert positions[2] >= positions[1] and positions[2][1] == positions[3][1] == top
+        assert [i.key["n"] for i in pages[0].items + pages[1].items] == [0, 0, 1, 1, 2, 2]
+
+
 # -- replication: PostgreSQL as a target, fetch, concurrent writers -------------------------
 
 def test_fetch_is_one_query_and_names_tombstones(pg_table_url: Callable[[], str],
@@ -522,16 +555,16 @@ def test_sync_state_commits_with_the_chunks(pg_table_url: Callable[[], str]) -> 
         before = len(store.changes().items)
         record = curvestore.core.records.ChunkRecord(
             ("a", 1), curvestore.core.records.ChunkMeta(chunk=chunk + 1, deleted=True))
-        with pytest.raises(RuntimeError), backend.transaction([("a", 1)]) as tx:
+        with pytest.raises(RuntimeError), transaction(backend, [("a", 1)]) as tx:
             tx.put([record])
             tx.set_state("cursor", "one", expected=None)
             raise RuntimeError("the import fails")
         assert backend.get_state("cursor") is None  # rolled back with the chunks
         assert len(store.changes().items) == before
-        with backend.transaction([("a", 1)]) as tx:
+        with transaction(backend, [("a", 1)]) as tx:
             tx.put([record])
             tx.set_state("cursor", "one", expected=None)
-        with backend.transaction([]) as tx:
+        with transaction(backend, []) as tx:
             tx.set_state("cursor", "two", expected="one")  # with or without chunks
         assert backend.get_state("cursor") == "two"
         assert len(store.changes().items) == before + 1
@@ -550,27 +583,80 @@ def test_sync_state_commits_with_the_chunks(pg_table_url: Callable[[], str]) -> 
 
 def test_chunks_streamed_at_put_roll_back_and_may_be_put_again(
         pg_table_url: Callable[[], str]) -> None:
-    """New chunks are COPYed as soon as they are put: an exception still rolls them back,
-    and a slot put twice in one transaction ends with the last record."""
+    """New chunks are COPYed as soon as they are put: an abort (what the core does when the
+    writer fails) still rolls them back, and a slot put twice in one transaction ends with
+    the last record."""
     memory = _create("memory://")
     memory.write({"site": "a", "n": 1}, curve("2024-01-01", end="2024-03-31 23:45", seed=1))
     records = [r for _k, rs in memory.backend.scan({}) for r in rs]
     assert len(records) == 3
     with _create(pg_table_url()) as store:
         backend = store.backend
-        with pytest.raises(RuntimeError), backend.transaction([("a", 1)]) as tx:
-            assert tx.live_metas(("a", 1)) == []
-            tx.put(records)
-            assert len(tx.streamed) == 3 and not tx.staged  # sent already
-            raise RuntimeError("the writer fails after streaming")
+        tx = backend.begin([("a", 1)])
+        assert tx.live_metas(("a", 1)) == []
+        tx.put(records)
+        assert len(tx.streamed) == 3 and not tx.staged  # sent already
+        tx.abort()  # what the core does when the writer fails after streaming
         assert store.read({"site": "a", "n": 1}) is None
         assert store.changes().items == []
-        with backend.transaction([("a", 1)]) as tx:
+        with transaction(backend, [("a", 1)]) as tx:
             tx.live_metas(("a", 1))
             tx.put(records[:1])
             tx.put(records)  # chunk 0 again: now an UPDATE of the streamed row
         assert [(c.chunk, c.version) for c in tx.committed] == \
             [(records[0].chunk, 2), (records[1].chunk, 1), (records[2].chunk, 1)]
+        assert assert_stores_equal(memory, store) == 1
+
+
+def _advisory_locks(url: str) -> int:
+    with _connect(url) as conn:
+        return int(conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> "
+            "pg_backend_pid() AND database = (SELECT oid FROM pg_database WHERE datname = "
+            "current_database())").fetchone()[0])
+
+
+def test_commit_and_abort_end_the_transaction_and_return_the_connection(
+        pg_table_url: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction holds its pooled connection and locks from begin to commit or abort;
+    both, a commit whose writes fail included, end the database transaction (the locks
+    go with it) and hand the connection back to the pool."""
+    url = pg_table_url()
+    memory = _create("memory://")
+    memory.write({"site": "a", "n": 1}, curve("2024-01-01", end="2024-02-29 23:45", seed=1))
+    records = [r for _k, rs in memory.backend.scan({}) for r in rs]
+    with _create(url) as store:
+        backend, idle = store.backend, psycopg.pq.TransactionStatus.IDLE
+
+        def begin() -> Any:
+            tx = backend.begin([("a", 1)])
+            assert tx.conn not in backend.pool.idle and _advisory_locks(url) > 0
+            tx.put(records)
+            return tx
+
+        tx = begin()
+        tx.abort()
+        assert tx.conn in backend.pool.idle and tx.conn.info.transaction_status == idle
+        assert _advisory_locks(url) == 0 and store.read({"site": "a", "n": 1}) is None
+
+        def failing(conn: Any, tx: Any) -> Any:
+            tx.write()  # every row written, then the commit fails before its COMMIT
+            raise RuntimeError("the commit fails")
+
+        monkeypatch.setattr(backend, "_write", failing)
+        tx = begin()
+        with pytest.raises(RuntimeError, match="the commit fails"):
+            tx.commit()
+        assert tx.conn in backend.pool.idle and tx.conn.info.transaction_status == idle
+        assert _advisory_locks(url) == 0 and store.read({"site": "a", "n": 1}) is None
+        assert store.changes().items == []
+        monkeypatch.undo()
+
+        tx = begin()
+        changes = tx.commit()
+        assert [(c.chunk, c.version) for c in changes] == [(r.chunk, 1) for r in records]
+        assert tx.conn in backend.pool.idle and tx.conn.info.transaction_status == idle
+        assert _advisory_locks(url) == 0
         assert assert_stores_equal(memory, store) == 1
 
 

@@ -25,6 +25,7 @@ import curvestore
 from curvestore.backends import _layout as layout
 from curvestore.core import chunks as _chunks
 from curvestore.core.records import ChunkMeta, ChunkRecord
+from curvestore.core.transact import transaction
 from curvestore.errors import (
     BackendNotInstalledError,
     ConfigurationError,
@@ -163,7 +164,7 @@ def test_conflicting_write_between_read_and_commit_raises(s3_url: Callable[..., 
         k = store.schema.key(key())
         store.write(key(), curve("2024-01-10", periods=4, value=1.0))
         cursor = store.changes().cursor
-        with pytest.raises(ConflictError), store.backend.transaction([k]) as tx:
+        with pytest.raises(ConflictError), transaction(store.backend, [k]) as tx:
             (old,) = tx.read(k, JAN, JAN)
             other.write(key(), curve("2024-01-12", periods=2, value=2.0), mode="update")
             tx.put([_record(k, JAN, [9.0], start=old.meta.start)])
@@ -179,10 +180,10 @@ def test_conflict_on_a_chunk_that_was_absent(s3_url: Callable[..., str]) -> None
     url = s3_url()
     with _create(url) as store, curvestore.open_store(url) as other:
         k = store.schema.key(key())
-        with pytest.raises(ConflictError), store.backend.transaction([k]) as tx:
+        with pytest.raises(ConflictError), transaction(store.backend, [k]) as tx:
             assert tx.read(k, JAN, JAN + 1) == []
             other.backend  # noqa: B018
-            with other.backend.transaction([k]) as tx2:
+            with transaction(other.backend, [k]) as tx2:
                 tx2.put([_record(k, JAN + 1, [5.0])])
             tx.put([_record(k, JAN, [1.0]), _record(k, JAN + 1, [2.0])])
         assert [r.chunk for r in store.backend.read_chunks(k)] == [JAN + 1]
@@ -511,6 +512,26 @@ def test_pagination_with_small_pages(s3_url: Callable[..., str]) -> None:
         assert paged == store.changes(limit=10_000).items
 
 
+def test_feed_page_reads_only_the_log_entries_it_needs(s3_url: Callable[..., str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page of 3 changes on a 12-entry log GETs 4 entries (one to tell ``has_more``), in
+    one round: the backend yields batches lazily and the core stops once the page is full."""
+    url = s3_url()
+    with _create(url) as store:
+        for n in range(12):
+            store.write(key(n=n), curve("2024-01-01", periods=2, value=float(n)))
+    with curvestore.open_store(url, read_only=True) as reader:
+        client = reader.backend.client
+        lists = _spy(monkeypatch, client, "list_objects")
+        gets = _spy(monkeypatch, client, "get")
+        page = reader.changes(limit=3)
+        assert [i.key["n"] for i in page.items] == [0, 1, 2] and page.has_more
+        assert [k.rsplit("/", 1)[1] for k, _ in gets] == [f"{s:020d}.json" for s in (1, 2, 3, 4)]
+        assert [k.rsplit("/", 2)[1] for k, _ in lists] == ["log"]
+        rest = reader.changes(page.cursor, limit=100)
+        assert [i.key["n"] for i in rest.items] == list(range(3, 12)) and not rest.has_more
+
+
 def test_checked_reads_answer_ranges_absence_and_conditions_in_one_request(
         s3_url: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Shard GETs go out presigned on botocore's HTTP session: whole, ranged and suffix reads
@@ -754,11 +775,11 @@ def test_state_round_trip(s3_url: Callable[..., str]) -> None:
         backend = store.backend
         k = store.schema.key(key())
         assert backend.get_state("replica-of:x/y") is None
-        with backend.transaction([k]) as tx:
+        with transaction(backend, [k]) as tx:
             tx.put([_record(k, JAN, [1.0])])
             tx.set_state("replica-of:x/y", "cursor-1", expected=None)
         assert backend.get_state("replica-of:x/y") == "cursor-1"
-        with backend.transaction([]) as tx:
+        with transaction(backend, []) as tx:
             tx.set_state("replica-of:x/y", "cursor-2", expected="cursor-1")
         assert backend.get_state("replica-of:x/y") == "cursor-2"
         assert len(store.changes().items) == 1

@@ -413,12 +413,14 @@ class NewChunks:
             cm.__exit__(None, None, None)
             self.cur.close()
 
-    def abort(self, exc: BaseException) -> None:
-        """Abandon the COPY (the transaction is being rolled back because of ``exc``)."""
+    def abort(self) -> None:
+        """Abandon the COPY (the transaction is being rolled back)."""
         if self._cm is None:
             return
         cm, self._cm = self._cm, None
-        # the caller re-raises exc; an error from cancelling the COPY would only hide it
+        reason = RuntimeError("the transaction was rolled back")  # the server logs it
+        # the caller is rolling back because of another error (or raises one): an error
+        # from cancelling the COPY would only hide it
         with contextlib.suppress(Exception):
-            cm.__exit__(type(exc), exc, exc.__traceback__)
+            cm.__exit__(type(reason), reason, None)
             self.cur.close()

@@ -1,44 +1,75 @@
 """The Django backend's transaction and commit path.
 
-Runs inside ``transaction.atomic``: reads lock the rows they return; the commit then locks the
-store's manifest row (the last lock taken, held until COMMIT), takes versions from its counter,
-writes the chunk rows and appends the change feed; through the ORM, or on PostgreSQL through
-the statements of :mod:`._postgres` (binary COPY of new chunks as they are put, small commits
-in one pipelined round trip).
+:meth:`DjangoModelBackend.begin <curvestore.adapters.django.backend.DjangoModelBackend.begin>`
+enters a ``transaction.atomic`` block that the transaction's ``commit`` or ``abort`` leaves.
+Inside it, reads lock the rows they return; the commit then locks the store's manifest row
+(the last lock taken, held until COMMIT), takes versions from its counter, writes the chunk
+rows and appends the change feed; through the ORM, or on PostgreSQL through the statements of
+:mod:`._postgres` (binary COPY of new chunks as they are put, small commits in one pipelined
+round trip). Database errors that mean a concurrent writer won (a duplicate chunk, a
+deadlock, a lock timeout) are raised as :class:`ConflictError`, so the core runs the
+read-merge-write again.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
+
+from django.db import IntegrityError as DjangoIntegrityError
+from django.db import OperationalError, transaction
 
 from curvestore.adapters.django._base import FIELDS
 from curvestore.adapters.django._postgres import NewChunks, Rel, dt_of
 from curvestore.adapters.django.bookkeeping import ChunkChange, SyncState
-from curvestore.adapters.django.rows import Row, to_datetime
+from curvestore.adapters.django.rows import Row, RowRecord, to_datetime
 from curvestore.core.backend import Transaction, stale_state
 from curvestore.core.records import Change, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.errors import ConflictError
 
 if TYPE_CHECKING:
+    from django.db.transaction import Atomic
+
     from curvestore.adapters.django._postgres import PgPaths
     from curvestore.adapters.django.backend import DjangoModelBackend
 
-__all__ = ["DjangoTransaction"]
+__all__ = ["DjangoTransaction", "lost_races"]
+
+
+@contextmanager
+def lost_races() -> Iterator[None]:
+    """Database errors that mean another writer got there first, as :class:`ConflictError`:
+    a chunk it created meanwhile (unique constraint), a deadlock PostgreSQL broke, a lock
+    SQLite waited for in vain. Nothing of the transaction was kept: the core re-runs it."""
+    try:
+        yield
+    except DjangoIntegrityError as exc:
+        raise ConflictError(f"a concurrent writer created the same chunk: {exc}") from exc
+    except OperationalError as exc:
+        text = str(exc).lower()
+        if "deadlock" in text or "locked" in text:
+            raise ConflictError(f"lost a lock race: {exc}") from exc
+        raise
 
 
 class DjangoTransaction(Transaction):
     """Reads lock the rows they return (``select_for_update``); puts are staged (and, on
-    PostgreSQL, new chunks streamed); ``commit`` writes them under the manifest lock."""
+    PostgreSQL, new chunks streamed); ``commit`` writes them under the manifest lock.
 
-    def __init__(self, backend: DjangoModelBackend, keys: Sequence[SeriesKey]) -> None:
+    Runs in the ``atomic`` block the backend entered (``atomic``, left by ``commit`` or
+    ``abort``), on the thread that began it: Django's connections belong to a thread."""
+
+    def __init__(self, backend: DjangoModelBackend, keys: Sequence[SeriesKey],
+                 atomic: Atomic) -> None:
         self.backend = backend
         self.keys = set(keys)
+        self.atomic = atomic
+        self.ended = False
         self.staged: dict[tuple[SeriesKey, int], Row] = {}
         self.states: dict[str, tuple[str, str | None]] = {}
-        self.committed = []
         # What the reads saw: a chunk inside a read range without a row was merged as new,
         # and the row locks cannot cover a row that does not exist yet (see commit)
         self.read_ranges: dict[SeriesKey, list[tuple[int | None, int | None]]] = {}
@@ -74,25 +105,29 @@ class DjangoTransaction(Transaction):
             for lo, hi in self.read_ranges.get(key, ()))
 
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
-        return [r.meta for r in self._locked(key, None, None)]
+        with lost_races():
+            return [r.meta for r in self._locked(key, None, None)]
 
     def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
              ) -> list[ChunkRecord]:
-        return self._locked(key, lo, hi)
+        with lost_races():
+            return self._locked(key, lo, hi)
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
+        """Stage records; a :class:`~curvestore.adapters.django.rows.RowRecord` is staged as
+        the row it carries (holcstore's ``import_chunks``), any other record is encoded."""
         now = time.time_ns()
         for record in records:
-            if record.key not in self.keys:
-                raise ValueError(f"series {record.key} is not part of this transaction")
             ref = (record.key, record.chunk)
-            self.staged[ref] = self.backend._row(record, now)
+            self.staged[ref] = record.row if isinstance(record, RowRecord) \
+                else self.backend._row(record, now)
             if ref in self.streamed:
                 self.again.add(ref)
             else:
                 self._fresh.append(ref)
         if self.backend._pg is not None:
-            self._stream_new()
+            with lost_races():
+                self._stream_new()
 
     def _stream_new(self) -> None:
         """COPY the chunks just put that the reads found absent, right away, so that the
@@ -121,25 +156,38 @@ class DjangoTransaction(Transaction):
                                dt_of(row.updated_ns), row.deleted, row.data, version))
             self.streamed[ref] = version
 
-    def abort(self, exc: BaseException) -> None:
-        if self.stream is not None:
-            self.stream.abort(exc)
-
-    def put_rows(self, rows: Iterable[tuple[SeriesKey, int, Row]]) -> None:
-        """Stage rows already in the table's format (holcstore's ``import_chunks``)."""
-        for key, chunk, row in rows:
-            if key not in self.keys:
-                raise ValueError(f"series {key} is not part of this transaction")
-            self.staged[(key, chunk)] = row
-            if (key, chunk) in self.streamed:
-                self.again.add((key, chunk))
-
     def set_state(self, name: str, value: str, *, expected: str | None) -> None:
         self.states[name] = (value, expected)
 
     def commit(self) -> list[Change]:
-        if not self.staged and not self.states:
-            return []
+        """Write what was staged and leave the atomic block (COMMIT, or RELEASE SAVEPOINT
+        inside an enclosing block); on any error, roll back and raise."""
+        if self.ended:
+            raise RuntimeError("this transaction was already committed or aborted")
+        try:
+            with lost_races():
+                changes = self._write() if self.staged or self.states else []
+        except BaseException:
+            self.abort()
+            raise
+        self.ended = True
+        with lost_races():  # Django rolls back itself when COMMIT fails
+            self.atomic.__exit__(None, None, None)
+        return changes
+
+    def abort(self) -> None:
+        """Cancel a COPY in progress and roll the atomic block back."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            if self.stream is not None:
+                self.stream.abort()
+        finally:
+            transaction.set_rollback(True, using=self.backend.using)
+            self.atomic.__exit__(None, None, None)
+
+    def _write(self) -> list[Change]:
         b = self.backend
         if b._pg is not None and self.staged:
             return self._commit_pg(b._pg)

@@ -17,11 +17,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, models
 
 from curvestore.core import chunks as _chunks
 from curvestore.core.grid import Grid
-from curvestore.core.store import Store
+from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.store import Store, Window
 from curvestore.errors import SeriesExistsError, StoreExistsError
 from curvestore.plugins import notify
 from curvestore.registry import get_codec
@@ -261,17 +262,17 @@ class ChunkStoreAPI:
         window (not None); None means the series has no chunk there (or does not exist)."""
         cls._ensure_all_attrs_specified(attrs)
         store = cls._cs_store()
-        # Store.read, with the backend's decoded pieces (see DjangoModelBackend.read_pieces)
+        # Store.read (the backend's decoded pieces, see DjangoModelBackend.read_pieces), with
+        # the cached index and holcstore's answer for a window without a value
         key = store.schema.key(attrs)
-        lo, hi = store._window(cls._bound(start), cls._bound(end))
-        if lo is not None and hi is not None and hi < lo:
+        window = store.window(cls._bound(start), cls._bound(end))
+        if window.empty:
             return None
-        clo, chi = store._chunk_window(lo, hi)
         backend = cls._backend_of(store)
-        pieces = backend.read_pieces(key, clo, chi)
-        series = cls._assemble(store, pieces, lo, hi, drop_bounds_na)
+        pieces = backend.read_pieces(key, window.chunk_lo, window.chunk_hi)
+        series = cls._assemble(store, pieces, window.lo, window.hi, drop_bounds_na)
         if series is None:
-            series = cls._span_window(store, key, lo, hi)
+            series = cls._span_window(store, key, window.lo, window.hi)
         return series
 
     @classmethod
@@ -286,18 +287,18 @@ class ChunkStoreAPI:
         chunks meets the window is not yielded."""
         cls._check_attrs(filters)  # bad filters and bounds raise here, not at next()
         store = cls._cs_store()
-        lo, hi = store._window(cls._bound(start), cls._bound(end))
-        return cls._stream(store, filters, lo, hi, qs_iterator_chunk_size, drop_bounds_na)
+        window = store.window(cls._bound(start), cls._bound(end))
+        return cls._stream(store, filters, window, qs_iterator_chunk_size, drop_bounds_na)
 
     @classmethod
-    def _stream(cls, store: Store, filters: dict, lo: int | None, hi: int | None,
-                chunk_size: int, drop_bounds_na: bool) -> Iterator[tuple[pd.Series, dict]]:
+    def _stream(cls, store: Store, filters: dict, window: Window, chunk_size: int,
+                drop_bounds_na: bool) -> Iterator[tuple[pd.Series, dict]]:
         """The series with a value in the window (``scan_pieces``), merged in key order with
         those whose span meets the window without a value there (NaN, as holcstore yields
         them; see :meth:`_nan_span`). The spans come from one grouped query up front."""
-        if lo is not None and hi is not None and hi < lo:
+        if window.empty:
             return
-        clo, chi = store._chunk_window(lo, hi)
+        lo, hi, clo, chi = window.lo, window.hi, window.chunk_lo, window.chunk_hi
         names = cls._key_order()
         backend = cls._backend_of(store)
         spans = backend.chunk_spans(filters, clo, chi)
@@ -423,18 +424,35 @@ class ChunkStoreAPI:
         """Write what :meth:`export_chunks` returned, atomically (one bad item: nothing)."""
         if not payload:
             return
-        from curvestore.adapters.django.rows import Row, to_ns
+        from curvestore.adapters.django.rows import Row, RowRecord, to_ns
 
-        backend = cls._cs_backend()
         names = cls._key_order()
-        rows = []
+        records = []
         now = pd.Timestamp.now(tz="UTC").value
         for blob, attrs, meta in payload:
             cls._ensure_all_attrs_specified(attrs, bonus_keys=["chunk_index"])
             updated = meta.get("updated_at")
-            rows.append((tuple(attrs[n] for n in names), int(attrs["chunk_index"]), Row(
-                bytes(blob), meta.get("dtype", "float64"), to_ns(meta["start_ts"]),
-                now if updated is None else to_ns(updated), bool(meta.get("is_deleted", False)))))
-        with transaction.atomic(using=backend.using), \
-                backend.transaction(sorted({k for k, _, _ in rows})) as tx:
-            tx.put_rows(rows)
+            records.append(RowRecord.of(tuple(attrs[n] for n in names), int(attrs["chunk_index"]),
+                                        Row(bytes(blob), meta.get("dtype", "float64"),
+                                            to_ns(meta["start_ts"]),
+                                            now if updated is None else to_ns(updated),
+                                            bool(meta.get("is_deleted", False)))))
+        # the rows are stored as they are (see RowRecord), in one transaction
+        cls._cs_store().transact(sorted({r.key for r in records}),
+                                 lambda tx: tx.put(records))
+
+    @classmethod
+    def _cs_tombstone(cls, qs: models.QuerySet) -> int:
+        """Tombstone the live chunks ``qs`` matches in one transaction; their number
+        (``delete(keep_tracking=True)``)."""
+        names = cls._key_order()
+        n = len(names)
+        refs = list(qs.filter(is_deleted=False).values_list(*names, "chunk_index"))
+        by_key: dict[SeriesKey, list[int]] = {}
+        for row in refs:
+            by_key.setdefault(tuple(row[:n]), []).append(row[n])
+        if by_key:
+            tombstones = [ChunkRecord(k, ChunkMeta(chunk=c, deleted=True))
+                          for k, chunks in by_key.items() for c in chunks]
+            cls._cs_store(qs.db).transact(sorted(by_key), lambda tx: tx.put(tombstones))
+        return len(refs)

@@ -5,8 +5,9 @@ One row of the model is one chunk: the key fields, ``chunk_index`` (``year`` or
 ``dtype``, ``data`` (see :mod:`.compat` for both blob formats), ``updated_at``, ``is_deleted``
 (a tombstone) and ``row_version`` (the core's chunk version; NULL on rows holcstore wrote).
 
-Writes run in ``transaction.atomic`` with ``select_for_update`` on the rows the core reads;
-the commit then locks the store's manifest row, takes versions from its counter, writes the
+A transaction (:meth:`begin`) is a ``transaction.atomic`` block, committed or rolled back by
+its ``commit`` or ``abort``, with ``select_for_update`` on the rows the core reads; the commit
+then locks the store's manifest row, takes versions from its counter, writes the
 chunk rows and appends the change feed. That lock is the last one taken and is held until
 commit, so versions follow commit order on PostgreSQL too and a feed reader never skips a
 late commit. Two writers creating the same new chunk meet on the unique constraint: the loser
@@ -29,27 +30,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 from django.db import IntegrityError as DjangoIntegrityError
-from django.db import OperationalError, models, transaction
+from django.db import transaction
 
 from curvestore.adapters.django._feed import DjangoFeed
 from curvestore.adapters.django._reads import DjangoReads
-from curvestore.adapters.django._transaction import DjangoTransaction
+from curvestore.adapters.django._transaction import DjangoTransaction, lost_races
 from curvestore.adapters.django.bookkeeping import StoreManifest, SyncState
 from curvestore.adapters.django.options import model_config
 from curvestore.core.config import StoreConfig
-from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.records import SeriesKey
 from curvestore.core.url import StoreURL
-from curvestore.errors import (
-    ConfigMismatchError,
-    ConfigurationError,
-    ConflictError,
-    StoreExistsError,
-)
+from curvestore.errors import ConfigMismatchError, ConfigurationError, StoreExistsError
 
 __all__ = ["DjangoModelBackend"]
 
@@ -132,7 +128,6 @@ class DjangoModelBackend(DjangoReads, DjangoFeed):
 
     def create_manifest(self, manifest: dict[str, Any]) -> None:
         """Record the store; its keys and grid must be the model's (ConfigMismatchError)."""
-        self.check_writable()
         wanted = StoreConfig.from_manifest(manifest)
         mine = self.model_config
         differences = {name: (getattr(mine, name), getattr(wanted, name))
@@ -149,39 +144,14 @@ class DjangoModelBackend(DjangoReads, DjangoFeed):
             raise StoreExistsError(f"a store already exists at {self!r}") from exc
 
     # -- writes ----------------------------------------------------------------------------
-    @contextmanager
-    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[DjangoTransaction]:
-        self.check_writable()
-        tx = DjangoTransaction(self, keys)
-        try:
-            with transaction.atomic(using=self.using):
-                try:
-                    yield tx
-                    tx.committed = tx.commit()
-                except BaseException as exc:
-                    tx.abort(exc)  # an open COPY is cancelled before the rollback
-                    raise
-        except DjangoIntegrityError as exc:
-            raise ConflictError(f"a concurrent writer created the same chunk: {exc}") from exc
-        except OperationalError as exc:
-            if "deadlock" in str(exc).lower() or "locked" in str(exc).lower():
-                raise ConflictError(f"lost a lock race: {exc}") from exc
-            raise
+    def begin(self, keys: Sequence[SeriesKey]) -> DjangoTransaction:
+        """Enter a ``transaction.atomic`` block (a savepoint inside the caller's own block),
+        which the transaction's ``commit`` or ``abort`` leaves."""
+        atomic = transaction.atomic(using=self.using)
+        with lost_races():  # SQLite's BEGIN IMMEDIATE waits for the write lock
+            atomic.__enter__()
+        return DjangoTransaction(self, keys, atomic)
 
     def get_state(self, name: str) -> str | None:
         row = SyncState.objects.using(self.using).filter(store=self.table, name=name).first()
         return None if row is None else row.value
-
-    def tombstone_queryset(self, qs: models.QuerySet) -> int:
-        """Tombstone the live chunks a queryset matches (``delete(keep_tracking=True)``)."""
-        n = len(self.names)
-        refs = list(qs.filter(is_deleted=False).values_list(*self.names, "chunk_index"))
-        if not refs:
-            return 0
-        by_key: dict[SeriesKey, list[int]] = {}
-        for row in refs:
-            by_key.setdefault(tuple(row[:n]), []).append(row[n])
-        with self.transaction(sorted(by_key)) as tx:
-            tx.put([ChunkRecord(k, ChunkMeta(chunk=c, deleted=True))
-                    for k, chunks in by_key.items() for c in chunks])
-        return len(refs)

@@ -31,4 +31,4 @@ class ChunkQuerySet(models.QuerySet):
                     "use delete(keep_tracking=True)"
                 )
             return super().delete()
-        return model._cs_backend(self.db).tombstone_queryset(self)
+        return model._cs_tombstone(self)

@@ -238,7 +238,7 @@ class SyncApp:
         limit = min(_positive(str(DEFAULT_LIMIT) if limit_text is None else limit_text,
                               "limit"), self.max_limit)
         where = schema.filter_from_text(params, others=(CURSOR_PARAM, LIMIT_PARAM))
-        page = self.store.backend.changes(cursor, where, limit)
+        page = self.store.raw_changes(cursor, where, limit)
         names = schema.names
         return {
             "items": [{"key": dict(zip(names, c.key, strict=True)), "chunk": c.chunk,

@@ -8,14 +8,14 @@ Guarantees and how they are met:
   rewritten ones into a session temp table applied by one UPDATE, the change rows are
   COPYed into the change table, then one COMMIT: all or nothing, whatever kills the writer.
   No round trip per chunk.
-* **Writers of one series serialise**: ``transaction(keys)`` takes transaction-scoped advisory
+* **Writers of one series serialise**: ``begin(keys)`` takes transaction-scoped advisory
   locks on a hash of each series key, in sorted order (no deadlock), so writers exclude each
   other even before a series has rows; a transaction over more than ``_MAX_KEY_LOCKS`` series
   takes one store-wide exclusive lock instead (every transaction holds the store-wide lock in
   shared mode), which keeps PostgreSQL's lock table bounded. ``tx.read`` also row-locks the
   chunks it returns (``FOR UPDATE``), against writers that bypass curvestore.
 * **Versions** are assigned in SQL: 1 on first write, the stored version + 1 afterwards.
-* **Change feed**: see :meth:`PostgresBackend.changes`: every committed change exactly once,
+* **Change feed**: see :meth:`PostgresBackend.feed`: every committed change exactly once,
   ordered by (writer's transaction id, sequence), never skipping a late commit.
 * **Replication target**: ``tx.set_state`` upserts the replication cursor into
   ``<table>_sync_state`` inside the open transaction, so the cursor commits atomically with
@@ -30,17 +30,10 @@ the transaction with its commit path (:mod:`._transaction`); this class puts the
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from curvestore.backends.postgres._connect import (
-    LIBPQ_OPTIONS,
-    ConnectionTarget,
-    import_psycopg,
-    translated,
-)
+from curvestore.backends.postgres._connect import LIBPQ_OPTIONS, ConnectionTarget, import_psycopg
 from curvestore.backends.postgres._ddl import Names
 from curvestore.backends.postgres._feed import PgFeed
 from curvestore.backends.postgres._manifest import PgManifest
@@ -76,28 +69,10 @@ class PostgresBackend(PgManifest, PgReads, PgFeed):
         return cls(ConnectionTarget.from_url(url, libpq), names, read_only=read_only)
 
     # -- writes ----------------------------------------------------------------------------
-    @contextmanager
-    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
-        """Lock ``keys``, yield a transaction, and commit its puts in bulk on a clean exit
-        (an exception rolls everything back)."""
-        self.check_writable()
-        q = self.queries
-        with self.pool.connection() as conn, translated(self.target, "writing"):
-            state = self.pool.state.setdefault(id(conn), set())
-            if "stage" not in state:
-                conn.execute(q.create_stage)  # autocommit: survives this transaction
-                state.add("stage")
-            with conn.transaction():
-                tx = PgTransaction(self, conn, keys)
-                tx.lock()
-                try:
-                    yield tx
-                except BaseException as exc:
-                    with contextlib.suppress(Exception):
-                        tx.finish_copy(exc)
-                    raise
-                changes = self._write(conn, tx)
-        tx.committed = changes
+    def begin(self, keys: Sequence[SeriesKey]) -> Transaction:
+        """Lock ``keys`` in a database transaction on a pooled connection; the transaction's
+        ``commit`` writes its puts in bulk and COMMITs, ``abort`` rolls everything back."""
+        return PgTransaction.begin(self, keys)
 
     def _write(self, conn: psycopg.Connection[Any], tx: PgTransaction) -> list[Change]:
         """Write the staged chunks and their change rows (the COMMIT follows): see

@@ -37,7 +37,6 @@ class PgBackendBase(Backend):
         self.target = target
         self.names = names
         self.pool = Pool(target)
-        self.store_id = ""
         self._queries: Queries | None = None
         self._store_lock = lock_id(f"curvestore:{names.qualified}", 8)
         self._store_lock32 = lock_id(f"curvestore:{names.qualified}", 4)

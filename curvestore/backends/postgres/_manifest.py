@@ -56,7 +56,6 @@ class PgManifest(PgBackendBase):
         manifest = row[0] if isinstance(row[0], dict) else json.loads(row[0])
         if not isinstance(manifest, dict):
             raise IntegrityError(f"{self!r}: the manifest row is not a JSON object")
-        self.store_id = str(manifest.get("store_id", ""))
         self._prefix = _column_prefix(manifest.pop(MANIFEST_FIELD, None), self)
         return manifest  # type: ignore[no-any-return]
 
@@ -71,7 +70,6 @@ class PgManifest(PgBackendBase):
         from psycopg import sql
         from psycopg.types.json import Jsonb
 
-        self.check_writable()
         keys = KeySchema.from_json(manifest["keys"])
         tables = {"chunks": self.names.table, "manifest": self.names.manifest,
                   "changes": self.names.changes, "sync_state": self.names.sync_state}
@@ -94,7 +92,6 @@ class PgManifest(PgBackendBase):
                 [Jsonb(stored)]).rowcount
             if inserted != 1:
                 raise StoreExistsError(f"a store already exists at {self!r}")
-        self.store_id = str(manifest.get("store_id", ""))
         self._prefix = prefix
         self._queries = None  # bound before the manifest was created: rebuilt with the prefix
 

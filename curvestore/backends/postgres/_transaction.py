@@ -1,10 +1,11 @@
 """The transaction and commit path of the PostgreSQL backend.
 
-A transaction runs on one pooled connection inside a database transaction: it takes the
-series' advisory locks, reads (row-locking what it returns), streams new chunks into the chunk
-table with a binary COPY as they are put, and at commit writes the staged chunks and their
-change rows in bulk (or, for a few chunks whose rows it read, in one pipelined round trip);
-the COMMIT that follows makes the batch all or nothing.
+A transaction borrows one pooled connection and opens a database transaction on it at begin:
+it takes the series' advisory locks, reads (row-locking what it returns), streams new chunks
+into the chunk table with a binary COPY as they are put, and at commit writes the staged
+chunks and their change rows in bulk (or, for a few chunks whose rows it read, in one
+pipelined round trip); the COMMIT that follows makes the batch all or nothing. Commit and
+abort both hand the connection back to the pool, whatever happens.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from curvestore.backends.postgres._base import lock_id
+from curvestore.backends.postgres._connect import translated
 from curvestore.backends.postgres._ddl import CHUNK_MAX, CHUNK_MIN
 from curvestore.core.backend import Transaction, stale_state
 from curvestore.core.records import Change, ChunkMeta, ChunkRecord, SeriesKey
@@ -34,6 +36,11 @@ _MAX_KEY_LOCKS = 256
 #: plain statements in one pipeline rather than COPYs (see _write_small).
 _SMALL_COMMIT = 16
 _COPY_FLUSH_BYTES = 64 * 1024
+_DOING = "writing"
+
+
+class _Aborted(Exception):
+    """Ends a streaming COPY with an error (the server discards its rows) on abort."""
 
 
 def _copy_writer(cursor: psycopg.Cursor[Any]) -> Any:
@@ -65,11 +72,13 @@ class PgTransaction(Transaction):
     """Reads on the transaction's connection; puts staged until commit.
 
     Reads fetch tombstones too (filtered out before returning), so that the commit knows,
-    for the chunk ranges read, which rows exist without asking again.
+    for the chunk ranges read, which rows exist without asking again. Made by
+    :meth:`begin`; the connection is held (and the database transaction open) until
+    :meth:`commit` or :meth:`abort`.
     """
 
     def __init__(self, backend: PostgresBackend, conn: psycopg.Connection[Any],
-                 keys: Sequence[SeriesKey]) -> None:
+                 keys: Sequence[SeriesKey], release: contextlib.ExitStack) -> None:
         self.backend = backend
         self.conn = conn
         self.order = list(dict.fromkeys(keys))
@@ -78,7 +87,8 @@ class PgTransaction(Transaction):
         self.metas: dict[SeriesKey, list[ChunkMeta]] | None = None
         # ranges read: (lo, hi, {chunk: version of its row}); the rows are locked
         self.seen: dict[SeriesKey, list[tuple[int, int, dict[int, int]]]] = {}
-        self.committed = []
+        # exiting it ends the database transaction, then returns the connection to the pool
+        self._release = release
         # new chunks are COPYed into the table as soon as they are put (while the core
         # encodes the next series, the server ingests the previous one); the COPY is
         # finished before any other statement runs on the connection
@@ -86,6 +96,50 @@ class PgTransaction(Transaction):
         self._copy_cm: Any = None
         self._copy: Any = None
         self._cursor: Any = None
+
+    @classmethod
+    def begin(cls, backend: PostgresBackend, keys: Sequence[SeriesKey]) -> PgTransaction:
+        """Borrow a connection, open a database transaction on it and take the series'
+        locks; on any failure the connection goes back to the pool, nothing held."""
+        release = contextlib.ExitStack()
+        try:
+            with translated(backend.target, _DOING):
+                conn = release.enter_context(backend.pool.connection())
+                state = backend.pool.state.setdefault(id(conn), set())
+                if "stage" not in state:
+                    conn.execute(backend.queries.create_stage)  # autocommit: stays
+                    state.add("stage")
+                release.enter_context(conn.transaction())
+                tx = cls(backend, conn, keys, release)
+                tx.lock()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                release.__exit__(type(exc), exc, exc.__traceback__)  # ROLLBACK, give back
+            raise
+        return tx
+
+    def commit(self) -> list[Change]:
+        """Write what was staged (:meth:`write`, through the backend's ``_write`` step),
+        then COMMIT; the connection is returned to the pool either way."""
+        try:
+            with translated(self.backend.target, _DOING):
+                changes = self.backend._write(self.conn, self)
+        except BaseException:
+            self.abort()
+            raise
+        with translated(self.backend.target, _DOING):
+            self._release.close()  # COMMIT, then the connection goes back to the pool
+        return changes
+
+    def abort(self) -> None:
+        """Roll back everything written or streamed and return the connection (a
+        connection that cannot roll back is closed by the pool instead); never raises."""
+        from psycopg import Rollback
+
+        with contextlib.suppress(Exception):
+            self.finish_copy(_Aborted("the curvestore transaction was aborted"))
+        with contextlib.suppress(Exception):
+            self._release.__exit__(Rollback, Rollback(), None)
 
     def finish_copy(self, exc: BaseException | None = None) -> None:
         """End the streaming COPY, if one is open (aborting it when ``exc`` is given)."""
@@ -133,6 +187,10 @@ class PgTransaction(Transaction):
     def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
         """Metas of ``key``; on first call, those of every series of the transaction are
         fetched in one query (they cannot change: the series are locked)."""
+        with translated(self.backend.target, _DOING):
+            return self._live_metas(key)
+
+    def _live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
         q = self.backend.queries
         if key not in self.keys:
             self.finish_copy()
@@ -156,36 +214,37 @@ class PgTransaction(Transaction):
     def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
              ) -> list[ChunkRecord]:
         q = self.backend.queries
-        self.finish_copy()
-        records = self.backend._read(self.conn, q.read_for_update, key, lo, hi)
+        with translated(self.backend.target, _DOING):
+            self.finish_copy()
+            records = self.backend._read(self.conn, q.read_for_update, key, lo, hi)
         self._saw(key, lo, hi, {r.chunk: r.meta.version for r in records})
         return [r for r in records if not r.meta.deleted]
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
         now = time.time_ns()
-        for record in records:
-            if record.key not in self.keys:
-                raise ValueError(f"series {record.key} is not part of this transaction")
-        for record in records:
-            slot = (record.key, record.chunk)
-            if slot not in self.staged and slot not in self.streamed and \
-                    self.exists(*slot) is False:
-                self._stream(record, now)  # known to have no row: INSERT right away
-                self.streamed[slot] = record.meta.deleted
-            else:
-                self.staged[slot] = record
+        with translated(self.backend.target, _DOING):
+            for record in records:
+                slot = (record.key, record.chunk)
+                if slot not in self.staged and slot not in self.streamed and \
+                        self.exists(*slot) is False:
+                    self._stream(record, now)  # known to have no row: INSERT right away
+                    self.streamed[slot] = record.meta.deleted
+                else:
+                    self.staged[slot] = record
 
     def set_state(self, name: str, value: str, *, expected: str | None) -> None:
         """Compare-and-set ``name`` in the sync-state table now, inside this open
         transaction: it commits (or rolls back) together with the staged chunks, and holds
         the row until then, so a concurrent setter waits and then finds the value moved."""
-        self.finish_copy()
-        self.backend._ensure_state_table()
-        queries = self.backend.queries
-        if expected is None:
-            done = self.conn.execute(queries.insert_state, [name, value]).rowcount
-        else:
-            done = self.conn.execute(queries.update_state, [value, name, expected]).rowcount
+        with translated(self.backend.target, _DOING):
+            self.finish_copy()
+            self.backend._ensure_state_table()
+            queries = self.backend.queries
+            if expected is None:
+                done = self.conn.execute(queries.insert_state, [name, value]).rowcount
+            else:
+                done = self.conn.execute(queries.update_state,
+                                         [value, name, expected]).rowcount
         if done != 1:
             raise stale_state(name)
 

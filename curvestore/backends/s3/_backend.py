@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from curvestore.backends.s3._client import load_boto3
@@ -122,7 +121,6 @@ class S3Backend(S3Commit, S3Feed):
                 f"this store was created with shard={size} (chunks per object), not "
                 f"shard={self.shard_option}; omit the option or give the store's value")
         self.reader.size = size
-        self._manifest = manifest
         self._recover_at_bind = not self.read_only
         return manifest
 
@@ -136,7 +134,6 @@ class S3Backend(S3Commit, S3Feed):
             self._recover(force=True)
 
     def create_manifest(self, manifest: dict[str, Any]) -> None:
-        self.check_writable()
         size = self.shard_option
         if size is None:
             config = StoreConfig.from_manifest(manifest)
@@ -149,7 +146,6 @@ class S3Backend(S3Commit, S3Feed):
         except ConflictError as exc:
             raise StoreExistsError(f"a store already exists at {self!r}") from exc
         self.reader.size = size
-        self._manifest = dict(manifest)
         self.log.created()
 
     # -- reads ---------------------------------------------------------------------------------
@@ -185,13 +181,17 @@ class S3Backend(S3Commit, S3Feed):
             if metas:
                 yield key, metas
 
+    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
+        """A series whose shards hold only tombstones has no live chunk, so this needs the
+        shard indexes (suffix-ranged GETs, or the cached index when the listing's ETag is
+        known): the metas listing, without keeping the metas."""
+        for key, _metas in self.list_metas(where):
+            yield key
+
     # -- writes --------------------------------------------------------------------------------
-    @contextmanager
-    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
-        self.check_writable()
-        tx = S3Transaction(self, keys)
-        yield tx
-        tx.committed = self._commit(tx)
+    def begin(self, keys: Sequence[SeriesKey]) -> Transaction:
+        """An optimistic transaction: nothing is read or locked until it reads or commits."""
+        return S3Transaction(self, keys)
 
     # -- replication state -------------------------------------------------------------------
     def get_state(self, name: str) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from curvestore.backends.s3._client import ObjectClient
@@ -59,7 +58,6 @@ class S3BackendBase(Backend):
         self.log = ChangeLog(self.client, self.root, conditional=not single_writer)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self._manifest: dict[str, Any] = {}
         self._last_recovery = float("-inf")
         self._recover_at_bind = False
         self.reader = ShardReader(self.client, self.root, lambda: self.pool, max_workers)

@@ -8,23 +8,27 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from curvestore.backends.s3._base import S3BackendBase, ShardId, Slot
+from curvestore.backends.s3._base import ShardId, Slot
 from curvestore.backends.s3._object_shard_format import Shard
 from curvestore.backends.s3._reader import _DIRECT_SHARDS, Listed, _within
 from curvestore.core.backend import Transaction
-from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.core.records import Change, ChunkMeta, ChunkRecord, SeriesKey
+
+if TYPE_CHECKING:
+    from curvestore.backends.s3._commit import S3Commit
 
 __all__ = ["S3Transaction"]
 
 
 class S3Transaction(Transaction):
     """Optimistic: remembers the shards it read whole (with their ETag) or found absent, and
-    commits each touched shard with one conditional PUT."""
+    commits each touched shard with one conditional PUT. It holds nothing on the service
+    until :meth:`commit`, so :meth:`abort` only forgets what was staged."""
 
-    def __init__(self, backend: S3BackendBase, keys: Sequence[SeriesKey]) -> None:
+    def __init__(self, backend: S3Commit, keys: Sequence[SeriesKey]) -> None:
         self.backend = backend
-        self.keys = set(keys)
         self.order = list(dict.fromkeys(keys))
         #: shard -> the shard as read (whole), or None when known absent
         self.shards: dict[ShardId, Shard | None] = {}
@@ -32,7 +36,6 @@ class S3Transaction(Transaction):
         self.listed: dict[SeriesKey, dict[int, Listed]] = {}
         self.staged: dict[Slot, ChunkRecord] = {}
         self.states: dict[str, tuple[str, str | None]] = {}
-        self.committed = []
         self.txid = f"{int(time.time())}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
     def _listing(self, key: SeriesKey) -> dict[int, Listed]:
@@ -86,10 +89,18 @@ class S3Transaction(Transaction):
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
         for record in records:
-            if record.key not in self.keys:
-                raise ValueError(f"series {record.key} is not part of this transaction")
-        for record in records:
             self.staged[(record.key, record.chunk)] = record
 
     def set_state(self, name: str, value: str, *, expected: str | None) -> None:
         self.states[name] = (value, expected)
+
+    def commit(self) -> list[Change]:
+        """The commit protocol of :mod:`._commit`: StaleStateError (nothing written) when a
+        ``set_state``'s expected value was overtaken, ConflictError when a shard or state
+        changed since it was read (a multi-shard batch may keep the shards it had already
+        overwritten, logged: see the package docstring)."""
+        return self.backend._commit(self)
+
+    def abort(self) -> None:
+        self.staged.clear()
+        self.states.clear()

@@ -12,6 +12,8 @@ import pytest
 from django.db import connections
 from testapp.models import FramedStore, HolcStoreYearMonth
 
+from curvestore.core.transact import transaction
+
 K = "kind_very_long_name_for_testing_purpose"
 PARIS = "Europe/Paris"
 
@@ -268,7 +270,7 @@ def test_chunk_put_twice_in_one_transaction_keeps_the_last() -> None:
     rewrites that row at commit, under the same version, with one change-feed entry."""
     backend = HolcStoreYearMonth._cs_backend()
     key, chunk = (1, "twice"), 2024 * 12 + 2
-    with backend.transaction([key]) as tx:
+    with transaction(backend, [key]) as tx:
         assert tx.live_metas(key) == []
         tx.put([_record(key, chunk, 1.0)])
         tx.put([_record(key, chunk, 2.0), _record(key, chunk + 1, 3.0)])
@@ -283,7 +285,7 @@ def test_chunk_put_twice_in_one_transaction_keeps_the_last() -> None:
 def test_failure_after_chunks_were_streamed_leaves_nothing() -> None:
     backend = HolcStoreYearMonth._cs_backend()
     key = (1, "boom")
-    with pytest.raises(ZeroDivisionError), backend.transaction([key]) as tx:
+    with pytest.raises(ZeroDivisionError), transaction(backend, [key]) as tx:
         tx.live_metas(key)
         tx.put([_record(key, 2024 * 12 + m, 1.0) for m in range(3)])
         1 / 0  # noqa: B018

@@ -215,7 +215,7 @@ def test_internal_errors_are_500_without_details(source: curvestore.Store,
     def broken(*args: Any) -> None:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(source.backend, "changes", broken)
+    monkeypatch.setattr(source.backend, "feed", broken)
     with serve_in_thread(make_app(source)) as base:
         response = requests.get(base + "/v1/changes", timeout=5)
         assert _error(response) == (500, "InternalError", "internal server error")

@@ -2,7 +2,8 @@
 
 SQLite serialises writers (``BEGIN IMMEDIATE``), so a transaction's read-merge-write is
 atomic across processes, a batch commits all-or-nothing, and the log's autoincrement sequence
-is the commit order: a safe change-feed cursor.
+is the commit order: the change feed's position. The core does the rest (read-only and key
+checks, cursors, key filters of the feed).
 """
 
 from __future__ import annotations
@@ -12,21 +13,19 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from curvestore.backends import (
     Backend,
     Change,
-    ChangePage,
     ChunkMeta,
     ChunkRecord,
+    FeedBatch,
+    Position,
     SeriesKey,
     StoreURL,
     Transaction,
     bound_schema,
-    decode_cursor,
-    encode_cursor,
     stale_state,
     unknown_position,
 )
@@ -48,50 +47,48 @@ def _series(key: SeriesKey) -> str:
     return json.dumps(list(key), separators=(",", ":"))
 
 
-def _record(series: str, meta: str, payload: bytes) -> ChunkRecord:
-    return ChunkRecord(tuple(json.loads(series)), ChunkMeta.from_dict(json.loads(meta)), payload)
-
-
 class _SQLiteTransaction(Transaction):
-    def __init__(self, backend: SQLiteBackend, keys: Sequence[SeriesKey]) -> None:
-        self.backend = backend
-        self.keys = set(keys)
-        self.committed = []
-        self.pending: list[Change] = []
+    """Runs inside ``BEGIN IMMEDIATE`` (SQLite's write lock) from begin to commit or abort."""
 
-    def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
-        return [r.meta for r in self.backend.read_chunks(key)]
+    def __init__(self, backend: SQLiteBackend) -> None:
+        self.backend = backend
+        self.changes: list[Change] = []
 
     def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
              ) -> list[ChunkRecord]:
         return self.backend.read_chunks(key, lo, hi)
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
-        db = self.backend.db
-        now = time.time_ns()
+        db, now = self.backend.db, time.time_ns()
         for record in records:
-            if record.key not in self.keys:
-                raise ValueError(f"series {record.key} is not part of this transaction")
             series = _series(record.key)
             row = db.execute("SELECT meta FROM chunks WHERE series = ? AND chunk = ?",
                              (series, record.chunk)).fetchone()
-            version = (json.loads(row[0])["version"] if row else 0) + 1
-            final = record.with_meta(version=version, updated_at=record.meta.updated_at or now)
-            db.execute(
-                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
-                (series, record.chunk, json.dumps(final.meta.to_dict()), record.payload,
-                 int(record.meta.deleted)),
-            )
+            meta = record.meta.committed((json.loads(row[0])["version"] if row else 0) + 1, now)
+            db.execute("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
+                       (series, meta.chunk, json.dumps(meta.to_dict()), record.payload,
+                        int(meta.deleted)))
             db.execute("INSERT INTO changes (series, chunk, version, deleted) VALUES (?,?,?,?)",
-                       (series, record.chunk, version, int(record.meta.deleted)))
-            self.pending.append(Change(record.key, record.chunk, version, record.meta.deleted))
-
+                       (series, meta.chunk, meta.version, int(meta.deleted)))
+            self.changes.append(Change(record.key, meta.chunk, meta.version, meta.deleted))
 
     def set_state(self, name: str, value: str, *, expected: str | None) -> None:
-        # the transaction holds SQLite's write lock (BEGIN IMMEDIATE): compare, then set
-        if self.backend.get_state(name) != expected:
+        if self.backend.get_state(name) != expected:  # under the write lock: compare, then set
             raise stale_state(name)
         self.backend.db.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", (name, value))
+
+    def commit(self) -> list[Change]:
+        self._end("COMMIT")
+        return self.changes
+
+    def abort(self) -> None:
+        self._end("ROLLBACK")
+
+    def _end(self, statement: str) -> None:
+        try:
+            self.backend.db.execute(statement)
+        finally:
+            self.backend.lock.release()
 
 
 class SQLiteBackend(Backend):
@@ -100,7 +97,7 @@ class SQLiteBackend(Backend):
     def __init__(self, path: str, *, read_only: bool = False) -> None:
         super().__init__(read_only=read_only)
         self.path = path
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # one connection, shared by the store's threads
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -109,103 +106,63 @@ class SQLiteBackend(Backend):
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> SQLiteBackend:
         url.reject_unknown_options(frozenset())
-        path = url.netloc + url.path
-        if not path:
+        if not url.netloc + url.path:
             raise ConfigurationError("sqlite URLs are sqlite:///absolute/path.db")
-        return cls(path, read_only=read_only)
+        return cls(url.netloc + url.path, read_only=read_only)
 
     def __repr__(self) -> str:
         return f"SQLiteBackend(path={self.path!r})"
 
-    def read_manifest(self) -> dict[str, Any] | None:
+    def _query(self, sql: str, *params: Any) -> list[Any]:
         with self.lock:
-            row = self.db.execute("SELECT body FROM manifest").fetchone()
-        self._manifest = json.loads(row[0]) if row else None
-        return self._manifest
+            return self.db.execute(sql, params).fetchall()
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        rows = self._query("SELECT body FROM manifest")
+        return json.loads(rows[0][0]) if rows else None
 
     def create_manifest(self, manifest: dict[str, Any]) -> None:
-        self.check_writable()
-        with self.lock:
-            try:
-                self.db.execute("INSERT INTO manifest VALUES (1, ?)", (json.dumps(manifest),))
-            except sqlite3.IntegrityError as exc:
-                raise StoreExistsError(f"a store already exists in {self.path}") from exc
-        self._manifest = manifest
+        try:
+            self._query("INSERT INTO manifest VALUES (1, ?)", json.dumps(manifest))
+        except sqlite3.IntegrityError as exc:
+            raise StoreExistsError(f"a store already exists in {self.path}") from exc
 
     def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
                     ) -> list[ChunkRecord]:
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT series, meta, payload FROM chunks WHERE series = ? AND deleted = 0 "
-                "AND chunk >= ? AND chunk <= ? ORDER BY chunk",
-                (_series(key), -(2**62) if lo is None else lo, 2**62 if hi is None else hi),
-            ).fetchall()
-        return [_record(*row) for row in rows]
+        rows = self._query("SELECT meta, payload FROM chunks WHERE series = ? AND deleted = 0 "
+                           "AND chunk BETWEEN ? AND ? ORDER BY chunk", _series(key),
+                           -(2**62) if lo is None else lo, 2**62 if hi is None else hi)
+        return [ChunkRecord(key, ChunkMeta.from_dict(json.loads(m)), p) for m, p in rows]
 
-    def _keys(self, where: Mapping[str, Any]) -> list[SeriesKey]:
-        schema = bound_schema(self.schema)  # RuntimeError if bind() was never called
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT DISTINCT series FROM chunks WHERE deleted = 0").fetchall()
-        keys = (tuple(json.loads(r[0])) for r in rows)
-        return sorted(k for k in keys if schema.matches(k, where))
+    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
+        schema = bound_schema(self.schema)
+        rows = self._query("SELECT DISTINCT series FROM chunks WHERE deleted = 0")
+        return iter(sorted(k for k in (tuple(json.loads(r[0])) for r in rows)
+                           if schema.matches(k, where)))
 
-    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
-             ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
-        for key in self._keys(where):
-            records = self.read_chunks(key, lo, hi)
-            if records:
-                yield key, records
-
-    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
-        for key, records in self.scan(where):
-            yield key, [r.meta for r in records]
-
-    @contextmanager
-    def transaction(self, keys: Sequence[SeriesKey]) -> Iterator[Transaction]:
-        self.check_writable()
-        with self.lock:
+    def begin(self, keys: Sequence[SeriesKey]) -> Transaction:
+        self.lock.acquire()  # released by the transaction's commit or abort
+        try:
             self.db.execute("BEGIN IMMEDIATE")
-            tx = _SQLiteTransaction(self, keys)
-            try:
-                yield tx
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
-            tx.committed = tx.pending
+        except BaseException:
+            self.lock.release()
+            raise
+        return _SQLiteTransaction(self)
 
     def get_state(self, name: str) -> str | None:
-        with self.lock:
-            row = self.db.execute("SELECT value FROM sync_state WHERE name = ?",
-                                  (name,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._query("SELECT value FROM sync_state WHERE name = ?", name)
+        return str(rows[0][0]) if rows else None
 
-    def changes(self, cursor: str | None, where: Mapping[str, Any], limit: int) -> ChangePage:
-        schema = bound_schema(self.schema)
-        store_id = (self._manifest or {}).get("store_id", "")
-        seq = 0 if cursor is None else decode_cursor(cursor, store_id, 1)[0]
-        items: list[Change] = []
-        with self.lock:
-            if seq and self.db.execute("SELECT 1 FROM changes WHERE seq = ?",
-                                       (seq,)).fetchone() is None:
-                raise unknown_position(str(cursor))  # a cursor names a logged change
-            while len(items) < limit:
-                rows = self.db.execute(
-                    "SELECT seq, series, chunk, version, deleted FROM changes WHERE seq > ? "
-                    "ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
-                if not rows:
-                    return ChangePage(items, encode_cursor(store_id, (seq,)), False)
-                for row_seq, series, chunk, version, deleted in rows:
-                    seq = row_seq
-                    key = tuple(json.loads(series))
-                    if schema.matches(key, where):
-                        items.append(Change(key, chunk, version, bool(deleted)))
-                        if len(items) >= limit:
-                            break
-            more = self.db.execute("SELECT 1 FROM changes WHERE seq > ? LIMIT 1",
-                                   (seq,)).fetchone() is not None
-        return ChangePage(items, encode_cursor(store_id, (seq,)), more)
+    def feed(self, after: Position | None, where: Mapping[str, Any], limit: int
+             ) -> Iterator[FeedBatch]:
+        seq = 0 if after is None else after[0]
+        if seq and not self._query("SELECT 1 FROM changes WHERE seq = ?", seq):
+            raise unknown_position()  # every position issued names a logged change
+        while rows := self._query("SELECT seq, series, chunk, version, deleted FROM changes "
+                                  "WHERE seq > ? ORDER BY seq LIMIT ?", seq, limit + 1):
+            for seq, series, chunk, version, deleted in rows:
+                yield FeedBatch((seq,), (Change(tuple(json.loads(series)), chunk, version,
+                                                bool(deleted)),))
 
     def close(self) -> None:
         if not self.closed:

@@ -1,0 +1,86 @@
+"""Optional backend capabilities, as protocols.
+
+A backend declares a capability by implementing the protocol's methods (no registration, no
+base class); the store checks them once, when it is opened, and records the outcome in
+:attr:`Store.capabilities`, so an operation that needs one fails before doing any work
+(``replicate`` into a backend without state) instead of half way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from curvestore.core.backend import Backend, IntegrityProblem
+    from curvestore.core.chunks import Piece
+    from curvestore.core.records import SeriesKey
+
+__all__ = ["Capabilities", "ChecksIntegrity", "DecodesPieces", "KeepsState",
+           "StateTransaction"]
+
+
+@runtime_checkable
+class KeepsState(Protocol):
+    """A backend that keeps small named values (replication cursors) in its commits: it can be
+    a replication target. Its transactions implement :class:`StateTransaction`."""
+
+    def get_state(self, name: str) -> str | None:
+        """The value saved under ``name`` by a committed ``set_state``, or None."""
+
+
+class StateTransaction(Protocol):
+    """The transaction side of :class:`KeepsState`."""
+
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        """Save ``value`` under ``name`` in the same commit as the puts, if the value stored
+        under ``name`` when the commit lands is ``expected`` (None: no value); otherwise the
+        whole commit fails with :class:`~curvestore.core.backend.StaleStateError`
+        (:func:`~curvestore.core.backend.stale_state`).
+
+        The comparison and the write are one atomic step with the commit (under the commit's
+        lock, row lock or conditional write), so two replications into one target can never
+        both commit from the same cursor: the slower one cannot land a stale page."""
+
+
+@runtime_checkable
+class ChecksIntegrity(Protocol):
+    """A backend that can check what it keeps besides chunk payloads (manifest, journal or
+    log, layout, indexes), for ``curvestore verify``."""
+
+    def check_integrity(self, where: Mapping[str, Any]
+                        ) -> tuple[list[SeriesKey] | None, list[IntegrityProblem]]:
+        """The series keys to verify chunk by chunk (None: ask ``list_series``) and every
+        problem found, one per entry; it must not stop at the first one. Payload checksums
+        are verified by the core for every backend."""
+
+
+@runtime_checkable
+class DecodesPieces(Protocol):
+    """A backend whose stored form is not the core's encoded chunks (an adapter over another
+    library's tables) and decodes pieces itself, so reads skip building checksummed records
+    only to decode them again."""
+
+    def read_pieces(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+                    ) -> list[Piece]:
+        """What ``read_chunks`` and the core's decode would give."""
+
+    def scan_pieces(self, where: Mapping[str, Any], lo: int | None = None,
+                    hi: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
+        """What ``scan`` and the core's decode would give."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Which optional protocols a store's backend implements."""
+
+    state: bool
+    integrity: bool
+    pieces: bool
+
+    @classmethod
+    def of(cls, backend: Backend) -> Capabilities:
+        return cls(state=isinstance(backend, KeepsState),
+                   integrity=isinstance(backend, ChecksIntegrity),
+                   pieces=isinstance(backend, DecodesPieces))

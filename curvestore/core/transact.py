@@ -1,0 +1,94 @@
+"""Running a read-merge-write against a backend: the checks every backend would otherwise
+repeat (a transaction writes only its own keys; a replication target keeps state), and the
+begin / commit / abort protocol with retries when an optimistic commit loses a race."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from curvestore.core.backend import Backend, StaleStateError, Transaction
+from curvestore.core.records import Change, ChunkMeta, ChunkRecord, SeriesKey
+from curvestore.errors import ConfigurationError, ConflictError, InvalidKeyError
+
+__all__ = ["CONFLICT_RETRIES", "ScopedTransaction", "run_transaction", "transaction"]
+
+CONFLICT_RETRIES = 20
+
+
+class ScopedTransaction(Transaction):
+    """What a read-merge-write sees of a backend transaction: writes limited to its keys.
+    ``committed`` holds the changes once :func:`transaction` committed it."""
+
+    def __init__(self, tx: Transaction, keys: frozenset[SeriesKey]) -> None:
+        self._tx = tx
+        self._keys = keys
+        self.committed: list[Change] = []
+
+    def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+             ) -> list[ChunkRecord]:
+        return self._tx.read(key, lo, hi)
+
+    def live_metas(self, key: SeriesKey) -> list[ChunkMeta]:
+        return self._tx.live_metas(key)
+
+    def put(self, records: Sequence[ChunkRecord]) -> None:
+        keys = self._keys
+        for record in records:
+            if record.key not in keys:
+                raise InvalidKeyError(
+                    f"series {record.key!r} is not part of this transaction (it was begun "
+                    "for other keys); nothing was committed", record.key)
+        self._tx.put(records)
+
+    def set_state(self, name: str, value: str, *, expected: str | None) -> None:
+        set_state = getattr(self._tx, "set_state", None)
+        if set_state is None:
+            raise ConfigurationError(f"{type(self._tx).__name__} cannot keep state (its "
+                                     "backend cannot be a replication target)")
+        set_state(name, value, expected=expected)
+
+    def commit(self) -> list[Change]:
+        raise RuntimeError("the core commits the transaction when the body returns")
+
+
+def run_transaction(backend: Backend, keys: Sequence[SeriesKey],
+                    body: Callable[[ScopedTransaction], object], *,
+                    retries: int = CONFLICT_RETRIES) -> list[Change]:
+    """Run ``body(tx)`` in a transaction over ``keys`` and commit it; re-run it all when the
+    commit (or a read) raises :class:`ConflictError`, up to ``retries`` times. A lost
+    compare-and-set of saved state (:class:`StaleStateError`) is not retried: the same body
+    would lose again."""
+    ordered = sorted(set(keys))
+    scope = frozenset(ordered)
+    for attempt in range(retries):
+        try:
+            tx = backend.begin(ordered)
+            try:
+                body(ScopedTransaction(tx, scope))
+            except BaseException:
+                tx.abort()
+                raise
+            return tx.commit()
+        except StaleStateError:
+            raise
+        except ConflictError:
+            if attempt == retries - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+@contextmanager
+def transaction(backend: Backend, keys: Sequence[SeriesKey]) -> Iterator[ScopedTransaction]:
+    """``with transaction(backend, keys) as tx``: one attempt of a read-merge-write straight on
+    a backend (committed on a clean exit, aborted on an exception; no retry, no read-only
+    check). For tests and tools that drive a backend; stores use :meth:`Store.transact`."""
+    ordered = sorted(set(keys))
+    tx = backend.begin(ordered)
+    scoped = ScopedTransaction(tx, frozenset(ordered))
+    try:
+        yield scoped
+    except BaseException:
+        tx.abort()
+        raise
+    scoped.committed = tx.commit()
