@@ -19,12 +19,16 @@ if TYPE_CHECKING:
         bound_schema,
         stale_state,
     )
+    from curvestore.core.batch import ChunkBatch, SeriesSummary
     from curvestore.core.capabilities import (
+        BatchTransaction,
         Capabilities,
         ChecksIntegrity,
         DecodesPieces,
         KeepsState,
         StateTransaction,
+        Summarises,
+        WritesBatches,
     )
     from curvestore.core.codec import Codec, CodecLookup
     from curvestore.core.config import KeySchema, StoreConfig
@@ -44,7 +48,10 @@ if TYPE_CHECKING:
 _HOMES = {
     "Backend": "backend", "Transaction": "backend", "bound_schema": "backend",
     "stale_state": "backend", "StaleStateError": "backend",
-    "Capabilities": "capabilities", "ChecksIntegrity": "capabilities",
+    "ChunkBatch": "batch", "SeriesSummary": "batch",
+    "BatchTransaction": "capabilities", "Summarises": "capabilities",
+    "WritesBatches": "capabilities", "Capabilities": "capabilities",
+    "ChecksIntegrity": "capabilities",
     "DecodesPieces": "capabilities", "KeepsState": "capabilities",
     "StateTransaction": "capabilities",
     "Codec": "codec", "CodecLookup": "codec",
@@ -60,11 +67,13 @@ _HOMES = {
 
 __all__ = [
     "Backend",
+    "BatchTransaction",
     "Capabilities",
     "Change",
     "ChangePage",
     "ChangeSource",
     "ChecksIntegrity",
+    "ChunkBatch",
     "ChunkMeta",
     "ChunkRecord",
     "Codec",
@@ -79,13 +88,16 @@ __all__ = [
     "Position",
     "ReplicationReport",
     "SeriesKey",
+    "SeriesSummary",
     "StaleStateError",
     "StateTransaction",
     "Store",
     "StoreConfig",
     "StoreURL",
+    "Summarises",
     "Transaction",
     "Window",
+    "WritesBatches",
     "bound_schema",
     "replicate",
     "stale_state",

@@ -13,12 +13,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from curvestore.core.backend import Backend, IntegrityProblem
+    from collections.abc import Sequence
+
+    import numpy as np
+
+    from curvestore.core.backend import Backend, IntegrityProblem, Transaction
+    from curvestore.core.batch import ChunkBatch, SeriesSummary
     from curvestore.core.chunks import Piece
     from curvestore.core.records import SeriesKey
 
-__all__ = ["Capabilities", "ChecksIntegrity", "DecodesPieces", "KeepsState",
-           "StateTransaction"]
+__all__ = ["BatchTransaction", "Capabilities", "ChecksIntegrity", "DecodesPieces",
+           "KeepsState", "StateTransaction", "Summarises", "WritesBatches"]
 
 
 @runtime_checkable
@@ -71,6 +76,46 @@ class DecodesPieces(Protocol):
         """What ``scan`` and the core's decode would give."""
 
 
+class BatchTransaction(Protocol):
+    """A transaction that takes chunks as columns (:class:`~curvestore.core.batch.ChunkBatch`),
+    made by :meth:`WritesBatches.begin_batch`. It is also a full
+    :class:`~curvestore.core.backend.Transaction` (``read``, ``put``, ``commit``, ``abort``):
+    the core may mix ``put`` (tombstones, merged chunks) with ``put_batch``; a chunk staged
+    twice keeps the last one."""
+
+    def live_chunks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(series, chunk, end)`` of every live chunk of the transaction's keys as this
+        transaction sees them, ordered by (series, chunk): ``series`` indexes the keys given
+        to ``begin_batch``, ``end`` is the offset right after the chunk's stored span
+        (``start + length`` of its meta). int64 arrays."""
+
+    def put_batch(self, batch: ChunkBatch) -> None:
+        """Stage a batch whose ``keys`` are the keys given to ``begin_batch``; rows with
+        ``append`` set extend their chunk (see :class:`~curvestore.core.batch.ChunkBatch`),
+        and the chunk's version is the commit's. The core only stages a fragment at or after
+        the end :meth:`live_chunks` reported."""
+
+
+@runtime_checkable
+class WritesBatches(Protocol):
+    """A backend that writes many chunks per commit from columns, and keeps fragments
+    appended to a chunk without rewriting it (a log-structured backend): frame writes then
+    cost what the new data costs. Others get the same writes as records."""
+
+    def begin_batch(self, keys: Sequence[SeriesKey]) -> Transaction:
+        """:meth:`~curvestore.core.backend.Backend.begin`, returning a transaction that is
+        also a :class:`BatchTransaction`."""
+
+
+@runtime_checkable
+class Summarises(Protocol):
+    """A backend that answers metadata calls (``keys``, ``info``, ``max_timestamp``) from
+    an index, without reading every series' chunk metas one by one."""
+
+    def summarise(self, where: Mapping[str, Any]) -> SeriesSummary:
+        """A :class:`~curvestore.core.batch.SeriesSummary` of the matching series."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """Which optional protocols a store's backend implements."""
@@ -78,9 +123,13 @@ class Capabilities:
     state: bool
     integrity: bool
     pieces: bool
+    batches: bool = False
+    summaries: bool = False
 
     @classmethod
     def of(cls, backend: Backend) -> Capabilities:
         return cls(state=isinstance(backend, KeepsState),
                    integrity=isinstance(backend, ChecksIntegrity),
-                   pieces=isinstance(backend, DecodesPieces))
+                   pieces=isinstance(backend, DecodesPieces),
+                   batches=isinstance(backend, WritesBatches),
+                   summaries=isinstance(backend, Summarises))

@@ -97,6 +97,13 @@ class Grid:
         slot = self._slot(chunk)
         return int(self.bounds[slot]), int(self.bounds[slot + 1] - self.bounds[slot])
 
+    def period_starts(self, chunks: np.ndarray) -> np.ndarray:
+        """Grid position of each chunk's first point (vectorised :meth:`period`)."""
+        slots = np.asarray(chunks, dtype=np.int64) - self.first_chunk
+        if len(slots) and (slots.min() < 0 or slots.max() > len(self.bounds) - 2):
+            raise GridError(f"chunks outside the supported years {FIRST_YEAR}-{LAST_YEAR}")
+        return self.bounds[slots]
+
     def period_start_ns(self, chunk: int) -> int:
         return self.origin_ns + self.period(chunk)[0] * self.freq_ns
 

@@ -16,7 +16,13 @@ import pandas as pd
 
 from curvestore.core import chunks as _chunks
 from curvestore.core.backend import Backend, Transaction
-from curvestore.core.capabilities import Capabilities, DecodesPieces, KeepsState
+from curvestore.core.capabilities import (
+    Capabilities,
+    DecodesPieces,
+    KeepsState,
+    Summarises,
+    WritesBatches,
+)
 from curvestore.core.codec import CodecLookup
 from curvestore.core.config import StoreConfig
 from curvestore.core.feed import read_page
@@ -158,15 +164,23 @@ class Store:
 
     def transact(self, keys: Sequence[SeriesKey],
                  body: Callable[[ScopedTransaction], object], *,
-                 retries: int = CONFLICT_RETRIES) -> list[Change]:
+                 retries: int = CONFLICT_RETRIES, batch: bool = False) -> list[Change]:
         """Run ``body(tx)`` as one all-or-nothing read-merge-write over ``keys`` and return
         the changes committed (observers are told of them).
 
         ``body`` reads through ``tx`` and stages records with ``tx.put`` (only for ``keys``:
         another key raises :class:`InvalidKeyError`); it is re-run from the start when an
-        optimistic commit loses a race, so it must not have other side effects."""
+        optimistic commit loses a race, so it must not have other side effects. With
+        ``batch`` (only when :attr:`capabilities` has ``batches``) the transaction also takes
+        ``tx.put_batch`` and answers ``tx.live_chunks()``."""
         self.check_writable()
-        committed = run_transaction(self.backend, keys, body, retries=retries)
+        begin = None
+        if batch:
+            backend = self.backend
+            if not isinstance(backend, WritesBatches):
+                raise ConfigurationError(f"{backend!r} does not write batches")
+            begin = backend.begin_batch
+        committed = run_transaction(self.backend, keys, body, retries=retries, begin=begin)
         if committed:
             self.notify("chunks_committed", store=self, changes=committed)
         return committed
@@ -320,28 +334,50 @@ class Store:
     def keys(self, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Key dicts of the series matching ``filter``, ordered."""
         where = self.schema.filter(filter)
-        return [self.schema.as_dict(k) for k in self.backend.list_series(where)]
+        backend = self.backend
+        names = self.schema.names
+        if self.capabilities.summaries and isinstance(backend, Summarises):
+            return [dict(zip(names, k, strict=True)) for k in backend.summarise(where).keys]
+        return [dict(zip(names, k, strict=True)) for k in backend.list_series(where)]
 
     def max_timestamp(self, filter: Mapping[str, Any] | None = None) -> pd.Timestamp | None:
         """The latest timestamp holding a value among matching series, from metadata only."""
         where = self.schema.filter(filter)
         best: int | None = None
-        for _key, metas in self.backend.list_metas(where):
+        backend = self.backend
+        if self.capabilities.summaries and isinstance(backend, Summarises):
+            summary = backend.summarise(where)
+            if len(summary):
+                starts = self.grid.period_starts(summary.last_chunk)
+                best = int((starts + summary.last_stop).max()) - 1
+            return self._position_timestamp(best)
+        for _key, metas in backend.list_metas(where):
             for meta in metas:
                 last = self.grid.period(meta.chunk)[0] + meta.start + meta.length - 1
                 best = last if best is None else max(best, last)
-        if best is None:
+        return self._position_timestamp(best)
+
+    def _position_timestamp(self, position: int | None) -> pd.Timestamp | None:
+        if position is None:
             return None
-        return self.grid.timestamp(int(self.grid.ns_of_positions(best)), self.time_unit)
+        return self.grid.timestamp(int(self.grid.ns_of_positions(position)), self.time_unit)
 
     def info(self) -> dict[str, Any]:
         """Configuration and totals (series, chunks, points, payload bytes)."""
         series = chunk_count = points = payload = 0
-        for _key, metas in self.backend.list_metas({}):
-            series += 1
-            chunk_count += len(metas)
-            points += sum(m.count for m in metas)
-            payload += sum(m.size for m in metas)
+        backend = self.backend
+        if self.capabilities.summaries and isinstance(backend, Summarises):
+            summary = backend.summarise({})
+            series = len(summary)
+            chunk_count = int(summary.chunks.sum())
+            points = int(summary.points.sum())
+            payload = int(summary.payload_bytes.sum())
+        else:
+            for _key, metas in backend.list_metas({}):
+                series += 1
+                chunk_count += len(metas)
+                points += sum(m.count for m in metas)
+                payload += sum(m.size for m in metas)
         return {
             "url": self.url,
             "backend": repr(self.backend),

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from curvestore.core.backend import Backend, StaleStateError, Transaction
 from curvestore.core.records import Change, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.errors import ConfigurationError, ConflictError, InvalidKeyError
+
+if TYPE_CHECKING:
+    from curvestore.core.batch import ChunkBatch
 
 __all__ = ["CONFLICT_RETRIES", "ScopedTransaction", "run_transaction", "transaction"]
 
@@ -41,6 +45,25 @@ class ScopedTransaction(Transaction):
                     "for other keys); nothing was committed", record.key)
         self._tx.put(records)
 
+    def live_chunks(self) -> Any:
+        """The backend's :meth:`BatchTransaction.live_chunks` (batch transactions only)."""
+        return self._batch().live_chunks()
+
+    def put_batch(self, batch: ChunkBatch) -> None:
+        """The backend's :meth:`BatchTransaction.put_batch`, once the batch's keys are
+        checked to be the transaction's."""
+        keys = self._keys
+        if len(batch.keys) != len(keys) or not keys.issuperset(batch.keys):
+            raise InvalidKeyError("a batch must name exactly the keys its transaction was "
+                                  "begun for; nothing was committed")
+        self._batch().put_batch(batch)
+
+    def _batch(self) -> Any:
+        if not hasattr(self._tx, "put_batch"):
+            raise ConfigurationError(f"{type(self._tx).__name__} does not take batches (its "
+                                     "backend does not implement WritesBatches)")
+        return self._tx
+
     def set_state(self, name: str, value: str, *, expected: str | None) -> None:
         set_state = getattr(self._tx, "set_state", None)
         if set_state is None:
@@ -54,16 +77,20 @@ class ScopedTransaction(Transaction):
 
 def run_transaction(backend: Backend, keys: Sequence[SeriesKey],
                     body: Callable[[ScopedTransaction], object], *,
-                    retries: int = CONFLICT_RETRIES) -> list[Change]:
+                    retries: int = CONFLICT_RETRIES,
+                    begin: Callable[[Sequence[SeriesKey]], Transaction] | None = None
+                    ) -> list[Change]:
     """Run ``body(tx)`` in a transaction over ``keys`` and commit it; re-run it all when the
     commit (or a read) raises :class:`ConflictError`, up to ``retries`` times. A lost
     compare-and-set of saved state (:class:`StaleStateError`) is not retried: the same body
-    would lose again."""
+    would lose again. ``begin`` replaces ``backend.begin`` (``begin_batch`` of a backend that
+    writes batches); it receives the keys sorted and distinct."""
     ordered = sorted(set(keys))
     scope = frozenset(ordered)
+    start = backend.begin if begin is None else begin
     for attempt in range(retries):
         try:
-            tx = backend.begin(ordered)
+            tx = start(ordered)
             try:
                 body(ScopedTransaction(tx, scope))
             except BaseException:

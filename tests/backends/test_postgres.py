@@ -72,6 +72,22 @@ class TestPostgres(StoreSemantics, BackendConformance, StatefulConformance,
     def backend_url_factory(self, pg_table_url: Callable[[], str]) -> Callable[[], str]:
         return pg_table_url
 
+    def settle_killed_writer(self, url: str) -> None:
+        # a COMMIT sent just before the kill still lands once the server reads it: wait until
+        # no other session is mid-statement or mid-transaction
+        deadline = time.monotonic() + 30
+        with _connect(url) as conn:
+            while time.monotonic() < deadline:
+                busy = conn.execute(
+                    "select count(*) from pg_stat_activity where pid <> pg_backend_pid() and "
+                    "backend_type = 'client backend' and "
+                    "state in ('active', 'idle in transaction', "
+                    "'idle in transaction (aborted)')").fetchone()[0]
+                if not busy:
+                    return
+                time.sleep(0.01)
+        pytest.fail("the killed writer's session never ended")
+
     @pytest.fixture
     def backend_url(self, pg_table_url: Callable[[], str]) -> str:
         return pg_table_url()
