@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from curvestore.core import chunks as _chunks
@@ -27,15 +26,15 @@ from curvestore.core.codec import CodecLookup
 from curvestore.core.config import StoreConfig
 from curvestore.core.feed import read_page
 from curvestore.core.grid import Grid, get_grid, resolve_time_unit, to_utc_ns
-from curvestore.core.merge import MODES, update
-from curvestore.core.records import Change, ChangePage, ChunkRecord, SeriesKey
+from curvestore.core.merge import MODES
+from curvestore.core.records import Change, ChangePage, SeriesKey
 from curvestore.core.transact import CONFLICT_RETRIES, ScopedTransaction, run_transaction
 from curvestore.core.validate import series_arrays
+from curvestore.core.writes import Prepared, apply_writes, has_values
 from curvestore.errors import (
     ConfigurationError,
     InvalidDataError,
     ReadOnlyError,
-    SeriesExistsError,
 )
 
 __all__ = ["FeedItem", "FeedPage", "Observer", "Store", "Window"]
@@ -76,16 +75,6 @@ class Window:
     @property
     def empty(self) -> bool:
         return self.lo is not None and self.hi is not None and self.hi < self.lo
-
-
-@dataclass(slots=True)
-class _Prepared:
-    key: SeriesKey
-    pieces: list[_chunks.Piece]
-
-
-def _has_values(item: _Prepared) -> bool:
-    return any(np.isfinite(p.values).any() for p in item.pieces)
 
 
 class Store:
@@ -154,13 +143,10 @@ class Store:
         tz and :attr:`time_unit` (what every read builds its series on)."""
         return self.grid.index(first_pos, count, self.time_unit)
 
-    def _prepare(self, key: SeriesKey, series: Any) -> _Prepared:
+    def _prepare(self, key: SeriesKey, series: Any) -> Prepared:
         ns, values = series_arrays(series)
         positions = self.grid.positions(ns)
-        return _Prepared(key, _chunks.split(self.grid, positions, values))
-
-    def _encode(self, key: SeriesKey, piece: _chunks.Piece) -> ChunkRecord:
-        return _chunks.encode(key, piece, self._codec, self.config.dtype)
+        return Prepared(key, _chunks.split(self.grid, positions, values))
 
     def transact(self, keys: Sequence[SeriesKey],
                  body: Callable[[ScopedTransaction], object], *,
@@ -190,31 +176,9 @@ class Store:
         if self.observer is not None:
             self.observer(event, **details)
 
-    def _apply(self, tx: Transaction, items: list[_Prepared], mode: str) -> None:
-        if mode == "insert":
-            existing = [p.key for p in items if tx.live_metas(p.key)]
-            if existing:
-                raise SeriesExistsError(self.schema.as_dict(k) for k in existing)
-        for item in items:
-            if mode == "update":
-                chunk_ids = [p.chunk for p in item.pieces]
-                old = {r.chunk: r for r in tx.read(item.key, min(chunk_ids), max(chunk_ids))}
-                records = []
-                for piece in item.pieces:
-                    record = old.get(piece.chunk)
-                    old_piece = None if record is None else _chunks.decode(record, self.codecs)
-                    merged = update(old_piece, piece)
-                    if merged is not None:
-                        records.append(self._encode(item.key, merged))
-                tx.put(records)
-                continue
-            records = _chunks.encode_trimmed(item.key, item.pieces, self._codec,
-                                             self.config.dtype)
-            written = {r.chunk for r in records}
-            if mode == "replace":
-                records += [_chunks.tombstone(item.key, m.chunk)
-                            for m in tx.live_metas(item.key) if m.chunk not in written]
-            tx.put(records)
+    def _apply(self, tx: Transaction, items: list[Prepared], mode: str) -> None:
+        apply_writes(tx, items, mode, codec=self._codec, codecs=self.codecs,
+                     dtype=self.config.dtype, schema=self.schema)
 
     @staticmethod
     def _check_mode(mode: str) -> None:
@@ -234,7 +198,7 @@ class Store:
         self._check_mode(mode)
         self.check_writable()
         item = self._prepare(self.schema.key(key), series)
-        if mode != "replace" and not _has_values(item):
+        if mode != "replace" and not has_values(item):
             return 0
         return len(self.transact([item.key], lambda tx: self._apply(tx, [item], mode)))
 
@@ -260,7 +224,7 @@ class Store:
                 raise InvalidDataError(f"key {raw_key!r} is given twice")
             seen.add(key)
             item = self._prepare(key, series)
-            if mode == "replace" or _has_values(item):
+            if mode == "replace" or has_values(item):
                 items.append(item)
         if not items:
             return 0

@@ -16,7 +16,7 @@ import pandas as pd
 from curvestore.core.grid import EARLIEST, FIRST_YEAR, LAST_YEAR, LATEST, TIME_UNITS
 from curvestore.errors import GridError, InvalidDataError
 
-__all__ = ["series_arrays"]
+__all__ = ["check_index", "column_values", "series_arrays", "sorting"]
 
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "empty", "decimal"}
 # Every integer of magnitude up to 2**53 is a float64; beyond, only some are.
@@ -31,36 +31,52 @@ def series_arrays(series: Any) -> tuple[np.ndarray, np.ndarray]:
             f"expected a pandas Series with a tz-aware DatetimeIndex, got {type(series).__name__}"
         )
     index = series.index
-    if not isinstance(index, pd.DatetimeIndex):
-        raise InvalidDataError(
-            f"the series index must be a DatetimeIndex, got {type(index).__name__}"
-        )
-    if index.tz is None:
-        raise InvalidDataError(
-            "the series index is naive (no time zone); localize it first, e.g. "
-            "series.tz_localize('Europe/Paris')"
-        )
-    if index.hasnans:
-        raise InvalidDataError("the series index contains NaT")
-    _check_years(index)
-    values = _values(series)
+    check_index(index, "series")
+    values = column_values(series)
     infinite = np.isinf(values)
     if infinite.any():
         at = index[int(infinite.argmax())]
         raise InvalidDataError(
             f"the series has an infinite value at {at}; use NaN for 'no value'")
     ns = index.as_unit("ns").asi8
-    # Sorted input is the common case: uniqueness is then a strictly increasing index.
-    if len(ns) > 1 and not (np.diff(ns) > 0).all():
-        order = np.argsort(ns, kind="stable")
+    order = sorting(ns, index, "series")
+    if order is not None:
         ns, values = ns[order], values[order]
-        repeated = np.flatnonzero(np.diff(ns) == 0)
-        if len(repeated):
-            dupes = pd.DatetimeIndex(ns[repeated[:3]], dtype=pd.DatetimeTZDtype("ns", index.tz))
-            raise InvalidDataError(
-                f"the series index has duplicate timestamps, e.g. {[str(d) for d in dupes]}"
-            )
     return ns, values
+
+
+def check_index(index: Any, what: str) -> None:
+    """Refuse an index that is not a tz-aware DatetimeIndex without NaT within the supported
+    years (``what`` names the input in messages: ``"series"``, ``"frame"``)."""
+    if not isinstance(index, pd.DatetimeIndex):
+        raise InvalidDataError(
+            f"the {what} index must be a DatetimeIndex, got {type(index).__name__}"
+        )
+    if index.tz is None:
+        raise InvalidDataError(
+            f"the {what} index is naive (no time zone); localize it first, e.g. "
+            f"{what}.tz_localize('Europe/Paris')"
+        )
+    if index.hasnans:
+        raise InvalidDataError(f"the {what} index contains NaT")
+    _check_years(index)
+
+
+def sorting(ns: np.ndarray, index: pd.DatetimeIndex, what: str) -> np.ndarray | None:
+    """The permutation that sorts the timestamps ``ns`` (of ``index``), or None when they are
+    strictly increasing already; duplicate timestamps raise."""
+    # Sorted input is the common case: uniqueness is then a strictly increasing index.
+    if len(ns) < 2 or (np.diff(ns) > 0).all():
+        return None
+    order = np.argsort(ns, kind="stable")
+    repeated = np.flatnonzero(np.diff(ns[order]) == 0)
+    if len(repeated):
+        dupes = pd.DatetimeIndex(ns[order][repeated[:3]],
+                                 dtype=pd.DatetimeTZDtype("ns", index.tz))
+        raise InvalidDataError(
+            f"the {what} index has duplicate timestamps, e.g. {[str(d) for d in dupes]}"
+        )
+    return order
 
 
 def _check_years(index: pd.DatetimeIndex) -> None:
@@ -77,7 +93,9 @@ def _check_years(index: pd.DatetimeIndex) -> None:
     raise GridError(f"timestamp {at} is outside the supported years {FIRST_YEAR}-{LAST_YEAR}")
 
 
-def _values(series: pd.Series) -> np.ndarray:
+def column_values(series: pd.Series) -> np.ndarray:
+    """A series' values as float64, refusing any that float64 would alter (see the module
+    docstring); NaN, None and NA mean "no value"."""
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
         raise InvalidDataError("boolean values are not numeric; convert them explicitly")
