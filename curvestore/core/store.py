@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from curvestore.core import chunks as _chunks
+from curvestore.core import frames_read, frames_write
 from curvestore.core.backend import Backend, Transaction
 from curvestore.core.capabilities import (
     Capabilities,
@@ -231,6 +232,52 @@ class Store:
         items.sort(key=lambda p: p.key)
         return len(self.transact([p.key for p in items], lambda tx: self._apply(tx, items, mode)))
 
+    def write_frame(self, frame: pd.DataFrame, mode: str = "insert") -> int:
+        """Write the columns of a wide frame, one series each, in one all-or-nothing call.
+
+        The same as :meth:`write_many` of the frame's columns, validated and encoded for all
+        columns at once (a frame of many series costs little more than its values).
+
+        Parameters
+        ----------
+        frame
+            A DataFrame on a tz-aware DatetimeIndex (on the store's grid, any time unit, any
+            order) with one column per series. Column labels are key values: the value
+            itself for a single-key store; for several keys, a MultiIndex whose levels are
+            the key attributes in the store's key order (level names, when set, must be the
+            key names in that order) or a flat Index of tuples. NaN means "no value".
+        mode
+            ``"insert"`` (every series must be without data), ``"update"`` (new values win,
+            old ones stay where the new are NaN) or ``"replace"`` (each series becomes
+            exactly its column; an all-NaN column deletes the series' data). With ``insert``
+            and ``update``, all-NaN columns are skipped.
+
+        Returns
+        -------
+        int
+            The number of chunks written (tombstones included), as :meth:`write_many`.
+
+        Raises
+        ------
+        InvalidDataError
+            Not a DataFrame; a naive index, NaT, duplicate timestamps or duplicate columns;
+            values that are not numeric, infinite or not exact as float64 (the message names
+            the column and the first offending point).
+        GridError
+            Timestamps off the store's grid or outside the supported years.
+        InvalidKeyError
+            A column label that is not a valid key.
+        SeriesExistsError
+            With ``insert``, when any of the series has data.
+        ConfigurationError
+            An unknown mode.
+        ReadOnlyError
+            The store was opened read-only.
+        """
+        self._check_mode(mode)
+        self.check_writable()
+        return frames_write.write_frame(self, frame, mode, self._codec)
+
     def delete(self, key: Mapping[str, Any]) -> int:
         """Tombstone every chunk of one series; returns the number of chunks deleted."""
         self.check_writable()
@@ -281,19 +328,56 @@ class Store:
                 ) -> Iterator[tuple[dict[str, Any], pd.Series]]:
         if window.empty:
             return
-        backend = self.backend
-        clo, chi = window.chunk_lo, window.chunk_hi
-        pieces_of: Iterator[tuple[SeriesKey, list[_chunks.Piece]]]
-        if self.capabilities.pieces and isinstance(backend, DecodesPieces):
-            pieces_of = backend.scan_pieces(where, clo, chi)
-        else:
-            pieces_of = ((key, [_chunks.decode(r, self.codecs) for r in records])
-                         for key, records in backend.scan(where, clo, chi))
-        for key, pieces in pieces_of:
+        for key, pieces in self.scan_pieces(where, window.chunk_lo, window.chunk_hi):
             series = _chunks.assemble(self.grid, pieces, window.lo, window.hi,
                                       drop_bounds_na, self.index)
             if series is not None:
                 yield self.schema.as_dict(key), series
+
+    def read_frame(self, filter: Mapping[str, Any] | None = None, start: Any = None,
+                   end: Any = None) -> pd.DataFrame:
+        """The series matching ``filter`` on ``[start, end]`` as one wide frame.
+
+        Equal to a frame of :meth:`read_many`'s series (same bounds and filter) on every
+        grid point between the first and the last point holding a value in any of them,
+        built without a pandas object per series.
+
+        Parameters
+        ----------
+        filter
+            A partial key (None: every series).
+        start, end
+            Inclusive bounds, in any form :meth:`read` takes (None: unbounded).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One float64 column per series holding a value in the window, ordered by key,
+            labelled as :meth:`write_frame` takes them (a single-key store's values in an
+            Index named after the key; a MultiIndex named by the key attributes otherwise);
+            the index is the store's DatetimeIndex (store tz, :attr:`time_unit`, ``freq``
+            set) from the first to the last point holding a value, NaN where a series has
+            none. No matching value: an empty frame with those column and index types.
+
+        Raises
+        ------
+        InvalidKeyError
+            An invalid filter.
+        InvalidDataError
+            A bound that is not a timestamp.
+        """
+        return frames_read.read_frame(self, filter, start, end)
+
+    def scan_pieces(self, where: Mapping[str, Any], lo: int | None, hi: int | None
+                    ) -> Iterator[tuple[SeriesKey, list[_chunks.Piece]]]:
+        """Each series matching ``where`` (a validated filter) with its decoded pieces of
+        chunks ``lo..hi``, ordered by key: the backend's own ``scan_pieces`` when it decodes
+        pieces itself (:class:`DecodesPieces`), else its ``scan`` decoded here."""
+        backend = self.backend
+        if self.capabilities.pieces and isinstance(backend, DecodesPieces):
+            return backend.scan_pieces(where, lo, hi)
+        return ((key, [_chunks.decode(r, self.codecs) for r in records])
+                for key, records in backend.scan(where, lo, hi))
 
     def keys(self, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Key dicts of the series matching ``filter``, ordered."""

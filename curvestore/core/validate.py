@@ -16,7 +16,7 @@ import pandas as pd
 from curvestore.core.grid import EARLIEST, FIRST_YEAR, LAST_YEAR, LATEST, TIME_UNITS
 from curvestore.errors import GridError, InvalidDataError
 
-__all__ = ["check_index", "column_values", "series_arrays", "sorting"]
+__all__ = ["check_index", "column_values", "frame_values", "series_arrays", "sorting"]
 
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "empty", "decimal"}
 # Every integer of magnitude up to 2**53 is a float64; beyond, only some are.
@@ -77,6 +77,63 @@ def sorting(ns: np.ndarray, index: pd.DatetimeIndex, what: str) -> np.ndarray | 
             f"the {what} index has duplicate timestamps, e.g. {[str(d) for d in dupes]}"
         )
     return order
+
+
+def frame_values(frame: pd.DataFrame) -> np.ndarray:
+    """A frame's values as one float64 array of points x columns, each column contiguous,
+    every column checked as :func:`column_values` checks a series (an error names the first
+    offending column, then its first offending point) and infinities refused.
+
+    Float and small integer columns are converted in bulk, one block per dtype; only columns
+    of other dtypes (nullable, object, integers beyond 2**53...) are read one by one."""
+    rows, width = frame.shape
+    positions: dict[np.dtype, list[int]] = {}
+    one_by_one: list[int] = []
+    for j, dtype in enumerate(frame.dtypes):
+        if isinstance(dtype, np.dtype) and (
+                (dtype.kind == "f" and dtype.itemsize <= 8) or dtype.kind in "iu"):
+            positions.setdefault(dtype, []).append(j)
+        else:
+            one_by_one.append(j)
+    if len(positions) == 1 and not one_by_one:
+        [dtype] = positions
+        block = _exact(frame.to_numpy(), dtype)
+        if block is not None:
+            return _finite(frame, np.asfortranarray(block, dtype=np.float64))
+        one_by_one = list(range(width))
+        positions = {}
+    out = np.empty((rows, width), dtype=np.float64, order="F")
+    for dtype, columns in positions.items():
+        block = _exact(frame.iloc[:, columns].to_numpy(), dtype)
+        if block is None:
+            one_by_one += columns
+        else:
+            out[:, columns] = block
+    for j in sorted(one_by_one):
+        try:
+            out[:, j] = column_values(frame.iloc[:, j])
+        except InvalidDataError as exc:
+            raise type(exc)(f"column {frame.columns[j]!r}: {exc}") from exc
+    return _finite(frame, out)
+
+
+def _exact(block: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
+    """``block`` as float64 when every value is exact as float64 (None: check one by one)."""
+    wide = dtype.kind in "iu" and dtype.itemsize >= 8 and block.size
+    if wide and (block.max() > _EXACT_INT or (dtype.kind == "i" and block.min() < -_EXACT_INT)):
+        return None
+    return block.astype(np.float64, copy=False)
+
+
+def _finite(frame: pd.DataFrame, block: np.ndarray) -> np.ndarray:
+    infinite = np.isinf(block)
+    columns = infinite.any(axis=0)
+    if columns.any():
+        j = int(columns.argmax())
+        at = frame.index[int(infinite[:, j].argmax())]
+        raise InvalidDataError(f"the frame has an infinite value at {at} in column "
+                               f"{frame.columns[j]!r}; use NaN for 'no value'")
+    return block
 
 
 def _check_years(index: pd.DatetimeIndex) -> None:
