@@ -112,7 +112,7 @@ def encode_frame(schema: KeySchema, grid: Grid, frame: Any, mode: str, codec: Co
     keys = column_keys(schema, frame.columns)
     index = frame.index
     check_index(index, "frame")
-    block = frame_values(frame)
+    block = frame_values(frame, [k[0] if len(k) == 1 else k for k in keys])
     ns = index.as_unit("ns").asi8
     order = sorting(ns, index, "frame")
     if order is not None:

@@ -8,6 +8,7 @@ naming the first offending point. NaN (and None / pd.NA in nullable dtypes) mean
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -79,10 +80,11 @@ def sorting(ns: np.ndarray, index: pd.DatetimeIndex, what: str) -> np.ndarray | 
     return order
 
 
-def frame_values(frame: pd.DataFrame) -> np.ndarray:
+def frame_values(frame: pd.DataFrame, labels: Sequence[Any]) -> np.ndarray:
     """A frame's values as one float64 array of points x columns, each column contiguous,
     every column checked as :func:`column_values` checks a series (an error names the first
-    offending column, then its first offending point) and infinities refused.
+    offending column by its label in ``labels``, then its first offending point) and
+    infinities refused.
 
     Float and small integer columns are converted in bulk, one block per dtype; only columns
     of other dtypes (nullable, object, integers beyond 2**53...) are read one by one."""
@@ -99,7 +101,7 @@ def frame_values(frame: pd.DataFrame) -> np.ndarray:
         [dtype] = positions
         block = _exact(frame.to_numpy(), dtype)
         if block is not None:
-            return _finite(frame, np.asfortranarray(block, dtype=np.float64))
+            return _finite(frame, labels, np.asfortranarray(block, dtype=np.float64))
         one_by_one = list(range(width))
         positions = {}
     out = np.empty((rows, width), dtype=np.float64, order="F")
@@ -113,8 +115,8 @@ def frame_values(frame: pd.DataFrame) -> np.ndarray:
         try:
             out[:, j] = column_values(frame.iloc[:, j])
         except InvalidDataError as exc:
-            raise type(exc)(f"column {frame.columns[j]!r}: {exc}") from exc
-    return _finite(frame, out)
+            raise type(exc)(f"column {labels[j]!r}: {exc}") from exc
+    return _finite(frame, labels, out)
 
 
 def _exact(block: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
@@ -125,14 +127,14 @@ def _exact(block: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
     return block.astype(np.float64, copy=False)
 
 
-def _finite(frame: pd.DataFrame, block: np.ndarray) -> np.ndarray:
+def _finite(frame: pd.DataFrame, labels: Sequence[Any], block: np.ndarray) -> np.ndarray:
     infinite = np.isinf(block)
     columns = infinite.any(axis=0)
     if columns.any():
         j = int(columns.argmax())
         at = frame.index[int(infinite[:, j].argmax())]
         raise InvalidDataError(f"the frame has an infinite value at {at} in column "
-                               f"{frame.columns[j]!r}; use NaN for 'no value'")
+                               f"{labels[j]!r}; use NaN for 'no value'")
     return block
 
 
