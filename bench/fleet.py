@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         output = Path(args.output or OUTPUT)
         output.write_text(render(json.loads(Path(args.render_only).read_text())))
         print(f"wrote {output}")
+        _fold(output)
         return 0
     if args.make_ingest_file:
         from fleetkit.data import make_ingest_file
@@ -128,7 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {output} and {raw}")
+    _fold(output)
     return 0
+
+
+def _fold(output: Path) -> None:
+    """Refresh the fleet section of bench/RESULTS.md when the page written is the real one."""
+    if output.resolve() == OUTPUT:
+        from benchkit.fold import fold_into_results_md
+
+        fold_into_results_md("fleet")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

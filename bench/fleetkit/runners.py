@@ -65,6 +65,8 @@ class Runner(ABC):
     name = "?"
     label = "?"
     calls: ClassVar[dict[str, str]] = {}
+    #: Whether this process does the system's disk writes (not a server: PostgreSQL, S3).
+    local_writes = True
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -141,6 +143,7 @@ class CurvestoreRunner(Runner):
         self.cs = curvestore
         self.url_template, self.moto = url, moto
         self.scheme = url.split("://", 1)[0]
+        self.local_writes = self.scheme == "file"
         self.name = f"curvestore-{self.scheme}"
         self.label = label
         self.store: Any = None

@@ -74,7 +74,7 @@ def _timed_write(runner: Runner, call: Any, block: Block) -> dict[str, Any]:
     io_after = write_bytes()
     out: dict[str, Any] = {"s": elapsed, "points": block.points, "raw_bytes": block.raw_bytes,
                            "points_per_s": block.points / elapsed}
-    if io_before is not None and io_after is not None:
+    if runner.local_writes and io_before is not None and io_after is not None:
         out["write_bytes"] = io_after - io_before
         out["write_amplification"] = out["write_bytes"] / block.raw_bytes
     if requests_before is not None:
@@ -204,6 +204,8 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
         "stored_bytes_per_point": res["stored_bytes_per_point"],
         "metadata_s": {},
     }
+    out["metadata_first_s"] = {}
     for name in days[0]["metadata"] if days else []:
         out["metadata_s"][name] = median([d["metadata"][name]["median_s"] for d in days])
+        out["metadata_first_s"][name] = median([d["metadata"][name]["first_s"] for d in days])
     return out
