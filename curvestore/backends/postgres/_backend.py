@@ -33,11 +33,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from curvestore.backends.postgres._batch import PgBatchTransaction
 from curvestore.backends.postgres._connect import LIBPQ_OPTIONS, ConnectionTarget, import_psycopg
 from curvestore.backends.postgres._ddl import Names
 from curvestore.backends.postgres._feed import PgFeed
 from curvestore.backends.postgres._manifest import PgManifest
 from curvestore.backends.postgres._reads import PgReads
+from curvestore.backends.postgres._summary import PgSummary
 from curvestore.backends.postgres._transaction import PgTransaction
 from curvestore.core.backend import Transaction
 from curvestore.core.records import Change, SeriesKey
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["PostgresBackend"]
 
 
-class PostgresBackend(PgManifest, PgReads, PgFeed):
+class PostgresBackend(PgManifest, PgReads, PgFeed, PgSummary):
     """Chunks as rows of a PostgreSQL table; see the module docstring for the guarantees."""
 
     schemes = ("postgresql", "postgres")
@@ -73,6 +75,11 @@ class PostgresBackend(PgManifest, PgReads, PgFeed):
         """Lock ``keys`` in a database transaction on a pooled connection; the transaction's
         ``commit`` writes its puts in bulk and COMMITs, ``abort`` rolls everything back."""
         return PgTransaction.begin(self, keys)
+
+    def begin_batch(self, keys: Sequence[SeriesKey]) -> Transaction:
+        """:meth:`begin`, returning a transaction that also takes chunks as columns
+        (``put_batch``, ``live_chunks``): see :mod:`._batch`."""
+        return PgBatchTransaction.begin(self, keys)
 
     def _write(self, conn: psycopg.Connection[Any], tx: PgTransaction) -> list[Change]:
         """Write the staged chunks and their change rows (the COMMIT follows): see

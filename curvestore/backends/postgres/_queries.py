@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
@@ -22,6 +23,9 @@ from curvestore.backends.postgres._ddl import (
 )
 from curvestore.core.config import KeySchema
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
+
+if TYPE_CHECKING:
+    from curvestore.backends.postgres._batch_queries import BatchQueries
 
 __all__ = ["Queries"]
 
@@ -155,6 +159,13 @@ class Queries:
                      "update_chunk", "insert_change"):
             # rendered once: psycopg then caches their parsing instead of re-composing
             setattr(self, name, getattr(self, name).as_string(None))
+
+    @cached_property
+    def batch(self) -> BatchQueries:
+        """The statements of batch commits and summaries (:mod:`._batch_queries`)."""
+        from curvestore.backends.postgres._batch_queries import BatchQueries
+
+        return BatchQueries(self)
 
     # -- filters ---------------------------------------------------------------------------
     def _where(self, template: sql.Composed, where: Mapping[str, Any]

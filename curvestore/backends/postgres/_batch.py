@@ -1,0 +1,222 @@
+"""Batch transactions of the PostgreSQL backend: chunks as columns, a constant number of round
+trips per commit, whatever the number of series.
+
+:meth:`PgBatchTransaction.live_chunks` answers for every key of the transaction with one query
+(the keys sent as arrays, the answer packed into one ``bytea`` read by numpy). Everything staged
+(batches and plain records alike) is kept as columns (:mod:`._rows`) and written at commit in
+three steps, each one statement:
+
+1. one ``DELETE ... USING unnest(...) RETURNING`` takes the rows the commit replaces: it
+   returns their versions (the new rows get version + 1, new chunks version 1, as the other
+   commit paths assign them) and, for the fragments, the stored chunk they extend; the rows
+   it deletes are locked until the COMMIT, so no other writer can change them in between;
+2. one binary COPY, built with numpy (:mod:`._copybin`), writes every row into the chunk table.
+   Fragments are joined to their stored chunks (:mod:`._fragments`) slice by slice while the
+   previous slices are on the wire, so the server's ingest runs beside the client's codec;
+3. one binary COPY writes the change rows, in (key, chunk) order.
+
+The database transaction then COMMITs: all or nothing, as for every commit of this backend
+(locks, change feed and replication state are the ones of :mod:`._transaction`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from curvestore.backends.postgres import _copybin as cb
+from curvestore.backends.postgres._connect import translated
+from curvestore.backends.postgres._fragments import StoredValues, decode_stored, join
+from curvestore.backends.postgres._rows import Rows, slot_codes
+from curvestore.backends.postgres._take import take
+from curvestore.backends.postgres._transaction import PgTransaction, _copy_writer
+from curvestore.core.records import Change, ChunkRecord, SeriesKey
+from curvestore.errors import InvalidKeyError
+from curvestore.registry import get_codec as _codecs
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from curvestore.backends.postgres._batch_queries import BatchQueries
+    from curvestore.core.batch import ChunkBatch
+
+__all__ = ["PgBatchTransaction"]
+
+_DOING = "writing"
+#: Rows per piece of the COPY stream: a piece is joined and encoded while the previous ones
+#: are sent (a month chunk of 15-minute values is ~10 KB, so a piece is ~10 MB).
+_SLICE = 1024
+#: A live chunk as :attr:`BatchQueries.live_chunks` packs it: (series index, from 1; chunk;
+#: end of its stored span).
+LIVE_DTYPE = np.dtype([("series", ">i8"), ("chunk", ">i4"), ("end", ">i4")])
+
+
+class PgBatchTransaction(PgTransaction):
+    """A :class:`PgTransaction` that also takes chunks as columns (``put_batch``) and answers
+    ``live_chunks``; see the module docstring. Plain ``put`` s are staged as columns too,
+    so that a chunk staged twice, by either, keeps the last one."""
+
+    def __init__(self, backend: Any, conn: psycopg.Connection[Any],
+                 keys: Sequence[SeriesKey], release: Any) -> None:
+        super().__init__(backend, conn, keys, release)
+        self.parts: list[Rows] = []
+        self._stamps = 0
+        self._numbers: dict[SeriesKey, int] | None = None
+        self._key_params: list[list[Any]] | None = None
+        self._bq: BatchQueries = backend.queries.batch
+
+    # -- the transaction's keys, by index ----------------------------------------------------
+    def key_params(self) -> list[list[Any]]:
+        """The keys as one list per key column: the parameters naming them in the SQL."""
+        if self._key_params is None:
+            self._key_params = self.backend.queries.key_arrays(self.order)
+        return self._key_params
+
+    def number(self, key: SeriesKey) -> int:
+        if self._numbers is None:
+            self._numbers = {k: i for i, k in enumerate(self.order)}
+        found = self._numbers.get(key)
+        if found is None:
+            raise InvalidKeyError(f"series {key!r} is not part of this transaction (it was "
+                                  "begun for other keys); nothing was committed", key)
+        return found
+
+    def _renumbering(self, keys: Sequence[SeriesKey]) -> np.ndarray:
+        if keys is self.order or list(keys) == self.order:
+            return np.arange(len(self.order), dtype=np.int64)
+        return np.asarray([self.number(k) for k in keys], dtype=np.int64)
+
+    # -- the BatchTransaction protocol -----------------------------------------------------
+    def live_chunks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with translated(self.backend.target, _DOING), self.conn.cursor(binary=True) as cur:
+            cur.execute(self._bq.live_chunks, self.key_params())
+            row = cur.fetchone()
+        live = np.frombuffer((row and row[0]) or b"", dtype=LIVE_DTYPE)
+        series = live["series"].astype(np.int64) - 1
+        chunk = live["chunk"].astype(np.int64)
+        order = np.lexsort((chunk, series))
+        return series[order], chunk[order], live["end"].astype(np.int64)[order]
+
+    def put_batch(self, batch: ChunkBatch) -> None:
+        rows = Rows.of_batch(batch, self._renumbering(batch.keys), self._stamp(),
+                             time.time_ns())
+        if self.parts and rows.append.any():
+            rows = self._extend_staged(rows)
+        self.parts.append(rows)
+
+    def put(self, records: Sequence[ChunkRecord]) -> None:
+        if records:
+            self.parts.append(Rows.of_records(records, self.number, self._stamp(),
+                                              time.time_ns()))
+
+    def _stamp(self) -> int:
+        self._stamps += 1
+        return self._stamps
+
+    def _extend_staged(self, rows: Rows) -> Rows:
+        """``rows`` whose fragments extending a chunk staged earlier in this transaction
+        (not the stored one) are joined to that chunk now."""
+        staged = Rows.latest(self.parts)
+        known = slot_codes(staged.series, staged.chunk)
+        fragments = np.flatnonzero(rows.append)
+        codes = slot_codes(rows.series[fragments], rows.chunk[fragments])
+        at = np.minimum(np.searchsorted(known, codes), len(known) - 1)
+        found = known[at] == codes
+        live = found & ~staged.deleted[at]
+        if live.any():
+            base = staged.take(at[live])
+            names = base.names
+            values = [decode_stored(p, crc, size, names[c], names[d], n, _codecs,
+                                    self._describe(base, i))
+                      for i, (p, crc, size, c, d, n) in enumerate(zip(
+                          base.payloads, base.checksum.tolist(), base.size.tolist(),
+                          base.codec.tolist(), base.dtype.tolist(), base.length.tolist(),
+                          strict=True))]
+            self._join(rows, fragments[live],
+                       StoredValues(base.start, base.length, base.count, values))
+        rows.append[fragments[found]] = False  # over a staged tombstone: the fragment alone
+        return rows
+
+    def _join(self, rows: Rows, which: np.ndarray, stored: StoredValues) -> None:
+        """Replace the fragments ``which`` of ``rows`` by their joins with ``stored``."""
+        if not len(which):
+            return
+        names = rows.names
+        codec = {names[i] for i in rows.codec[which].tolist()}
+        dtype = {names[i] for i in rows.dtype[which].tolist()}
+        if len(codec) != 1 or len(dtype) != 1:  # a batch is of one codec and dtype
+            raise ValueError("fragments of several codecs or dtypes in one batch")
+        joined = join(rows.start[which], rows.length[which], rows.count[which],
+                      [rows.payloads[i] for i in which.tolist()], codec.pop(), dtype.pop(),
+                      stored, _codecs)
+        rows.start[which] = joined.start
+        rows.length[which] = joined.length
+        rows.count[which] = joined.count
+        rows.checksum[which] = joined.checksum
+        rows.size[which] = [len(p) for p in joined.payloads]
+        for i, payload in zip(which.tolist(), joined.payloads, strict=True):
+            rows.payloads[i] = payload
+        rows.append[which] = False
+
+    # -- commit ----------------------------------------------------------------------------
+    def write(self) -> list[Change]:
+        """Write everything staged in three statements (see the module docstring)."""
+        self.finish_copy()
+        if not self.parts:
+            return []
+        rows = Rows.latest(self.parts)
+        self.parts = []
+        n = len(rows)
+        if not n:
+            return []
+        q = self.backend.queries
+        with self.conn.cursor(binary=True) as cur:
+            taken = take(cur, self._bq.take_rows,
+                         [(rows.series + 1).tolist(), rows.chunk.tolist(), rows.append.tolist(),
+                          *self.key_params()], n, _codecs, lambda row: self._describe(rows, row))
+        version, extends = taken.version, taken.extends
+        keys = self._key_columns()
+        with self.conn.cursor(binary=True) as cur, \
+                cur.copy(q.copy_chunks, writer=_copy_writer(cur)) as copy:
+            for lo in range(0, n, _SLICE):
+                hi = min(n, lo + _SLICE)
+                piece = rows.take(np.arange(lo, hi))
+                inside = (extends >= lo) & (extends < hi)
+                self._join(piece, extends[inside] - lo, taken.stored.take(inside))
+                copy.write(memoryview(cb.copy_stream(
+                    [*(k(piece.series) for k in keys), cb.int4(piece.chunk),
+                     cb.int4(piece.start), cb.int4(piece.length), cb.int4(piece.count),
+                     cb.texts(piece.names, piece.codec), cb.texts(piece.names, piece.dtype),
+                     cb.int8(piece.checksum), cb.int4(piece.size), cb.int8(version[lo:hi]),
+                     cb.int8(piece.updated_at), cb.boolean(piece.deleted)],
+                    hi - lo, piece.payloads, first=lo == 0, last=hi == n)))
+            changes = cb.copy_stream([*(k(rows.series) for k in keys), cb.int4(rows.chunk),
+                                      cb.int8(version), cb.boolean(rows.deleted)], n)
+        with self.conn.cursor(binary=True) as cur, cur.copy(q.copy_changes) as copy:
+            copy.write(changes)
+        order = self.order
+        out = [Change(order[s], c, v, d) for s, c, v, d in zip(
+            rows.series.tolist(), rows.chunk.tolist(), version.tolist(), rows.deleted.tolist(),
+            strict=True)]
+        if any(a > b for a, b in itertools.pairwise(order)):  # keys not given in order
+            out.sort(key=lambda c: (c.key, c.chunk))
+        return out
+
+    def _describe(self, rows: Rows, row: int) -> str:
+        return f"chunk {int(rows.chunk[row])} of series {self.order[int(rows.series[row])]}"
+
+    def _key_columns(self) -> list[Any]:
+        """Per key column, a function from series indexes to that column's COPY values."""
+        out: list[Any] = []
+        for values, kind in zip(self.key_params(), self.backend.queries.keys.types,
+                                strict=True):
+            if kind == "str":
+                out.append(lambda series, v=values: cb.texts(v, series))
+            else:
+                column = np.asarray(values, dtype=np.int64)
+                out.append(lambda series, c=column: cb.int8(c[series]))
+        return out

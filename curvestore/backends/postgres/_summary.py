@@ -1,0 +1,34 @@
+"""Summaries of the PostgreSQL backend: what ``keys``, ``info`` and ``max_timestamp`` need of
+every series, from one aggregate query over the chunk metas (payloads are never read)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from curvestore.backends.postgres._base import PgBackendBase
+from curvestore.backends.postgres._connect import translated
+from curvestore.core.batch import SeriesSummary
+
+__all__ = ["PgSummary"]
+
+
+class PgSummary(PgBackendBase):
+    """:meth:`summarise`: one ``GROUP BY`` of the live chunk rows, ordered by key."""
+
+    def summarise(self, where: Mapping[str, Any]) -> SeriesSummary:
+        q = self.queries
+        query, params = q.batch.summary(where)
+        with self.pool.connection() as conn, translated(self.target, "summarising"), \
+                conn.cursor(binary=True) as cur:
+            cur.execute(query, params)
+            rows = cur.fetchall()
+        nk = q.nk
+        if not rows:
+            empty = np.zeros(0, dtype=np.int64)
+            return SeriesSummary([], empty, empty, empty, empty, empty, empty, empty)
+        columns = np.array([r[nk:] for r in rows], dtype=np.int64).T
+        keys = [r[:nk] for r in rows]
+        return SeriesSummary(keys, *columns)
