@@ -75,11 +75,13 @@ class BatchQueries:
                  returned=returned, deleted=deleted, payload=own("payload"),
                  k_aliases=sql.SQL(", ").join(sql.SQL("k.{}").format(a) for a in aliases)
                  ).as_string(None)
-        # qualified throughout: a key may be named like an aggregate ("count")
+        # the first chunk with its start and the last with its stop, as min / max of one
+        # bigint each: chunk << 32 | offset, unpacked by ._summary with numpy;
+        # qualified throughout, since a key may be named like an aggregate ("count")
         key_list = sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in key_ids)
         self._summary = sql.SQL(
-            "SELECT {keys}, min(t.{chunk}), (min(ARRAY[t.{chunk}, t.{start}]))[2], "
-            "max(t.{chunk}), (max(ARRAY[t.{chunk}, t.{start} + t.{length}]))[2], count(*), "
+            "SELECT {keys}, min((t.{chunk}::int8 << 32) | t.{start}), "
+            "max((t.{chunk}::int8 << 32) | (t.{start} + t.{length})), count(*), "
             "sum(t.{count}), sum(t.{size}) FROM {table} AS t WHERE NOT t.{deleted}{{where}} "
             "GROUP BY {keys} ORDER BY {keys}"
         ).format(keys=key_list, chunk=chunk, start=start, length=length,

@@ -26,9 +26,10 @@ class PgSummary(PgBackendBase):
             cur.execute(query, params)
             rows = cur.fetchall()
         nk = q.nk
-        if not rows:
-            empty = np.zeros(0, dtype=np.int64)
-            return SeriesSummary([], empty, empty, empty, empty, empty, empty, empty)
-        columns = np.array([r[nk:] for r in rows], dtype=np.int64).T
+        columns = list(zip(*rows, strict=True)) or [()] * (nk + 5)
+        first, last, chunks, points, size = (np.asarray(c, dtype=np.int64)
+                                             for c in columns[nk:])
         keys = [r[:nk] for r in rows]
-        return SeriesSummary(keys, *columns)
+        low = np.int64(0xFFFFFFFF)
+        return SeriesSummary(keys, first >> 32, first & low, last >> 32, last & low, chunks,
+                             points, size)
