@@ -66,15 +66,42 @@ class PgBatchTransaction(PgTransaction):
         self.parts: list[Rows] = []
         self._stamps = 0
         self._numbers: dict[SeriesKey, int] | None = None
-        self._key_params: list[list[Any]] | None = None
+        self._key_columns: list[Any] | None = None
+        self._keys_sent = False
         self._bq: BatchQueries = backend.queries.batch
 
+    @classmethod
+    def session_tables(cls, backend: Any) -> list[tuple[str, Any]]:
+        bq = backend.queries.batch
+        return [*super().session_tables(backend), ("keys", bq.create_keys),
+                ("slots", bq.create_slots)]
+
     # -- the transaction's keys, by index ----------------------------------------------------
-    def key_params(self) -> list[list[Any]]:
-        """The keys as one list per key column: the parameters naming them in the SQL."""
-        if self._key_params is None:
-            self._key_params = self.backend.queries.key_arrays(self.order)
-        return self._key_params
+    def key_columns(self) -> list[Any]:
+        """Per key column, a function from series indexes to that column's COPY values."""
+        if self._key_columns is None:
+            out: list[Any] = []
+            for j, kind in enumerate(self.backend.queries.keys.types):
+                values = [k[j] for k in self.order]
+                if kind == "str":
+                    out.append(cb.TextPool(values).column)
+                else:
+                    column = np.asarray(values, dtype=np.int64)
+                    out.append(lambda series, c=column: cb.int8(c[series]))
+            self._key_columns = out
+        return self._key_columns
+
+    def _send_keys(self, cur: psycopg.Cursor[Any]) -> None:
+        """COPY the transaction's keys, numbered from 1, into the session's key table (once
+        per transaction: the table empties at commit)."""
+        if self._keys_sent:
+            return
+        n = len(self.order)
+        every = np.arange(n, dtype=np.int64)
+        with cur.copy(self._bq.copy_keys) as copy:
+            copy.write(cb.copy_stream([cb.int8(every + 1),
+                                       *(k(every) for k in self.key_columns())], n))
+        self._keys_sent = True
 
     def number(self, key: SeriesKey) -> int:
         if self._numbers is None:
@@ -93,7 +120,8 @@ class PgBatchTransaction(PgTransaction):
     # -- the BatchTransaction protocol -----------------------------------------------------
     def live_chunks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with translated(self.backend.target, _DOING), self.conn.cursor(binary=True) as cur:
-            cur.execute(self._bq.live_chunks, self.key_params())
+            self._send_keys(cur)
+            cur.execute(self._bq.live_chunks)
             row = cur.fetchone()
         live = np.frombuffer((row and row[0]) or b"", dtype=LIVE_DTYPE)
         series = live["series"].astype(np.int64) - 1
@@ -175,11 +203,15 @@ class PgBatchTransaction(PgTransaction):
             return []
         q = self.backend.queries
         with self.conn.cursor(binary=True) as cur:
-            taken = take(cur, self._bq.take_rows,
-                         [(rows.series + 1).tolist(), rows.chunk.tolist(), rows.append.tolist(),
-                          *self.key_params()], n, _codecs, lambda row: self._describe(rows, row))
+            self._send_keys(cur)
+            with cur.copy(self._bq.copy_slots) as copy:
+                copy.write(cb.copy_stream(
+                    [cb.int8(rows.series + 1), cb.int4(rows.chunk), cb.boolean(rows.append),
+                     cb.int8(np.arange(1, n + 1))], n))
+            taken = take(cur, self._bq.take_rows, n, _codecs,
+                         lambda row: self._describe(rows, row))
         version, extends = taken.version, taken.extends
-        keys = self._key_columns()
+        keys = self.key_columns()
         with self.conn.cursor(binary=True) as cur, \
                 cur.copy(q.copy_chunks, writer=_copy_writer(cur)) as copy:
             for lo in range(0, n, _SLICE):
@@ -208,15 +240,3 @@ class PgBatchTransaction(PgTransaction):
 
     def _describe(self, rows: Rows, row: int) -> str:
         return f"chunk {int(rows.chunk[row])} of series {self.order[int(rows.series[row])]}"
-
-    def _key_columns(self) -> list[Any]:
-        """Per key column, a function from series indexes to that column's COPY values."""
-        out: list[Any] = []
-        for values, kind in zip(self.key_params(), self.backend.queries.keys.types,
-                                strict=True):
-            if kind == "str":
-                out.append(lambda series, v=values: cb.texts(v, series))
-            else:
-                column = np.asarray(values, dtype=np.int64)
-                out.append(lambda series, c=column: cb.int8(c[series]))
-        return out

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SIGNATURE", "TRAILER", "Column", "boolean", "copy_stream", "int4", "int8", "spans",
-           "texts"]
+__all__ = ["SIGNATURE", "TRAILER", "Column", "TextPool", "boolean", "copy_stream", "int4",
+           "int8", "spans", "texts"]
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # then no flags and no header extension
 TRAILER = b"\xff\xff"
@@ -58,16 +58,24 @@ def boolean(values: np.ndarray) -> Column:
     return _fixed(np.asarray(values, dtype=bool), "u1")
 
 
+class TextPool:
+    """Text values encoded once each, to be picked per row by index (:meth:`column`)."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        encoded = [v.encode() for v in values]
+        self.sizes = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+        self.pool = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        self.starts = np.zeros(len(self.sizes), dtype=np.int64)
+        np.cumsum(self.sizes[:-1], out=self.starts[1:])
+
+    def column(self, rows: np.ndarray) -> Column:
+        lengths = self.sizes[rows]
+        return Column(None, self.pool[spans(self.starts[rows], lengths)], lengths)
+
+
 def texts(values: Sequence[str], rows: np.ndarray) -> Column:
-    """Text values given once each (``values``) and picked per row by index (``rows``): each
-    distinct value is encoded once, whatever the number of rows."""
-    encoded = [v.encode() for v in values]
-    sizes = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-    pool = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    starts = np.zeros(len(sizes), dtype=np.int64)
-    np.cumsum(sizes[:-1], out=starts[1:])
-    lengths = sizes[rows]
-    return Column(None, pool[spans(starts[rows], lengths)], lengths)
+    """Text values given once each (``values``) and picked per row by index (``rows``)."""
+    return TextPool(values).column(rows)
 
 
 def spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

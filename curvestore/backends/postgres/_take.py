@@ -44,13 +44,13 @@ class Taken:
     stored: StoredValues
 
 
-def take(cur: psycopg.Cursor[Any], statement: str, params: list[Any], rows: int,
-         codecs: CodecLookup, describe: Callable[[int], str]) -> Taken:
+def take(cur: psycopg.Cursor[Any], statement: str, rows: int, codecs: CodecLookup,
+         describe: Callable[[int], str]) -> Taken:
     """Run ``statement`` (:attr:`BatchQueries.take_rows`) for a commit of ``rows`` rows and
     read its stream; ``describe(row)`` names a row's chunk in integrity errors."""
     version = np.ones(rows, dtype=np.int64)
     found: list[tuple[int, int, int, int, np.ndarray]] = []
-    with cur.copy(statement, params) as copy:
+    with cur.copy(statement) as copy:
         for row, old, start, length, count, values in _rows(copy, codecs, describe):
             version[row] += old
             if values is not None:

@@ -106,9 +106,10 @@ class PgTransaction(Transaction):
             with translated(backend.target, _DOING):
                 conn = release.enter_context(backend.pool.connection())
                 state = backend.pool.state.setdefault(id(conn), set())
-                if "stage" not in state:
-                    conn.execute(backend.queries.create_stage)  # autocommit: stays
-                    state.add("stage")
+                for name, statement in cls.session_tables(backend):
+                    if name not in state:
+                        conn.execute(statement)  # autocommit: stays for the session
+                        state.add(name)
                 release.enter_context(conn.transaction())
                 tx = cls(backend, conn, keys, release)
                 tx.lock()
@@ -117,6 +118,12 @@ class PgTransaction(Transaction):
                 release.__exit__(type(exc), exc, exc.__traceback__)  # ROLLBACK, give back
             raise
         return tx
+
+    @classmethod
+    def session_tables(cls, backend: PostgresBackend) -> list[tuple[str, Any]]:
+        """The session's temporary tables this kind of transaction needs, as (name, CREATE
+        statement): created once per pooled connection, outside any transaction."""
+        return [("stage", backend.queries.create_stage)]
 
     def commit(self) -> list[Change]:
         """Write what was staged (:meth:`write`, through the backend's ``_write`` step),
