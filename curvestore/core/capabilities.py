@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from curvestore.core.backend import Backend, IntegrityProblem, Transaction
     from curvestore.core.batch import ChunkBatch, SeriesSummary
     from curvestore.core.chunks import Piece
-    from curvestore.core.records import SeriesKey
+    from curvestore.core.records import ChunkRecord, SeriesKey
 
 __all__ = ["BatchTransaction", "Capabilities", "ChecksIntegrity", "DecodesPieces",
            "KeepsState", "StateTransaction", "Summarises", "WritesBatches"]
@@ -88,6 +88,12 @@ class BatchTransaction(Protocol):
         transaction sees them, ordered by (series, chunk): ``series`` indexes the keys given
         to ``begin_batch``, ``end`` is the offset right after the chunk's stored span
         (``start + length`` of its meta). int64 arrays."""
+
+    def read_chunks(self, refs: Sequence[tuple[SeriesKey, int]]) -> list[ChunkRecord | None]:
+        """Optional: the live record of each ``(key, chunk)`` as this transaction sees them
+        (None where the chunk has none), as ``read`` would give them, for any number of
+        chunks at once. The core reads what a batch overlaps through it when the transaction
+        has it, and one ``read`` per series otherwise."""
 
     def put_batch(self, batch: ChunkBatch) -> None:
         """Stage a batch whose ``keys`` are the keys given to ``begin_batch``; rows with

@@ -247,23 +247,19 @@ def _stage_batch(tx: ScopedTransaction, encoded: EncodedFrame, mode: str, store:
 
 def _merged(tx: ScopedTransaction, encoded: EncodedFrame, rows: np.ndarray, store: Store,
             codec: Codec) -> dict[int, ChunkRecord]:
-    """Rows ``rows`` (overlapping stored chunks) merged with what is stored, by row."""
+    """Rows ``rows`` (overlapping stored chunks) merged with what is stored, by row; the
+    stored chunks are read all at once (``tx.read_chunks``)."""
     batch = encoded.batch
+    keys = batch.keys
+    refs = [(keys[s], c) for s, c in zip(batch.series[rows].tolist(),
+                                         batch.chunk[rows].tolist(), strict=True)]
     out: dict[int, ChunkRecord] = {}
-    series = batch.series[rows]
-    cuts = np.flatnonzero(np.diff(series)) + 1
-    for group in np.split(rows, cuts):
-        key = batch.keys[int(batch.series[group[0]])]
-        chunks = batch.chunk[group]
-        old = {r.chunk: r for r in tx.read(key, int(chunks.min()), int(chunks.max()))}
-        for row in group.tolist():
-            chunk = int(batch.chunk[row])
-            new = _chunks.Piece(chunk, int(batch.start[row]), encoded.values[row])
-            record = old.get(chunk)
-            merged = update(None if record is None else _chunks.decode(record, store.codecs),
-                            new)
-            assert merged is not None  # the new piece holds a value
-            out[row] = _chunks.encode(key, merged, codec, store.config.dtype)
+    for row, (key, chunk), record in zip(rows.tolist(), refs, tx.read_chunks(refs),
+                                         strict=True):
+        new = _chunks.Piece(chunk, int(batch.start[row]), encoded.values[row])
+        merged = update(None if record is None else _chunks.decode(record, store.codecs), new)
+        assert merged is not None  # the new piece holds a value
+        out[row] = _chunks.encode(key, merged, codec, store.config.dtype)
     return out
 
 

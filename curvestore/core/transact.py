@@ -49,6 +49,22 @@ class ScopedTransaction(Transaction):
         """The backend's :meth:`BatchTransaction.live_chunks` (batch transactions only)."""
         return self._batch().live_chunks()
 
+    def read_chunks(self, refs: Sequence[tuple[SeriesKey, int]]) -> list[ChunkRecord | None]:
+        """The live record of each ``(key, chunk)`` (None where there is none): the backend's
+        :meth:`BatchTransaction.read_chunks` when its transaction has it, else one ``read``
+        per series."""
+        read_chunks = getattr(self._tx, "read_chunks", None)
+        if read_chunks is not None:
+            return list(read_chunks(refs))
+        wanted: dict[SeriesKey, list[int]] = {}
+        for key, chunk in refs:
+            wanted.setdefault(key, []).append(chunk)
+        found: dict[tuple[SeriesKey, int], ChunkRecord] = {}
+        for key, chunks in wanted.items():
+            for record in self._tx.read(key, min(chunks), max(chunks)):
+                found[(key, record.chunk)] = record
+        return [found.get(ref) for ref in refs]
+
     def put_batch(self, batch: ChunkBatch) -> None:
         """The backend's :meth:`BatchTransaction.put_batch`, once the batch's keys are
         checked to be the transaction's."""

@@ -129,6 +129,18 @@ class PgBatchTransaction(PgTransaction):
         order = np.lexsort((chunk, series))
         return series[order], chunk[order], live["end"].astype(np.int64)[order]
 
+    def read_chunks(self, refs: Sequence[tuple[SeriesKey, int]]) -> list[ChunkRecord | None]:
+        """The live records of ``refs`` in one query, row-locked (as ``read`` locks them)."""
+        if not refs:
+            return []
+        series = [self.number(k) + 1 for k, _ in refs]
+        q = self.backend.queries
+        with translated(self.backend.target, _DOING), self.conn.cursor(binary=True) as cur:
+            self._send_keys(cur)
+            cur.execute(self._bq.read_refs, [series, [c for _, c in refs]])
+            found = {row[0]: q.record(row[1:]) for row in cur}
+        return [found.get(i) for i in range(1, len(refs) + 1)]
+
     def put_batch(self, batch: ChunkBatch) -> None:
         rows = Rows.of_batch(batch, self._renumbering(batch.keys), self._stamp(),
                              time.time_ns())

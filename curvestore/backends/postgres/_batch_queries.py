@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from curvestore.backends.postgres._ddl import META_COLUMNS
+
 if TYPE_CHECKING:
     from curvestore.backends.postgres._queries import Queries
 
@@ -91,6 +93,18 @@ class BatchQueries:
         ).format(table=q.table, slots=slots_table, keys=keys_table, match=matching("t", "s"),
                  chunk=chunk, returned=returned, deleted=deleted, payload=own("payload"),
                  k_aliases=sql.SQL(", ").join(sql.SQL("k.{}").format(a) for a in aliases)))
+        # the live rows of (series index, chunk) pairs given as arrays, row-locked as
+        # PgTransaction.read locks them; columns in the order Queries.record reads
+        columns = sql.SQL(", ").join(
+            [*(sql.SQL("t.{}").format(k) for k in key_ids),
+             *(sql.SQL("t.{}").format(own(n)) for n, _ in META_COLUMNS),
+             sql.SQL("t.{}").format(own("payload"))])
+        self.read_refs = rendered(sql.SQL(
+            "SELECT r.row, {columns} FROM unnest(%s::int8[], %s::int4[]) WITH ORDINALITY "
+            "AS r(i, c, row) JOIN {keys} AS k ON k.i = r.i JOIN {table} AS t ON {match} "
+            "AND t.{chunk} = r.c WHERE NOT t.{deleted} FOR UPDATE OF t"
+        ).format(columns=columns, keys=keys_table, table=q.table, match=matching("t", "k"),
+                 chunk=chunk, deleted=deleted))
         # the first chunk with its start and the last with its stop, as min / max of one
         # bigint each: chunk << 32 | offset, unpacked by ._summary with numpy;
         # qualified throughout, since a key may be named like an aggregate ("count")
