@@ -20,12 +20,18 @@ Guarantees and how they are met:
 * **Replication target**: ``tx.set_state`` upserts the replication cursor into
   ``<table>_sync_state`` inside the open transaction, so the cursor commits atomically with
   the imported chunks; ``fetch`` exports any number of chunks in one query.
+* **Batches** (``begin_batch``, for ``write_frame``): the same transaction taking chunks as
+  columns, committed in a fixed number of statements whatever the number of series
+  (:mod:`._batch`); fragments are stored joined to the chunk they extend.
 * **Reads**: one query per single-series read; ``scan``/``list_metas`` stream through a
-  server-side cursor in batches (bounded memory); meta queries never fetch payloads.
+  server-side cursor in batches (bounded memory); meta queries never fetch payloads;
+  ``summarise`` is one aggregate query (:mod:`._summary`).
 
 The parts live in their own modules: the state they share (:mod:`._base`), the manifest and
-DDL (:mod:`._manifest`), reads and scans (:mod:`._reads`), the change feed (:mod:`._feed`) and
-the transaction with its commit path (:mod:`._transaction`); this class puts them together.
+DDL (:mod:`._manifest`), reads and scans (:mod:`._reads`), summaries (:mod:`._summary`), the
+change feed (:mod:`._feed`), the transaction with its commit path (:mod:`._transaction`) and
+its batch form (:mod:`._batch`, with :mod:`._rows`, :mod:`._take`, :mod:`._fragments` and
+:mod:`._copybin`); this class puts them together.
 """
 
 from __future__ import annotations
