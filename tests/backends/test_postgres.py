@@ -624,6 +624,27 @@ def test_chunks_streamed_at_put_roll_back_and_may_be_put_again(
         assert assert_stores_equal(memory, store) == 1
 
 
+def test_append_to_a_corrupt_chunk_raises_and_writes_nothing(
+        pg_table_url: Callable[[], str]) -> None:
+    """A frame appended after a chunk's end is stored joined to that chunk, which the
+    backend decodes itself: a stored payload that fails its checksum stops the commit."""
+    url = pg_table_url()
+    with _create(url) as store:
+        store.write_many({("a", 1): curve("2024-01-01", periods=96, seed=1),
+                          ("a", 2): curve("2024-01-01", periods=96, seed=2)})
+        with _connect(url) as conn:
+            conn.execute(f'UPDATE "{_table(url)}" SET _payload = _payload || \'\\x00\'::bytea '
+                         "WHERE n = 2")
+        cursor = store.changes().cursor
+        day = pd.DataFrame({("a", 1): curve("2024-01-02", periods=96, seed=3),
+                            ("a", 2): curve("2024-01-02", periods=96, seed=4)})
+        with pytest.raises(curvestore.errors.IntegrityError, match="series \\('a', 2\\)"):
+            store.write_frame(day, mode="update")
+        assert store.changes(cursor).items == []
+        assert_series_exact(store.read({"site": "a", "n": 1}),
+                            curve("2024-01-01", periods=96, seed=1))
+
+
 def _advisory_locks(url: str) -> int:
     with _connect(url) as conn:
         return int(conn.execute(
