@@ -21,6 +21,7 @@ The database transaction then COMMITs: all or nothing, as for every commit of th
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Sequence
@@ -171,7 +172,7 @@ class PgBatchTransaction(PgTransaction):
             base = staged.take(at[live])
             names = base.names
             values = [decode_stored(p, crc, size, names[c], names[d], n, _codecs,
-                                    self._describe(base, i))
+                                    functools.partial(self._describe, base, i))
                       for i, (p, crc, size, c, d, n) in enumerate(zip(
                           base.payloads, base.checksum.tolist(), base.size.tolist(),
                           base.codec.tolist(), base.dtype.tolist(), base.length.tolist(),

@@ -14,7 +14,7 @@ for the whole batch. Only the checksums and the codec (a C call per payload) run
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,11 +58,11 @@ _DTYPES: dict[str, np.dtype] = {}
 
 
 def decode_stored(payload: bytes | memoryview, crc: int, size: int, codec_id: str, dtype: str,
-                  length: int, codecs: CodecLookup, what: str) -> np.ndarray:
-    """A stored chunk's values, once its payload passed its checksum (``what`` names the
+                  length: int, codecs: CodecLookup, what: Callable[[], str]) -> np.ndarray:
+    """A stored chunk's values, once its payload passed its checksum (``what()`` names the
     chunk in the IntegrityError raised otherwise)."""
     if checksum(payload) != crc or len(payload) != size:
-        raise IntegrityError(f"{what} fails its checksum (stored data is corrupt); restore it "
+        raise IntegrityError(f"{what()} fails its checksum (stored data is corrupt); restore it "
                              "from a replica or delete it")
     kind = _DTYPES.get(dtype)
     if kind is None:

@@ -127,5 +127,5 @@ def _row(buffer: bytearray, pos: int, codecs: CodecLookup, describe: Callable[[i
     if payload is not None and not deleted:
         assert codec is not None and dtype is not None
         values = decode_stored(payload, crc, size, codec.decode(), dtype.decode(), length,
-                               codecs, describe(row - 1))
+                               codecs, lambda: describe(row - 1))
     return at, (row - 1, old, start, length, count, values)
