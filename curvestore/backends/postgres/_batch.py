@@ -1,19 +1,24 @@
 """Batch transactions of the PostgreSQL backend: chunks as columns, a constant number of round
 trips per commit, whatever the number of series.
 
-:meth:`PgBatchTransaction.live_chunks` answers for every key of the transaction with one query
-(the keys sent as arrays, the answer packed into one ``bytea`` read by numpy). Everything staged
-(batches and plain records alike) is kept as columns (:mod:`._rows`) and written at commit in
-three steps, each one statement:
+The transaction's keys go once, by binary COPY, into a session table (:mod:`._batch_queries`),
+and every statement names series by their index there. :meth:`PgBatchTransaction.live_chunks`
+is then one query whose answer is one packed ``bytea`` read by numpy; ``read_chunks`` (the
+chunks a frame update overlaps) one row-locking query. Everything staged, batches and plain
+records alike, is kept as columns (:mod:`._rows`) and written at commit in four statements:
 
-1. one ``DELETE ... USING unnest(...) RETURNING`` takes the rows the commit replaces: it
-   returns their versions (the new rows get version + 1, new chunks version 1, as the other
-   commit paths assign them) and, for the fragments, the stored chunk they extend; the rows
-   it deletes are locked until the COMMIT, so no other writer can change them in between;
-2. one binary COPY, built with numpy (:mod:`._copybin`), writes every row into the chunk table.
-   Fragments are joined to their stored chunks (:mod:`._fragments`) slice by slice while the
-   previous slices are on the wire, so the server's ingest runs beside the client's codec;
-3. one binary COPY writes the change rows, in (key, chunk) order.
+1. a binary COPY of the slots the commit writes (series index, chunk, whether a fragment) into
+   a second session table;
+2. ``COPY (DELETE ... RETURNING ...) TO STDOUT`` takes the rows the commit replaces: it
+   streams back their versions (the new rows get version + 1, new chunks version 1, as the
+   other commit paths assign them) and, for the fragments, the stored chunk they extend,
+   checked and decoded here as it arrives (:mod:`._take`); the rows it deletes stay locked
+   until the COMMIT, so no other writer can change them in between;
+3. one binary COPY, built with numpy (:mod:`._copybin`), writes every row into the chunk
+   table. Fragments are joined to their stored chunks (:mod:`._fragments`) slice by slice
+   while the previous slices are on the wire, so the server's ingest runs beside the client's
+   codec;
+4. one binary COPY writes the change rows, in (key, chunk) order.
 
 The database transaction then COMMITs: all or nothing, as for every commit of this backend
 (locks, change feed and replication state are the ones of :mod:`._transaction`).
