@@ -105,15 +105,16 @@ class BatchQueries:
             "AND t.{chunk} = r.c WHERE NOT t.{deleted} FOR UPDATE OF t"
         ).format(columns=columns, keys=keys_table, table=q.table, match=matching("t", "k"),
                  chunk=chunk, deleted=deleted))
-        # the first chunk with its start and the last with its stop, as min / max of one
-        # bigint each: chunk << 32 | offset, unpacked by ._summary with numpy;
-        # qualified throughout, since a key may be named like an aggregate ("count")
+        # per series: the first chunk with its start and the last with its stop, as min /
+        # max of one bigint each (chunk << 32 | offset), then the counts, packed into one
+        # bytea of five int8 that ._summary reads with numpy; qualified throughout, since a
+        # key may be named like an aggregate ("count")
         key_list = sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in key_ids)
         self._summary = sql.SQL(
-            "SELECT {keys}, min((t.{chunk}::int8 << 32) | t.{start}), "
-            "max((t.{chunk}::int8 << 32) | (t.{start} + t.{length})), count(*), "
-            "sum(t.{count}), sum(t.{size}) FROM {table} AS t WHERE NOT t.{deleted}{{where}} "
-            "GROUP BY {keys} ORDER BY {keys}"
+            "SELECT {keys}, int8send(min((t.{chunk}::int8 << 32) | t.{start})) "
+            "|| int8send(max((t.{chunk}::int8 << 32) | (t.{start} + t.{length}))) "
+            "|| int8send(count(*)) || int8send(sum(t.{count})) || int8send(sum(t.{size})) "
+            "FROM {table} AS t WHERE NOT t.{deleted}{{where}} GROUP BY {keys} ORDER BY {keys}"
         ).format(keys=key_list, chunk=chunk, start=start, length=length,
                  count=own("valid_count"), size=own("size"), table=q.table, deleted=deleted)
 

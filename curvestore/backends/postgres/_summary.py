@@ -26,10 +26,8 @@ class PgSummary(PgBackendBase):
             cur.execute(query, params)
             rows = cur.fetchall()
         nk = q.nk
-        columns = list(zip(*rows, strict=True)) or [()] * (nk + 5)
-        first, last, chunks, points, size = (np.asarray(c, dtype=np.int64)
-                                             for c in columns[nk:])
-        keys = [r[:nk] for r in rows]
+        packed = np.frombuffer(b"".join([r[nk] for r in rows]), dtype=">i8").reshape(-1, 5)
+        first, last, chunks, points, size = np.ascontiguousarray(packed.T, dtype=np.int64)
         low = np.int64(0xFFFFFFFF)
-        return SeriesSummary(keys, first >> 32, first & low, last >> 32, last & low, chunks,
-                             points, size)
+        return SeriesSummary([r[:nk] for r in rows], first >> 32, first & low, last >> 32,
+                             last & low, chunks, points, size)
