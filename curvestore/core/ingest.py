@@ -90,6 +90,8 @@ class IngestProgress:
     series_written: int
     commits: int
     seconds: float
+    #: the whole input was read (``series`` is then the number of series to write)
+    read_all: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,7 @@ def ingest(store: Store, source: Any, columns: IngestColumns, mode: str, codec: 
     try:
         for frame in table.batches:
             run.add(frame)
+        run.read_all = True
         run.flush(run.pivot.slabs)
     except CurvestoreError as exc:
         if run.commits:
@@ -185,6 +188,7 @@ class _Run:
     commits: int = 0
     series_written: int = 0
     clustered: bool = True  # each series' rows contiguous so far
+    read_all: bool = False
     last_id: int = -1  # the series of the last row read
     existing: set[SeriesKey] | None = None  # with insert: series with data, once looked up
     began: float = field(default_factory=time.perf_counter)
@@ -323,7 +327,7 @@ class _Run:
         if self.progress is not None:
             self.progress(IngestProgress(phase, self.rows, self.rows_total, len(self.keymap),
                                          self.series_written, self.commits,
-                                         time.perf_counter() - self.began))
+                                         time.perf_counter() - self.began, self.read_all))
 
     def report(self) -> IngestReport:
         return IngestReport(self.rows, len(self.keymap), self.points, self.chunks,

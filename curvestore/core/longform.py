@@ -199,8 +199,8 @@ def _localized(wall_ns: np.ndarray, label: str, tz: str | None) -> np.ndarray:
     """Naive wall-clock instants in ``tz`` as UTC nanoseconds."""
     if tz is None:
         raise InvalidDataError(f"the time column {label!r} is naive (no time zone): give the "
-                               "zone its times are in with tz=... (e.g. the store's, "
-                               "store.config.tz), or give tz-aware timestamps")
+                               "zone its times are in (tz=..., --tz on the command line; "
+                               "e.g. the store's), or timestamps with a UTC offset")
     try:
         local = pd.DatetimeIndex(wall_ns.view("datetime64[ns]")).tz_localize(
             tz, ambiguous="raise", nonexistent="raise")
