@@ -32,7 +32,8 @@ from curvestore.testing.store_frames import assert_frame_read, wide
 __all__ = ["IngestSemantics", "long_rows"]
 
 A, B, C, D = ("a", "load", 1), ("a", "load", 2), ("b", "prod", 1), ("b", "load", 3)
-COLUMNS = {"key_columns": ["site", "kind", "n"], "time_column": "ts", "value_column": "kw"}
+COLUMNS: dict[str, Any] = {"key_columns": ["site", "kind", "n"], "time_column": "ts",
+                           "value_column": "kw"}
 
 
 def long_rows(columns: dict[Any, pd.Series], names: list[str] | None = None,
@@ -111,7 +112,8 @@ class IngestSemantics(StoreFixtures):
                              "v": np.arange(4, dtype=np.int64) * 2**40})
         store.ingest(ints, key_columns={"meter": "meter"}, time_column="when",
                      value_column="v")
-        assert store.read({"meter": "m3"}).tolist() == [0.0, 2.0**40, 2.0**41, 3 * 2.0**40]
+        m3 = store.read({"meter": "m3"})
+        assert m3 is not None and m3.tolist() == [0.0, 2.0**40, 2.0**41, 3 * 2.0**40]
         # columns named as the keys need no key_columns
         store.ingest(ints.rename(columns={"v": "kw"}).assign(meter="m4"), time_column="when",
                      value_column="kw")
