@@ -137,6 +137,8 @@ def _csv_with_arrow(path: Path, columns: IngestColumns, batch_rows: int, schema:
              for c, t in zip(columns.keys, schema.types, strict=True)}
     types[columns.value] = pa.float64()
     try:
+        with csv.open_csv(path) as header:  # reads one block, for the column names
+            _check_names(header.schema.names, columns, str(path))
         reader = csv.open_csv(path, convert_options=csv.ConvertOptions(
             include_columns=columns.names, column_types=types))
     except pa.ArrowInvalid as exc:
