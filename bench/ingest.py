@@ -110,7 +110,7 @@ def cli(url: str, workdir: Path) -> list[str]:
 
 def run_one(kind: str, file: Path, workdir: Path, mode: str, profile: Path | None
             ) -> dict[str, Any]:
-    url = store_url(kind, workdir, f"ingest-{kind}")
+    url = store_url(kind, workdir, f"ingest-{kind}{'-profiled' if profile else ''}")
     if kind == "file":
         subprocess.run([sys.executable, "-m", "curvestore.cli", "create", url, "--keys",
                         "meter:int", "--freq", "15min", "--tz", "Europe/Paris"], check=True,
@@ -125,8 +125,6 @@ def run_one(kind: str, file: Path, workdir: Path, mode: str, profile: Path | Non
     if not match:
         raise SystemExit(f"unexpected output: {out!r}")
     numbers = [float(g.replace(",", "")) for g in match.groups()]
-    if kind == "file":
-        shutil.rmtree(url[len("file://"):], ignore_errors=True)
     keys = ("rows", "series", "points", "chunks", "commits", "ingest_s", "read_s", "encode_s",
             "commit_s")
     return {"kind": kind, "url": url, "wall_s": seconds, "peak_rss": rss,
@@ -252,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         Path(args.output).write_text(page)
         print(f"wrote {args.output}")
+    for run in runs:  # after the page: a million series' directories take minutes to remove
+        if run["url"].startswith("file://"):
+            for suffix in ("", "-profiled"):
+                shutil.rmtree(run["url"][len("file://"):] + suffix, ignore_errors=True)
     return 0
 
 

@@ -88,7 +88,10 @@ def _sliced(batches: Iterable[Any], rows: int) -> Iterator[Any]:
 
 def _frames(batches: Iterable[Any], columns: IngestColumns) -> Iterator[pd.DataFrame]:
     """Arrow batches as DataFrames: text as categoricals (keys factorise on their codes),
-    without consolidating columns into one block (no copy)."""
+    without consolidating columns into one block (no copy); timestamps given as text are
+    parsed (each distinct one once)."""
+    import pandas as pd
+
     pa = _pyarrow("reading Arrow data")
     for batch in batches:
         for name in columns.keys:
@@ -98,9 +101,15 @@ def _frames(batches: Iterable[Any], columns: IngestColumns) -> Iterator[pd.DataF
                 raise InvalidKeyError(f"key column {name!r} has a missing value (row {row} "
                                       "of a batch)", name)
         try:
-            yield batch.to_pandas(strings_to_categorical=True, split_blocks=True)
+            frame = batch.to_pandas(strings_to_categorical=True, split_blocks=True)
         except pa.ArrowException as exc:
             raise InvalidDataError(f"cannot convert the input: {exc}") from None
+        times = frame[columns.time]
+        if isinstance(times.dtype, pd.CategoricalDtype):  # text (a CSV's mixed offsets)
+            parsed = _parsed_times(times.cat.categories.to_series(index=None), columns.time)
+            frame[columns.time] = pd.DatetimeIndex(parsed).take(
+                times.cat.codes.to_numpy(), allow_fill=True, fill_value=pd.NaT)
+        yield frame
 
 
 def _parquet(path: Path, columns: IngestColumns, batch_rows: int) -> LongTable:
@@ -175,19 +184,25 @@ def _csv_with_pandas(path: Path, columns: IngestColumns, batch_rows: int, schema
         chunks = pd.read_csv(path, usecols=columns.names, dtype=types, chunksize=batch_rows)
         with chunks:
             for chunk in chunks:
-                chunk[columns.time] = _parsed_times(chunk[columns.time], path)
+                chunk[columns.time] = _parsed_times(chunk[columns.time], columns.time)
                 yield chunk
     except ValueError as exc:
         raise InvalidDataError(f"{path}: {exc}") from None
 
 
-def _parsed_times(text: pd.Series, path: Path) -> pd.Series:
+def _parsed_times(text: pd.Series, label: str) -> pd.Series:
     """ISO timestamps: tz-aware (in UTC) when they carry an offset, naive otherwise."""
     import pandas as pd
 
+    text = text.astype(str).str.strip()
     aware = text.str.contains(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", regex=True)
     if aware.any() and not aware.all():
         row = int((~aware).to_numpy().argmax())
-        raise InvalidDataError(f"{path}: the time column mixes timestamps with and without a "
-                               f"UTC offset (e.g. {text.iloc[row]!r})")
-    return pd.to_datetime(text, format="ISO8601", utc=bool(aware.all()) and len(text) > 0)
+        raise InvalidDataError(f"the time column {label!r} mixes timestamps with and without "
+                               f"a UTC offset (e.g. {text.iloc[row]!r})")
+    try:
+        return pd.to_datetime(text, format="ISO8601", utc=bool(len(text)) and bool(aware.all()))
+    except (ValueError, TypeError) as exc:
+        first = str(exc).split(". ")[0]  # pandas goes on with hints about formats
+        raise InvalidDataError(f"the time column {label!r} is not ISO timestamps: "
+                               f"{first}") from None

@@ -582,7 +582,10 @@ def test_ingest_errors_are_one_line(url: str, tmp_path: Path,
     code, _, err = run(capsys, "ingest", url, tmp_path / "twice.csv", *args, "--tz", TZ,
                        "--mode", "update")
     assert_one_line_error(code, err, "two rows for series site='a', year=2024")
+    (tmp_path / "mixed.csv").write_text("site,yr,ts,kw\na,2024,2024-03-31T01:45:00+0100,1\n"
+                                        "a,2024,2024-03-31 03:00:00,2\n")
     for argv, fragment in [
+        ([tmp_path / "mixed.csv", *args], "mixes timestamps with and without a UTC offset"),
         ([tmp_path / "naive.csv", "--key", "site", "--time", "ts", "--value", "kw"],
          "one column per key"),
         ([tmp_path / "naive.csv", "--time", "ts", "--value", "kw"], "no column 'year'"),
