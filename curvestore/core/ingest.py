@@ -223,7 +223,9 @@ class _Run:
         lo, hi = int(batch.positions.min()), int(batch.positions.max())
         top = len(self.keymap)
         if pivot.bytes_after(top, lo, hi) > self.buffer_bytes:
-            self._make_room(batch, top, lo, hi)
+            t1 = time.perf_counter()
+            self._make_room(batch, top)
+            t0 += time.perf_counter() - t1  # writing is counted as encoding and committing
         duplicate = pivot.add(batch.ids, batch.positions, batch.values)
         if duplicate is not None:
             ns = int(store.grid.ns_of_positions(int(batch.positions[duplicate])))
@@ -248,16 +250,17 @@ class _Run:
         self.clustered = (not first_old and not (runs[1:] < known).any()
                           and len(np.unique(runs)) == len(runs))
 
-    def _make_room(self, batch: LongBatch, top: int, lo: int, hi: int) -> None:
+    def _make_room(self, batch: LongBatch, top: int) -> None:
         """Write the complete groups of series so that the block fits the budget again."""
         pivot = self.pivot
         if not self.clustered:
-            done = f"; {self.series_written:,} series were written before" if self.commits else ""
+            done = ("the series of the groups written before stay written" if self.commits
+                    else "nothing was written")
             raise InvalidDataError(
                 f"the input does not fit buffer_bytes={self.buffer_bytes:,} (its block of "
                 f"{len(self.keymap):,} series on the grid) and its rows are not grouped by "
                 "series, so it cannot be written group by group: sort it by key, split it, "
-                f"or raise buffer_bytes; nothing of it was written{done}")
+                f"or raise buffer_bytes; {done}")
         # complete: every id of the slab is below the first series of this batch and the
         # series of the last row before it (which may go on)
         open_from = min(int(batch.ids[0]), self.last_id if self.last_id >= 0 else top)
