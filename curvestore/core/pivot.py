@@ -186,14 +186,14 @@ class Pivot:
         given = slab.given.T.reshape(-1)  # views: the blocks are in Fortran order
         before = given[flat]
         if before.any():
-            return _row(rows_of, int(before.argmax()))
+            return _input_row(rows_of, int(before.argmax()))
         slab.values.T.reshape(-1)[flat] = values
         given[flat] = True
         count = int(np.count_nonzero(given))
         if count != slab.count + len(flat):  # two rows of this call on one point
             _, first_at, seen = np.unique(flat, return_index=True, return_counts=True)
             twice = np.flatnonzero(flat == flat[first_at[int((seen > 1).argmax())]])
-            return _row(rows_of, int(twice[1]))
+            return _input_row(rows_of, int(twice[1]))
         slab.count = count
         return None
 
@@ -220,5 +220,5 @@ class Pivot:
             del self.slabs[:count]
 
 
-def _row(rows_of: np.ndarray | None, at: int) -> int:
+def _input_row(rows_of: np.ndarray | None, at: int) -> int:
     return at if rows_of is None else int(rows_of[at])
