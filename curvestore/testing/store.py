@@ -5,7 +5,8 @@ Subclass it in a backend's test module with a ``backend_url_factory`` fixture (s
 the store semantics, grouped by theme in their own modules (writes:
 :class:`~curvestore.testing.store_writes.WriteSemantics`; reads:
 :class:`~curvestore.testing.store_reads.ReadSemantics`; wide frames:
-:class:`~curvestore.testing.store_frames.FrameSemantics`; batch transactions and summaries,
+:class:`~curvestore.testing.store_frames.FrameSemantics`; long-format rows:
+:class:`~curvestore.testing.store_ingest.IngestSemantics`; batch transactions and summaries,
 on backends that have them: :class:`~curvestore.testing.store_batches.BatchSemantics`; keys,
 info, lifecycle and codecs:
 :class:`~curvestore.testing.store_metadata.MetadataSemantics`), the change feed
@@ -38,6 +39,7 @@ from curvestore.testing.fixtures import (
 from curvestore.testing.inputs import InputSemantics
 from curvestore.testing.store_batches import BatchSemantics
 from curvestore.testing.store_frames import FrameSemantics
+from curvestore.testing.store_ingest import IngestSemantics
 from curvestore.testing.store_metadata import MetadataSemantics
 from curvestore.testing.store_reads import ReadSemantics
 from curvestore.testing.store_writes import WriteSemantics
@@ -61,6 +63,7 @@ __all__ = [
 ]
 
 
-class StoreSemantics(WriteSemantics, ReadSemantics, FrameSemantics, BatchSemantics,
-                     MetadataSemantics, InputSemantics, ForgedCursorChecks, ChangeFeedSemantics):
+class StoreSemantics(WriteSemantics, ReadSemantics, FrameSemantics, IngestSemantics,
+                     BatchSemantics, MetadataSemantics, InputSemantics, ForgedCursorChecks,
+                     ChangeFeedSemantics):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""
