@@ -90,10 +90,10 @@ class BatchTransaction(Protocol):
         (``start + length`` of its meta). int64 arrays."""
 
     def read_chunks(self, refs: Sequence[tuple[SeriesKey, int]]) -> list[ChunkRecord | None]:
-        """Optional: the live record of each ``(key, chunk)`` of the transaction's keys as this
-        transaction sees them (None where the chunk has none), as ``read`` would give them,
-        for any number of chunks at once. The core reads what a batch overlaps through it when the transaction
-        has it, and one ``read`` per series otherwise."""
+        """Optional: the live record of each ``(key, chunk)`` of the transaction's keys as
+        this transaction sees them (None where the chunk has none), as ``read`` would give
+        them, for any number of chunks at once. The core reads what a batch overlaps through
+        it when the transaction has it, and one ``read`` per series otherwise."""
 
     def put_batch(self, batch: ChunkBatch) -> None:
         """Stage a batch whose ``keys`` are the keys given to ``begin_batch``; rows with
