@@ -10,6 +10,7 @@ from curvestore.registry import Registrar
 def register_backends(register: Registrar) -> None:
     register.backend(("memory",), "curvestore.backends.memory:MemoryBackend")
     register.backend(("file",), "curvestore.backends.filesystem:FileBackend")
+    register.backend(("engine+file", "engine+memory"), "curvestore.engine.backend:EngineBackend")
     register.backend(("tiered",), "curvestore.backends.tiered:TieredBackend")
     register.backend(("postgresql", "postgres"), "curvestore.backends.postgres:PostgresBackend",
                      extra="postgres")

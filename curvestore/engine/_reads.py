@@ -1,0 +1,132 @@
+"""Reading rows' payloads from segments, and turning rows into records or pieces.
+
+Payloads are fetched with one ranged read per run of nearby rows of a segment (rows of one
+commit sit back to back, so a scan of many series reads each segment in a few requests), and
+every payload's CRC-32 is checked before it is decoded or joined. A chunk with fragments is
+handed to readers of records as one record (fragments joined by decoding and re-encoding, as
+an update would store it) and to readers of pieces as one piece per row (no re-encode).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from curvestore.core import chunks as _chunks
+from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey, checksum
+from curvestore.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from curvestore.core.codec import Codec
+    from curvestore.engine._catalog import Catalog
+    from curvestore.objects.base import ObjectStore
+
+__all__ = ["SegmentGone", "fetch_payloads", "meta_of", "row_pieces", "row_records"]
+
+#: Rows of one segment closer than this are read with one request (a request costs more
+#: than reading this many bytes more, on files and on S3 alike).
+_COALESCE_GAP = 256 << 10
+
+
+class SegmentGone(Exception):
+    """A segment a snapshot refers to was removed (compacted away meanwhile): re-read."""
+
+
+@functools.lru_cache(maxsize=64)
+def codec_named(codec_id: str) -> Codec:
+    from curvestore.registry import get_codec  # the engine sits above the registry
+
+    return get_codec(codec_id)
+
+
+def fetch_payloads(objects: ObjectStore, catalog: Catalog, rows: np.ndarray) -> list[bytes]:
+    """The payload of each row, in row order."""
+    if not len(rows):
+        return []
+    obj, offset, size = rows["obj"], rows["offset"], rows["size"]
+    order = np.lexsort((offset, obj))
+    o, a, n = obj[order], offset[order], size[order]
+    end = a + n
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = (o[1:] != o[:-1]) | (a[1:] - end[:-1] > _COALESCE_GAP)
+    group = np.cumsum(starts) - 1
+    firsts = np.flatnonzero(starts)
+    lasts = np.append(firsts[1:], len(order)) - 1
+    requests = [(catalog.objects[int(o[f])], int(a[f]), int(end[lo] - a[f]))
+                for f, lo in zip(firsts.tolist(), lasts.tolist(), strict=True)]
+    blobs = objects.get_ranges(requests)
+    if any(b is None for b in blobs):
+        raise SegmentGone()
+    out: list[bytes] = [b""] * len(rows)
+    base = a[firsts][group]
+    rel = (a - base).tolist()
+    for i, g, r, k in zip(order.tolist(), group.tolist(), rel, n.tolist(), strict=True):
+        blob = blobs[g]
+        assert blob is not None
+        if r + k > len(blob):
+            raise IntegrityError(f"segment {requests[g][0]!r} is shorter than the catalog "
+                                 "says (truncated); restore the store from a replica")
+        out[i] = blob[r:r + k]
+    return out
+
+
+def meta_of(catalog: Catalog, row: np.void) -> ChunkMeta:
+    return ChunkMeta(chunk=int(row["chunk"]), start=int(row["start"]),
+                     length=int(row["length"]), count=int(row["count"]),
+                     codec=catalog.codecs[int(row["codec"])],
+                     dtype=catalog.dtypes[int(row["dtype"])], checksum=int(row["checksum"]),
+                     size=int(row["size"]), version=int(row["version"]),
+                     updated_at=int(row["updated_at"]))
+
+
+def _checked(key: SeriesKey, meta: ChunkMeta, payload: bytes) -> None:
+    if len(payload) != meta.size or checksum(payload) != meta.checksum:
+        raise IntegrityError(
+            f"chunk {meta.chunk} of series {key} fails its checksum (stored data is corrupt); "
+            "restore it from a replica or delete it")
+
+
+def row_pieces(catalog: Catalog, key: SeriesKey, rows: np.ndarray,
+               payloads: Sequence[bytes]) -> list[_chunks.Piece]:
+    """One decoded, checksum-verified piece per row (fragments are pieces of their own)."""
+    out = []
+    for row, payload in zip(rows, payloads, strict=True):
+        meta = meta_of(catalog, row)
+        _checked(key, meta, payload)
+        values = codec_named(meta.codec).decode(payload, dtype=np.dtype(meta.dtype),
+                                                length=meta.length)
+        out.append(_chunks.Piece(meta.chunk, meta.start, values))
+    return out
+
+
+def row_records(catalog: Catalog, key: SeriesKey, rows: np.ndarray,
+                payloads: Sequence[bytes]) -> list[ChunkRecord]:
+    """One record per chunk: a chunk with fragments joined into what an update stores."""
+    if not len(rows):
+        return []
+    chunk = rows["chunk"]
+    cuts = (np.flatnonzero(chunk[1:] != chunk[:-1]) + 1).tolist()
+    out = []
+    for a, b in zip([0, *cuts], [*cuts, len(rows)], strict=True):
+        if b - a == 1:
+            out.append(ChunkRecord(key, meta_of(catalog, rows[a]), payloads[a]))
+        else:
+            out.append(_joined(catalog, key, rows[a:b], payloads[a:b]))
+    return out
+
+
+def _joined(catalog: Catalog, key: SeriesKey, rows: np.ndarray, payloads: Sequence[bytes]
+            ) -> ChunkRecord:
+    pieces = row_pieces(catalog, key, rows, payloads)
+    first = pieces[0].start
+    values = np.full(max(p.stop for p in pieces) - first, np.nan)
+    for piece in pieces:
+        values[piece.start - first:piece.stop - first] = piece.values
+    last = meta_of(catalog, rows[-1])
+    record = _chunks.encode(key, _chunks.Piece(last.chunk, first, values),
+                            codec_named(last.codec), last.dtype)
+    meta = record.meta.committed(int(rows["version"].max()), int(rows["updated_at"].max()))
+    return ChunkRecord(key, meta, record.payload)

@@ -1,0 +1,412 @@
+"""The log-structured engine as a backend: ``engine+file:///path``, ``engine+memory://name``.
+
+Objects (:mod:`curvestore.engine` describes the layout and formats)::
+
+    manifest.json          the store's frozen configuration, with the engine format version
+    log/<seq>              commit entries: the commit point of each transaction (put_if_absent)
+    data/<random>.seg      segments: the payloads of one commit (or one compaction), back to back
+    catalog/<seq>          checkpoints of the catalog after entry <seq>, so opening is fast
+
+A handle keeps the newest catalog it has folded and, before each operation, probes for the
+next entry (one read that misses when nothing was committed), so it sees every commit that
+returned before the operation started, from any process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from curvestore.core.backend import Backend, IntegrityProblem, Transaction, bound_schema
+from curvestore.core.batch import SeriesSummary
+from curvestore.core.cursor import unknown_position
+from curvestore.core.records import (
+    Change,
+    ChunkMeta,
+    ChunkRecord,
+    FeedBatch,
+    Position,
+    SeriesKey,
+)
+from curvestore.engine._catalog import Catalog, Names
+from curvestore.engine._checkpoint import load_catalog
+from curvestore.engine._format import (
+    DELETED,
+    FORMAT,
+    Container,
+    decode_container,
+    log_key,
+)
+from curvestore.engine._reads import SegmentGone, fetch_payloads, meta_of, row_pieces, row_records
+from curvestore.engine._transaction import EngineTransaction
+from curvestore.errors import ConfigurationError, ConflictError, IntegrityError, StoreExistsError
+
+if TYPE_CHECKING:
+    from curvestore.core.chunks import Piece
+    from curvestore.core.url import StoreURL
+    from curvestore.objects.base import ObjectStore
+
+__all__ = ["EngineBackend"]
+
+MANIFEST = "manifest.json"
+#: Series read together by scans: one batch of ranged reads per group.
+_SCAN_GROUP = 4096
+_MEMORY_STORES: dict[str, ObjectStore] = {}
+_MEMORY_LOCK = threading.Lock()
+
+
+class EngineBackend(Backend):
+    """A store over an :class:`~curvestore.objects.base.ObjectStore`, built on first use by
+    ``make_objects`` (a read-only handle on a missing store creates nothing)."""
+
+    schemes = ("engine+file", "engine+memory")
+
+    def __init__(self, make_objects: Callable[[], ObjectStore], label: str, *,
+                 exists: Callable[[], bool] = lambda: True, read_only: bool = False) -> None:
+        super().__init__(read_only=read_only)
+        self._make_objects = make_objects
+        self._exists = exists
+        self._objects: ObjectStore | None = None
+        self.label = label
+        self._lock = threading.RLock()
+        self._catalog: Catalog | None = None
+        self._entries: dict[int, Container] = {}
+
+    @classmethod
+    def from_url(cls, url: StoreURL, *, read_only: bool = False) -> EngineBackend:
+        if url.scheme == "engine+memory":
+            url.reject_unknown_options(frozenset())
+            name = (url.netloc + url.path).strip("/")
+
+            def memory() -> ObjectStore:
+                from curvestore.objects.memory import MemoryObjectStore
+
+                with _MEMORY_LOCK:
+                    if not name:
+                        return MemoryObjectStore()
+                    return _MEMORY_STORES.setdefault(name, MemoryObjectStore(name))
+
+            return cls(memory, f"engine+memory://{name}", read_only=read_only)
+        url.reject_unknown_options(frozenset({"fsync"}))
+        if url.netloc not in ("", ".", ".."):
+            raise ConfigurationError("engine+file URLs are engine+file:///absolute/path or "
+                                     f"engine+file://./relative/path; got host {url.netloc!r}")
+        root = os.path.abspath(os.path.expanduser(url.netloc + url.path))
+        fsync = url.options.get("fsync", "true").lower()
+        if fsync not in ("true", "false", "1", "0"):
+            raise ConfigurationError(f"fsync must be true or false, got {fsync!r}")
+
+        def files() -> ObjectStore:
+            from curvestore.objects.files import FileObjectStore
+
+            return FileObjectStore(root, fsync=fsync in ("true", "1"))
+
+        return cls(files, f"engine+file://{root}", read_only=read_only,
+                   exists=lambda: os.path.isdir(root))
+
+    @staticmethod
+    def forget(name: str) -> None:
+        """Drop a named in-memory engine store."""
+        with _MEMORY_LOCK:
+            _MEMORY_STORES.pop(name, None)
+
+    def __repr__(self) -> str:
+        return f"EngineBackend({self.label!r})"
+
+    @property
+    def objects(self) -> ObjectStore:
+        if self._objects is None:
+            with self._lock:
+                if self._objects is None:
+                    self._objects = self._make_objects()
+        return self._objects
+
+    # -- manifest --------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any] | None:
+        if self._objects is None and not self._exists():
+            return None
+        found = self.objects.get(MANIFEST)
+        if found is None:
+            return None
+        try:
+            manifest = json.loads(found[0])
+        except ValueError as exc:
+            raise IntegrityError(f"{self.label}: the manifest is not JSON (damaged)") from exc
+        engine = manifest.pop("engine", None) if isinstance(manifest, dict) else None
+        if not isinstance(engine, dict) or "format" not in engine:
+            raise IntegrityError(f"{self.label}: the manifest has no engine format version "
+                                 "(not an engine store, or damaged)")
+        if engine["format"] != FORMAT:
+            raise ConfigurationError(
+                f"{self.label} is in engine format {engine['format']!r}; this version of "
+                f"curvestore reads format {FORMAT} only: upgrade curvestore to open it")
+        return manifest
+
+    def create_manifest(self, manifest: dict[str, Any]) -> None:
+        data = json.dumps({**manifest, "engine": {"format": FORMAT}}, sort_keys=True).encode()
+        try:
+            self.objects.put_if_absent(MANIFEST, data)
+        except ConflictError as exc:
+            raise StoreExistsError(f"a store already exists at {self.label}") from exc
+
+    # -- catalog ---------------------------------------------------------------------------
+    def current(self) -> Catalog:
+        """The newest catalog: what was committed before this call, from any process."""
+        with self._lock:
+            catalog = self._catalog
+            if catalog is None:
+                catalog = load_catalog(self.objects, bound_schema(self.schema).types)
+            while True:
+                found = self.objects.get(log_key(catalog.seq + 1))
+                if found is None:
+                    break
+                entry = decode_container(found[0], log_key(catalog.seq + 1))
+                self._remember(entry)
+                catalog = catalog.fold(entry)
+            self._catalog = catalog
+            return catalog
+
+    def adopt(self, catalog: Catalog) -> None:
+        """Keep ``catalog`` (just committed by this handle) if it is newer than ours."""
+        with self._lock:
+            if self._catalog is None or catalog.seq > self._catalog.seq:
+                self._catalog = catalog
+
+    def _remember(self, entry: Container) -> None:
+        self._entries[int(entry.header["seq"])] = entry
+        while len(self._entries) > 64:
+            del self._entries[min(self._entries)]
+
+    def entries(self, first: int, last: int) -> Iterator[Container]:
+        """Log entries ``first..last``, decoded."""
+        for seq in range(first, last + 1):
+            entry = self._entries.get(seq)
+            if entry is None:
+                found = self.objects.get(log_key(seq))
+                if found is None:
+                    raise IntegrityError(f"{self.label}: log entry {seq} is missing")
+                entry = decode_container(found[0], log_key(seq))
+            yield entry
+
+    def discard(self, key: str) -> None:
+        try:
+            self.objects.delete(key)
+        except Exception:  # noqa: BLE001 - best effort: garbage collection removes it later
+            return
+
+    # -- reads -----------------------------------------------------------------------------
+    def _read(self, read: Callable[[Catalog], Any], snapshot: Catalog | None = None) -> Any:
+        """``read(catalog)`` on the newest catalog, again on a newer one if a segment it
+        needed was compacted away meanwhile (a snapshot's own read cannot retry: conflict)."""
+        for _attempt in range(5):
+            catalog = self.current() if snapshot is None else snapshot
+            try:
+                return read(catalog)
+            except SegmentGone:
+                if snapshot is not None:
+                    raise ConflictError("a segment was compacted away during the "
+                                        "transaction") from None
+        raise IntegrityError(f"{self.label}: a segment the catalog refers to is missing")
+
+    def read_records(self, catalog: Catalog, key: SeriesKey, sid: int,
+                     lo: int | None = None, hi: int | None = None) -> list[ChunkRecord]:
+        def read(cat: Catalog) -> list[ChunkRecord]:
+            rows = cat.series_rows(sid, lo, hi)
+            return row_records(cat, key, rows, fetch_payloads(self.objects, cat, rows))
+
+        return self._read(read, catalog)  # type: ignore[no-any-return]
+
+    def metas(self, catalog: Catalog, key: SeriesKey, sid: int) -> list[ChunkMeta]:
+        rows = catalog.series_rows(sid)
+        chunk = rows["chunk"]
+        if len(np.unique(chunk)) == len(chunk):
+            return [meta_of(catalog, row) for row in rows]
+        return [r.meta for r in self.read_records(catalog, key, sid)]
+
+    def _sid(self, catalog: Catalog, key: SeriesKey) -> int:
+        return int(catalog.names.sids([key])[0])
+
+    def read_chunks(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+                    ) -> list[ChunkRecord]:
+        def read(cat: Catalog) -> list[ChunkRecord]:
+            sid = self._sid(cat, key)
+            if sid < 0:
+                return []
+            rows = cat.series_rows(sid, lo, hi)
+            return row_records(cat, key, rows, fetch_payloads(self.objects, cat, rows))
+
+        return self._read(read)  # type: ignore[no-any-return]
+
+    def read_pieces(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+                    ) -> list[Piece]:
+        def read(cat: Catalog) -> list[Piece]:
+            sid = self._sid(cat, key)
+            if sid < 0:
+                return []
+            rows = cat.series_rows(sid, lo, hi)
+            return row_pieces(cat, key, rows, fetch_payloads(self.objects, cat, rows))
+
+        return self._read(read)  # type: ignore[no-any-return]
+
+    def _matching(self, catalog: Catalog, where: Mapping[str, Any]) -> np.ndarray:
+        """Sids of matching series with live chunks, ordered by key."""
+        live = catalog.live_sids()
+        mask = catalog.names.matching(where, bound_schema(self.schema).names)
+        if mask is not None:
+            live = live[mask[live]]
+        order = catalog.names.order()
+        return order[np.isin(order, live)]
+
+    def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
+        catalog = self.current()
+        return iter(catalog.names.keys(self._matching(catalog, where)))
+
+    def _scan(self, where: Mapping[str, Any], lo: int | None, hi: int | None,
+              convert: Callable[[Catalog, SeriesKey, np.ndarray, Sequence[bytes]], list[Any]]
+              ) -> Iterator[tuple[SeriesKey, list[Any]]]:
+        catalog = self.current()
+        sids = self._matching(catalog, where)
+        for at in range(0, len(sids), _SCAN_GROUP):
+            group = sids[at:at + _SCAN_GROUP]
+            for _attempt in range(5):
+                try:
+                    starts, ends = catalog.slices(group, lo, hi)
+                    rows = catalog.rows[_ranges(starts, ends)]
+                    payloads = fetch_payloads(self.objects, catalog, rows)
+                    break
+                except SegmentGone:
+                    catalog = self.current()
+            else:
+                raise IntegrityError(f"{self.label}: a segment the catalog refers to is "
+                                     "missing")
+            first = 0
+            for key, n in zip(catalog.names.keys(group), (ends - starts).tolist(), strict=True):
+                if n:
+                    yield key, convert(catalog, key, rows[first:first + n],
+                                       payloads[first:first + n])
+                first += n
+
+    def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
+             ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
+        return self._scan(where, lo, hi, row_records)
+
+    def scan_pieces(self, where: Mapping[str, Any], lo: int | None = None,
+                    hi: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
+        return self._scan(where, lo, hi, row_pieces)
+
+    def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
+        catalog = self.current()
+        for key, sid in zip(catalog.names.keys(sids := self._matching(catalog, where)),
+                            sids.tolist(), strict=True):
+            yield key, self.metas(catalog, key, sid)
+
+    def summarise(self, where: Mapping[str, Any]) -> SeriesSummary:
+        catalog = self.current()
+        sids = self._matching(catalog, where)
+        starts, ends = catalog.slices(sids, None, None)
+        rows = catalog.rows
+        if not len(sids):
+            empty = np.empty(0, dtype=np.int64)
+            return SeriesSummary([], empty, empty, empty, empty, empty, empty, empty)
+        first, last = rows[starts], rows[ends - 1]
+        index = _ranges(starts, ends)
+        owner = np.repeat(np.arange(len(sids)), ends - starts)
+        keys = catalog.keys[index]
+        distinct = np.r_[True, keys[1:] != keys[:-1]]
+        return SeriesSummary(
+            keys=_LazyKeys(catalog.names, sids),
+            first_chunk=first["chunk"], first_start=first["start"], last_chunk=last["chunk"],
+            last_stop=last["start"] + last["length"],
+            chunks=np.bincount(owner, weights=distinct, minlength=len(sids)).astype(np.int64),
+            points=np.bincount(owner, weights=rows["count"][index],
+                               minlength=len(sids)).astype(np.int64),
+            payload_bytes=np.bincount(owner, weights=rows["size"][index],
+                                      minlength=len(sids)).astype(np.int64))
+
+    # -- writes ----------------------------------------------------------------------------
+    def begin(self, keys: Sequence[SeriesKey]) -> Transaction:
+        return EngineTransaction(self, keys)
+
+    def begin_batch(self, keys: Sequence[SeriesKey]) -> Transaction:
+        return EngineTransaction(self, keys)
+
+    def get_state(self, name: str) -> str | None:
+        return self.current().states.get(name)
+
+    # -- change feed -----------------------------------------------------------------------
+    def feed(self, after: Position | None, where: Mapping[str, Any], limit: int
+             ) -> Iterator[FeedBatch]:
+        catalog = self.current()
+        position = 0 if after is None else after[0]
+        if position > catalog.seq:
+            raise unknown_position()
+        return self._feed(position, catalog)
+
+    def _feed(self, position: int, catalog: Catalog) -> Iterator[FeedBatch]:
+        while True:
+            head = self.current() if position >= catalog.seq else catalog
+            if position >= head.seq:
+                return
+            names = head.names
+            for entry in self.entries(position + 1, head.seq):
+                position = int(entry.header["seq"])
+                rows = entry.rows
+                if entry.header.get("kind") == "compact" or not len(rows):
+                    yield FeedBatch((position,))
+                    continue
+                keys = names.keys(rows["sid"])
+                deleted = ((rows["flags"] & DELETED) != 0).tolist()
+                yield FeedBatch((position,), [
+                    Change(k, c, position, d) for k, c, d in
+                    zip(keys, rows["chunk"].tolist(), deleted, strict=True)])
+            catalog = head
+
+    # -- integrity -------------------------------------------------------------------------
+    def check_integrity(self, where: Mapping[str, Any]
+                        ) -> tuple[list[SeriesKey] | None, list[IntegrityProblem]]:
+        from curvestore.engine._check import check
+
+        return check(self, where)
+
+    def close(self) -> None:
+        if self._objects is not None:
+            self._objects.close()
+        super().close()
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(s, e)`` for each pair, vectorised."""
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if not total:
+        return np.empty(0, dtype=np.int64)
+    shift = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    return shift + np.arange(total)
+
+
+class _LazyKeys(Sequence[SeriesKey]):
+    """Series keys built on first use: metadata calls that need only numbers skip them."""
+
+    def __init__(self, names: Names, sids: np.ndarray) -> None:
+        self._names, self._sids = names, sids
+        self._keys: list[SeriesKey] | None = None
+
+    def _all(self) -> list[SeriesKey]:
+        if self._keys is None:
+            self._keys = self._names.keys(self._sids)
+        return self._keys
+
+    def __len__(self) -> int:
+        return len(self._sids)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[SeriesKey]:
+        return iter(self._all())
+
