@@ -32,14 +32,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
@@ -49,6 +46,7 @@ if str(BENCH) not in sys.path:
 from benchkit import env  # noqa: E402
 from benchkit.curvestore_system import CurvestoreSystem  # noqa: E402
 from benchkit.fold import fold_into_results_md  # noqa: E402
+from benchkit.moto import ACCESS, SECRET, Moto, request_delta  # noqa: E402
 from benchkit.peers import ArcticDBSystem  # noqa: E402
 from benchkit.postgres import pg_server_facts  # noqa: E402
 from benchkit.report import ROWS, api_table, metric, verdict  # noqa: E402
@@ -57,8 +55,6 @@ from benchkit.system import FREQ, KEYS, TZ, BenchError, Bytes  # noqa: E402
 WORK = BENCH / ".work" / "s3"
 OUTPUT = BENCH / "RESULTS-s3.md"
 EXTRAS = ["moto[s3,server]>=5", "boto3>=1.28", "pcodec>=0.3", "psycopg[binary]>=3.1"]
-ACCESS, SECRET = "testing-key-id", "testing-secret-key"
-STATS_PATH = "/__bench__/stats"
 
 # (label, metric path, kind, threshold): throughput = arcticdb time / curvestore time >= t;
 # latency = curvestore / arcticdb <= t
@@ -73,101 +69,6 @@ TARGETS = [
 def ensure_env(skip_install: bool) -> None:
     """Like run.py's, but re-executes this script, and adds the S3/archive extras."""
     env.ensure_env(skip_install, Path(__file__), extras=tuple(EXTRAS))
-
-
-# -- the moto server (child process) ---------------------------------------------------------------
-def _serve() -> None:
-    """Child process: run curvestore.testing.s3_server's moto, counting requests, until stdin
-    closes. Prints the base store URL on stdout."""
-    import threading
-
-    from curvestore.testing import s3_server as mod
-
-    lock = threading.Lock()
-    stats: dict[str, list[float]] = {}  # method -> [count, seconds, bytes in, bytes out]
-    original = mod._serialising_writes
-
-    def counting(app: Any) -> Any:
-        inner = original(app)
-
-        def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
-            if environ.get("PATH_INFO") == STATS_PATH:
-                with lock:
-                    body = json.dumps(stats).encode()
-                start_response("200 OK", [("Content-Type", "application/json")])
-                return [body]
-            t0 = time.perf_counter()
-            out = list(inner(environ, start_response))
-            elapsed = time.perf_counter() - t0
-            method = environ.get("REQUEST_METHOD", "?")
-            query = environ.get("QUERY_STRING", "")
-            if method == "GET" and ("list-type=" in query or "prefix=" in query):
-                method = "LIST"
-            with lock:
-                s = stats.setdefault(method, [0, 0.0, 0, 0])
-                s[0] += 1
-                s[1] += elapsed
-                s[2] += int(environ.get("CONTENT_LENGTH") or 0)
-                s[3] += sum(len(b) for b in out)
-            return out
-
-        return wrapped
-
-    mod._serialising_writes = counting
-    with mod.s3_server() as url:
-        print(url, flush=True)
-        sys.stdin.read()
-
-
-class Moto:
-    def __init__(self) -> None:
-        env = dict(os.environ)
-        env.pop("CURVESTORE_TEST_S3_URL", None)
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=env)
-        assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().strip()
-        if not self.url.startswith("s3://"):
-            raise SystemExit("moto did not start")
-        self.endpoint = dict(p.split("=", 1) for p in self.url.split("?", 1)[1].split("&")
-                             )["endpoint_url"]
-        self.port = urlsplit(self.endpoint).port
-        self.bucket = urlsplit(self.url).netloc
-        os.environ.update({"AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET})
-        import boto3
-
-        self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
-
-    def stats(self) -> dict[str, list[float]]:
-        with urllib.request.urlopen(self.endpoint + STATS_PATH) as resp:
-            return json.loads(resp.read())
-
-    def prefix_bytes(self, prefix: str) -> tuple[int, int]:
-        """(objects, bytes) under ``prefix``."""
-        count = size = 0
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix.rstrip("/") + "/"):
-            for obj in page.get("Contents", []):
-                count += 1
-                size += obj["Size"]
-        return count, size
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(30)
-
-
-def _delta(after: dict[str, list[float]], before: dict[str, list[float]]) -> dict[str, Any]:
-    out = {}
-    for method, vals in after.items():
-        prev = before.get(method, [0, 0.0, 0, 0])
-        d = [a - b for a, b in zip(vals, prev, strict=True)]
-        if d[0]:
-            out[method] = {"requests": int(d[0]), "server_s": d[1], "bytes_in": int(d[2]),
-                           "bytes_out": int(d[3])}
-    return out
 
 
 class Counted:
@@ -191,7 +92,7 @@ class Counted:
         now = self.moto.stats()
         if self.phase is not None:
             acc = self.requests.setdefault(self.phase, {})
-            for method, d in _delta(now, self.snap).items():
+            for method, d in request_delta(now, self.snap).items():
                 a = acc.setdefault(method, {k: 0 for k in d})
                 for k, v in d.items():
                     a[k] += v
@@ -316,7 +217,7 @@ def archive_runs(args: argparse.Namespace, moto: Moto, ds: Any, end: str, run_id
             t0 = time.perf_counter()
             report = archive(source, target, end, codec=codec)
             elapsed = time.perf_counter() - t0
-            requests = _delta(moto.stats(), before)
+            requests = request_delta(moto.stats(), before)
             if report.chunks != info["chunks"]:
                 raise BenchError(f"archive {kind}->{prefix}: {report.chunks} chunks archived, "
                                    f"{info['chunks']} in the source")
@@ -372,15 +273,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--skip-install", action="store_true")
     ap.add_argument("--render-only", metavar="RESULTS_JSON",
                     help="only re-render a results JSON file into --output")
-    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.serve:
-        _serve()
-        return 0
     if args.render_only:
         Path(args.output).write_text(render(json.loads(Path(args.render_only).read_text())))
         print(f"wrote {args.output}")

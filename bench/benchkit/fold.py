@@ -12,6 +12,7 @@ FOLDED = {
     "sync": "Replication (`python bench/sync.py`)",
     "s3": "S3 backend and archival (`python bench/s3.py`)",
     "django": "Django adapter vs holcstore on PostgreSQL (`python bench/django_adapter.py`)",
+    "fleet": "Fleet: daily ingest of 10,000 meters (`python bench/fleet.py`)",
 }
 
 

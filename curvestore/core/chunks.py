@@ -15,7 +15,7 @@ from curvestore.core.grid import Grid
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey, checksum
 from curvestore.errors import IntegrityError
 
-__all__ = ["Piece", "assemble", "decode", "encode", "split", "trim"]
+__all__ = ["Piece", "assemble", "decode", "encode", "periods", "split", "trim"]
 
 
 @dataclass(slots=True)
@@ -31,21 +31,28 @@ class Piece:
         return self.start + len(self.values)
 
 
-def split(grid: Grid, positions: np.ndarray, values: np.ndarray) -> list[Piece]:
-    """Cut sorted grid positions and their values into one dense piece per chunk."""
+def periods(grid: Grid, positions: np.ndarray) -> list[tuple[int, int, int, np.ndarray]]:
+    """Cut sorted grid positions by chunk period: ``(chunk, a, b, offsets)`` for each period
+    holding some, where ``positions[a:b]`` are its points and ``offsets`` their grid offsets
+    from the period's start."""
     if not len(positions):
         return []
     # Only the period bounds are searched, so the cost grows with chunks, not points.
     first_chunk, last_chunk = (int(c) for c in grid.chunk_of_positions(positions[[0, -1]]))
     inner = grid.bounds[first_chunk - grid.first_chunk + 1:last_chunk - grid.first_chunk + 1]
     cuts = np.searchsorted(positions, inner, side="left").tolist()
-    pieces = []
+    out = []
     for chunk, a, b in zip(range(first_chunk, last_chunk + 1), [0, *cuts],
                            [*cuts, len(positions)], strict=True):
-        if a == b:
-            continue
-        period_start, _ = grid.period(chunk)
-        offsets = positions[a:b] - period_start
+        if a < b:
+            out.append((chunk, a, b, positions[a:b] - grid.period(chunk)[0]))
+    return out
+
+
+def split(grid: Grid, positions: np.ndarray, values: np.ndarray) -> list[Piece]:
+    """Cut sorted grid positions and their values into one dense piece per chunk."""
+    pieces = []
+    for chunk, a, b, offsets in periods(grid, positions):
         first = int(offsets[0])
         span = int(offsets[-1]) - first + 1
         if span == b - a:

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from curvestore.core import chunks as _chunks
+from curvestore.core import frames_read, frames_write
 from curvestore.core.backend import Backend, Transaction
 from curvestore.core.capabilities import (
     Capabilities,
@@ -27,15 +27,15 @@ from curvestore.core.codec import CodecLookup
 from curvestore.core.config import StoreConfig
 from curvestore.core.feed import read_page
 from curvestore.core.grid import Grid, get_grid, resolve_time_unit, to_utc_ns
-from curvestore.core.merge import MODES, update
-from curvestore.core.records import Change, ChangePage, ChunkRecord, SeriesKey
+from curvestore.core.merge import MODES
+from curvestore.core.records import Change, ChangePage, SeriesKey
 from curvestore.core.transact import CONFLICT_RETRIES, ScopedTransaction, run_transaction
 from curvestore.core.validate import series_arrays
+from curvestore.core.writes import Prepared, apply_writes, has_values
 from curvestore.errors import (
     ConfigurationError,
     InvalidDataError,
     ReadOnlyError,
-    SeriesExistsError,
 )
 
 __all__ = ["FeedItem", "FeedPage", "Observer", "Store", "Window"]
@@ -76,16 +76,6 @@ class Window:
     @property
     def empty(self) -> bool:
         return self.lo is not None and self.hi is not None and self.hi < self.lo
-
-
-@dataclass(slots=True)
-class _Prepared:
-    key: SeriesKey
-    pieces: list[_chunks.Piece]
-
-
-def _has_values(item: _Prepared) -> bool:
-    return any(np.isfinite(p.values).any() for p in item.pieces)
 
 
 class Store:
@@ -154,13 +144,10 @@ class Store:
         tz and :attr:`time_unit` (what every read builds its series on)."""
         return self.grid.index(first_pos, count, self.time_unit)
 
-    def _prepare(self, key: SeriesKey, series: Any) -> _Prepared:
+    def _prepare(self, key: SeriesKey, series: Any) -> Prepared:
         ns, values = series_arrays(series)
         positions = self.grid.positions(ns)
-        return _Prepared(key, _chunks.split(self.grid, positions, values))
-
-    def _encode(self, key: SeriesKey, piece: _chunks.Piece) -> ChunkRecord:
-        return _chunks.encode(key, piece, self._codec, self.config.dtype)
+        return Prepared(key, _chunks.split(self.grid, positions, values))
 
     def transact(self, keys: Sequence[SeriesKey],
                  body: Callable[[ScopedTransaction], object], *,
@@ -190,31 +177,9 @@ class Store:
         if self.observer is not None:
             self.observer(event, **details)
 
-    def _apply(self, tx: Transaction, items: list[_Prepared], mode: str) -> None:
-        if mode == "insert":
-            existing = [p.key for p in items if tx.live_metas(p.key)]
-            if existing:
-                raise SeriesExistsError(self.schema.as_dict(k) for k in existing)
-        for item in items:
-            if mode == "update":
-                chunk_ids = [p.chunk for p in item.pieces]
-                old = {r.chunk: r for r in tx.read(item.key, min(chunk_ids), max(chunk_ids))}
-                records = []
-                for piece in item.pieces:
-                    record = old.get(piece.chunk)
-                    old_piece = None if record is None else _chunks.decode(record, self.codecs)
-                    merged = update(old_piece, piece)
-                    if merged is not None:
-                        records.append(self._encode(item.key, merged))
-                tx.put(records)
-                continue
-            records = _chunks.encode_trimmed(item.key, item.pieces, self._codec,
-                                             self.config.dtype)
-            written = {r.chunk for r in records}
-            if mode == "replace":
-                records += [_chunks.tombstone(item.key, m.chunk)
-                            for m in tx.live_metas(item.key) if m.chunk not in written]
-            tx.put(records)
+    def _apply(self, tx: Transaction, items: list[Prepared], mode: str) -> None:
+        apply_writes(tx, items, mode, codec=self._codec, codecs=self.codecs,
+                     dtype=self.config.dtype, schema=self.schema)
 
     @staticmethod
     def _check_mode(mode: str) -> None:
@@ -234,7 +199,7 @@ class Store:
         self._check_mode(mode)
         self.check_writable()
         item = self._prepare(self.schema.key(key), series)
-        if mode != "replace" and not _has_values(item):
+        if mode != "replace" and not has_values(item):
             return 0
         return len(self.transact([item.key], lambda tx: self._apply(tx, [item], mode)))
 
@@ -260,12 +225,58 @@ class Store:
                 raise InvalidDataError(f"key {raw_key!r} is given twice")
             seen.add(key)
             item = self._prepare(key, series)
-            if mode == "replace" or _has_values(item):
+            if mode == "replace" or has_values(item):
                 items.append(item)
         if not items:
             return 0
         items.sort(key=lambda p: p.key)
         return len(self.transact([p.key for p in items], lambda tx: self._apply(tx, items, mode)))
+
+    def write_frame(self, frame: pd.DataFrame, mode: str = "insert") -> int:
+        """Write the columns of a wide frame, one series each, in one all-or-nothing call.
+
+        The same as :meth:`write_many` of the frame's columns, validated and encoded for all
+        columns at once (a frame of many series costs little more than its values).
+
+        Parameters
+        ----------
+        frame
+            A DataFrame on a tz-aware DatetimeIndex (on the store's grid, any time unit, any
+            order) with one column per series. Column labels are key values: the value
+            itself for a single-key store; for several keys, a MultiIndex whose levels are
+            the key attributes in the store's key order (level names, when set, must be the
+            key names in that order) or a flat Index of tuples. NaN means "no value".
+        mode
+            ``"insert"`` (every series must be without data), ``"update"`` (new values win,
+            old ones stay where the new are NaN) or ``"replace"`` (each series becomes
+            exactly its column; an all-NaN column deletes the series' data). With ``insert``
+            and ``update``, all-NaN columns are skipped.
+
+        Returns
+        -------
+        int
+            The number of chunks written (tombstones included), as :meth:`write_many`.
+
+        Raises
+        ------
+        InvalidDataError
+            Not a DataFrame; a naive index, NaT, duplicate timestamps or duplicate columns;
+            values that are not numeric, infinite or not exact as float64 (the message names
+            the column and the first offending point).
+        GridError
+            Timestamps off the store's grid or outside the supported years.
+        InvalidKeyError
+            A column label that is not a valid key.
+        SeriesExistsError
+            With ``insert``, when any of the series has data.
+        ConfigurationError
+            An unknown mode.
+        ReadOnlyError
+            The store was opened read-only.
+        """
+        self._check_mode(mode)
+        self.check_writable()
+        return frames_write.write_frame(self, frame, mode, self._codec)
 
     def delete(self, key: Mapping[str, Any]) -> int:
         """Tombstone every chunk of one series; returns the number of chunks deleted."""
@@ -317,19 +328,56 @@ class Store:
                 ) -> Iterator[tuple[dict[str, Any], pd.Series]]:
         if window.empty:
             return
-        backend = self.backend
-        clo, chi = window.chunk_lo, window.chunk_hi
-        pieces_of: Iterator[tuple[SeriesKey, list[_chunks.Piece]]]
-        if self.capabilities.pieces and isinstance(backend, DecodesPieces):
-            pieces_of = backend.scan_pieces(where, clo, chi)
-        else:
-            pieces_of = ((key, [_chunks.decode(r, self.codecs) for r in records])
-                         for key, records in backend.scan(where, clo, chi))
-        for key, pieces in pieces_of:
+        for key, pieces in self.scan_pieces(where, window.chunk_lo, window.chunk_hi):
             series = _chunks.assemble(self.grid, pieces, window.lo, window.hi,
                                       drop_bounds_na, self.index)
             if series is not None:
                 yield self.schema.as_dict(key), series
+
+    def read_frame(self, filter: Mapping[str, Any] | None = None, start: Any = None,
+                   end: Any = None) -> pd.DataFrame:
+        """The series matching ``filter`` on ``[start, end]`` as one wide frame.
+
+        Equal to a frame of :meth:`read_many`'s series (same bounds and filter) on every
+        grid point between the first and the last point holding a value in any of them,
+        built without a pandas object per series.
+
+        Parameters
+        ----------
+        filter
+            A partial key (None: every series).
+        start, end
+            Inclusive bounds, in any form :meth:`read` takes (None: unbounded).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One float64 column per series holding a value in the window, ordered by key,
+            labelled as :meth:`write_frame` takes them (a single-key store's values in an
+            Index named after the key; a MultiIndex named by the key attributes otherwise);
+            the index is the store's DatetimeIndex (store tz, :attr:`time_unit`, ``freq``
+            set) from the first to the last point holding a value, NaN where a series has
+            none. No matching value: an empty frame with those column and index types.
+
+        Raises
+        ------
+        InvalidKeyError
+            An invalid filter.
+        InvalidDataError
+            A bound that is not a timestamp.
+        """
+        return frames_read.read_frame(self, filter, start, end)
+
+    def scan_pieces(self, where: Mapping[str, Any], lo: int | None, hi: int | None
+                    ) -> Iterator[tuple[SeriesKey, list[_chunks.Piece]]]:
+        """Each series matching ``where`` (a validated filter) with its decoded pieces of
+        chunks ``lo..hi``, ordered by key: the backend's own ``scan_pieces`` when it decodes
+        pieces itself (:class:`DecodesPieces`), else its ``scan`` decoded here."""
+        backend = self.backend
+        if self.capabilities.pieces and isinstance(backend, DecodesPieces):
+            return backend.scan_pieces(where, lo, hi)
+        return ((key, [_chunks.decode(r, self.codecs) for r in records])
+                for key, records in backend.scan(where, lo, hi))
 
     def keys(self, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Key dicts of the series matching ``filter``, ordered."""

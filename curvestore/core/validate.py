@@ -8,6 +8,7 @@ naming the first offending point. NaN (and None / pd.NA in nullable dtypes) mean
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 from curvestore.core.grid import EARLIEST, FIRST_YEAR, LAST_YEAR, LATEST, TIME_UNITS
 from curvestore.errors import GridError, InvalidDataError
 
-__all__ = ["series_arrays"]
+__all__ = ["check_index", "column_values", "frame_values", "series_arrays", "sorting"]
 
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "empty", "decimal"}
 # Every integer of magnitude up to 2**53 is a float64; beyond, only some are.
@@ -31,36 +32,110 @@ def series_arrays(series: Any) -> tuple[np.ndarray, np.ndarray]:
             f"expected a pandas Series with a tz-aware DatetimeIndex, got {type(series).__name__}"
         )
     index = series.index
-    if not isinstance(index, pd.DatetimeIndex):
-        raise InvalidDataError(
-            f"the series index must be a DatetimeIndex, got {type(index).__name__}"
-        )
-    if index.tz is None:
-        raise InvalidDataError(
-            "the series index is naive (no time zone); localize it first, e.g. "
-            "series.tz_localize('Europe/Paris')"
-        )
-    if index.hasnans:
-        raise InvalidDataError("the series index contains NaT")
-    _check_years(index)
-    values = _values(series)
+    check_index(index, "series")
+    values = column_values(series)
     infinite = np.isinf(values)
     if infinite.any():
         at = index[int(infinite.argmax())]
         raise InvalidDataError(
             f"the series has an infinite value at {at}; use NaN for 'no value'")
     ns = index.as_unit("ns").asi8
-    # Sorted input is the common case: uniqueness is then a strictly increasing index.
-    if len(ns) > 1 and not (np.diff(ns) > 0).all():
-        order = np.argsort(ns, kind="stable")
+    order = sorting(ns, index, "series")
+    if order is not None:
         ns, values = ns[order], values[order]
-        repeated = np.flatnonzero(np.diff(ns) == 0)
-        if len(repeated):
-            dupes = pd.DatetimeIndex(ns[repeated[:3]], dtype=pd.DatetimeTZDtype("ns", index.tz))
-            raise InvalidDataError(
-                f"the series index has duplicate timestamps, e.g. {[str(d) for d in dupes]}"
-            )
     return ns, values
+
+
+def check_index(index: Any, what: str) -> None:
+    """Refuse an index that is not a tz-aware DatetimeIndex without NaT within the supported
+    years (``what`` names the input in messages: ``"series"``, ``"frame"``)."""
+    if not isinstance(index, pd.DatetimeIndex):
+        raise InvalidDataError(
+            f"the {what} index must be a DatetimeIndex, got {type(index).__name__}"
+        )
+    if index.tz is None:
+        raise InvalidDataError(
+            f"the {what} index is naive (no time zone); localize it first, e.g. "
+            f"{what}.tz_localize('Europe/Paris')"
+        )
+    if index.hasnans:
+        raise InvalidDataError(f"the {what} index contains NaT")
+    _check_years(index)
+
+
+def sorting(ns: np.ndarray, index: pd.DatetimeIndex, what: str) -> np.ndarray | None:
+    """The permutation that sorts the timestamps ``ns`` (of ``index``), or None when they are
+    strictly increasing already; duplicate timestamps raise."""
+    # Sorted input is the common case: uniqueness is then a strictly increasing index.
+    if len(ns) < 2 or (np.diff(ns) > 0).all():
+        return None
+    order = np.argsort(ns, kind="stable")
+    repeated = np.flatnonzero(np.diff(ns[order]) == 0)
+    if len(repeated):
+        dupes = pd.DatetimeIndex(ns[order][repeated[:3]],
+                                 dtype=pd.DatetimeTZDtype("ns", index.tz))
+        raise InvalidDataError(
+            f"the {what} index has duplicate timestamps, e.g. {[str(d) for d in dupes]}"
+        )
+    return order
+
+
+def frame_values(frame: pd.DataFrame, labels: Sequence[Any]) -> np.ndarray:
+    """A frame's values as one float64 array of points x columns, each column contiguous,
+    every column checked as :func:`column_values` checks a series (an error names the first
+    offending column by its label in ``labels``, then its first offending point) and
+    infinities refused.
+
+    Float and small integer columns are converted in bulk, one block per dtype; only columns
+    of other dtypes (nullable, object, integers beyond 2**53...) are read one by one."""
+    rows, width = frame.shape
+    positions: dict[np.dtype, list[int]] = {}
+    one_by_one: list[int] = []
+    for j, dtype in enumerate(frame.dtypes):
+        if isinstance(dtype, np.dtype) and (
+                (dtype.kind == "f" and dtype.itemsize <= 8) or dtype.kind in "iu"):
+            positions.setdefault(dtype, []).append(j)
+        else:
+            one_by_one.append(j)
+    if len(positions) == 1 and not one_by_one:
+        [dtype] = positions
+        block = _exact(frame.to_numpy(), dtype)
+        if block is not None:
+            return _finite(frame, labels, np.asfortranarray(block, dtype=np.float64))
+        one_by_one = list(range(width))
+        positions = {}
+    out = np.empty((rows, width), dtype=np.float64, order="F")
+    for dtype, columns in positions.items():
+        block = _exact(frame.iloc[:, columns].to_numpy(), dtype)
+        if block is None:
+            one_by_one += columns
+        else:
+            out[:, columns] = block
+    for j in sorted(one_by_one):
+        try:
+            out[:, j] = column_values(frame.iloc[:, j])
+        except InvalidDataError as exc:
+            raise type(exc)(f"column {labels[j]!r}: {exc}") from exc
+    return _finite(frame, labels, out)
+
+
+def _exact(block: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
+    """``block`` as float64 when every value is exact as float64 (None: check one by one)."""
+    wide = dtype.kind in "iu" and dtype.itemsize >= 8 and block.size
+    if wide and (block.max() > _EXACT_INT or (dtype.kind == "i" and block.min() < -_EXACT_INT)):
+        return None
+    return block.astype(np.float64, copy=False)
+
+
+def _finite(frame: pd.DataFrame, labels: Sequence[Any], block: np.ndarray) -> np.ndarray:
+    infinite = np.isinf(block)
+    columns = infinite.any(axis=0)
+    if columns.any():
+        j = int(columns.argmax())
+        at = frame.index[int(infinite[:, j].argmax())]
+        raise InvalidDataError(f"the frame has an infinite value at {at} in column "
+                               f"{labels[j]!r}; use NaN for 'no value'")
+    return block
 
 
 def _check_years(index: pd.DatetimeIndex) -> None:
@@ -77,7 +152,9 @@ def _check_years(index: pd.DatetimeIndex) -> None:
     raise GridError(f"timestamp {at} is outside the supported years {FIRST_YEAR}-{LAST_YEAR}")
 
 
-def _values(series: pd.Series) -> np.ndarray:
+def column_values(series: pd.Series) -> np.ndarray:
+    """A series' values as float64, refusing any that float64 would alter (see the module
+    docstring); NaN, None and NA mean "no value"."""
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
         raise InvalidDataError("boolean values are not numeric; convert them explicitly")

@@ -129,8 +129,10 @@ class FileObjectStore(ObjectStore):
             os.utime(fd, ns=(_PROBE_NS, _PROBE_NS))
             stored = os.fstat(fd).st_mtime_ns
         finally:
-            os.close(fd)
+            # Unlink while the flock is held: the probe's mtime is old, so once unlocked another
+            # process's sweep_temporaries may take it for a dead writer's file and remove it.
             os.unlink(temp)
+            os.close(fd)
         step = next((g for g in (1, 10, 100, 1000, 10**4, 10**5, 10**6, 10**7, 10**8, 10**9)
                      if _PROBE_NS // g * g == stored), 2 * 10**9)
         if step > _MAX_RESOLUTION_NS:

@@ -4,7 +4,8 @@ Subclass it in a backend's test module with a ``backend_url_factory`` fixture (s
 :mod:`curvestore.testing.fixtures`, which also holds the helpers re-exported here). It runs
 the store semantics, grouped by theme in their own modules (writes:
 :class:`~curvestore.testing.store_writes.WriteSemantics`; reads:
-:class:`~curvestore.testing.store_reads.ReadSemantics`; keys, info, lifecycle and codecs:
+:class:`~curvestore.testing.store_reads.ReadSemantics`; wide frames:
+:class:`~curvestore.testing.store_frames.FrameSemantics`; keys, info, lifecycle and codecs:
 :class:`~curvestore.testing.store_metadata.MetadataSemantics`), the change feed
 (:class:`~curvestore.testing.feed.ChangeFeedSemantics`), forged cursors
 (:class:`~curvestore.testing.cursors.ForgedCursorChecks`) and input validation
@@ -33,6 +34,7 @@ from curvestore.testing.fixtures import (
     with_option,
 )
 from curvestore.testing.inputs import InputSemantics
+from curvestore.testing.store_frames import FrameSemantics
 from curvestore.testing.store_metadata import MetadataSemantics
 from curvestore.testing.store_reads import ReadSemantics
 from curvestore.testing.store_writes import WriteSemantics
@@ -56,6 +58,6 @@ __all__ = [
 ]
 
 
-class StoreSemantics(WriteSemantics, ReadSemantics, MetadataSemantics, InputSemantics,
-                     ForgedCursorChecks, ChangeFeedSemantics):
+class StoreSemantics(WriteSemantics, ReadSemantics, FrameSemantics, MetadataSemantics,
+                     InputSemantics, ForgedCursorChecks, ChangeFeedSemantics):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""

@@ -56,6 +56,10 @@ class TestDjangoFramed(StoreSemantics, BackendConformance, ReplicationConformanc
     def plain_name_url(self, database: str) -> str:
         return f"django://testapp.PlainNameFramed?using={database}"
 
+    @pytest.fixture
+    def single_key_url(self, database: str) -> str:
+        return f"django://testapp.SingleKeyFramed?using={database}"
+
 
 class TestDjangoOrmPaths(StoreSemantics, BackendConformance):
     """A model with a UUID primary key, which the adapter's PostgreSQL paths do not take:
@@ -76,6 +80,10 @@ class TestDjangoOrmPaths(StoreSemantics, BackendConformance):
     def plain_name_url(self, database: str) -> str:
         return f"django://testapp.PlainNameUuid?using={database}"
 
+    @pytest.fixture
+    def single_key_url(self, database: str) -> str:
+        return f"django://testapp.SingleKeyUuid?using={database}"
+
 
 class TestDjangoHolcstoreFormat(StoreSemantics):
     """holcstore's blob format: same semantics (chunks are re-encoded, so codec ids and
@@ -90,6 +98,10 @@ class TestDjangoHolcstoreFormat(StoreSemantics):
     @pytest.fixture
     def plain_name_url(self, database: str) -> str:
         return f"django://testapp.PlainNameHolc?using={database}"
+
+    @pytest.fixture
+    def single_key_url(self, database: str) -> str:
+        return f"django://testapp.SingleKeyHolc?using={database}"
 
     def test_codec_change_keeps_old_chunks_readable(self) -> None:  # type: ignore[override]
         pytest.skip("holcstore's format has no codec id: every chunk is an LZ4 frame")

@@ -150,6 +150,30 @@ class PlainNameHolc(_PlainName):
     """A concrete table for the suite (settings from its base)."""
 
 
+# The frame suite's single-key store: key meter, 15 min, Europe/Paris, monthly chunks.
+class _SingleKey(TimeseriesChunkStore):
+    meter = models.CharField(max_length=20)
+    STORE_FREQ = "15min"
+
+    class Meta:
+        abstract = True
+
+
+class SingleKeyFramed(_SingleKey):
+    CURVESTORE_FORMAT = True
+
+
+class SingleKeyUuid(_SingleKey):
+    """The ORM paths (a UUID primary key), as ``UuidConformanceA``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    CURVESTORE_FORMAT = True
+
+
+class SingleKeyHolc(_SingleKey):
+    """A concrete table for the suite (settings from its base)."""
+
+
 # Stateful-suite models: keys site/n, hourly, UTC (the suite's random store).
 class _Stateful(TimeseriesChunkStore):
     site = models.CharField(max_length=20)
