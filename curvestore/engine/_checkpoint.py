@@ -11,6 +11,7 @@ its start, gives the same catalog).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -44,10 +45,8 @@ def write_checkpoint(objects: ObjectStore, catalog: Catalog) -> Catalog:
     header = {"kind": "checkpoint", "seq": compact.seq, "objects": list(compact.objects),
               "codecs": list(compact.codecs), "dtypes": list(compact.dtypes),
               "states": dict(compact.states), "names": compact.names.to_json()}
-    try:
+    with contextlib.suppress(ConflictError):  # another handle wrote the same checkpoint
         objects.put_if_absent(catalog_key(catalog.seq), encode_container(header, compact.rows))
-    except ConflictError:
-        pass  # another handle wrote the same checkpoint
     return Catalog(seq=compact.seq, names=compact.names, rows=compact.rows, keys=compact.keys,
                    objects=compact.objects, codecs=compact.codecs, dtypes=compact.dtypes,
                    states=compact.states, pending=0)

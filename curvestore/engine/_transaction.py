@@ -14,6 +14,7 @@ collection removes.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Sequence
@@ -112,6 +113,7 @@ class EngineTransaction(Transaction):
                     self._rebase(staged)
                     continue
                 self.backend.adopt(self.snapshot.fold(Container(header, rows)))
+                self.backend.conflicts = 0
                 return _changes(keys, rows, header["seq"])
         except BaseException:
             if segment is not None:
@@ -135,11 +137,20 @@ class EngineTransaction(Transaction):
             if header.get("kind") == "compact":
                 continue
             if len(entry.rows) and np.isin(entry.rows["sid"], mine[mine >= 0]).any():
-                raise ConflictError("another commit wrote these series meanwhile")
+                raise self._conflict("another commit wrote these series meanwhile")
             new = header.get("new_series")
             if created and new and created.intersection(zip(*new["columns"], strict=True)):
-                raise ConflictError("another commit created these series meanwhile")
+                raise self._conflict("another commit created these series meanwhile")
         self.snapshot = newer
+
+    def _conflict(self, why: str) -> ConflictError:
+        """The error for a lost race, after a random pause growing with the handle's
+        consecutive losses: writers of one series in lockstep would otherwise lose to each
+        other every time (the core re-runs the transaction at once)."""
+        backend = self.backend
+        backend.conflicts += 1
+        time.sleep(random.uniform(0, min(0.2, 0.001 * 2 ** min(backend.conflicts, 10))))
+        return ConflictError(f"{why}; nothing was committed")
 
 
 class _Staged:

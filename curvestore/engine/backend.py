@@ -76,6 +76,8 @@ class EngineBackend(Backend):
         self._lock = threading.RLock()
         self._catalog: Catalog | None = None
         self._entries: dict[int, Container] = {}
+        #: consecutive commits of this handle that lost a race (for back-off)
+        self.conflicts = 0
 
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> EngineBackend:
@@ -196,7 +198,7 @@ class EngineBackend(Backend):
     def discard(self, key: str) -> None:
         try:
             self.objects.delete(key)
-        except Exception:  # noqa: BLE001 - best effort: garbage collection removes it later
+        except Exception:  # best effort: garbage collection removes it later
             return
 
     # -- reads -----------------------------------------------------------------------------

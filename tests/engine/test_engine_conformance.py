@@ -6,6 +6,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -28,7 +29,7 @@ class TestEngineFiles(StoreSemantics, BackendConformance, StatefulConformance,
 
 class TestEngineMemory(StoreSemantics, BackendConformance, ReplicationConformance):
     shared_between_processes = False  # a memory store lives in one process
-    _names: list[str] = []
+    _names: ClassVar[list[str]] = []
 
     @pytest.fixture(autouse=True)
     def _forget(self) -> Iterator[None]:
