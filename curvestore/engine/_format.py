@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import struct
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +30,8 @@ from curvestore.core.records import checksum
 from curvestore.errors import IntegrityError
 
 __all__ = ["APPEND", "DELETED", "FORMAT", "MAGIC", "ROW", "Container", "catalog_key",
-           "decode_container", "encode_container", "log_key", "seq_of"]
+           "decode_container", "encode_container", "log_key", "segment_key", "segment_time",
+           "seq_of"]
 
 MAGIC = b"CVENG01\n"
 #: Engine format version, kept in the manifest under ``"engine"``; others are refused.
@@ -58,6 +61,24 @@ def log_key(seq: int) -> str:
 
 def catalog_key(seq: int) -> str:
     return f"catalog/{seq:0{_SEQ_DIGITS}d}"
+
+
+def segment_key() -> str:
+    """A new segment's key: its creation time (hex nanoseconds, so garbage collection can
+    tell a commit in flight from an orphan without a listing's timestamps) and a random part."""
+    return f"data/{time.time_ns():016x}-{uuid.uuid4().hex[:16]}.seg"
+
+
+def segment_time(key: str) -> int | None:
+    """The creation time in a segment key, None for a key that is not one."""
+    name = key.rpartition("/")[2]
+    stamp, dash, _rest = name.partition("-")
+    if not dash or len(stamp) != 16 or not name.endswith(".seg"):
+        return None
+    try:
+        return int(stamp, 16)
+    except ValueError:
+        return None
 
 
 def seq_of(key: str) -> int | None:

@@ -10,7 +10,7 @@ an update would store it) and to readers of pieces as one piece per row (no re-e
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from curvestore.engine._catalog import Catalog
     from curvestore.objects.base import ObjectStore
 
-__all__ = ["SegmentGone", "fetch_payloads", "meta_of", "row_pieces", "row_records"]
+__all__ = ["SegmentGone", "decode_rows", "fetch_payloads", "meta_of", "outside", "row_pieces",
+           "row_records"]
 
 #: Rows of one segment closer than this are read with one request (a request costs more
 #: than reading this many bytes more, on files and on S3 alike).
@@ -82,23 +83,41 @@ def meta_of(catalog: Catalog, row: np.void) -> ChunkMeta:
                      updated_at=int(row["updated_at"]))
 
 
-def _checked(key: SeriesKey, meta: ChunkMeta, payload: bytes) -> None:
-    if len(payload) != meta.size or checksum(payload) != meta.checksum:
-        raise IntegrityError(
-            f"chunk {meta.chunk} of series {key} fails its checksum (stored data is corrupt); "
-            "restore it from a replica or delete it")
-
-
 def row_pieces(catalog: Catalog, key: SeriesKey, rows: np.ndarray,
                payloads: Sequence[bytes]) -> list[_chunks.Piece]:
     """One decoded, checksum-verified piece per row (fragments are pieces of their own)."""
+    return decode_rows(catalog, rows, payloads, lambda _row: key)
+
+
+def decode_rows(catalog: Catalog, rows: np.ndarray, payloads: Sequence[bytes],
+                key_of: Callable[[int], SeriesKey]) -> list[_chunks.Piece]:
+    """:func:`row_pieces` for rows of many series (``key_of(row)`` names one in errors),
+    with the columns read once: this is the loop of every bulk read."""
+    codecs = [codec_named(c) for c in catalog.codecs]
+    dtypes = [np.dtype(d) for d in catalog.dtypes]
     out = []
-    for row, payload in zip(rows, payloads, strict=True):
-        meta = meta_of(catalog, row)
-        _checked(key, meta, payload)
-        values = codec_named(meta.codec).decode(payload, dtype=np.dtype(meta.dtype),
-                                                length=meta.length)
-        out.append(_chunks.Piece(meta.chunk, meta.start, values))
+    for i, (payload, chunk, start, length, size, crc, codec, dtype) in enumerate(zip(
+            payloads, rows["chunk"].tolist(), rows["start"].tolist(), rows["length"].tolist(),
+            rows["size"].tolist(), rows["checksum"].tolist(), rows["codec"].tolist(),
+            rows["dtype"].tolist(), strict=True)):
+        if len(payload) != size or checksum(payload) != crc:
+            raise IntegrityError(
+                f"chunk {chunk} of series {key_of(i)} fails its checksum (stored data is "
+                "corrupt); restore it from a replica or delete it")
+        values = codecs[codec].decode(payload, dtype=dtypes[dtype], length=length)
+        out.append(_chunks.Piece(chunk, start, values))
+    return out
+
+
+def outside(rows: np.ndarray, lo: int | None, hi: int | None, first: int | None,
+            last: int | None) -> np.ndarray:
+    """Which rows hold no point of the window: before offset ``first`` of chunk ``lo`` or
+    after offset ``last`` of chunk ``hi``."""
+    out = np.zeros(len(rows), dtype=bool)
+    if lo is not None and first is not None:
+        out |= (rows["chunk"] == lo) & (rows["start"] + rows["length"] <= first)
+    if hi is not None and last is not None:
+        out |= (rows["chunk"] == hi) & (rows["start"] > last)
     return out
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,15 @@ from curvestore.core.backend import Transaction, stale_state
 from curvestore.core.batch import ChunkBatch
 from curvestore.core.records import Change, ChunkMeta, ChunkRecord, SeriesKey
 from curvestore.engine._catalog import Catalog, chunk_keys
-from curvestore.engine._format import APPEND, DELETED, ROW, Container, encode_container, log_key
+from curvestore.engine._format import (
+    APPEND,
+    DELETED,
+    ROW,
+    Container,
+    encode_container,
+    log_key,
+    segment_key,
+)
 from curvestore.errors import ConflictError
 
 if TYPE_CHECKING:
@@ -99,7 +106,7 @@ class EngineTransaction(Transaction):
         staged = _Staged(self.keys, self._index, self._staged, now)
         segment = None
         if staged.data:
-            segment = f"data/{uuid.uuid4().hex}.seg"
+            segment = segment_key()
             self.backend.objects.put(segment, staged.data)
         try:
             while True:

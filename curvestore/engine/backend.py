@@ -42,7 +42,15 @@ from curvestore.engine._format import (
     decode_container,
     log_key,
 )
-from curvestore.engine._reads import SegmentGone, fetch_payloads, meta_of, row_pieces, row_records
+from curvestore.engine._reads import (
+    SegmentGone,
+    decode_rows,
+    fetch_payloads,
+    meta_of,
+    outside,
+    row_pieces,
+    row_records,
+)
 from curvestore.engine._transaction import EngineTransaction
 from curvestore.errors import ConfigurationError, ConflictError, IntegrityError, StoreExistsError
 
@@ -244,18 +252,19 @@ class EngineBackend(Backend):
 
         return self._read(read)  # type: ignore[no-any-return]
 
-    def read_pieces(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
-                    ) -> list[Piece]:
+    def read_pieces(self, key: SeriesKey, lo: int | None = None, hi: int | None = None, *,
+                    first: int | None = None, last: int | None = None) -> list[Piece]:
         def read(cat: Catalog) -> list[Piece]:
             sid = self._sid(cat, key)
             if sid < 0:
                 return []
             rows = cat.series_rows(sid, lo, hi)
+            rows = rows[~outside(rows, lo, hi, first, last)]
             return row_pieces(cat, key, rows, fetch_payloads(self.objects, cat, rows))
 
         return self._read(read)  # type: ignore[no-any-return]
 
-    def _matching(self, catalog: Catalog, where: Mapping[str, Any]) -> np.ndarray:
+    def matching(self, catalog: Catalog, where: Mapping[str, Any]) -> np.ndarray:
         """Sids of matching series with live chunks, ordered by key."""
         live = catalog.live_sids()
         mask = catalog.names.matching(where, bound_schema(self.schema).names)
@@ -266,50 +275,71 @@ class EngineBackend(Backend):
 
     def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
         catalog = self.current()
-        return iter(catalog.names.keys(self._matching(catalog, where)))
+        return iter(catalog.names.keys(self.matching(catalog, where)))
 
-    def _scan(self, where: Mapping[str, Any], lo: int | None, hi: int | None,
-              convert: Callable[[Catalog, SeriesKey, np.ndarray, Sequence[bytes]], list[Any]]
-              ) -> Iterator[tuple[SeriesKey, list[Any]]]:
-        catalog = self.current()
-        sids = self._matching(catalog, where)
-        for at in range(0, len(sids), _SCAN_GROUP):
-            group = sids[at:at + _SCAN_GROUP]
-            for _attempt in range(5):
-                try:
-                    starts, ends = catalog.slices(group, lo, hi)
-                    rows = catalog.rows[_ranges(starts, ends)]
-                    payloads = fetch_payloads(self.objects, catalog, rows)
-                    break
-                except SegmentGone:
-                    catalog = self.current()
-            else:
-                raise IntegrityError(f"{self.label}: a segment the catalog refers to is "
-                                     "missing")
-            first = 0
-            for key, n in zip(catalog.names.keys(group), (ends - starts).tolist(), strict=True):
-                if n:
-                    yield key, convert(catalog, key, rows[first:first + n],
-                                       payloads[first:first + n])
-                first += n
+    def _group_rows(self, catalog: Catalog, group: np.ndarray, lo: int | None,
+                    hi: int | None, window: tuple[int | None, int | None] | None
+                    ) -> tuple[Catalog, np.ndarray, np.ndarray, list[bytes]]:
+        """Rows of series ``group`` in chunks ``lo..hi`` (without those outside ``window``,
+        when given), each series' count, and their payloads; on a newer catalog if a
+        segment was compacted away meanwhile."""
+        for _attempt in range(5):
+            starts, ends = catalog.slices(group, lo, hi)
+            rows = catalog.rows[_ranges(starts, ends)]
+            counts = ends - starts
+            if window is not None:
+                away = outside(rows, lo, hi, *window)
+                if away.any():
+                    owner = np.repeat(np.arange(len(group)), counts)[~away]
+                    rows, counts = rows[~away], np.bincount(owner, minlength=len(group))
+            try:
+                return catalog, rows, counts, fetch_payloads(self.objects, catalog, rows)
+            except SegmentGone:
+                catalog = self.current()
+        raise IntegrityError(f"{self.label}: a segment the catalog refers to is missing")
 
     def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
              ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
-        return self._scan(where, lo, hi, row_records)
+        catalog = self.current()
+        sids = self.matching(catalog, where)
+        for at in range(0, len(sids), _SCAN_GROUP):
+            group = sids[at:at + _SCAN_GROUP]
+            catalog, rows, counts, payloads = self._group_rows(catalog, group, lo, hi, None)
+            first = 0
+            for key, n in zip(catalog.names.keys(group), counts.tolist(), strict=True):
+                if n:
+                    yield key, row_records(catalog, key, rows[first:first + n],
+                                           payloads[first:first + n])
+                first += n
 
     def scan_pieces(self, where: Mapping[str, Any], lo: int | None = None,
-                    hi: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
-        return self._scan(where, lo, hi, row_pieces)
+                    hi: int | None = None, *, first: int | None = None,
+                    last: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
+        catalog = self.current()
+        sids = self.matching(catalog, where)
+        for at in range(0, len(sids), _SCAN_GROUP):
+            group = sids[at:at + _SCAN_GROUP]
+            catalog, rows, counts, payloads = self._group_rows(catalog, group, lo, hi,
+                                                               (first, last))
+            keys = catalog.names.keys(group)
+            owner = np.repeat(np.arange(len(group)), counts)
+            pieces = decode_rows(catalog, rows, payloads,
+                                 lambda i, keys=keys, owner=owner: keys[int(owner[i])])
+            done = 0
+            for key, n in zip(keys, counts.tolist(), strict=True):
+                if n:
+                    yield key, pieces[done:done + n]
+                done += n
 
     def list_metas(self, where: Mapping[str, Any]) -> Iterator[tuple[SeriesKey, list[ChunkMeta]]]:
         catalog = self.current()
-        for key, sid in zip(catalog.names.keys(sids := self._matching(catalog, where)),
+        for key, sid in zip(catalog.names.keys(sids := self.matching(catalog, where)),
                             sids.tolist(), strict=True):
             yield key, self.metas(catalog, key, sid)
 
     def summarise(self, where: Mapping[str, Any]) -> SeriesSummary:
         catalog = self.current()
-        sids = self._matching(catalog, where)
+        sids = self.matching(catalog, where)
         starts, ends = catalog.slices(sids, None, None)
         rows = catalog.rows
         if not len(sids):
@@ -367,6 +397,15 @@ class EngineBackend(Backend):
                     Change(k, c, position, d) for k, c, d in
                     zip(keys, rows["chunk"].tolist(), deleted, strict=True)])
             catalog = head
+
+    # -- maintenance -----------------------------------------------------------------------
+    def compact(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None,
+                *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Join the fragments of matching series' chunks ``lo..hi`` into whole chunks, then
+        remove what nothing refers to any more (see :mod:`curvestore.engine._compact`)."""
+        from curvestore.engine._compact import compact
+
+        return compact(self, where, lo, hi, progress=progress).as_dict()
 
     # -- integrity -------------------------------------------------------------------------
     def check_integrity(self, where: Mapping[str, Any]
