@@ -16,6 +16,7 @@ from curvestore.cli.commands_store import (
     cmd_sql,
     cmd_verify,
 )
+from curvestore.cli.commands_maintenance import cmd_compact
 from curvestore.cli.commands_transfer import cmd_archive, cmd_serve, cmd_sync
 from curvestore.cli.common import PROG
 
@@ -141,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
              "is damaged cannot be opened: that is reported as the one problem.")
     _url(p)
     _keyargs(p, "optional filter on key values")
+
+    p = _add(sub, "compact", cmd_compact, "join appended pieces into whole chunks, clean up",
+             "Rewrite the chunks daily appends left in pieces (log-structured stores: file://,\n"
+             "s3://) into whole chunks, then remove segments nothing refers to any more (older\n"
+             "than an hour: a commit in flight may still need a newer one). Values, versions\n"
+             "and the change feed do not change; readers and writers go on meanwhile, and an\n"
+             "interrupted run loses nothing (run it again). Run it daily after the ingest,\n"
+             "with --before today to leave the open period to the appends.\n\n"
+             "example: curvestore compact file://./loads --before 2024-07-01")
+    _url(p)
+    _keyargs(p, "optional filter on key values")
+    p.add_argument("--before", default=None,
+                   help="only chunks whose period ended by then (e.g. today's date)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _add(sub, "archive", cmd_archive, "copy closed periods to an archive store",
              "Copy every chunk whose period ends before --before from SOURCE to TARGET,\n"

@@ -15,6 +15,7 @@ pandas computes from the written data, bit for bit.
 
 from __future__ import annotations
 
+from curvestore.testing.compaction import CompactionSemantics
 from curvestore.testing.cursors import ForgedCursorChecks
 from curvestore.testing.feed import ChangeFeedSemantics
 from curvestore.testing.fixtures import (
@@ -59,5 +60,6 @@ __all__ = [
 
 
 class StoreSemantics(WriteSemantics, ReadSemantics, FrameSemantics, MetadataSemantics,
-                     InputSemantics, ForgedCursorChecks, ChangeFeedSemantics):
+                     InputSemantics, ForgedCursorChecks, ChangeFeedSemantics,
+                     CompactionSemantics):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""
