@@ -221,8 +221,6 @@ def _systems(args: argparse.Namespace, workdir: Path, run_id: str,
         try:
             if spec == "file":
                 url = (workdir / "curvestore-{scenario}").as_uri()
-            elif spec == "engine":
-                url = "engine+" + (workdir / "curvestore-engine-{scenario}").as_uri()
             elif spec in ("postgresql", "postgres"):
                 from benchkit.postgres import pg_server_facts
 

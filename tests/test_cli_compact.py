@@ -17,7 +17,7 @@ KEYS = {"site": str, "kind": str, "n": int}
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    store_url = f"engine+file://{tmp_path.as_posix()}/store"
+    store_url = f"file://{tmp_path.as_posix()}/store"
     with curvestore.create_store(store_url, keys=KEYS, freq="15min", tz="Europe/Paris") as s:
         for day in range(7):
             s.write_frame(daily_frame(day), mode="update")

@@ -125,7 +125,7 @@ class CurvestoreRunner(Runner):
         self.cs = curvestore
         self.url_template, self.moto = url, moto
         self.scheme = url.split("://", 1)[0]
-        self.local_writes = self.scheme in ("file", "engine+file")
+        self.local_writes = self.scheme == "file"
         self.name = f"curvestore-{self.scheme}"
         self.label = label
         self.store: Any = None
@@ -137,7 +137,7 @@ class CurvestoreRunner(Runner):
 
     def open(self, scenario: str) -> None:
         url = self.url_template.format(scenario=scenario)
-        if url.startswith(("file://", "engine+file://")):
+        if url.startswith("file://"):
             self.path = Path(url.split("://", 1)[1].split("?", 1)[0])
             shutil.rmtree(self.path, ignore_errors=True)
         self.store = self.cs.create_store(url, keys={"meter": int}, freq=FREQ, tz=TZ,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from curvestore._version import __version__
+from curvestore.cli.commands_maintenance import cmd_compact
 from curvestore.cli.commands_series import cmd_get, cmd_ls, cmd_put, cmd_rm
 from curvestore.cli.commands_store import (
     cmd_create,
@@ -16,7 +17,6 @@ from curvestore.cli.commands_store import (
     cmd_sql,
     cmd_verify,
 )
-from curvestore.cli.commands_maintenance import cmd_compact
 from curvestore.cli.commands_transfer import cmd_archive, cmd_serve, cmd_sync
 from curvestore.cli.common import PROG
 

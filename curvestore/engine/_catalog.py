@@ -12,6 +12,7 @@ column per key attribute, so filters, key order and summaries are vectorised.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -118,6 +119,12 @@ class Catalog:
         last = (np.searchsorted(self.keys, base + (1 << 32)) if hi is None
                 else np.searchsorted(self.keys, base + hi + _CHUNK_BIAS, side="right"))
         return first, np.maximum(first, last)
+
+    @functools.cached_property
+    def size_prefix(self) -> np.ndarray:
+        """Running total of payload bytes over the rows (``[0, s0, s0 + s1, ...]``): the
+        bytes of any row range in O(1), to cut bulk reads into bounded groups."""
+        return np.r_[0, np.cumsum(self.rows["size"])]
 
     def rows_of(self, sids: np.ndarray, lo: int | None = None, hi: int | None = None
                 ) -> np.ndarray:

@@ -39,7 +39,11 @@ from curvestore.errors import ConflictError
 if TYPE_CHECKING:
     from curvestore.engine.backend import EngineBackend
 
-__all__ = ["EngineTransaction"]
+__all__ = ["CHECKPOINT_EVERY", "EngineTransaction"]
+
+#: Entries after which a commit also writes a catalog checkpoint (compaction writes one too):
+#: opening then folds at most this many entries after reading the checkpoint.
+CHECKPOINT_EVERY = 128
 
 
 class EngineTransaction(Transaction):
@@ -119,8 +123,11 @@ class EngineTransaction(Transaction):
                 except ConflictError:
                     self._rebase(staged)
                     continue
-                self.backend.adopt(self.snapshot.fold(Container(header, rows)))
+                committed = self.snapshot.fold(Container(header, rows))
+                self.backend.adopt(committed)
                 self.backend.conflicts = 0
+                if committed.pending >= CHECKPOINT_EVERY:
+                    self.backend.checkpoint(committed)
                 return _changes(keys, rows, header["seq"])
         except BaseException:
             if segment is not None:

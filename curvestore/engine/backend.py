@@ -14,11 +14,13 @@ returned before the operation started, from any process.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -34,7 +36,7 @@ from curvestore.core.records import (
     SeriesKey,
 )
 from curvestore.engine._catalog import Catalog, Names
-from curvestore.engine._checkpoint import load_catalog
+from curvestore.engine._checkpoint import load_catalog, write_checkpoint
 from curvestore.engine._format import (
     DELETED,
     FORMAT,
@@ -61,9 +63,13 @@ if TYPE_CHECKING:
 
 __all__ = ["EngineBackend"]
 
+_log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
-#: Series read together by scans: one batch of ranged reads per group.
+#: Bulk reads fetch series in groups of at most this many series and, unless one series is
+#: bigger, this many payload bytes: one batch of ranged reads per group, bounded memory.
 _SCAN_GROUP = 4096
+_SCAN_BYTES = 64 << 20
 _MEMORY_STORES: dict[str, ObjectStore] = {}
 _MEMORY_LOCK = threading.Lock()
 
@@ -72,7 +78,7 @@ class EngineBackend(Backend):
     """A store over an :class:`~curvestore.objects.base.ObjectStore`, built on first use by
     ``make_objects`` (a read-only handle on a missing store creates nothing)."""
 
-    schemes = ("engine+file", "engine+memory")
+    schemes: ClassVar[tuple[str, ...]] = ("file", "engine+memory")
 
     def __init__(self, make_objects: Callable[[], ObjectStore], label: str, *,
                  exists: Callable[[], bool] = lambda: True, read_only: bool = False) -> None:
@@ -103,10 +109,13 @@ class EngineBackend(Backend):
 
             return cls(memory, f"engine+memory://{name}", read_only=read_only)
         url.reject_unknown_options(frozenset({"fsync"}))
-        if url.netloc not in ("", ".", ".."):
-            raise ConfigurationError("engine+file URLs are engine+file:///absolute/path or "
-                                     f"engine+file://./relative/path; got host {url.netloc!r}")
-        root = os.path.abspath(os.path.expanduser(url.netloc + url.path))
+        path = url.netloc + url.path if url.netloc in ("", ".", "..", "~") else None
+        if path is None:
+            raise ConfigurationError("file URLs are file:///absolute/path or "
+                                     f"file://./relative/path; got host {url.netloc!r}")
+        if not path:
+            raise ConfigurationError("a file:// URL needs a path")
+        root = os.path.abspath(os.path.expanduser(path))
         fsync = url.options.get("fsync", "true").lower()
         if fsync not in ("true", "false", "1", "0"):
             raise ConfigurationError(f"fsync must be true or false, got {fsync!r}")
@@ -114,9 +123,15 @@ class EngineBackend(Backend):
         def files() -> ObjectStore:
             from curvestore.objects.files import FileObjectStore
 
+            try:  # before creating anything in a store of the older format
+                with open(os.path.join(root, MANIFEST), "rb") as f:
+                    if b'"engine"' not in f.read():
+                        raise _legacy(f"file://{root}", "file-shards")
+            except FileNotFoundError:
+                pass
             return FileObjectStore(root, fsync=fsync in ("true", "1"))
 
-        return cls(files, f"engine+file://{root}", read_only=read_only,
+        return cls(files, f"file://{root}", read_only=read_only,
                    exists=lambda: os.path.isdir(root))
 
     @staticmethod
@@ -149,8 +164,7 @@ class EngineBackend(Backend):
             raise IntegrityError(f"{self.label}: the manifest is not JSON (damaged)") from exc
         engine = manifest.pop("engine", None) if isinstance(manifest, dict) else None
         if not isinstance(engine, dict) or "format" not in engine:
-            raise IntegrityError(f"{self.label}: the manifest has no engine format version "
-                                 "(not an engine store, or damaged)")
+            raise _legacy(self.label, f"{self.label.partition(':')[0]}-shards")
         if engine["format"] != FORMAT:
             raise ConfigurationError(
                 f"{self.label} is in engine format {engine['format']!r}; this version of "
@@ -182,10 +196,20 @@ class EngineBackend(Backend):
             return catalog
 
     def adopt(self, catalog: Catalog) -> None:
-        """Keep ``catalog`` (just committed by this handle) if it is newer than ours."""
+        """Keep ``catalog`` (just committed or checkpointed by this handle) if it is newer
+        than ours, or as new and just checkpointed."""
         with self._lock:
-            if self._catalog is None or catalog.seq > self._catalog.seq:
+            ours = self._catalog
+            if ours is None or catalog.seq > ours.seq or (
+                    catalog.seq == ours.seq and catalog.pending < ours.pending):
                 self._catalog = catalog
+
+    def checkpoint(self, catalog: Catalog) -> None:
+        """Write ``catalog`` as a checkpoint (best effort: opening is only slower without)."""
+        try:
+            self.adopt(write_checkpoint(self.objects, catalog))
+        except Exception as exc:  # a full disk or a failing service: the commit stands
+            _log.warning("%s: could not write a catalog checkpoint: %s", self.label, exc)
 
     def _remember(self, entry: Container) -> None:
         self._entries[int(entry.header["seq"])] = entry
@@ -301,9 +325,7 @@ class EngineBackend(Backend):
     def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
              ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
         catalog = self.current()
-        sids = self.matching(catalog, where)
-        for at in range(0, len(sids), _SCAN_GROUP):
-            group = sids[at:at + _SCAN_GROUP]
+        for group in _groups(catalog, self.matching(catalog, where), lo, hi):
             catalog, rows, counts, payloads = self._group_rows(catalog, group, lo, hi, None)
             first = 0
             for key, n in zip(catalog.names.keys(group), counts.tolist(), strict=True):
@@ -316,15 +338,12 @@ class EngineBackend(Backend):
                     hi: int | None = None, *, first: int | None = None,
                     last: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
         catalog = self.current()
-        sids = self.matching(catalog, where)
-        for at in range(0, len(sids), _SCAN_GROUP):
-            group = sids[at:at + _SCAN_GROUP]
+        for group in _groups(catalog, self.matching(catalog, where), lo, hi):
             catalog, rows, counts, payloads = self._group_rows(catalog, group, lo, hi,
                                                                (first, last))
             keys = catalog.names.keys(group)
             owner = np.repeat(np.arange(len(group)), counts)
-            pieces = decode_rows(catalog, rows, payloads,
-                                 lambda i, keys=keys, owner=owner: keys[int(owner[i])])
+            pieces = decode_rows(catalog, rows, payloads, functools.partial(_key_of, keys, owner))
             done = 0
             for key, n in zip(keys, counts.tolist(), strict=True):
                 if n:
@@ -407,6 +426,13 @@ class EngineBackend(Backend):
 
         return compact(self, where, lo, hi, progress=progress).as_dict()
 
+    def collect_garbage(self, grace: float = 3600.0) -> tuple[int, int]:
+        """Remove segments nothing refers to that are older than ``grace`` seconds, and
+        checkpoints but the newest two; returns (segments removed, their bytes)."""
+        from curvestore.engine._compact import collect_garbage
+
+        return collect_garbage(self, grace)
+
     # -- integrity -------------------------------------------------------------------------
     def check_integrity(self, where: Mapping[str, Any]
                         ) -> tuple[list[SeriesKey] | None, list[IntegrityProblem]]:
@@ -418,6 +444,33 @@ class EngineBackend(Backend):
         if self._objects is not None:
             self._objects.close()
         super().close()
+
+
+def _groups(catalog: Catalog, sids: np.ndarray, lo: int | None, hi: int | None
+            ) -> Iterator[np.ndarray]:
+    """``sids`` cut into consecutive groups of bounded size (series and payload bytes)."""
+    starts, ends = catalog.slices(sids, lo, hi)
+    prefix = catalog.size_prefix
+    total = np.cumsum(prefix[ends] - prefix[starts])
+    at = 0
+    while at < len(sids):
+        done = int(total[at - 1]) if at else 0
+        stop = int(np.searchsorted(total, done + _SCAN_BYTES, side="right"))
+        stop = min(max(stop, at + 1), at + _SCAN_GROUP)
+        yield sids[at:stop]
+        at = stop
+
+
+def _key_of(keys: list[SeriesKey], owner: np.ndarray, row: int) -> SeriesKey:
+    return keys[int(owner[row])]
+
+
+def _legacy(label: str, scheme: str) -> ConfigurationError:
+    """The error for a store in the shard format of curvestore 0.1."""
+    return ConfigurationError(
+        f"{label} holds a store in the shard format of curvestore 0.1, not the engine format: "
+        f"open it as {scheme}://{label.partition('://')[2]} (read and write as before), or copy "
+        f"it into a new store with `curvestore sync {scheme}://... file:///new/path`")
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

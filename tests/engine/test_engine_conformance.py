@@ -24,7 +24,7 @@ class TestEngineFiles(StoreSemantics, BackendConformance, StatefulConformance,
     @pytest.fixture
     def backend_url_factory(self, tmp_path: Path) -> Callable[[], str]:
         counter = itertools.count()
-        return lambda: f"engine+file://{tmp_path}/engine-{next(counter)}"
+        return lambda: f"file://{tmp_path}/engine-{next(counter)}"
 
 
 class TestEngineMemory(StoreSemantics, BackendConformance, ReplicationConformance):
