@@ -134,10 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete every series matching the key=value filter")
 
     p = _add(sub, "verify", cmd_verify, "check the store: manifest, log, layout, every chunk",
-             "Check what the backend keeps besides payloads (for file:// stores: the\n"
-             "manifest's checksum, every change-log line, the layout and each shard index\n"
-             "against its path and the log), then read back every live chunk (optionally of\n"
-             "the series matching key=value), verify its checksum and decode it. Prints one\n"
+             "Check what the backend keeps besides payloads (for file:// and s3:// stores:\n"
+             "every log entry's checksum and that none is missing, the catalog checkpoints,\n"
+             "each segment's presence and size), then read back every live chunk (optionally\n"
+             "of the series matching key=value), verify its checksum and decode it. Prints one\n"
              "line per problem, goes on, and exits 1 if there is any. A store whose manifest\n"
              "is damaged cannot be opened: that is reported as the one problem.")
     _url(p)
