@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit.env import import_curvestore_from_repository  # noqa: E402
+from benchkit.env import import_curvestore_from_repository
 
 import_curvestore_from_repository()
 

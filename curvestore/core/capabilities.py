@@ -107,6 +107,10 @@ class WritesBatches(Protocol):
     appended to a chunk without rewriting it (a log-structured backend): frame writes then
     cost what the new data costs. Others get the same writes as records."""
 
+    #: Optional attribute: the codec id the backend wants fragments (``append`` rows) in,
+    #: when not the store's (a log-structured engine keeps them raw, ``"none"``, to join
+    #: many in bulk when it compacts); read with ``getattr``, absent means the store's.
+
     def begin_batch(self, keys: Sequence[SeriesKey]) -> Transaction:
         """:meth:`~curvestore.core.backend.Backend.begin`, returning a transaction that is
         also a :class:`BatchTransaction`."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,10 +43,10 @@ def codec_named(codec_id: str) -> Codec:
     return get_codec(codec_id)
 
 
-def fetch_payloads(objects: ObjectStore, catalog: Catalog, rows: np.ndarray) -> list[bytes]:
-    """The payload of each row, in row order."""
-    if not len(rows):
-        return []
+def fetch_blocks(objects: ObjectStore, catalog: Catalog, rows: np.ndarray
+                 ) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Read the bytes of ``rows`` with one ranged read per run of nearby rows of a segment:
+    the blocks read, and for each row the block holding it and its offset there."""
     obj, offset, size = rows["obj"], rows["offset"], rows["size"]
     order = np.lexsort((offset, obj))
     o, a, n = obj[order], offset[order], size[order]
@@ -58,20 +58,30 @@ def fetch_payloads(objects: ObjectStore, catalog: Catalog, rows: np.ndarray) -> 
     lasts = np.append(firsts[1:], len(order)) - 1
     requests = [(catalog.objects[int(o[f])], int(a[f]), int(end[lo] - a[f]))
                 for f, lo in zip(firsts.tolist(), lasts.tolist(), strict=True)]
-    blobs = objects.get_ranges(requests)
+    blobs = objects.get_ranges(requests) if requests else []
     if any(b is None for b in blobs):
         raise SegmentGone()
-    out: list[bytes] = [b""] * len(rows)
-    base = a[firsts][group]
-    rel = (a - base).tolist()
-    for i, g, r, k in zip(order.tolist(), group.tolist(), rel, n.tolist(), strict=True):
-        blob = blobs[g]
-        assert blob is not None
-        if r + k > len(blob):
-            raise IntegrityError(f"segment {requests[g][0]!r} is shorter than the catalog "
-                                 "says (truncated); restore the store from a replica")
-        out[i] = blob[r:r + k]
-    return out
+    for (key, _start, length), blob in zip(requests, blobs, strict=True):
+        if len(blob) < length:  # type: ignore[arg-type]
+            raise IntegrityError(f"segment {key!r} is shorter than the catalog says "
+                                 "(truncated); restore the store from a replica")
+    block = np.empty(len(rows), dtype=np.int64)
+    rel = np.empty(len(rows), dtype=np.int64)
+    block[order] = group
+    rel[order] = a - a[firsts][group]
+    return blobs, block, rel  # type: ignore[return-value]
+
+
+def fetch_payloads(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, *,
+                   views: bool = False) -> list[Any]:
+    """The payload of each row, in row order: ``bytes``, or with ``views`` zero-copy
+    memoryviews of the blocks read (for bulk work that only decodes them)."""
+    if not len(rows):
+        return []
+    blobs, block, rel = fetch_blocks(objects, catalog, rows)
+    shown: list[Any] = [memoryview(b) for b in blobs] if views else blobs
+    return [shown[g][r:r + k] for g, r, k in zip(block.tolist(), rel.tolist(),
+                                                 rows["size"].tolist(), strict=True)]
 
 
 def meta_of(catalog: Catalog, row: np.void) -> ChunkMeta:

@@ -79,6 +79,10 @@ class EngineBackend(Backend):
     ``make_objects`` (a read-only handle on a missing store creates nothing)."""
 
     schemes: ClassVar[tuple[str, ...]] = ("file", "engine+memory")
+    #: Appended days are kept raw until compaction: a day of a meter barely compresses
+    #: (LZ4 kept ~80 % of it), reading it is a copy, and compaction joins a segment's
+    #: fragments of many series as one block instead of decoding them one by one.
+    fragment_codec: ClassVar[str] = "none"
 
     def __init__(self, make_objects: Callable[[], ObjectStore], label: str, *,
                  exists: Callable[[], bool] = lambda: True, read_only: bool = False) -> None:
