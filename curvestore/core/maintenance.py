@@ -20,7 +20,13 @@ __all__ = ["compact"]
 
 def compact(store: Store, filter: Mapping[str, Any] | None = None, *, before: Any = None,
             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """:meth:`Store.compact`."""
+    """:meth:`Store.compact`: rewrite what daily appends left in pieces (log-structured
+    backends: fragments appended beside chunks) into whole chunks, and remove the data
+    nothing refers to any more. Values, versions and the change feed are unchanged; readers
+    and writers run on meanwhile. ``before``: only chunks whose period ended by then (today's
+    date: the closed periods); ``progress(done, total)`` is called with chunks. Returns what
+    was done (chunks, rows, bytes read, written and removed, seconds); ConfigurationError for
+    a backend that stores every chunk whole."""
     store.check_writable()
     backend = store.backend
     if not (store.capabilities.compacts and isinstance(backend, Compacts)):

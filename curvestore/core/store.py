@@ -7,7 +7,7 @@ merge rules, encoding and checksums. Every write goes through one backend transa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -398,9 +398,14 @@ class Store:
         where = self.schema.filter(filter)
         backend = self.backend
         names = self.schema.names
-        if self.capabilities.summaries and isinstance(backend, Summarises):
-            return [dict(zip(names, k, strict=True)) for k in backend.summarise(where).keys]
-        return [dict(zip(names, k, strict=True)) for k in backend.list_series(where)]
+        keys: Iterable[SeriesKey] = (
+            backend.summarise(where).keys
+            if self.capabilities.summaries and isinstance(backend, Summarises)
+            else backend.list_series(where))
+        if len(names) == 1:  # a fleet's meter ids: a third of the time of zip() per key
+            (name,) = names
+            return [{name: k[0]} for k in keys]
+        return [dict(zip(names, k, strict=True)) for k in keys]
 
     def max_timestamp(self, filter: Mapping[str, Any] | None = None) -> pd.Timestamp | None:
         """The latest timestamp holding a value among matching series, from metadata only."""
@@ -461,13 +466,8 @@ class Store:
     # -- maintenance -----------------------------------------------------------------------
     def compact(self, filter: Mapping[str, Any] | None = None, *, before: Any = None,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """Rewrite what daily appends left in pieces (log-structured backends: fragments
-        appended beside chunks) into whole chunks, and remove the data nothing refers to any
-        more. Values, versions and the change feed are unchanged; readers and writers run
-        on meanwhile. ``before``: only chunks whose period ended by then (e.g. ``"today"``'s
-        midnight: the closed months); ``progress(done, total)`` is called with chunks.
-        Returns what was done (chunks, rows, bytes read, written and removed, seconds).
-        ConfigurationError for a backend that stores every chunk whole."""
+        """Join what appends left in pieces into whole chunks and remove unused data, on
+        backends that keep fragments (:func:`curvestore.core.maintenance.compact`)."""
         from curvestore.core.maintenance import compact
 
         return compact(self, filter, before=before, progress=progress)

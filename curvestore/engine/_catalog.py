@@ -138,7 +138,29 @@ class Catalog:
         return rows[mask]
 
     def live_sids(self) -> np.ndarray:
-        return np.unique(self.rows["sid"])
+        """Sids with live rows, ascending (rows are sorted by sid)."""
+        return self.series_stats["sid"]
+
+    @functools.cached_property
+    def series_stats(self) -> dict[str, np.ndarray]:
+        """Per series with live rows, ascending by sid: what metadata calls need (first and
+        last chunk and offsets, chunk count, valid points, payload bytes). Computed once per
+        catalog with reductions over contiguous row ranges."""
+        rows, keys = self.rows, self.keys
+        sid = rows["sid"]
+        if not len(rows):
+            empty = np.empty(0, dtype=np.int64)
+            return dict.fromkeys(("sid", "first_chunk", "first_start", "last_chunk",
+                                  "last_stop", "chunks", "points", "payload_bytes"), empty)
+        firsts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+        lasts = np.r_[firsts[1:], len(rows)] - 1
+        distinct = np.r_[True, keys[1:] != keys[:-1]].astype(np.int64)
+        return {"sid": sid[firsts], "first_chunk": rows["chunk"][firsts],
+                "first_start": rows["start"][firsts], "last_chunk": rows["chunk"][lasts],
+                "last_stop": rows["start"][lasts] + rows["length"][lasts],
+                "chunks": np.add.reduceat(distinct, firsts),
+                "points": np.add.reduceat(rows["count"], firsts),
+                "payload_bytes": np.add.reduceat(rows["size"], firsts)}
 
     # -- folding ---------------------------------------------------------------------------
     def fold(self, entry: Container) -> Catalog:

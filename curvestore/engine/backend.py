@@ -298,8 +298,10 @@ class EngineBackend(Backend):
         mask = catalog.names.matching(where, bound_schema(self.schema).names)
         if mask is not None:
             live = live[mask[live]]
+        alive = np.zeros(len(catalog.names), dtype=bool)
+        alive[live] = True
         order = catalog.names.order()
-        return order[np.isin(order, live)]
+        return order[alive[order]]
 
     def list_series(self, where: Mapping[str, Any]) -> Iterator[SeriesKey]:
         catalog = self.current()
@@ -363,25 +365,14 @@ class EngineBackend(Backend):
     def summarise(self, where: Mapping[str, Any]) -> SeriesSummary:
         catalog = self.current()
         sids = self.matching(catalog, where)
-        starts, ends = catalog.slices(sids, None, None)
-        rows = catalog.rows
-        if not len(sids):
-            empty = np.empty(0, dtype=np.int64)
-            return SeriesSummary([], empty, empty, empty, empty, empty, empty, empty)
-        first, last = rows[starts], rows[ends - 1]
-        index = _ranges(starts, ends)
-        owner = np.repeat(np.arange(len(sids)), ends - starts)
-        keys = catalog.keys[index]
-        distinct = np.r_[True, keys[1:] != keys[:-1]]
+        stats = catalog.series_stats
+        at = np.searchsorted(stats["sid"], sids)
         return SeriesSummary(
             keys=_LazyKeys(catalog.names, sids),
-            first_chunk=first["chunk"], first_start=first["start"], last_chunk=last["chunk"],
-            last_stop=last["start"] + last["length"],
-            chunks=np.bincount(owner, weights=distinct, minlength=len(sids)).astype(np.int64),
-            points=np.bincount(owner, weights=rows["count"][index],
-                               minlength=len(sids)).astype(np.int64),
-            payload_bytes=np.bincount(owner, weights=rows["size"][index],
-                                      minlength=len(sids)).astype(np.int64))
+            first_chunk=stats["first_chunk"][at], first_start=stats["first_start"][at],
+            last_chunk=stats["last_chunk"][at], last_stop=stats["last_stop"][at],
+            chunks=stats["chunks"][at], points=stats["points"][at],
+            payload_bytes=stats["payload_bytes"][at])
 
     # -- writes ----------------------------------------------------------------------------
     def begin(self, keys: Sequence[SeriesKey]) -> Transaction:
