@@ -19,6 +19,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CurvestoreError",
+    "DuplicatePointError",
     "GridError",
     "IntegrityError",
     "InvalidCursorError",
@@ -135,6 +136,18 @@ class InvalidDataError(CurvestoreError, ValueError):
 
 class GridError(InvalidDataError):
     """Timestamps are not on the store's grid (finer than or not aligned to ``freq``)."""
+
+
+class DuplicatePointError(InvalidDataError):
+    """Long-format input holds two rows for one point: the same series (``key``, a dict) at
+    the same instant (``timestamp``, in the store's time zone)."""
+
+    def __init__(self, key: Mapping[str, Any], timestamp: Any, detail: str = "") -> None:
+        self.key = dict(key)
+        self.timestamp = timestamp
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.key.items())
+        super().__init__(f"two rows for series {shown} at {timestamp}{detail}; each series "
+                         "takes one value per timestamp")
 
 
 class SeriesExistsError(CurvestoreError, ValueError):

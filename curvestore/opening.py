@@ -22,6 +22,7 @@ from curvestore.errors import (
 )
 from curvestore.plugins import notify
 from curvestore.registry import get_backend_class, get_codec
+from curvestore.sources import open_table
 
 __all__ = ["create_store", "open_store"]
 
@@ -29,8 +30,9 @@ _TRUE = {"1", "true", "yes", "on"}
 
 
 def _plugged() -> dict[str, Any]:
-    """What the core is handed: the registry's codecs, the plugins' observer hooks."""
-    return {"codecs": get_codec, "observer": notify}
+    """What the core is handed: the registry's codecs, the plugins' observer hooks, the
+    readers of Arrow, Parquet and CSV sources for ``Store.ingest``."""
+    return {"codecs": get_codec, "observer": notify, "tables": open_table}
 
 _FALSE = {"0", "false", "no", "off", ""}
 

@@ -526,3 +526,120 @@ def test_bad_config_file_is_one_line(content: bytes, tmp_path: Path,
     monkeypatch.setenv("CURVESTORE_CONFIG", str(config))
     code, _, err = run(capsys, "info", "@loads")
     assert_one_line_error(code, err, str(config))
+
+
+# -- ingest -------------------------------------------------------------------------------
+def long_csv(path: Path, sites: list[str], naive: bool = False) -> pd.DataFrame:
+    """Long rows (site, yr, ts, kw) of ``curve()`` per site, shuffled, written to ``path``."""
+    parts = [pd.DataFrame({"site": site, "yr": 2024, "ts": curve().index,
+                           "kw": curve().to_numpy() * (i + 1)}) for i, site in enumerate(sites)]
+    rows = pd.concat(parts).sample(frac=1.0, random_state=1)
+    if naive:
+        rows["ts"] = rows["ts"].dt.tz_localize(None)
+    if path.suffix == ".parquet":
+        rows.to_parquet(path, index=False)
+    else:
+        rows.to_csv(path, index=False)
+    return rows
+
+
+def test_ingest_csv_and_parquet(url: str, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    long_csv(tmp_path / "day.csv", ["a", "b", "c"])
+    code, out, err = run(capsys, "ingest", url, tmp_path / "day.csv", "--key", "site,yr",
+                         "--time", "ts", "--value", "kw")
+    assert code == 0, err
+    assert err == ""  # no progress bar when stderr is not a terminal
+    points = len(curve())
+    assert out.startswith(f"ingested {3 * points:,} rows of 3 series: {3 * points:,} points "
+                          "in 3 chunks, 1 commit (mode=insert)")
+    code, out, _ = run(capsys, "get", url, "site=c", "year=2024")
+    assert_same(read_csv_output(out), curve() * 3)
+    pytest.importorskip("pyarrow")
+    long_csv(tmp_path / "again.parquet", ["c", "d"])
+    code, _, err = run(capsys, "ingest", url, tmp_path / "again.parquet", "--key", "site",
+                       "--key", "yr", "--time", "ts", "--value", "kw")
+    assert_one_line_error(code, err, "site=c year=2024 already has data", "--mode update")
+    code, out, err = run(capsys, "ingest", url, tmp_path / "again.parquet", "--key", "site",
+                         "--key", "yr", "--time", "ts", "--value", "kw", "--mode", "update",
+                         "--quiet")
+    assert code == 0 and err == "", err
+    assert "of 2 series" in out and "(mode=update)" in out
+    code, out, _ = run(capsys, "ls", url)
+    assert [line.split() for line in out.splitlines()[1:]] == [
+        [s, "2024"] for s in ("a", "b", "c", "d")]
+
+
+def test_ingest_errors_are_one_line(url: str, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    rows = long_csv(tmp_path / "naive.csv", ["a"], naive=True)
+    args = ["--key", "site,yr", "--time", "ts", "--value", "kw"]
+    code, _, err = run(capsys, "ingest", url, tmp_path / "naive.csv", *args)
+    assert_one_line_error(code, err, "naive", "--tz")
+    code, _, err = run(capsys, "ingest", url, tmp_path / "naive.csv", *args, "--tz", TZ)
+    assert code == 0, err
+    pd.concat([rows, rows.iloc[:1]]).to_csv(tmp_path / "twice.csv", index=False)
+    code, _, err = run(capsys, "ingest", url, tmp_path / "twice.csv", *args, "--tz", TZ,
+                       "--mode", "update")
+    assert_one_line_error(code, err, "two rows for series site='a', year=2024")
+    (tmp_path / "mixed.csv").write_text("site,yr,ts,kw\na,2024,2024-03-31T01:45:00+0100,1\n"
+                                        "a,2024,2024-03-31 03:00:00,2\n")
+    for argv, fragment in [
+        ([tmp_path / "mixed.csv", *args], "mixes timestamps with and without a UTC offset"),
+        ([tmp_path / "naive.csv", "--key", "site", "--time", "ts", "--value", "kw"],
+         "one column per key"),
+        ([tmp_path / "naive.csv", "--time", "ts", "--value", "kw"], "no column 'year'"),
+        ([tmp_path / "nothing.csv", *args], "nothing.csv"),
+        ([tmp_path / "naive.json", *args], "unknown file type"),
+        (["-", *args], "not stdin"),
+    ]:
+        code, _, err = run(capsys, "ingest", url, *argv)
+        assert_one_line_error(code, err, fragment)
+    with pytest.raises(SystemExit) as exc:
+        main(["ingest", url, str(tmp_path / "naive.csv"), *args, "--buffer", "x"])
+    assert exc.value.code == 2 and "2G or 512M" in capsys.readouterr().err
+
+
+def test_ingest_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """Through the installed entry point, stderr a pseudo-terminal: the bar shows rows and
+    series; with --quiet, nothing."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    store = f"file://{tmp_path.as_posix()}/store"
+    long_csv(tmp_path / "day.csv", [f"m{i}" for i in range(20)])
+
+    def cli(*argv: str) -> tuple[int, str]:
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        try:
+            done = subprocess.run([sys.executable, "-m", "curvestore.cli", *argv],
+                                  stdout=subprocess.PIPE, stderr=follower, text=True,
+                                  timeout=120)
+            os.close(follower)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # the terminal is closed once everything was read
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        finally:
+            os.close(leader)
+        return done.returncode, shown.decode(errors="replace")
+
+    code, _ = cli("create", store, "--keys", "site:str,year:int", "--freq", "15min", "--tz", TZ)
+    assert code == 0
+    args = ["--key", "site,yr", "--time", "ts", "--value", "kw"]
+    code, shown = cli("ingest", store, str(tmp_path / "day.csv"), *args)
+    assert code == 0, shown
+    assert "read" in shown and "rows" in shown and "20 series" in shown, shown
+    assert "write" in shown and "1 commit" in shown, shown
+    code, shown = cli("ingest", store, str(tmp_path / "day.csv"), *args, "--mode", "update",
+                      "--quiet")
+    assert code == 0 and shown == "", shown

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from curvestore._version import __version__
+from curvestore.cli.commands_ingest import cmd_ingest, parse_size
 from curvestore.cli.commands_maintenance import cmd_compact
 from curvestore.cli.commands_series import cmd_get, cmd_ls, cmd_put, cmd_rm
 from curvestore.cli.commands_store import (
@@ -113,6 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--column", help="the value column to write, when the file has several")
     p.add_argument("--tz", help="time zone of naive timestamps in FILE (they are an error "
                                 "without it)")
+
+    p = _add(sub, "ingest", cmd_ingest, "write many series from a long-format file",
+             "Write every series of FILE, a long-format table with one row per series and\n"
+             "timestamp: key column(s), a time column and a value column, rows in any order.\n"
+             "It is read in batches and pivoted without a table per series; input that fits\n"
+             "--buffer is checked whole before anything is written, then written in groups\n"
+             "of series, one commit each. Larger input is written as it is read and must\n"
+             "give each series' rows together (sorted by key). Timestamps with a UTC offset\n"
+             "are taken as they are; naive ones need --tz. A progress bar shows on stderr\n"
+             "when it is a terminal. Parquet needs pyarrow.\n\n"
+             "example: curvestore ingest file://./data day.parquet --key meter --time ts "
+             "--value kw --mode update")
+    _url(p)
+    p.add_argument("file", metavar="FILE", help="a .parquet or .csv file")
+    p.add_argument("--key", action="append", default=[], metavar="COLUMN",
+                   help="the column of each key attribute, in the store's key order "
+                        "(repeatable or comma-separated; default: columns named as the keys)")
+    p.add_argument("--time", required=True, metavar="COLUMN", help="the timestamp column")
+    p.add_argument("--value", required=True, metavar="COLUMN", help="the value column")
+    p.add_argument("--mode", choices=MODES, default="insert",
+                   help="insert (default; fails if any series has data), update (merge point "
+                        "by point, new values win) or replace (each series becomes its rows)")
+    p.add_argument("--tz", help="time zone of naive timestamps (they are an error without it)")
+    p.add_argument("--buffer", type=parse_size, default="2G", metavar="SIZE",
+                   help="memory for the pivoted values, 9 bytes per series and grid point of "
+                        "the input's span (default: 2G)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = _add(sub, "get", cmd_get, "read one series as CSV (stdout) or to a file",
              "Read one series on [--start, --end] (inclusive; naive bounds are in the store's\n"

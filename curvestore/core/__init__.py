@@ -1,7 +1,8 @@
 """The backend-neutral core, the bottom layer: it imports nothing else of the package (see
 tests/test_architecture.py). It owns the contracts plugins implement (:class:`Backend`,
 :class:`Transaction`, :class:`Codec`), the records they move, the store's configuration and
-grid, and the :class:`Store` built on them; codec lookup and observers are handed in.
+grid, and the :class:`Store` built on them; codec lookup, observers and the readers of
+ingest's file sources are handed in.
 
 Names load on first use, so importing a contract does not import pandas.
 """
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     )
     from curvestore.core.codec import Codec, CodecLookup
     from curvestore.core.config import KeySchema, StoreConfig
+    from curvestore.core.ingest import IngestProgress, IngestReport, LongTable, TableReader
+    from curvestore.core.longform import IngestColumns
     from curvestore.core.records import (
         Change,
         ChangePage,
@@ -57,6 +60,8 @@ _HOMES = {
     "StateTransaction": "capabilities",
     "Codec": "codec", "CodecLookup": "codec",
     "KeySchema": "config", "StoreConfig": "config",
+    "IngestProgress": "ingest", "IngestReport": "ingest", "LongTable": "ingest",
+    "TableReader": "ingest", "IngestColumns": "longform",
     "Change": "records", "ChangePage": "records", "ChunkMeta": "records",
     "ChunkRecord": "records", "SeriesKey": "records", "FeedBatch": "records",
     "Position": "records",
@@ -84,8 +89,12 @@ __all__ = [
     "FeedBatch",
     "FeedItem",
     "FeedPage",
+    "IngestColumns",
+    "IngestProgress",
+    "IngestReport",
     "KeepsState",
     "KeySchema",
+    "LongTable",
     "Observer",
     "Position",
     "ReplicationReport",
@@ -97,6 +106,7 @@ __all__ = [
     "StoreConfig",
     "StoreURL",
     "Summarises",
+    "TableReader",
     "Transaction",
     "Window",
     "WritesBatches",

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from curvestore.core.store import Store
     from curvestore.core.transact import ScopedTransaction
 
-__all__ = ["EncodedFrame", "column_keys", "encode_frame", "write_frame"]
+__all__ = ["EncodedFrame", "column_keys", "commit_encoded", "encode_block", "encode_frame",
+           "write_frame"]
 
 
 @dataclass(slots=True)
@@ -67,6 +68,13 @@ def write_frame(store: Store, frame: Any, mode: str, codec: Codec) -> int:
     encoded = encode_frame(store.schema, store.grid, frame, mode, codec, store.config.dtype)
     if encoded is None:
         return 0
+    return commit_encoded(store, encoded, mode, codec)
+
+
+def commit_encoded(store: Store, encoded: EncodedFrame, mode: str, codec: Codec) -> int:
+    """Commit an encoded frame in one transaction with ``mode``'s rules: whole, as a batch,
+    on a backend that writes batches; through the per-series read-merge-write otherwise.
+    Returns the number of chunks written (tombstones included)."""
     keys = encoded.batch.keys
     if store.capabilities.batches:
         def batch_body(tx: ScopedTransaction) -> None:
@@ -118,6 +126,17 @@ def encode_frame(schema: KeySchema, grid: Grid, frame: Any, mode: str, codec: Co
     if order is not None:
         ns, block = ns[order], np.asfortranarray(block[order])
     positions = grid.positions(ns)
+    return encode_block(keys, grid, positions, block, mode, codec, dtype)
+
+
+def encode_block(keys: Sequence[SeriesKey], grid: Grid, positions: np.ndarray,
+                 block: np.ndarray, mode: str, codec: Codec, dtype: str
+                 ) -> EncodedFrame | None:
+    """Encode a validated block: ``block[i, j]`` is series ``keys[j]`` (distinct, valid) at
+    grid position ``positions[i]`` (strictly increasing), float64, NaN for no value, each
+    column contiguous (Fortran order). Columns holding a value become rows of the batch
+    (every column with ``replace``, whose empty ones delete their series). None when there is
+    nothing to write."""
     if not keys:
         return None
     rows = _Rows()

@@ -15,6 +15,7 @@ import pandas as pd
 
 from curvestore.core import chunks as _chunks
 from curvestore.core import frames_read, frames_write
+from curvestore.core import ingest as _ingest
 from curvestore.core.backend import Backend, Transaction
 from curvestore.core.capabilities import (
     Capabilities,
@@ -27,6 +28,8 @@ from curvestore.core.codec import CodecLookup
 from curvestore.core.config import StoreConfig
 from curvestore.core.feed import read_page
 from curvestore.core.grid import Grid, get_grid, resolve_time_unit, to_utc_ns
+from curvestore.core.ingest import IngestProgress, IngestReport, TableReader
+from curvestore.core.longform import ingest_columns
 from curvestore.core.merge import MODES
 from curvestore.core.records import Change, ChangePage, SeriesKey
 from curvestore.core.transact import CONFLICT_RETRIES, ScopedTransaction, run_transaction
@@ -95,12 +98,15 @@ class Store:
 
     def __init__(self, backend: Backend, config: StoreConfig, *, codecs: CodecLookup,
                  observer: Observer | None = None, url: str = "", codec: str | None = None,
-                 read_only: bool = False, time_unit: str | None = None) -> None:
+                 read_only: bool = False, time_unit: str | None = None,
+                 tables: TableReader | None = None) -> None:
         """``codecs`` finds a codec by id (the registry's ``get_codec``); ``observer``, if
         given, is told of committed writes (``observer("chunks_committed", store=...,
-        changes=...)``; the plugins' ``notify``). Both are handed in: the core does not know
-        where codecs and observers come from."""
+        changes=...)``; the plugins' ``notify``); ``tables``, if given, opens the sources
+        :meth:`ingest` takes besides DataFrames (Arrow, Parquet, CSV). All three are handed
+        in: the core does not know where codecs, observers and file readers come from."""
         self.backend = backend
+        self.tables = tables
         self.config = config
         self.url = url
         self.read_only = read_only or backend.read_only
@@ -286,6 +292,90 @@ class Store:
         self._check_mode(mode)
         self.check_writable()
         return frames_write.write_frame(self, frame, mode, self._codec)
+
+    def ingest(self, source: Any, *, key_columns: Any = None, time_column: str,
+               value_column: str, mode: str = "insert", tz: str | None = None,
+               buffer_bytes: int = _ingest.BUFFER_BYTES,
+               points_per_commit: int = _ingest.POINTS_PER_COMMIT,
+               batch_rows: int = _ingest.BATCH_ROWS,
+               progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+        """Write long-format rows (one row per series and timestamp), streamed in batches.
+
+        The rows are pivoted onto the grid without a pandas object per series and written
+        as :meth:`write_frame` writes a frame, in groups of series, one commit each.
+
+        Parameters
+        ----------
+        source
+            A pandas DataFrame or an iterable of DataFrames; on a store from
+            :func:`~curvestore.open_store` / :func:`~curvestore.create_store` also a pyarrow
+            Table, RecordBatch or RecordBatchReader, or the path of a ``.parquet`` or
+            ``.csv`` file (read in batches; pyarrow for Parquet). Rows may come in any order.
+        key_columns
+            The column of each key attribute: None (columns named as the keys), a name for a
+            single-key store, names in the store's key order, or ``{key: column}``. Values
+            must be of the key's type (int or str).
+        time_column, value_column
+            The timestamps (tz-aware, any zone and unit; on the store's grid) and the values
+            (numeric; NaN or null: no value, as in a frame).
+        mode
+            ``"insert"``, ``"update"`` or ``"replace"``, per series as in :meth:`write_frame`
+            (each series of the input is written once, whole).
+        tz
+            The zone of naive timestamps (refused without it, as :meth:`write` refuses a
+            naive index); ``store.config.tz`` takes them in the store's zone. Times that do
+            not exist or are ambiguous there (DST changes) are refused.
+        buffer_bytes
+            The memory the pivoted block may take: 9 bytes per grid point and series over
+            the input's time span. Input within it is validated whole before anything is
+            written; larger input is written group by group and must give each series' rows
+            together (see below).
+        points_per_commit
+            About how many grid points (series x span) one commit takes.
+        batch_rows
+            Rows per batch read from the source.
+        progress
+            Called with an :class:`~curvestore.core.ingest.IngestProgress` after each batch
+            read and each commit.
+
+        Returns
+        -------
+        IngestReport
+            Rows, series, points and chunks written, commits, and the time spent reading,
+            encoding and committing.
+
+        Raises
+        ------
+        InvalidDataError
+            A missing column; timestamps that are not timestamps, naive without ``tz``,
+            missing, or outside the supported years; values that are not numeric, infinite
+            or not exact as float64 (the message names the column and row); input larger
+            than ``buffer_bytes`` whose series' rows are not together.
+        DuplicatePointError
+            Two rows for the same series and timestamp.
+        GridError
+            Timestamps off the store's grid.
+        InvalidKeyError
+            Key columns that are missing values or of the wrong type, invalid keys.
+        SeriesExistsError
+            With ``insert``, when any series of the input (with a value) has data.
+        ConfigurationError
+            An unknown mode or a bad setting.
+        ReadOnlyError
+            The store was opened read-only.
+
+        Atomicity: each commit is all-or-nothing. Input that fits ``buffer_bytes`` is
+        checked whole first, so bad input writes nothing; an error while committing (a
+        backend failure, a concurrent writer) leaves the groups committed before it, which
+        the error's notes count. Larger input is written as it is read, so an error found
+        later leaves the groups written before it.
+        """
+        self._check_mode(mode)
+        self.check_writable()
+        columns = ingest_columns(self.schema, key_columns, time_column, value_column)
+        return _ingest.ingest(self, source, columns, mode, self._codec, tz=tz,
+                              buffer_bytes=buffer_bytes, points_per_commit=points_per_commit,
+                              batch_rows=batch_rows, progress=progress)
 
     def delete(self, key: Mapping[str, Any]) -> int:
         """Tombstone every chunk of one series; returns the number of chunks deleted."""

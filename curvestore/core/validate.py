@@ -17,7 +17,8 @@ import pandas as pd
 from curvestore.core.grid import EARLIEST, FIRST_YEAR, LAST_YEAR, LATEST, TIME_UNITS
 from curvestore.errors import GridError, InvalidDataError
 
-__all__ = ["check_index", "column_values", "frame_values", "series_arrays", "sorting"]
+__all__ = ["check_index", "check_years", "column_values", "frame_values", "series_arrays",
+           "sorting"]
 
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "empty", "decimal"}
 # Every integer of magnitude up to 2**53 is a float64; beyond, only some are.
@@ -60,7 +61,7 @@ def check_index(index: Any, what: str) -> None:
         )
     if index.hasnans:
         raise InvalidDataError(f"the {what} index contains NaT")
-    _check_years(index)
+    check_years(index)
 
 
 def sorting(ns: np.ndarray, index: pd.DatetimeIndex, what: str) -> np.ndarray | None:
@@ -138,7 +139,7 @@ def _finite(frame: pd.DataFrame, labels: Sequence[Any], block: np.ndarray) -> np
     return block
 
 
-def _check_years(index: pd.DatetimeIndex) -> None:
+def check_years(index: pd.DatetimeIndex) -> None:
     """Refuse timestamps far outside the supported years before converting them to ns (where
     years past 2262 overflow); the grid refuses the ones just outside, at its period bounds."""
     if not len(index):

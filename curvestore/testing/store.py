@@ -5,7 +5,8 @@ Subclass it in a backend's test module with a ``backend_url_factory`` fixture (s
 the store semantics, grouped by theme in their own modules (writes:
 :class:`~curvestore.testing.store_writes.WriteSemantics`; reads:
 :class:`~curvestore.testing.store_reads.ReadSemantics`; wide frames:
-:class:`~curvestore.testing.store_frames.FrameSemantics`; keys, info, lifecycle and codecs:
+:class:`~curvestore.testing.store_frames.FrameSemantics`; long-format rows:
+:class:`~curvestore.testing.store_ingest.IngestSemantics`; keys, info, lifecycle and codecs:
 :class:`~curvestore.testing.store_metadata.MetadataSemantics`), the change feed
 (:class:`~curvestore.testing.feed.ChangeFeedSemantics`), forged cursors
 (:class:`~curvestore.testing.cursors.ForgedCursorChecks`) and input validation
@@ -36,6 +37,7 @@ from curvestore.testing.fixtures import (
 )
 from curvestore.testing.inputs import InputSemantics
 from curvestore.testing.store_frames import FrameSemantics
+from curvestore.testing.store_ingest import IngestSemantics
 from curvestore.testing.store_metadata import MetadataSemantics
 from curvestore.testing.store_reads import ReadSemantics
 from curvestore.testing.store_writes import WriteSemantics
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 
-class StoreSemantics(WriteSemantics, ReadSemantics, FrameSemantics, MetadataSemantics,
-                     InputSemantics, ForgedCursorChecks, ChangeFeedSemantics,
+class StoreSemantics(WriteSemantics, ReadSemantics, FrameSemantics, IngestSemantics,
+                     MetadataSemantics, InputSemantics, ForgedCursorChecks, ChangeFeedSemantics,
                      CompactionSemantics):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""

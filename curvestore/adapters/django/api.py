@@ -26,6 +26,7 @@ from curvestore.core.store import Store, Window
 from curvestore.errors import SeriesExistsError, StoreExistsError
 from curvestore.plugins import notify
 from curvestore.registry import get_codec
+from curvestore.sources import open_table
 
 if TYPE_CHECKING:  # the backend imports this module at run time (see _cs_store)
     from curvestore.adapters.django.backend import DjangoModelBackend
@@ -88,7 +89,7 @@ class ChunkStoreAPI:
             # would only be decoded again, so it stores them raw ("none") in between
             codec = None if backend.framed else "none"
             store = cache[alias] = Store(backend, config, codec=codec, codecs=get_codec,
-                                         observer=notify,
+                                         observer=notify, tables=open_table,
                                          time_unit=cls.TIME_UNIT)  # type: ignore[attr-defined]
         return store
 
