@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="comma-separated days stored before the appends (31,300; quick 10)")
     ap.add_argument("--quick", action="store_true", help="500 meters, 10 days: a smoke run")
     ap.add_argument("--appends", type=int, default=3, help="daily appends (3)")
+    ap.add_argument("--no-month", dest="month", action="store_false",
+                    help="skip the month of appends and its compaction (file:// runs)")
     ap.add_argument("--first-append", default="2025-10-25",
                     help="the first appended local day (2025-10-25: the next one ends DST)")
     ap.add_argument("--url", action="append", default=None,
@@ -147,6 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
     from benchkit.measure import machine_info
     from fleetkit.data import Fleet
+    from fleetkit.month import run_month
     from fleetkit.runners import optional_versions
     from fleetkit.workload import make_scenario, run_scenario
 
@@ -186,11 +189,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     res["scheme"] = getattr(system, "scheme", system.name)
                     runs.append(res)
                 del sc
+        months = []
+        for system, meters in systems:
+            if getattr(system, "scheme", None) == "file" and args.month:
+                print(f"a month of daily appends, then compaction: {meters:,} meters, "
+                      f"{system.label}", flush=True)
+                months.append(run_month(system, Fleet(meters, args.seed), args.history_reads,
+                                        args.history_budget, args.seed))
     if "curvestore" in versions:
         versions["curvestore"] += f" (git {_git_describe()})"
     versions.update({k: v for k, v in optional_versions().items() if v != "not installed"})
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    return {"runs": runs, "meta": {
+    return {"runs": runs, "months": months, "meta": {
         "command": "python bench/fleet.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "run_id": run_id,

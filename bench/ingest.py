@@ -227,11 +227,11 @@ def render(args: argparse.Namespace, saved: dict[str, Any]) -> str:
         "vectorised: per batch of 2^20 rows, the keys and the instants are factorised and "
         "only the distinct ones reach Python; the block is one scatter. Encoding runs per "
         "series (one lz4 call and one CRC-32 per chunk), as for `write_frame`.",
-        "- Today's backends take the groups through the core's per-series read-merge-write "
-        "(a record per chunk, an insert check per series) and, on file://, one directory, "
-        "one shard file written and fsynced, one rename and two log lines per series: that "
-        "is what the log-structured engine (one segment per commit, `WritesBatches`) "
-        "replaces. `commit_encoded` hands such a backend each group as one `ChunkBatch`.",
+        "- file:// is the log-structured engine: `commit_encoded` hands it each group as "
+        "one `ChunkBatch` (`WritesBatches`), committed as one segment and one log entry; "
+        "its per-series cost is the insert check against the catalog and the change-feed "
+        "items. memory:// (the reference backend) takes the groups through the core's "
+        "per-series read-merge-write (a record per chunk, an insert check per series).",
         f"- Peak memory is the block (9 bytes per series and point: "
         f"{facts['rows'] * 9 / 1e9:.2f} GB for this day), "
         "the keys (one tuple per series), one batch of Arrow and pandas columns, and one "

@@ -132,6 +132,17 @@ def targets_table(results: dict[str, Any]) -> str:
         rows.append((f"file: append with {file_runs[-1]['days_stored']} days within 1.3x of "
                      f"{file_runs[0]['days_stored']} days", f"{ratio:.2f}x",
                      _verdict(ratio, 1.3)))
+    for month in results.get("months", []):
+        where = f"file, {month['meters']:,} meters, a month of appends"
+        unc = month["history_uncompacted"]["median_ms"]
+        rows += [
+            (f"{where}: one meter's history <= 1 ms median, uncompacted", f"{unc:.2f} ms",
+             _verdict(unc, 1.0)),
+            (f"{where}: compaction costs no more than write_frame of the month fresh",
+             f"{month['compact']['s']:.2f} s vs {month['fresh']['s']:.2f} s "
+             f"({month['compact_over_fresh_s']:.2f}x)",
+             _verdict(month["compact_over_fresh_s"], 1.0)),
+        ]
     s3 = _find(results, "s3")
     if s3 is not None:
         s, where = s3["summary"], f"s3 (moto), {s3['meters']:,} meters, {s3['days_stored']} days"
@@ -155,6 +166,33 @@ def targets_table(results: dict[str, Any]) -> str:
         return "(no curvestore run to compare with the targets)"
     return "\n".join(["| target | measured | verdict |", "| --- | ---: | --- |",
                       *(f"| {a} | {b} | {c} |" for a, b, c in rows)])
+
+
+def month_table(results: dict[str, Any]) -> str:
+    months = results.get("months", [])
+    if not months:
+        return "(not run)"
+    rows = [
+        ("daily append, median of the 31 (s)", lambda m: f"{m['append_s_median']:.3f}"),
+        ("one meter's history over the uncompacted month, median (ms)",
+         lambda m: f"{m['history_uncompacted']['median_ms']:.2f}"),
+        ("compaction of the month (s)", lambda m: f"{m['compact']['s']:.2f}"),
+        ("compaction: disk bytes written / raw float64 bytes",
+         lambda m: f"{m['compact'].get('write_amplification', float('nan')):.2f}x"),
+        ("write_frame of the month into an empty store (s)", lambda m: f"{m['fresh']['s']:.2f}"),
+        ("write_frame fresh: disk bytes written / raw float64 bytes",
+         lambda m: f"{m['fresh'].get('write_amplification', float('nan')):.2f}x"),
+        ("compaction / fresh write, time", lambda m: f"{m['compact_over_fresh_s']:.2f}x"),
+        ("one meter's history after compaction, median (ms)",
+         lambda m: f"{m['history_compacted']['median_ms']:.2f}"),
+        ("the month for every meter after compaction (`read_frame`, s)",
+         lambda m: f"{m['read_month_s']:.2f}"),
+    ]
+    lines = ["| | " + " | ".join(f"{m['label']}, {m['meters']:,} meters" for m in months)
+             + " |", "| --- |" + " ---: |" * len(months)]
+    lines += [f"| {label} | " + " | ".join(fmt(m) for m in months) + " |"
+              for label, fmt in rows]
+    return "\n".join(lines)
 
 
 def _bullets(d: dict[str, Any]) -> str:
@@ -186,6 +224,7 @@ def render(results: dict[str, Any]) -> str:
         "results_table": results_table(results),
         "targets_table": targets_table(results),
         "api_table": api_table(results),
+        "month_table": month_table(results),
         "skipped": skipped or "- none",
     }
     return Template((TEMPLATES / "fleet.md").read_text()).substitute(values)

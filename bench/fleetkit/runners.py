@@ -33,30 +33,12 @@ def day_bounds(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
 # -- curvestore's write and read paths -----------------------------------------------------------
 def _cs_write(store: Any, frame: pd.DataFrame, mode: str) -> None:
     """Write a wide frame (timestamps x meter ids) to a curvestore store."""
-    if hasattr(store, "write_frame"):
-        store.write_frame(frame, mode=mode)
-        return
-    # Temporary, until Store.write_frame lands (then this fallback is removed): one Series per
-    # meter through write_many; its cost is part of what is measured.
-    store.write_many({int(m): s for m, s in frame.items()}, mode=mode)
+    store.write_frame(frame, mode=mode)
 
 
 def _cs_read_day(store: Any, start: Any, end: Any) -> pd.DataFrame:
     """Every series over ``[start, end]`` as one wide frame (timestamps x meter ids)."""
-    if hasattr(store, "read_frame"):
-        return store.read_frame(start=start, end=end)
-    # Temporary, until Store.read_frame lands (then this fallback is removed): read_many's
-    # stream, stacked into the frame read_frame returns.
-    meters: list[int] = []
-    columns: list[np.ndarray] = []
-    index: pd.DatetimeIndex | None = None
-    for key, series in store.read_many(start=start, end=end, drop_bounds_na=False):
-        meters.append(next(iter(key.values())))
-        columns.append(series.to_numpy())
-        index = series.index
-    if index is None:
-        return pd.DataFrame(index=pd.DatetimeIndex([], tz=TZ))
-    return pd.DataFrame(np.column_stack(columns), index=index, columns=meters)
+    return store.read_frame(start=start, end=end)
 
 
 class Runner(ABC):
@@ -149,16 +131,14 @@ class CurvestoreRunner(Runner):
         self.store: Any = None
         self.path: Path | None = None
         self.calls = dict(self.calls)
-        writes = "write_frame" if hasattr(curvestore.Store, "write_frame") else "write_many"
-        reads = "read_frame" if hasattr(curvestore.Store, "read_frame") else "read_many"
-        self.calls["backfill"] = f"{writes}(frame, mode='insert')"
-        self.calls["append"] = f"{writes}(frame, mode='update')"
-        self.calls["read_day"] = f"{reads}(start=..., end=...)"
+        self.calls["backfill"] = "write_frame(frame, mode='insert')"
+        self.calls["append"] = "write_frame(frame, mode='update')"
+        self.calls["read_day"] = "read_frame(start=..., end=...)"
 
     def open(self, scenario: str) -> None:
         url = self.url_template.format(scenario=scenario)
         if url.startswith("file://"):
-            self.path = Path(url[len("file://"):].split("?", 1)[0])
+            self.path = Path(url.split("://", 1)[1].split("?", 1)[0])
             shutil.rmtree(self.path, ignore_errors=True)
         self.store = self.cs.create_store(url, keys={"meter": int}, freq=FREQ, tz=TZ,
                                           chunking="month", codec="lz4")

@@ -109,7 +109,7 @@ _SYNCFS_MIN_FILES = 16
 class FileBackend(ShardReads, Backend):
     """Chunks as files under a directory; see the module docstring for the guarantees."""
 
-    schemes = ("file",)
+    schemes = ("file-shards",)
     feed_arity = 3  # (sequence, segment, offset): see :func:`curvestore.backends._fslog.feed`
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True,

@@ -8,6 +8,7 @@ from typing import Any
 
 from curvestore._version import __version__
 from curvestore.cli.commands_ingest import cmd_ingest, parse_size
+from curvestore.cli.commands_maintenance import cmd_compact
 from curvestore.cli.commands_series import cmd_get, cmd_ls, cmd_put, cmd_rm
 from curvestore.cli.commands_store import (
     cmd_create,
@@ -161,14 +162,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete every series matching the key=value filter")
 
     p = _add(sub, "verify", cmd_verify, "check the store: manifest, log, layout, every chunk",
-             "Check what the backend keeps besides payloads (for file:// stores: the\n"
-             "manifest's checksum, every change-log line, the layout and each shard index\n"
-             "against its path and the log), then read back every live chunk (optionally of\n"
-             "the series matching key=value), verify its checksum and decode it. Prints one\n"
+             "Check what the backend keeps besides payloads (for file:// and s3:// stores:\n"
+             "every log entry's checksum and that none is missing, the catalog checkpoints,\n"
+             "each segment's presence and size), then read back every live chunk (optionally\n"
+             "of the series matching key=value), verify its checksum and decode it. Prints one\n"
              "line per problem, goes on, and exits 1 if there is any. A store whose manifest\n"
              "is damaged cannot be opened: that is reported as the one problem.")
     _url(p)
     _keyargs(p, "optional filter on key values")
+
+    p = _add(sub, "compact", cmd_compact, "join appended pieces into whole chunks, clean up",
+             "Rewrite the chunks daily appends left in pieces (log-structured stores: file://,\n"
+             "s3://) into whole chunks, then remove segments nothing refers to any more (older\n"
+             "than an hour: a commit in flight may still need a newer one). Values, versions\n"
+             "and the change feed do not change; readers and writers go on meanwhile, and an\n"
+             "interrupted run loses nothing (run it again). Run it daily after the ingest,\n"
+             "with --before today to leave the open period to the appends.\n\n"
+             "example: curvestore compact file://./loads --before 2024-07-01")
+    _url(p)
+    _keyargs(p, "optional filter on key values")
+    p.add_argument("--before", default=None,
+                   help="only chunks whose period ended by then (e.g. today's date)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _add(sub, "archive", cmd_archive, "copy closed periods to an archive store",
              "Copy every chunk whose period ends before --before from SOURCE to TARGET,\n"

@@ -17,6 +17,7 @@ default should not be ``"lz4-shuffle"`` (see the benchmark conclusion).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 from typing import ClassVar
 
@@ -76,6 +77,31 @@ class LZ4Codec(Codec):
         if self._shuffle:
             data = unshuffle(data, dtype.itemsize, length)
         return from_le_bytes(data, dtype, length, self.codec_id, self.supported_dtypes)
+
+
+    def decode_many(self, payloads: Sequence[bytes], *, dtype: np.dtype,
+                    lengths: Sequence[int]) -> np.ndarray:
+        """Decompress many payloads into one array (see :meth:`Codec.decode_many`): one
+        join and one conversion instead of one array per payload."""
+        if self._shuffle or not payloads:
+            return super().decode_many(payloads, dtype=dtype, lengths=lengths)
+        block = _lz4_block(self.codec_id)
+        dtype, _ = expected_nbytes(dtype, 0, self.codec_id, self.supported_dtypes)
+        size = dtype.itemsize
+        parts = []
+        for payload, length in zip(payloads, lengths, strict=True):
+            try:
+                data = block.decompress(payload, uncompressed_size=length * size)
+            except Exception as exc:  # LZ4BlockError, TypeError/ValueError on bad input
+                raise IntegrityError(f"codec {self.codec_id!r}: cannot decompress: {exc}"
+                                     ) from exc
+            if len(data) != length * size:
+                raise IntegrityError(f"codec {self.codec_id!r}: payload holds {len(data)} "
+                                     f"bytes, expected {length} x {dtype}")
+            parts.append(data)
+        joined = bytearray().join(parts)
+        return from_le_bytes(joined, dtype, len(joined) // size, self.codec_id,
+                             self.supported_dtypes)
 
 
 class LZ4ShuffleCodec(LZ4Codec):

@@ -8,7 +8,7 @@ base class); the store checks them once, when it is opened, and records the outc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from curvestore.core.chunks import Piece
     from curvestore.core.records import ChunkRecord, SeriesKey
 
-__all__ = ["BatchTransaction", "Capabilities", "ChecksIntegrity", "DecodesPieces",
+__all__ = ["BatchTransaction", "Capabilities", "ChecksIntegrity", "Compacts", "DecodesPieces",
            "KeepsState", "StateTransaction", "Summarises", "WritesBatches"]
 
 
@@ -67,13 +67,18 @@ class DecodesPieces(Protocol):
     library's tables) and decodes pieces itself, so reads skip building checksummed records
     only to decode them again."""
 
-    def read_pieces(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
-                    ) -> list[Piece]:
-        """What ``read_chunks`` and the core's decode would give."""
+    def read_pieces(self, key: SeriesKey, lo: int | None = None, hi: int | None = None, *,
+                    first: int | None = None, last: int | None = None) -> list[Piece]:
+        """What ``read_chunks`` and the core's decode would give. ``first`` is the offset in
+        chunk ``lo``'s period of the first point the caller wants, ``last`` that of the last
+        in chunk ``hi``: pieces of those chunks wholly outside may be left out (a backend
+        that keeps a chunk in several pieces then reads only those it needs)."""
 
     def scan_pieces(self, where: Mapping[str, Any], lo: int | None = None,
-                    hi: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
-        """What ``scan`` and the core's decode would give."""
+                    hi: int | None = None, *, first: int | None = None,
+                    last: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
+        """What ``scan`` and the core's decode would give (``first``, ``last``: as for
+        :meth:`read_pieces`)."""
 
 
 class BatchTransaction(Protocol):
@@ -108,6 +113,10 @@ class WritesBatches(Protocol):
     appended to a chunk without rewriting it (a log-structured backend): frame writes then
     cost what the new data costs. Others get the same writes as records."""
 
+    #: Optional attribute: the codec id the backend wants fragments (``append`` rows) in,
+    #: when not the store's (a log-structured engine keeps them raw, ``"none"``, to join
+    #: many in bulk when it compacts); read with ``getattr``, absent means the store's.
+
     def begin_batch(self, keys: Sequence[SeriesKey]) -> Transaction:
         """:meth:`~curvestore.core.backend.Backend.begin`, returning a transaction that is
         also a :class:`BatchTransaction`."""
@@ -122,6 +131,18 @@ class Summarises(Protocol):
         """A :class:`~curvestore.core.batch.SeriesSummary` of the matching series."""
 
 
+@runtime_checkable
+class Compacts(Protocol):
+    """A backend whose writes leave work for later (fragments appended beside chunks, segments
+    that outlive what they hold): ``compact`` rewrites and cleans up, and returns a report of
+    what it did (JSON-able numbers: chunks, rows, bytes read, written and removed...)."""
+
+    def compact(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None,
+                *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Compact the matching series' chunks ``lo..hi`` (None: unbounded), calling
+        ``progress(done, total)`` as it goes."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """Which optional protocols a store's backend implements."""
@@ -131,6 +152,7 @@ class Capabilities:
     pieces: bool
     batches: bool = False
     summaries: bool = False
+    compacts: bool = False
 
     @classmethod
     def of(cls, backend: Backend) -> Capabilities:
@@ -138,4 +160,5 @@ class Capabilities:
                    integrity=isinstance(backend, ChecksIntegrity),
                    pieces=isinstance(backend, DecodesPieces),
                    batches=isinstance(backend, WritesBatches),
-                   summaries=isinstance(backend, Summarises))
+                   summaries=isinstance(backend, Summarises),
+                   compacts=isinstance(backend, Compacts))

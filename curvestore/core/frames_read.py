@@ -36,11 +36,11 @@ def read_frame(store: Store, filter: Mapping[str, Any] | None, start: Any, end: 
     keys: list[SeriesKey] = []
     spans: list[list[tuple[int, np.ndarray]]] = []
     first, last = np.iinfo(np.int64).max, np.iinfo(np.int64).min
-    for key, pieces in store.scan_pieces(where, window.chunk_lo, window.chunk_hi):
+    start_of = lru_cache(maxsize=None)(lambda chunk: grid.period(chunk)[0])
+    for key, pieces in store.scan_pieces(where, window):
         if not pieces:
             continue
-        starts = grid.period_starts(np.fromiter((p.chunk for p in pieces), dtype=np.int64,
-                                                count=len(pieces))).tolist()
+        starts = [start_of(p.chunk) for p in pieces]
         kept = []
         for piece, period_start in zip(pieces, starts, strict=True):
             a = period_start + piece.start

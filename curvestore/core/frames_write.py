@@ -258,10 +258,17 @@ def _stage_batch(tx: ScopedTransaction, encoded: EncodedFrame, mode: str, store:
     end = np.where(found, live_end[at] if len(live) else 0, 0)
     append = found & (batch.start >= end)
     merge = np.flatnonzero(found & ~append)
-    if not len(merge):
-        tx.put_batch(_with(batch, append, {}))
+    merged = _merged(tx, encoded, merge, store, codec) if len(merge) else {}
+    fragment_codec = getattr(store.backend, "fragment_codec", None)
+    if fragment_codec is None or fragment_codec == batch.codec or not append.any():
+        tx.put_batch(_with(batch, append, merged))
         return
-    tx.put_batch(_with(batch, append, _merged(tx, encoded, merge, store, codec)))
+    # the backend keeps fragments in a codec of its own (raw, for a log-structured engine
+    # that joins them in bulk later): the appended rows go in a batch of their own
+    whole = np.flatnonzero(~append)
+    if len(whole):
+        tx.put_batch(_rows_of(_with(batch, append, merged), whole))
+    tx.put_batch(_recoded(encoded, np.flatnonzero(append), store.codecs(fragment_codec)))
 
 
 def _merged(tx: ScopedTransaction, encoded: EncodedFrame, rows: np.ndarray, store: Store,
@@ -280,6 +287,25 @@ def _merged(tx: ScopedTransaction, encoded: EncodedFrame, rows: np.ndarray, stor
         assert merged is not None  # the new piece holds a value
         out[row] = _chunks.encode(key, merged, codec, store.config.dtype)
     return out
+
+
+def _rows_of(batch: ChunkBatch, rows: np.ndarray) -> ChunkBatch:
+    """The batch of ``batch``'s rows ``rows``."""
+    return _batch(batch.keys, batch.series[rows], batch.chunk[rows], batch.start[rows],
+                  batch.length[rows], batch.count[rows], batch.checksum[rows],
+                  [batch.payload(i) for i in rows.tolist()], batch.append[rows], batch.codec,
+                  batch.dtype)
+
+
+def _recoded(encoded: EncodedFrame, rows: np.ndarray, codec: Codec) -> ChunkBatch:
+    """Rows ``rows`` of a frame's batch, as fragments encoded with ``codec``."""
+    batch = encoded.batch
+    payloads = [codec.encode(np.ascontiguousarray(encoded.values[i], dtype=batch.dtype))
+                for i in rows.tolist()]
+    crc = np.fromiter((checksum(p) for p in payloads), dtype=np.int64, count=len(payloads))
+    return _batch(batch.keys, batch.series[rows], batch.chunk[rows], batch.start[rows],
+                  batch.length[rows], batch.count[rows], crc, payloads,
+                  np.ones(len(rows), dtype=bool), codec.codec_id, batch.dtype)
 
 
 def _with(batch: ChunkBatch, append: np.ndarray, merged: dict[int, ChunkRecord]

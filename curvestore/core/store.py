@@ -7,7 +7,7 @@ merge rules, encoding and checksums. Every write goes through one backend transa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,15 @@ class Window:
     @property
     def empty(self) -> bool:
         return self.lo is not None and self.hi is not None and self.hi < self.lo
+
+    def offsets(self, grid: Grid) -> tuple[int | None, int | None]:
+        """``lo`` as an offset in chunk ``chunk_lo``'s period, ``hi`` in ``chunk_hi``'s:
+        what a backend needs to skip pieces of those chunks outside the window."""
+        first = None if self.lo is None or self.chunk_lo is None else \
+            self.lo - grid.period(self.chunk_lo)[0]
+        last = None if self.hi is None or self.chunk_hi is None else \
+            self.hi - grid.period(self.chunk_hi)[0]
+        return first, last
 
 
 class Store:
@@ -399,7 +408,9 @@ class Store:
             return None
         backend = self.backend
         if self.capabilities.pieces and isinstance(backend, DecodesPieces):
-            pieces = backend.read_pieces(series_key, window.chunk_lo, window.chunk_hi)
+            first, last = window.offsets(self.grid)
+            pieces = backend.read_pieces(series_key, window.chunk_lo, window.chunk_hi,
+                                         first=first, last=last)
         else:
             records = backend.read_chunks(series_key, window.chunk_lo, window.chunk_hi)
             pieces = [_chunks.decode(r, self.codecs) for r in records]
@@ -418,7 +429,7 @@ class Store:
                 ) -> Iterator[tuple[dict[str, Any], pd.Series]]:
         if window.empty:
             return
-        for key, pieces in self.scan_pieces(where, window.chunk_lo, window.chunk_hi):
+        for key, pieces in self.scan_pieces(where, window):
             series = _chunks.assemble(self.grid, pieces, window.lo, window.hi,
                                       drop_bounds_na, self.index)
             if series is not None:
@@ -458,14 +469,17 @@ class Store:
         """
         return frames_read.read_frame(self, filter, start, end)
 
-    def scan_pieces(self, where: Mapping[str, Any], lo: int | None, hi: int | None
+    def scan_pieces(self, where: Mapping[str, Any], window: Window
                     ) -> Iterator[tuple[SeriesKey, list[_chunks.Piece]]]:
         """Each series matching ``where`` (a validated filter) with its decoded pieces of
-        chunks ``lo..hi``, ordered by key: the backend's own ``scan_pieces`` when it decodes
-        pieces itself (:class:`DecodesPieces`), else its ``scan`` decoded here."""
+        the window's chunks, ordered by key: the backend's own ``scan_pieces`` when it
+        decodes pieces itself (:class:`DecodesPieces`; it may leave out pieces outside the
+        window), else its ``scan`` decoded here."""
         backend = self.backend
+        lo, hi = window.chunk_lo, window.chunk_hi
         if self.capabilities.pieces and isinstance(backend, DecodesPieces):
-            return backend.scan_pieces(where, lo, hi)
+            first, last = window.offsets(self.grid)
+            return backend.scan_pieces(where, lo, hi, first=first, last=last)
         return ((key, [_chunks.decode(r, self.codecs) for r in records])
                 for key, records in backend.scan(where, lo, hi))
 
@@ -474,9 +488,14 @@ class Store:
         where = self.schema.filter(filter)
         backend = self.backend
         names = self.schema.names
-        if self.capabilities.summaries and isinstance(backend, Summarises):
-            return [dict(zip(names, k, strict=True)) for k in backend.summarise(where).keys]
-        return [dict(zip(names, k, strict=True)) for k in backend.list_series(where)]
+        keys: Iterable[SeriesKey] = (
+            backend.summarise(where).keys
+            if self.capabilities.summaries and isinstance(backend, Summarises)
+            else backend.list_series(where))
+        if len(names) == 1:  # a fleet's meter ids: a third of the time of zip() per key
+            (name,) = names
+            return [{name: k[0]} for k in keys]
+        return [dict(zip(names, k, strict=True)) for k in keys]
 
     def max_timestamp(self, filter: Mapping[str, Any] | None = None) -> pd.Timestamp | None:
         """The latest timestamp holding a value among matching series, from metadata only."""
@@ -533,6 +552,15 @@ class Store:
             "payload_bytes": payload,
             "bytes_per_point": (payload / points) if points else None,
         }
+
+    # -- maintenance -----------------------------------------------------------------------
+    def compact(self, filter: Mapping[str, Any] | None = None, *, before: Any = None,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Join what appends left in pieces into whole chunks and remove unused data, on
+        backends that keep fragments (:func:`curvestore.core.maintenance.compact`)."""
+        from curvestore.core.maintenance import compact
+
+        return compact(self, filter, before=before, progress=progress)
 
     # -- change feed -----------------------------------------------------------------------
     def changes(self, cursor: str | None = None, filter: Mapping[str, Any] | None = None,

@@ -323,6 +323,24 @@ class CodecConformance:
         with ThreadPoolExecutor(max_workers=8) as pool:
             assert all(pool.map(work, range(200)))
 
+    def test_decode_many(self, codec: Codec) -> None:
+        month = _load_month()
+        parts = [month[:96], month[96:200], month[200:201], month[201:2976]]
+        parts[1] = parts[1].copy()
+        parts[1][5:9] = np.nan
+        got = codec.decode_many([codec.encode(p) for p in parts], dtype=np.dtype("float64"),
+                                lengths=[len(p) for p in parts])
+        np.testing.assert_array_equal(got, np.concatenate(parts))
+        assert got.flags.writeable
+        assert len(codec.decode_many([], dtype=np.dtype("float64"), lengths=[])) == 0
+
+    def test_decode_many_refuses_a_bad_payload(self, codec: Codec) -> None:
+        values = _load_month()[:1000]
+        good = codec.encode(values)
+        for bad, n in ((good[:-1], 1000), (good, 999), (good, 1001)):
+            with pytest.raises(IntegrityError):
+                codec.decode_many([good, bad], dtype=np.dtype("float64"), lengths=[1000, n])
+
     # -- bad payloads ------------------------------------------------------------------------
 
     def assert_integrity_error(self, codec: Codec, payload: bytes, dtype: Any, n: int) -> None:

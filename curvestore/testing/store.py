@@ -18,6 +18,7 @@ pandas computes from the written data, bit for bit.
 
 from __future__ import annotations
 
+from curvestore.testing.compaction import CompactionSemantics
 from curvestore.testing.cursors import ForgedCursorChecks
 from curvestore.testing.feed import ChangeFeedSemantics
 from curvestore.testing.fixtures import (
@@ -65,5 +66,5 @@ __all__ = [
 
 class StoreSemantics(WriteSemantics, ReadSemantics, FrameSemantics, IngestSemantics,
                      BatchSemantics, MetadataSemantics, InputSemantics, ForgedCursorChecks,
-                     ChangeFeedSemantics):
+                     ChangeFeedSemantics, CompactionSemantics):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""

@@ -21,7 +21,7 @@ class TestFilesystem(StoreSemantics, BackendConformance, StatefulConformance,
     @pytest.fixture
     def backend_url_factory(self, tmp_path: Path) -> Callable[[], str]:
         counter = itertools.count()
-        return lambda: f"file://{tmp_path}/store-{next(counter)}"
+        return lambda: f"file-shards://{tmp_path}/store-{next(counter)}"
 
 
 class TestFilesystemWithoutFsync(StoreSemantics):
@@ -30,4 +30,4 @@ class TestFilesystemWithoutFsync(StoreSemantics):
     @pytest.fixture
     def backend_url_factory(self, tmp_path: Path) -> Callable[[], str]:
         counter = itertools.count()
-        return lambda: f"file://{tmp_path}/nofsync-{next(counter)}?fsync=false"
+        return lambda: f"file-shards://{tmp_path}/nofsync-{next(counter)}?fsync=false"

@@ -45,7 +45,7 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(root: Path) -> Iterator[curvestore.Store]:
-    s = curvestore.create_store(f"file://{root}", keys=KEYS, freq="1h", tz="UTC")
+    s = curvestore.create_store(f"file-shards://{root}", keys=KEYS, freq="1h", tz="UTC")
     s.write(A, _series("2024-01-01", 240, 2.5))
     s.write(B, _series("2024-03-01", 48, 1.5))
     yield s
@@ -53,7 +53,7 @@ def store(root: Path) -> Iterator[curvestore.Store]:
 
 
 def _verify(root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main(["verify", f"file://{root}?read_only=true"])
+    code = main(["verify", f"file-shards://{root}?read_only=true"])
     return code, capsys.readouterr().out
 
 
@@ -76,7 +76,7 @@ def test_flipped_manifest_byte_is_refused_at_open_and_by_verify(store, root: Pat
     manifest.write_bytes(manifest.read_bytes().replace(b'"1h"', b'"3h"'))
     for read_only in (False, True):
         with pytest.raises(IntegrityError, match=r"manifest\.json.*checksum"):
-            curvestore.open_store(f"file://{root}", read_only=read_only)
+            curvestore.open_store(f"file-shards://{root}", read_only=read_only)
     code, out = _verify(root, capsys)
     assert code == 1 and "FAILED store" in out and "checksum" in out
 
@@ -93,15 +93,15 @@ def test_manifest_without_checksum_still_opens_and_is_sealed_by_a_read_write_ope
         store, root: Path, capsys) -> None:
     store.close()
     _unseal(root)
-    with curvestore.open_store(f"file://{root}", read_only=True) as ro:
+    with curvestore.open_store(f"file-shards://{root}", read_only=True) as ro:
         assert ro.read(A).tolist() == [2.5] * 240
     assert "checksum" not in json.loads((root / "manifest.json").read_text())
     assert _verify(root, capsys)[0] == 0
-    with curvestore.open_store(f"file://{root}") as rw:
+    with curvestore.open_store(f"file-shards://{root}") as rw:
         rw.write(A, _series("2024-01-02", 2, 9.0), mode="update")
     sealed = json.loads((root / "manifest.json").read_text())
     assert len(sealed["checksum"]) == 8
-    with curvestore.open_store(f"file://{root}") as again:
+    with curvestore.open_store(f"file-shards://{root}") as again:
         assert again.read(A).tolist().count(9.0) == 2
 
 
@@ -111,7 +111,7 @@ def test_hand_edited_freq_without_checksum_is_caught_by_the_shards_grid(store, r
     manifest = _unseal(root)
     manifest["freq"] = "3h"
     (root / "manifest.json").write_text(json.dumps(manifest))
-    with curvestore.open_store(f"file://{root}", read_only=True) as ro, \
+    with curvestore.open_store(f"file-shards://{root}", read_only=True) as ro, \
             pytest.raises(IntegrityError, match=r"2024\.cvs.*another store or grid"):
         ro.read(A)
     code, out = _verify(root, capsys)
@@ -136,13 +136,13 @@ def test_shards_without_grid_fingerprint_are_accepted(store, root: Path) -> None
 
 def test_store_recreated_under_an_open_handle_refuses_its_writes(store, root: Path) -> None:
     shutil.rmtree(root)
-    with curvestore.create_store(f"file://{root}", keys=KEYS, freq="3h", tz="UTC") as other:
+    with curvestore.create_store(f"file-shards://{root}", keys=KEYS, freq="3h", tz="UTC") as other:
         other.write(A, _series("2024-01-01", 4, 7.0).asfreq("3h"))
     with pytest.raises(ConfigMismatchError, match="freq"):
         store.write(B, _series("2024-05-01", 4, 1.0), mode="update")
     with pytest.raises(IntegrityError, match="another store or grid"):
         store.read(A)
-    with curvestore.open_store(f"file://{root}") as other:
+    with curvestore.open_store(f"file-shards://{root}") as other:
         assert other.keys() == [A]  # nothing of the old handle landed in the new store
 
 
@@ -165,8 +165,8 @@ def test_garbage_line_at_the_log_tail_is_an_integrity_error(store, root: Path, c
     with open(_segment(root), "ab") as f:
         f.write(b"this is not json\n")
     with pytest.raises(IntegrityError, match="log"):
-        curvestore.open_store(f"file://{root}")
-    with curvestore.open_store(f"file://{root}", read_only=True) as ro, \
+        curvestore.open_store(f"file-shards://{root}")
+    with curvestore.open_store(f"file-shards://{root}", read_only=True) as ro, \
             pytest.raises(IntegrityError, match="log"):
         ro.read(A)
     code, out = _verify(root, capsys)
@@ -262,7 +262,7 @@ def _full_disk_during_log_append(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_full_disk_during_log_append_leaves_the_log_whole(tmp_path: Path, monkeypatch,
                                                           capsys) -> None:
     with _full_disk_during_log_append(tmp_path, monkeypatch) as (root, fill):
-        url = f"file://{root}"
+        url = f"file-shards://{root}"
         s = curvestore.create_store(url, keys=KEYS, freq="1h", tz="UTC")
         s.write(A, _series("2024-01-01", 30, 1.0))
         cursor = s.changes().cursor
@@ -308,7 +308,7 @@ def test_full_disk_at_the_end_line_keeps_the_batch(store, root: Path, monkeypatc
     monkeypatch.setattr(fslog, "append", append)
     store.write(B, _series("2024-03-01", 3, 6.0), mode="update")
     monkeypatch.undo()
-    with curvestore.open_store(f"file://{root}", read_only=True) as ro:
+    with curvestore.open_store(f"file-shards://{root}", read_only=True) as ro:
         assert ro.read(B).tolist()[:3] == [6.0] * 3
         assert ro.changes(cursor).items == []  # shown once a writer writes its end line
     store.write(A, _series("2024-01-01", 1, 3.0), mode="update")
@@ -394,7 +394,7 @@ def _in_other_pid_namespace(code: str, *args: str) -> subprocess.CompletedProces
 
 def test_cleanup_in_another_pid_namespace_spares_a_live_writer(store, root: Path,
                                                                tmp_path: Path) -> None:
-    url = f"file://{root}"
+    url = f"file-shards://{root}"
     cursor = store.changes().cursor
     ready, go = tmp_path / "ready", tmp_path / "go"
     writer = subprocess.Popen([sys.executable, "-c", _STAGED_WRITER, url, str(ready), str(go)],
@@ -424,7 +424,7 @@ def test_cleanup_in_another_pid_namespace_spares_a_live_writer(store, root: Path
 
 
 def test_cleanup_removes_a_dead_writers_temp_files(store, root: Path, tmp_path: Path) -> None:
-    url = f"file://{root}"
+    url = f"file-shards://{root}"
     ready, go = tmp_path / "ready", tmp_path / "go"
     writer = subprocess.Popen([sys.executable, "-c", _STAGED_WRITER, url, str(ready), str(go)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -33,7 +33,7 @@ def _series(start: str, periods: int, value: float = 1.0) -> pd.Series:
 
 @pytest.fixture
 def store(tmp_path: Path):
-    s = curvestore.create_store(f"file://{tmp_path}/s", keys=KEYS, freq="1h", tz="UTC")
+    s = curvestore.create_store(f"file-shards://{tmp_path}/s", keys=KEYS, freq="1h", tz="UTC")
     yield s
     s.close()
 
@@ -144,7 +144,7 @@ def test_interrupted_batch_is_rolled_back_or_forward(store, tmp_path: Path, monk
     store.write(key, old)
     cursor = store.changes().cursor
     _staged_commit(store, key, new, stop_after, monkeypatch)
-    reopened = curvestore.open_store(f"file://{tmp_path}/s")  # recovery runs here
+    reopened = curvestore.open_store(f"file-shards://{tmp_path}/s")  # recovery runs here
     got = reopened.read(key)
     expected = new if expect_new else old
     assert got.index.equals(expected.index)
@@ -162,7 +162,7 @@ def test_cli_verify_reports_corruption(store, tmp_path: Path, capsys) -> None:
 
     store.write({"site": "a", "kind": "k", "n": 1}, _series("2024-01-30", 72, 2.5))
     store.write({"site": "b", "kind": "k", "n": 2}, _series("2024-01-01", 24, 1.5))
-    url = f"file://{tmp_path}/s"
+    url = f"file-shards://{tmp_path}/s"
     assert main(["verify", url]) == 0
     assert "3 chunks" in capsys.readouterr().err
     path = sorted((tmp_path / "s" / "series" / "site=a").rglob("*.cvs"))[0]

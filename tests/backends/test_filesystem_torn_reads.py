@@ -156,7 +156,7 @@ CASES = ([("replace", "append", 0)] + [("replace", "rename", n) for n in range(S
 @pytest.mark.parametrize("mode, stage, renames", CASES)
 def test_no_reader_sees_half_a_batch(tmp_path: Path, mode: str, stage: str, renames: int
                                      ) -> None:
-    url = f"file://{tmp_path}/s"
+    url = f"file-shards://{tmp_path}/s"
     with curvestore.create_store(url, keys=KEYS, freq="1h", tz="UTC") as store:
         store.write_many(_old_batch())
         cursor = store.changes().cursor

@@ -1,4 +1,5 @@
-"""The S3 backend: every shipped suite against a real S3 API (moto in server mode on 127.0.0.1,
+"""The S3 shard backend of curvestore 0.1 (``s3-shards://``; ``s3://`` is the engine,
+tests/engine): every shipped suite against a real S3 API (moto in server mode on 127.0.0.1,
 talked to over HTTP by boto3), plus what only S3 must prove.
 
 Set ``CURVESTORE_TEST_S3_URL`` to run against another S3 service (see
@@ -49,12 +50,17 @@ from curvestore.testing.store import FREQ, KEYS, TZ, assert_series_exact, curve,
 JAN = 2024 * 12  # monthly chunk index of January 2024
 
 
+def shards(url: str) -> str:
+    """``url`` for the S3 shard format of curvestore 0.1 (``s3-shards://``), tested here."""
+    return url.replace("s3://", "s3-shards://", 1)
+
+
 @pytest.fixture
 def s3_url(s3_base_url: str) -> Callable[..., str]:
     """A factory of URLs to new, empty prefixes, with extra options appended."""
 
     def make(**options: Any) -> str:
-        url = with_prefix(s3_base_url)
+        url = shards(with_prefix(s3_base_url))
         for name, value in options.items():
             url += f"&{name}={value}"
         return url
@@ -102,7 +108,7 @@ class TestS3(StoreSemantics, BackendConformance, StatefulConformance, Replicatio
 
     @pytest.fixture
     def backend_url_factory(self, s3_base_url: str) -> Callable[[], str]:
-        return lambda: with_prefix(s3_base_url)
+        return lambda: shards(with_prefix(s3_base_url))
 
     @pytest.mark.slow
     def test_backend_killed_writer_leaves_whole_batches(self, store: curvestore.Store,

@@ -39,10 +39,12 @@ class DjangoReads(DjangoBackendBase):
         out = [self._record(key, *row) for row in self._rows(key, lo, hi)]
         return [r for r in out if r is not None]
 
-    def read_pieces(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
+    def read_pieces(self, key: SeriesKey, lo: int | None = None, hi: int | None = None, *,
+                    first: int | None = None, last: int | None = None
                     ) -> list[_chunks.Piece]:
         """What ``read_chunks`` + the core's decode give, without turning holcstore rows
-        into checksummed records first (the adapter's ``get_ts``)."""
+        into checksummed records first (the adapter's ``get_ts``). A holcstore row is a
+        whole chunk, so ``first`` and ``last`` skip nothing."""
         return self._pieces(key, self._rows(key, lo, hi))
 
     def _pieces(self, key: SeriesKey, rows: Iterable[tuple]) -> list[_chunks.Piece]:
@@ -108,7 +110,8 @@ class DjangoReads(DjangoBackendBase):
         return self._scan(where, lo, hi, chunk_size, records)
 
     def scan_pieces(self, where: Mapping[str, Any], lo: int | None = None,
-                    hi: int | None = None, chunk_size: int = 200
+                    hi: int | None = None, chunk_size: int = 200, *,
+                    first: int | None = None, last: int | None = None
                     ) -> Iterator[tuple[SeriesKey, list[_chunks.Piece]]]:
         """``scan`` as decoded pieces (see ``read_pieces``)."""
         return self._scan(where, lo, hi, chunk_size, self._pieces)

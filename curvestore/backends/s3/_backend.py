@@ -51,7 +51,7 @@ def _int_option(options: Mapping[str, str], name: str, default: int, low: int) -
 class S3Backend(S3Commit, S3Feed):
     """Shards of chunks as objects in an S3 bucket; see :mod:`curvestore.backends.s3`."""
 
-    schemes = ("s3",)
+    schemes = ("s3-shards",)
 
     @classmethod
     def check_available(cls) -> None:
