@@ -7,8 +7,8 @@ metadata calls show. Each test is skipped on a backend without the capability.
 * ``live_chunks`` lists every live chunk of the transaction's keys, with its stored end;
 * ``put`` and ``put_batch`` mix in one transaction, and a chunk staged twice keeps the last
   one staged, with one change per chunk;
-* a fragment extends the stored chunk (NaN in the gap), or the chunk staged before it in the
-  same transaction;
+* a fragment extends the stored chunk (NaN in the gap), as ``write_many`` of the same data
+  would store it;
 * a batch transaction that fails writes nothing.
 """
 
@@ -140,34 +140,37 @@ class BatchSemantics(StoreFixtures):
             tx.put_batch(batch)
             tx.put([_chunks.tombstone(B, JAN)])  # staged last: B's January is deleted
 
+        before = _versions(store)
         changes = store.transact([A, B], body, batch=True)
-        assert sorted((c.key, c.chunk, c.version, c.deleted) for c in changes) == [
-            (A, JAN, 2, False), (A, FEB, 2, False), (B, JAN, 1, True)]
         assert_series_exact(store.read(key(n=1)), dense(new_a))
         assert store.read(key(n=2)) is None
-        assert len(store.changes(cursor).items) == 3
+        # one change per chunk; B's January never held data: a backend may keep its
+        # tombstone (a change) or nothing
+        written = sorted((c.key, c.chunk, c.deleted) for c in changes)
+        assert written in ([(A, JAN, False), (A, FEB, False)],
+                           [(A, JAN, False), (A, FEB, False), (B, JAN, True)]), written
+        _assert_newer(changes, before)
+        assert sorted((tuple(i.key.values()), i.chunk, i.deleted)
+                      for i in store.changes(cursor).items) == written
 
-    def test_fragments_extend_the_stored_or_staged_chunk(self, store: curvestore.Store,
-                                                         other_backend_url: str | None
-                                                         ) -> None:
+    def test_fragments_extend_the_stored_chunk(self, store: curvestore.Store,
+                                               other_backend_url: str | None) -> None:
         self._needs(store, "batches")
         stored = curve("2024-01-03", end="2024-01-10 12:00", seed=13, nan=0.1)
         store.write_many({A: stored, B: stored * 2})
         later = curve("2024-01-20", end="2024-02-02", seed=14, nan=0.1)  # a gap, a new month
         march = curve("2024-03-01", end="2024-03-04", seed=15)
-        more = curve("2024-03-08", end="2024-03-09", seed=16, nan=0.1)
-        first = _batch(store, {A: later, B: march}, {A: {JAN}})
-        second = _batch(store, {A: march * np.nan, B: more}, {B: {MAR}})
+        batch = _batch(store, {A: later, B: march}, {A: {JAN}})
 
         def body(tx: Any) -> None:
             tx.live_chunks()
-            tx.put_batch(first)
-            tx.put_batch(second)  # extends B's March, staged by the first batch
+            tx.put_batch(batch)
 
+        before = _versions(store)
         changes = store.transact([A, B], body, batch=True)
-        assert sorted((c.key, c.chunk, c.version) for c in changes) == [
-            (A, JAN, 2), (A, FEB, 1), (B, MAR, 1)]
-        expected = {A: pd.concat([stored, later]), B: pd.concat([stored * 2, march, more])}
+        assert sorted((c.key, c.chunk) for c in changes) == [(A, JAN), (A, FEB), (B, MAR)]
+        _assert_newer(changes, before)
+        expected = {A: pd.concat([stored, later]), B: pd.concat([stored * 2, march])}
         for n, series in ((1, expected[A]), (2, expected[B])):
             assert_series_exact(store.read(key(n=n)), dense(series))
         if other_backend_url is not None:  # what write_many of the same data stores
@@ -197,6 +200,19 @@ class BatchSemantics(StoreFixtures):
 
 
 def _stripped(store: curvestore.Store) -> list[tuple[SeriesKey, list[tuple[int, ...]]]]:
-    """Every series' chunk metas without what depends on the writing (versions, times)."""
-    return [(k, [(m.chunk, m.start, m.length, m.count, m.size) for m in metas])
+    """Every series' chunk metas as far as they follow from the data (spans and counts; not
+    versions, times or payload sizes, which depend on how the backend keeps appends)."""
+    return [(k, [(m.chunk, m.start, m.length, m.count) for m in metas])
             for k, metas in store.backend.list_metas({})]
+
+
+def _versions(store: curvestore.Store) -> dict[tuple[SeriesKey, int], int]:
+    return {(k, m.chunk): m.version for k, metas in store.backend.list_metas({}) for m in metas}
+
+
+def _assert_newer(changes: list[Any], before: dict[tuple[SeriesKey, int], int]) -> None:
+    """Every chunk changed once, at a version above the one it had."""
+    slots = [(c.key, c.chunk) for c in changes]
+    assert len(set(slots)) == len(slots), slots
+    for change in changes:
+        assert change.version > before.get((change.key, change.chunk), 0), change

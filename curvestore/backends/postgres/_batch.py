@@ -26,7 +26,6 @@ The database transaction then COMMITs: all or nothing, as for every commit of th
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from collections.abc import Sequence
@@ -36,8 +35,8 @@ import numpy as np
 
 from curvestore.backends.postgres import _copybin as cb
 from curvestore.backends.postgres._connect import translated
-from curvestore.backends.postgres._fragments import StoredValues, decode_stored, join
-from curvestore.backends.postgres._rows import Rows, slot_codes
+from curvestore.backends.postgres._fragments import StoredValues, join
+from curvestore.backends.postgres._rows import Rows
 from curvestore.backends.postgres._take import take
 from curvestore.backends.postgres._transaction import PgTransaction, _copy_writer
 from curvestore.core.records import Change, ChunkRecord, SeriesKey
@@ -148,11 +147,10 @@ class PgBatchTransaction(PgTransaction):
         return [found.get(i) for i in range(1, len(refs) + 1)]
 
     def put_batch(self, batch: ChunkBatch) -> None:
-        rows = Rows.of_batch(batch, self._renumbering(batch.keys), self._stamp(),
-                             time.time_ns())
-        if self.parts and rows.append.any():
-            rows = self._extend_staged(rows)
-        self.parts.append(rows)
+        # a fragment extends the stored chunk; one staged earlier in this transaction for the
+        # same chunk is superseded by it, as any chunk staged twice
+        self.parts.append(Rows.of_batch(batch, self._renumbering(batch.keys), self._stamp(),
+                                        time.time_ns()))
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
         if records:
@@ -162,30 +160,6 @@ class PgBatchTransaction(PgTransaction):
     def _stamp(self) -> int:
         self._stamps += 1
         return self._stamps
-
-    def _extend_staged(self, rows: Rows) -> Rows:
-        """``rows`` whose fragments extending a chunk staged earlier in this transaction
-        (not the stored one) are joined to that chunk now."""
-        staged = Rows.latest(self.parts)
-        known = slot_codes(staged.series, staged.chunk)
-        fragments = np.flatnonzero(rows.append)
-        codes = slot_codes(rows.series[fragments], rows.chunk[fragments])
-        at = np.minimum(np.searchsorted(known, codes), len(known) - 1)
-        found = known[at] == codes
-        live = found & ~staged.deleted[at]
-        if live.any():
-            base = staged.take(at[live])
-            names = base.names
-            values = [decode_stored(p, crc, size, names[c], names[d], n, _codecs,
-                                    functools.partial(self._describe, base, i))
-                      for i, (p, crc, size, c, d, n) in enumerate(zip(
-                          base.payloads, base.checksum.tolist(), base.size.tolist(),
-                          base.codec.tolist(), base.dtype.tolist(), base.length.tolist(),
-                          strict=True))]
-            self._join(rows, fragments[live],
-                       StoredValues(base.start, base.length, base.count, values))
-        rows.append[fragments[found]] = False  # over a staged tombstone: the fragment alone
-        return rows
 
     def _join(self, rows: Rows, which: np.ndarray, stored: StoredValues) -> None:
         """Replace the fragments ``which`` of ``rows`` by their joins with ``stored``."""

@@ -75,7 +75,8 @@ def join(start: np.ndarray, length: np.ndarray, count: np.ndarray,
          stored: StoredValues, codecs: CodecLookup) -> Joined:
     """Join fragments (``start``, ``length``, ``count`` valid points, ``payloads`` encoded
     with ``codec_id`` as ``dtype``) to the stored chunks they extend (``stored``, row for row)
-    and encode the results with ``codec_id``."""
+    and encode the results with ``codec_id``: the store's codec, since this backend asks
+    ``write_frame`` for no codec of its own for fragments (no ``fragment_codec``)."""
     stored_stop = stored.start + stored.length
     lo = np.minimum(stored.start, start)
     width = np.maximum(stored_stop, start + length) - lo
@@ -91,8 +92,7 @@ def join(start: np.ndarray, length: np.ndarray, count: np.ndarray,
         flat[place:place + len(value)] = value
     codec = codecs(codec_id)
     kind = np.dtype(dtype)
-    new = np.concatenate([codec.decode(bytes(p), dtype=kind, length=n)
-                          for p, n in zip(payloads, length.tolist(), strict=True)])
+    new = codec.decode_many([bytes(p) for p in payloads], dtype=kind, lengths=length.tolist())
     into = spans(at[:-1] + start - lo, length)
     keep = np.repeat(after, length) | ~np.isnan(new)
     flat[into[keep]] = new[keep]
