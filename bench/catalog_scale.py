@@ -3,6 +3,7 @@ of up to a million series, answered from the engine's catalog.
 
     python bench/catalog_scale.py                    # 10,000 and 1,000,000 series
     python bench/catalog_scale.py --series 100000    # one size
+    python bench/catalog_scale.py --s3 --series 10000   # on S3 (a moto server in a child)
 
 Each series holds one day (96 quarter-hours, Europe/Paris), written through ``write_frame`` in
 batches of 100,000 series (one commit each). Each call is timed on a handle that has the
@@ -72,13 +73,26 @@ def measure(url: str, series: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", type=int, action="append", default=None)
-    ap.add_argument("--output", default=str(Path(__file__).parent / "RESULTS-catalog.md"))
+    ap.add_argument("--s3", action="store_true", help="on S3: a moto server in a child")
+    ap.add_argument("--output", default=None,
+                    help="results page (RESULTS-catalog.md, RESULTS-catalog-s3.md with --s3)")
     args = ap.parse_args()
-    sizes = args.series or [10_000, 1_000_000]
+    sizes = args.series or ([10_000] if args.s3 else [10_000, 1_000_000])
+    output = args.output or str(Path(__file__).parent / (
+        "RESULTS-catalog-s3.md" if args.s3 else "RESULTS-catalog.md"))
+    moto = None
+    if args.s3:
+        from benchkit.moto import Moto
+
+        moto = Moto()
     rows = []
     for series in sizes:
         root = Path(tempfile.mkdtemp(prefix="catalog-", dir=os.environ.get("TMPDIR")))
-        url = (root / "store").as_uri()
+        if moto is not None:
+            head, sep, query = moto.url.partition("?")
+            url = f"{head.rstrip('/')}/catalog-{series}{sep}{query}"
+        else:
+            url = (root / "store").as_uri()
         try:
             build_s = build(url, series)
             times = measure(url, series)
@@ -88,8 +102,12 @@ def main() -> None:
             f"{k} {v * 1000:.1f} ms" for k, v in times.items()))
         rows.append((series, build_s, times))
     load = os.getloadavg()
-    lines = ["# Metadata calls at fleet scale (file://, the engine's catalog)", "",
-             f"`python bench/catalog_scale.py`; machine: {os.cpu_count()} cores, load average "
+    if moto is not None:
+        moto.close()
+    where = "s3:// on a moto server" if args.s3 else "file://"
+    lines = [f"# Metadata calls at fleet scale ({where}, the engine's catalog)", "",
+             f"`python bench/catalog_scale.py{' --s3' if args.s3 else ''}`; machine: "
+             f"{os.cpu_count()} cores, load average "
              f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the end of the run. Each series "
              "holds one day (96 points); warm: the median of 5 calls on an open handle; fresh: "
              "the first call on a new handle (reads the catalog checkpoint and the log).", "",
@@ -98,8 +116,8 @@ def main() -> None:
     for series, _build, times in rows:
         lines.append(f"| {series:,} | " + " | ".join(f"{v * 1000:.1f} ms" for v in times.values())
                      + " |")
-    Path(args.output).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.output}")
+    Path(output).write_text("\n".join(lines) + "\n")
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":

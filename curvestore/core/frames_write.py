@@ -99,7 +99,12 @@ def column_keys(schema: KeySchema, columns: pd.Index) -> list[SeriesKey]:
         raise InvalidKeyError(
             f"the frame's column levels are {list(columns.names)}; this store's keys are "
             f"{list(schema.names)}, in that order", list(columns.names))
-    keys = [schema.key_from_tuple(label) for label in columns]
+    if (len(schema.names) == 1 and schema.types[0] == "int"
+            and not isinstance(columns, pd.MultiIndex) and columns.dtype.kind == "i"):
+        # a fleet's meter ids: signed 64-bit by their dtype, so valid keys as a whole
+        keys = [(v,) for v in columns.to_numpy(dtype=np.int64).tolist()]
+    else:
+        keys = [schema.key_from_tuple(label) for label in columns]
     if len(set(keys)) != len(keys):
         seen: set[SeriesKey] = set()
         for label, key in zip(columns, keys, strict=True):
