@@ -86,7 +86,8 @@ class BatchTransaction(Protocol):
     made by :meth:`WritesBatches.begin_batch`. It is also a full
     :class:`~curvestore.core.backend.Transaction` (``read``, ``put``, ``commit``, ``abort``):
     the core may mix ``put`` (tombstones, merged chunks) with ``put_batch``; a chunk staged
-    twice keeps the last one."""
+    twice keeps the last one, fragments included: a fragment extends the chunk as committed
+    before the transaction, never one staged in it (no writer stages both)."""
 
     def live_chunks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(series, chunk, end)`` of every live chunk of the transaction's keys as this
