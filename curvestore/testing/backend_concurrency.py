@@ -10,13 +10,9 @@ skipped for backends that live inside one process (``shared_between_processes = 
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,6 +24,7 @@ import curvestore
 from curvestore.core import chunks as _chunks
 from curvestore.registry import get_codec
 from curvestore.testing.fixtures import FREQ, TZ, StoreFixtures, curve, key
+from curvestore.testing.kills import kill_midway
 
 __all__ = ["BackendConcurrency"]
 
@@ -157,29 +154,8 @@ class BackendConcurrency(StoreFixtures):
         """Start the killed-writer child on ``url`` (writing rounds from ``first_round``), wait
         until it writes, let it run ``delay`` seconds, then SIGKILL it. Backends whose batch
         guarantees differ (S3) reuse this with their own checks afterwards."""
-        ready = tmp_path / f"ready-{attempt}"
-        log = tmp_path / f"stderr-{attempt}"
-        with open(log, "wb") as err:
-            child = subprocess.Popen(
-                [sys.executable, "-c", _CHILD, url, str(first_round), str(ready)],
-                stdout=subprocess.DEVNULL, stderr=err, env={**os.environ},
-            )
-        try:
-            deadline = time.monotonic() + self.process_timeout
-            while not ready.exists():
-                if child.poll() is not None:
-                    pytest.fail(f"the writer died on its own:\n{log.read_text()}")
-                if time.monotonic() > deadline:
-                    pytest.fail("the writer never started")
-                time.sleep(0.01)
-            time.sleep(delay)
-            if child.poll() is not None:
-                pytest.fail(f"the writer died on its own:\n{log.read_text()}")
-            child.send_signal(signal.SIGKILL)
-        finally:
-            if child.poll() is None:
-                child.kill()
-            child.wait()
+        kill_midway(_CHILD, [url, str(first_round)], tmp_path / f"ready-{attempt}",
+                    tmp_path / f"stderr-{attempt}", delay, self.process_timeout, "writer")
         self.settle_killed_writer(url)
 
     def settle_killed_writer(self, url: str) -> None:

@@ -8,13 +8,9 @@ with a ConfigurationError.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,6 +22,7 @@ import curvestore
 from curvestore.core.verify import verify_store
 from curvestore.errors import ConfigurationError, ReadOnlyError
 from curvestore.testing.fixtures import FREQ, TZ, StoreFixtures
+from curvestore.testing.kills import kill_midway
 
 __all__ = ["CompactionSemantics", "daily_frame"]
 
@@ -189,25 +186,6 @@ class CompactionSemantics(StoreFixtures):
 
     def _kill_compactor(self, url: str, first_day: int, delay: float, tmp_path: Path,
                         attempt: int) -> None:
-        ready, log = tmp_path / f"ready-{attempt}", tmp_path / f"stderr-{attempt}"
-        with open(log, "wb") as err:
-            child = subprocess.Popen([sys.executable, "-c", _CHILD, url, str(first_day),
-                                      str(ready)], stdout=subprocess.DEVNULL, stderr=err,
-                                     env={**os.environ})
-        try:
-            deadline = time.monotonic() + self.compaction_timeout
-            while not ready.exists():
-                if child.poll() is not None:
-                    pytest.fail(f"the compactor died on its own:\n{log.read_text()}")
-                if time.monotonic() > deadline:
-                    pytest.fail("the compactor never started")
-                time.sleep(0.01)
-            time.sleep(delay)
-            if child.poll() is not None:
-                pytest.fail(f"the compactor died on its own:\n{log.read_text()}")
-            child.send_signal(signal.SIGKILL)
-        finally:
-            if child.poll() is None:
-                child.kill()
-            child.wait()
+        kill_midway(_CHILD, [url, str(first_day)], tmp_path / f"ready-{attempt}",
+                    tmp_path / f"stderr-{attempt}", delay, self.compaction_timeout, "compactor")
 
