@@ -14,6 +14,7 @@ returned before the operation started, from any process.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -127,12 +128,10 @@ class EngineBackend(Backend):
         def files() -> ObjectStore:
             from curvestore.objects.files import FileObjectStore
 
-            try:  # before creating anything in a store of the older format
-                with open(os.path.join(root, MANIFEST), "rb") as f:
-                    if b'"engine"' not in f.read():
-                        raise _legacy(f"file://{root}", "file-shards")
-            except FileNotFoundError:
-                pass
+            with contextlib.suppress(FileNotFoundError), open(  # a new store has none
+                    os.path.join(root, MANIFEST), "rb") as f:
+                if b'"engine"' not in f.read():  # checked before creating anything in it
+                    raise _legacy(f"file://{root}", "file-shards")
             return FileObjectStore(root, fsync=fsync in ("true", "1"))
 
         return cls(files, f"file://{root}", read_only=read_only,
