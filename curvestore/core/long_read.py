@@ -1,0 +1,145 @@
+"""Long reads: the points of many series over a window as flat columns (series, grid
+position, value), one row per point holding a value, for partitioned readers.
+
+A partition of a distributed read is either every series of a filter over one chunk period
+(:meth:`Store.scan_pieces`) or a given group of series (:func:`scan_keys`). Either way the
+decoded pieces are cut to the window and concatenated, and the NaN (no value) dropped, with
+a few numpy calls over the whole partition: the cost follows the points, with one Python
+step per piece and no pandas object per series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from curvestore.core import chunks as _chunks
+from curvestore.core.capabilities import DecodesPieces, ScansKeys
+
+if TYPE_CHECKING:
+    from curvestore.core.records import SeriesKey
+    from curvestore.core.store import Store, Window
+
+__all__ = ["LongBlock", "long_block", "scan_keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class LongBlock:
+    """Points of several series, one row each: ``keys[owner[i]]`` holds ``values[i]`` (never
+    NaN) at grid position ``positions[i]``. Series without a value are left out."""
+
+    keys: list[SeriesKey]
+    owner: np.ndarray
+    positions: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @classmethod
+    def empty(cls) -> LongBlock:
+        return cls([], np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64),
+                   np.empty(0, dtype=np.float64))
+
+
+def long_block(store: Store, scanned: Iterable[tuple[SeriesKey, list[_chunks.Piece]]],
+               window: Window, *, time_major: bool = False) -> LongBlock:
+    """The points of ``scanned`` (series with their decoded pieces, in key order) inside
+    ``window``, NaN dropped, ordered by key then time, or by time then key with
+    ``time_major`` (through a dense block of the window's points x series, as
+    ``read_frame`` builds: meant for windows of one chunk period)."""
+    grid = store.grid
+    lo, hi = window.lo, window.hi
+    stop = None if hi is None else hi + 1
+    keys: list[SeriesKey] = []
+    starts: list[int] = []
+    arrays: list[np.ndarray] = []
+    owners: list[int] = []
+    period_start: dict[int, int] = {}
+    for key, pieces in scanned:
+        for piece in pieces:
+            base = period_start.get(piece.chunk)
+            if base is None:
+                base = period_start[piece.chunk] = grid.period(piece.chunk)[0]
+            a = base + piece.start
+            b = a + len(piece.values)
+            cut_a = a if lo is None else max(a, lo)
+            cut_b = b if stop is None else min(b, stop)
+            if cut_a < cut_b:
+                if not keys or keys[-1] != key:
+                    keys.append(key)
+                starts.append(cut_a)
+                arrays.append(piece.values[cut_a - a:cut_b - a])
+                owners.append(len(keys) - 1)
+    if not arrays:
+        return LongBlock.empty()
+    lengths = np.fromiter((len(v) for v in arrays), dtype=np.int64, count=len(arrays))
+    values = np.concatenate(arrays)
+    # positions: each piece's start, then +1 per point (one arange shifted per piece)
+    offsets = np.cumsum(lengths) - lengths
+    positions = np.arange(len(values), dtype=np.int64) + np.repeat(
+        np.asarray(starts, dtype=np.int64) - offsets, lengths)
+    owner = np.repeat(np.asarray(owners, dtype=np.int64), lengths)
+    if time_major:
+        first = int(positions.min())
+        dense = np.full((int(positions.max()) - first + 1, len(keys)), np.nan)
+        dense[positions - first, owner] = values
+        valid = ~np.isnan(dense)
+        rows, owner = np.nonzero(valid)
+        positions, values = rows + first, dense[valid]
+    else:
+        valid = ~np.isnan(values)
+        if not valid.all():
+            values, positions, owner = values[valid], positions[valid], owner[valid]
+    held = np.bincount(owner, minlength=len(keys)) > 0
+    if not held.all():  # series holding only NaN in the window
+        keys = [k for k, keep in zip(keys, held.tolist(), strict=True) if keep]
+        owner = (np.cumsum(held) - 1)[owner]
+    return LongBlock(keys, owner, positions, values)
+
+
+def scan_keys(store: Store, keys: Sequence[SeriesKey], window: Window
+              ) -> Iterator[tuple[SeriesKey, list[_chunks.Piece]]]:
+    """Each of ``keys`` (valid series keys) holding chunks in the window's range, with its
+    decoded pieces, in key order: the backend's bulk :class:`ScansKeys` read when it has one;
+    else one ``fetch`` of every (series, chunk) of a bounded window, which backends batch
+    (PostgreSQL: one query); else a read per series."""
+    backend = store.backend
+    lo, hi = window.chunk_lo, window.chunk_hi
+    ordered = sorted(set(keys))
+    if window.empty or not ordered:
+        return iter(())
+    if store.capabilities.key_scans and isinstance(backend, ScansKeys):
+        first, last = window.offsets(store.grid)
+        return backend.scan_keys(ordered, lo, hi, first=first, last=last)
+    if lo is not None and hi is not None:
+        return _fetched(store, ordered, lo, hi)
+    return _each(store, ordered, window)
+
+
+def _fetched(store: Store, keys: list[SeriesKey], lo: int, hi: int
+             ) -> Iterator[tuple[SeriesKey, list[_chunks.Piece]]]:
+    chunks = range(lo, hi + 1)
+    records = store.backend.fetch([(key, chunk) for key in keys for chunk in chunks])
+    for i, key in enumerate(keys):
+        mine = records[i * len(chunks):(i + 1) * len(chunks)]
+        pieces = [_chunks.decode(r, store.codecs) for r in mine if not r.meta.deleted]
+        if pieces:
+            yield key, pieces
+
+
+def _each(store: Store, keys: list[SeriesKey], window: Window
+          ) -> Iterator[tuple[SeriesKey, list[_chunks.Piece]]]:
+    backend = store.backend
+    lo, hi = window.chunk_lo, window.chunk_hi
+    for key in keys:
+        if store.capabilities.pieces and isinstance(backend, DecodesPieces):
+            first, last = window.offsets(store.grid)
+            pieces = backend.read_pieces(key, lo, hi, first=first, last=last)
+        else:
+            pieces = [_chunks.decode(r, store.codecs) for r in backend.read_chunks(key, lo, hi)]
+        if pieces:
+            yield key, pieces
