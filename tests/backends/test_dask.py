@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -153,21 +154,20 @@ def test_to_store_equals_write_many(source: tuple[str, curvestore.Store],
     assert (report.partitions, report.commits, report.series, report.points,
             report.already_written) == (3, 3, 6, points, 0)
     assert target.read_frame().equals(store.read_frame())
+    frame = read_dask(url, series_per_partition=2)
     with pytest.raises(SeriesExistsError):  # other data in the way: refused
-        frame = read_dask(url, series_per_partition=2)
         to_store(frame.assign(value=frame.value + 1), target_url)
 
-
-def test_concurrent_partition_writes_lose_nothing(source: tuple[str, curvestore.Store],
-                                                  new_url: Callable[[], str]) -> None:
-    """Every period partition updates every series: the workers' commits race on the same
-    series and the store's concurrency control merges them."""
-    url, store = source
-    target_url = new_url()
-    target = _create(target_url)
-    report = to_store(read_dask(url, partition="period"), target_url, mode="update")
-    assert (report.partitions, report.commits) == (3, 3)
-    assert target.read_frame().equals(store.read_frame())
+    # Every period partition updates every series: the workers' commits race on the same
+    # series and the store's concurrency control merges them.
+    by_period = read_dask(url, partition="period")
+    report = to_store(by_period.assign(value=by_period.value * 2), target_url, mode="update")
+    assert (report.partitions, report.commits, report.points) == (3, 3, points)
+    assert target.read_frame().equals(store.read_frame() * 2)
+    fresh_url = new_url()
+    fresh = _create(fresh_url)
+    to_store(by_period, fresh_url, mode="update")  # the series created concurrently
+    assert fresh.read_frame().equals(store.read_frame())
 
 
 def _arm(marker: str) -> None:
@@ -244,3 +244,17 @@ def test_without_dask_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setitem(sys.modules, "dask.dataframe", None)
     with pytest.raises(BackendNotInstalledError, match=r"curvestore\[dask\]"):
         read_dask((tmp_path / "s").as_uri())
+
+
+def test_the_readme_example_runs_as_written(client: Any) -> None:
+    """The README's example, on the module's cluster (starting the example's own would
+    double the module's time): its cluster line is the one line swapped."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Dask: reads and writes on many workers", 1)[1].split("\n## ")[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    cluster_line = ("with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, "
+                    "Client(cluster):")
+    assert code.count(cluster_line) == 1
+    code = code.replace(cluster_line, "with client.as_current():")
+    exec(compile(code, "README.md (dask)", "exec"), {"__name__": "readme_dask",
+                                                     "client": client})
