@@ -28,21 +28,30 @@ __all__ = ["LongBlock", "long_block", "scan_keys"]
 
 @dataclass(frozen=True, slots=True)
 class LongBlock:
-    """Points of several series, one row each: ``keys[owner[i]]`` holds ``values[i]`` (never
-    NaN) at grid position ``positions[i]``. Series without a value are left out."""
+    """Points of several series, one row each: ``values`` (never NaN) at grid ``positions``.
+    Rows are key-major, ``keys[i]`` owning ``counts[i]`` consecutive rows (ascending in time),
+    unless ``owner`` is given: then ``keys[owner[r]]`` owns row ``r``. Series without a value
+    are left out."""
 
     keys: list[SeriesKey]
-    owner: np.ndarray
+    counts: np.ndarray
     positions: np.ndarray
     values: np.ndarray
+    owner: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.values)
 
+    def owners(self) -> np.ndarray:
+        """The index in :attr:`keys` of each row's series."""
+        if self.owner is not None:
+            return self.owner
+        return np.repeat(np.arange(len(self.keys), dtype=np.int64), self.counts)
+
     @classmethod
     def empty(cls) -> LongBlock:
-        return cls([], np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64),
-                   np.empty(0, dtype=np.float64))
+        none = np.empty(0, dtype=np.int64)
+        return cls([], none, none, np.empty(0, dtype=np.float64))
 
 
 def long_block(store: Store, scanned: Iterable[tuple[SeriesKey, list[_chunks.Piece]]],
@@ -76,29 +85,43 @@ def long_block(store: Store, scanned: Iterable[tuple[SeriesKey, list[_chunks.Pie
                 owners.append(len(keys) - 1)
     if not arrays:
         return LongBlock.empty()
-    lengths = np.fromiter((len(v) for v in arrays), dtype=np.int64, count=len(arrays))
-    values = np.concatenate(arrays)
-    # positions: each piece's start, then +1 per point (one arange shifted per piece)
-    offsets = np.cumsum(lengths) - lengths
-    positions = np.arange(len(values), dtype=np.int64) + np.repeat(
-        np.asarray(starts, dtype=np.int64) - offsets, lengths)
-    owner = np.repeat(np.asarray(owners, dtype=np.int64), lengths)
-    if time_major:
-        first = int(positions.min())
-        dense = np.full((int(positions.max()) - first + 1, len(keys)), np.nan)
-        dense[positions - first, owner] = values
-        valid = ~np.isnan(dense)
-        rows, owner = np.nonzero(valid)
-        positions, values = rows + first, dense[valid]
-    else:
-        valid = ~np.isnan(values)
-        if not valid.all():
-            values, positions, owner = values[valid], positions[valid], owner[valid]
-    held = np.bincount(owner, minlength=len(keys)) > 0
-    if not held.all():  # series holding only NaN in the window
-        keys = [k for k, keep in zip(keys, held.tolist(), strict=True) if keep]
-        owner = (np.cumsum(held) - 1)[owner]
-    return LongBlock(keys, owner, positions, values)
+    # One preallocated column each, filled piece by piece; then one pass drops the NaN and
+    # the pieces' counts of values give the series' counts (no per-row owner column).
+    lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+    values = np.empty(int(lengths.sum()), dtype=np.float64)
+    positions = np.empty(len(values), dtype=np.int64)
+    steps = np.arange(int(lengths.max()), dtype=np.int64)
+    at = 0
+    for start, array, n in zip(starts, arrays, lengths.tolist(), strict=True):
+        values[at:at + n] = array
+        np.add(steps[:n], start, out=positions[at:at + n])
+        at += n
+    valid = ~np.isnan(values)
+    piece_counts = lengths
+    if not valid.all():
+        piece_counts = np.add.reduceat(valid, np.cumsum(lengths) - lengths, dtype=np.int64)
+        values, positions = values[valid], positions[valid]
+    counts = np.bincount(owners, weights=piece_counts, minlength=len(keys)).astype(np.int64)
+    if not counts.all():  # series holding only NaN in the window
+        keys = [k for k, n in zip(keys, counts.tolist(), strict=True) if n]
+        counts = counts[counts > 0]
+    block = LongBlock(keys, counts, positions, values)
+    return _time_major(block) if time_major else block
+
+
+def _time_major(block: LongBlock) -> LongBlock:
+    """``block``'s rows ordered by time then key, through a dense (points x series) block."""
+    if not len(block):
+        return block
+    first = int(block.positions.min())
+    span = int(block.positions.max()) - first + 1
+    # written series by series (key-major: sequential), then transposed in one copy
+    flat = np.full(span * len(block.keys), np.nan)
+    flat[block.owners() * span + (block.positions - first)] = block.values
+    dense = np.ascontiguousarray(flat.reshape(len(block.keys), span).T)
+    valid = ~np.isnan(dense)
+    rows, owner = np.nonzero(valid)
+    return LongBlock(block.keys, block.counts, rows + first, dense[valid], owner)
 
 
 def scan_keys(store: Store, keys: Sequence[SeriesKey], window: Window

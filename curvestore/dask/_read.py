@@ -124,19 +124,23 @@ class _ReadPartition:
 
 def long_frame(store: Store, block: LongBlock) -> pd.DataFrame:
     """``block`` as the long-layout DataFrame :func:`read_dask` documents."""
-    owner = block.owner
     columns: dict[str, Any] = {}
     for i, (name, kind) in enumerate(zip(store.schema.names, store.schema.types, strict=True)):
         labels = [k[i] for k in block.keys]
         if kind == "int":
-            columns[name] = np.asarray(labels, dtype=np.int64)[owner]
+            ints = np.asarray(labels, dtype=np.int64)
+            columns[name] = (np.repeat(ints, block.counts) if block.owner is None
+                             else ints[block.owner])
         else:  # strings as pandas makes them (``str`` on pandas 3, object on 2)
-            columns[name] = pd.Index(labels, dtype=_str_dtype()).take(owner)
+            columns[name] = pd.Index(labels, dtype=_str_dtype()).take(block.owners())
     columns["value"] = block.values
+    # in the store's time unit directly (the grid is whole in it: Grid.check_unit)
     step = TIME_UNITS[store.time_unit]
-    ns = store.grid.ns_of_positions(block.positions)
-    stamps = (ns // step).astype(f"datetime64[{store.time_unit}]")
-    index = pd.DatetimeIndex(stamps, name="ts").tz_localize("UTC").tz_convert(store.config.tz)
+    grid = store.grid
+    stamps = block.positions * (grid.freq_ns // step)
+    stamps += grid.origin_ns // step
+    index = pd.DatetimeIndex(stamps.view(f"datetime64[{store.time_unit}]"), name="ts",
+                             copy=False).tz_localize("UTC").tz_convert(store.config.tz)
     return pd.DataFrame(columns, index=index, copy=False)
 
 

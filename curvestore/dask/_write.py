@@ -192,7 +192,7 @@ def _already_written(store: Store, frame: pd.DataFrame, cols: IngestColumns,
     given = pd.DataFrame({"ns": ns, "value": frame[cols.value].to_numpy(np.float64)})
     for i, name in enumerate(cols.keys):
         labels = [k[i] for k in block.keys]
-        stored.insert(i, name, pd.Series(np.asarray(labels, dtype=object)[block.owner],
+        stored.insert(i, name, pd.Series(np.asarray(labels, dtype=object)[block.owners()],
                                          dtype=object))
         given.insert(i, name, pd.Series(frame[name].tolist(), dtype=object))
     order = [*cols.keys, "ns"]
