@@ -64,8 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--meters", type=int, default=10_000, help="fleet size (10,000)")
     ap.add_argument("--workers", type=int, default=2, help="Dask worker processes (2)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs of each measure (3)")
-    ap.add_argument("--series-per-partition", type=int, default=None,
-                    help="meters per Dask partition (default: meters / (2 x workers))")
+    ap.add_argument("--series-per-partition", type=int, default=250,
+                    help="meters per Dask partition (250: a partition's columns stay small "
+                         "enough to be worked on in cache)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-postgres", dest="postgres", action="store_false",
                     help="skip (c), the writes into PostgreSQL")
@@ -79,8 +80,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--render-only", metavar="RESULTS_JSON",
                     help="only re-render a results JSON file into --output")
     args = ap.parse_args(argv)
-    if args.series_per_partition is None:
-        args.series_per_partition = max(1, -(-args.meters // (2 * args.workers)))
     return args
 
 

@@ -85,22 +85,26 @@ def long_block(store: Store, scanned: Iterable[tuple[SeriesKey, list[_chunks.Pie
                 owners.append(len(keys) - 1)
     if not arrays:
         return LongBlock.empty()
-    # One preallocated column each, filled piece by piece; then one pass drops the NaN and
-    # the pieces' counts of values give the series' counts (no per-row owner column).
-    lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
-    values = np.empty(int(lengths.sum()), dtype=np.float64)
+    # One preallocated column each, filled piece by piece, the NaN dropped on the way: each
+    # piece is read once while in cache, whatever the partition's size.
+    lengths = [len(v) for v in arrays]
+    values = np.empty(sum(lengths), dtype=np.float64)
     positions = np.empty(len(values), dtype=np.int64)
-    steps = np.arange(int(lengths.max()), dtype=np.int64)
+    steps = np.arange(max(lengths), dtype=np.int64)
+    piece_counts = np.empty(len(arrays), dtype=np.int64)
     at = 0
-    for start, array, n in zip(starts, arrays, lengths.tolist(), strict=True):
-        values[at:at + n] = array
-        np.add(steps[:n], start, out=positions[at:at + n])
-        at += n
-    valid = ~np.isnan(values)
-    piece_counts = lengths
-    if not valid.all():
-        piece_counts = np.add.reduceat(valid, np.cumsum(lengths) - lengths, dtype=np.int64)
-        values, positions = values[valid], positions[valid]
+    for i, (start, array, n) in enumerate(zip(starts, arrays, lengths, strict=True)):
+        valid = ~np.isnan(array)
+        k = int(np.count_nonzero(valid))
+        if k == n:
+            values[at:at + n] = array
+            np.add(steps[:n], start, out=positions[at:at + n])
+        elif k:
+            np.compress(valid, array, out=values[at:at + k])
+            np.add(np.compress(valid, steps[:n]), start, out=positions[at:at + k])
+        piece_counts[i] = k
+        at += k
+    values, positions = values[:at], positions[:at]
     counts = np.bincount(owners, weights=piece_counts, minlength=len(keys)).astype(np.int64)
     if not counts.all():  # series holding only NaN in the window
         keys = [k for k, n in zip(keys, counts.tolist(), strict=True) if n]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["PARTITIONS", "SERIES_PER_PARTITION", "long_frame", "read_dask"]
 
 PARTITIONS = ("series", "period")
-SERIES_PER_PARTITION = 1000
+SERIES_PER_PARTITION = 500
 
 
 def read_dask(url: str, filter: Mapping[str, Any] | None = None, start: Any = None,
@@ -102,6 +102,12 @@ class _Part:
 
     window: tuple[int | None, int | None, int | None, int | None]
     keys: tuple[SeriesKey, ...] | None = None
+    token: str = ""
+
+    def __dask_tokenize__(self) -> str:
+        # named once, not hashed key by key: thousands of keys per part cost Dask's
+        # tokenizer more than reading them
+        return self.token
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,9 @@ def _series_parts(store: Store, where: dict[str, Any], window: Window, size: int
     names = store.schema.names
     keys = [tuple(k[n] for n in names) for k in store.keys(where)]
     bounds = (window.lo, window.hi, window.chunk_lo, window.chunk_hi)
-    return [_Part(bounds, tuple(keys[i:i + size])) for i in range(0, len(keys), size)]
+    nonce = uuid.uuid4().hex
+    return [_Part(bounds, tuple(keys[i:i + size]), f"{nonce}-{i}")
+            for i in range(0, len(keys), size)]
 
 
 def _period_parts(store: Store, where: dict[str, Any], window: Window
@@ -177,7 +185,7 @@ def _period_parts(store: Store, where: dict[str, Any], window: Window
         b = start + length - 1 if window.hi is None else min(start + length - 1, window.hi)
         if a > b:
             continue
-        parts.append(_Part((a, b, chunk, chunk)))
+        parts.append(_Part((a, b, chunk, chunk), token=f"{where}-{a}-{b}-{uuid.uuid4().hex}"))
         firsts.append(a)
         last = b
     if not parts:
