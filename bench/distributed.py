@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--series-per-partition", type=int, default=250,
                     help="meters per Dask partition (250: a partition's columns stay small "
                          "enough to be worked on in cache)")
+    ap.add_argument("--write-series-per-partition", type=int, default=None,
+                    help="meters per partition written by to_store in (c) (default: meters / "
+                         "(2 x workers): few commits)")
+    ap.add_argument("--malloc-trim", action="store_true",
+                    help="keep distributed's MALLOC_TRIM_THRESHOLD_=65536 in the workers "
+                         "(by default the bench leaves glibc's own, adaptive threshold)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-postgres", dest="postgres", action="store_false",
                     help="skip (c), the writes into PostgreSQL")
@@ -80,6 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--render-only", metavar="RESULTS_JSON",
                     help="only re-render a results JSON file into --output")
     args = ap.parse_args(argv)
+    if args.write_series_per_partition is None:
+        args.write_series_per_partition = max(1, -(-args.meters // (2 * args.workers)))
     return args
 
 
@@ -142,6 +150,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from distkit.measures import measure_a, measure_b, measure_c
 
         results["b"] = measure_b(args, workdir, results["skipped"])
+        worker_env = _worker_environment(args.malloc_trim)
         cluster = stack.enter_context(LocalCluster(
             n_workers=args.workers, threads_per_worker=1, processes=True,
             dashboard_address=None, silence_logs=logging.ERROR))
@@ -168,9 +177,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "meters": args.meters, "month": f"{MONTH:%Y-%m}", "points": points,
         "quarter_hours": len(block.index), "workers": args.workers, "runs": args.runs,
         "series_per_partition": args.series_per_partition,
+        "write_series_per_partition": args.write_series_per_partition,
+        "worker_environment": worker_env,
         "pandas": pd.__version__,
     }
     return results
+
+
+def _worker_environment(malloc_trim: bool) -> dict[str, str]:
+    """The environment distributed gives its worker processes, without its
+    ``MALLOC_TRIM_THRESHOLD_`` unless asked: a fixed threshold turns off glibc's adaptive one,
+    so that every large array is mapped fresh from the kernel and unmapped when freed (page
+    faults and zeroing on every partition: measured 2x the tasks' time here)."""
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    if not malloc_trim:
+        environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
+    return {k: str(v) for k, v in environ.items()}
 
 
 def _git_describe() -> str:

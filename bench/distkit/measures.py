@@ -139,7 +139,8 @@ def measure_c(stack: contextlib.ExitStack, block: Any, args: Any,
         return url
 
     urls: dict[str, list[str]] = {"to_store": [], "ingest": [], "write_frame": []}
-    ddf = read_dask(args.store_url, series_per_partition=args.series_per_partition).persist()
+    ddf = read_dask(args.store_url,
+                    series_per_partition=args.write_series_per_partition).persist()
     from distributed import wait
 
     wait(ddf)

@@ -102,6 +102,9 @@ def render(results: dict[str, Any]) -> str:
         "points": f"{meta['points']:,}", "quarter_hours": f"{meta['quarter_hours']:,}",
         "workers": str(meta["workers"]), "runs": str(meta["runs"]),
         "series_per_partition": f"{meta['series_per_partition']:,}",
+        "write_series_per_partition": f"{meta.get('write_series_per_partition', 0):,}",
+        "worker_environment": ", ".join(
+            f"`{k}={v}`" for k, v in meta.get("worker_environment", {}).items()) or "-",
         "targets_table": _targets(results),
         "section_a": _section_a(results.get("a")),
         "section_b": _section_b(results.get("b"), skipped),
