@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         output.write_text(render(json.loads(Path(args.render_only).read_text())))
         print(f"wrote {output}")
+        _fold(output)
         return 0
     results = run(args)
     output.write_text(render(results))
@@ -107,7 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {output} and {raw}")
+    _fold(output)
     return 0
+
+
+def _fold(output: Path) -> None:
+    """Refresh this benchmark's section of bench/RESULTS.md when the page written is the
+    real one."""
+    if output.resolve() == OUTPUT:
+        from benchkit.fold import fold_into_results_md
+
+        fold_into_results_md("distributed")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
