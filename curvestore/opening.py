@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from curvestore.arrow import arrow_reader
 from curvestore.core.backend import Backend
 from curvestore.core.config import StoreConfig
 from curvestore.core.store import Store
@@ -31,8 +32,10 @@ _TRUE = {"1", "true", "yes", "on"}
 
 def _plugged() -> dict[str, Any]:
     """What the core is handed: the registry's codecs, the plugins' observer hooks, the
-    readers of Arrow, Parquet and CSV sources for ``Store.ingest``."""
-    return {"codecs": get_codec, "observer": notify, "tables": open_table}
+    readers of Arrow, Parquet and CSV sources for ``Store.ingest``, the Arrow writer of
+    ``Store.read_arrow``."""
+    return {"codecs": get_codec, "observer": notify, "tables": open_table,
+            "arrow": arrow_reader}
 
 _FALSE = {"0", "false", "no", "off", ""}
 

@@ -23,6 +23,7 @@ from curvestore.core.capabilities import (
     WritesBatches,
 )
 from curvestore.core.codec import CodecLookup
+from curvestore.core.columns import ArrowWriter
 from curvestore.core.config import StoreConfig
 from curvestore.core.feed import read_page
 from curvestore.core.grid import Grid, get_grid, resolve_time_unit, to_utc_ns
@@ -97,14 +98,17 @@ class Store(FrameMethods):
     def __init__(self, backend: Backend, config: StoreConfig, *, codecs: CodecLookup,
                  observer: Observer | None = None, url: str = "", codec: str | None = None,
                  read_only: bool = False, time_unit: str | None = None,
-                 tables: TableReader | None = None) -> None:
+                 tables: TableReader | None = None, arrow: ArrowWriter | None = None
+                 ) -> None:
         """``codecs`` finds a codec by id (the registry's ``get_codec``); ``observer``, if
         given, is told of committed writes (``observer("chunks_committed", store=...,
         changes=...)``; the plugins' ``notify``); ``tables``, if given, opens the sources
-        :meth:`ingest` takes besides DataFrames (Arrow, Parquet, CSV). All three are handed
-        in: the core does not know where codecs, observers and file readers come from."""
+        :meth:`ingest` takes besides DataFrames (Arrow, Parquet, CSV); ``arrow``, if given,
+        makes the Arrow reader :meth:`read_arrow` returns. All are handed in: the core does
+        not know where codecs, observers, file readers and Arrow come from."""
         self.backend = backend
         self.tables = tables
+        self.arrow = arrow
         self.config = config
         self.url = url
         self.read_only = read_only or backend.read_only

@@ -10,8 +10,10 @@ import pandas as pd
 
 from curvestore.core import frames_read, frames_write
 from curvestore.core import ingest as _ingest
+from curvestore.core.columns import BATCH_POINTS, LAYOUTS, column_stream
 from curvestore.core.ingest import IngestProgress, IngestReport
 from curvestore.core.longform import ingest_columns
+from curvestore.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from curvestore.core.store import Store
@@ -85,8 +87,10 @@ class FrameMethods:
         source
             A pandas DataFrame or an iterable of DataFrames; on a store from
             :func:`~curvestore.open_store` / :func:`~curvestore.create_store` also a pyarrow
-            Table, RecordBatch or RecordBatchReader, or the path of a ``.parquet`` or
-            ``.csv`` file (read in batches; pyarrow for Parquet). Rows may come in any order.
+            Table, RecordBatch or RecordBatchReader, any object with an Arrow stream
+            (``__arrow_c_stream__``: a Polars DataFrame, a DuckDB relation, the long layout
+            of :meth:`read_arrow`), or the path of a ``.parquet`` or ``.csv`` file (read in
+            batches; pyarrow for Parquet and Arrow streams). Rows may come in any order.
         key_columns
             The column of each key attribute: None (columns named as the keys), a name for a
             single-key store, names in the store's key order, or ``{key: column}``. Values
@@ -187,3 +191,78 @@ class FrameMethods:
             A bound that is not a timestamp.
         """
         return frames_read.read_frame(cast("Store", self), filter, start, end)
+
+    def read_arrow(self, filter: Mapping[str, Any] | None = None, start: Any = None,
+                   end: Any = None, layout: str = "long", *, batch_points: int = BATCH_POINTS,
+                   time_column: str = "ts", value_column: str = "value") -> Any:
+        """The series matching ``filter`` on ``[start, end]`` as a stream of Arrow record
+        batches, read from the store as it is consumed, in bounded memory.
+
+        The result is a ``pyarrow.RecordBatchReader``: it implements the Arrow PyCapsule
+        stream protocol (``__arrow_c_stream__``), so ``polars.from_arrow(reader)``,
+        ``duckdb.sql("select ... from reader")`` and ``pyarrow.Table.from_batches(reader)``
+        take it without a copy. It can be consumed once, while the store is open.
+
+        Parameters
+        ----------
+        filter
+            A partial key (None: every series).
+        start, end
+            Inclusive bounds, in any form :meth:`read` takes (None: unbounded).
+        layout
+            ``"long"``: a row per stored point, ordered by key then time: one column per key
+            attribute (int keys int64, text keys ``dictionary<int32, string>``), then
+            ``ts`` (``timestamp[us, <store tz>]``) and ``value`` (float64). Points without a
+            value are not rows. :meth:`ingest` takes it back as it is
+            (``time_column="ts", value_column="value"``).
+            ``"wide"``: ``ts``, then a float64 column per matching series with data (from
+            the metadata), named by its key values (joined by ``/`` for several keys; the
+            key as JSON in the field's ``curvestore.key`` metadata), ordered by key; a row
+            per grid point from the first to the last holding a value in any series, as
+            :meth:`read_frame`; a point without a value is null (NaN in ``to_numpy()`` and
+            ``to_pandas()``).
+        batch_points
+            About how many points a batch holds (default 1,048,576: 8 MB of values). Long
+            batches take whole series until they hold that many; wide batches take that
+            many points in rows of every column, but read a whole chunk period of every
+            column at once (a month of 10,000 meters at 15 minutes is 240 MB).
+        time_column, value_column
+            The names of the time and value columns (they must differ from the key names).
+
+        Returns
+        -------
+        pyarrow.RecordBatchReader
+            With the schema above even when nothing matches (then without rows).
+
+        Raises
+        ------
+        InvalidKeyError
+            An invalid filter.
+        InvalidDataError
+            A bound that is not a timestamp.
+        ConfigurationError
+            An unknown layout, a bad ``batch_points`` or column name, a store whose grid
+            microseconds cannot hold, or a store built without an Arrow writer (open it with
+            :func:`~curvestore.open_store`).
+        BackendNotInstalledError
+            pyarrow is not installed (``pip install "curvestore[arrow]"``).
+        """
+        store = cast("Store", self)
+        if layout not in LAYOUTS:
+            raise ConfigurationError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
+        if not isinstance(batch_points, int) or isinstance(batch_points, bool) \
+                or batch_points < 1:
+            raise ConfigurationError(f"batch_points must be a positive integer, got "
+                                     f"{batch_points!r}")
+        names = [*store.schema.names, time_column, value_column]
+        if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise ConfigurationError(f"time_column and value_column must be non-empty names, "
+                                     f"apart from each other and from the keys, got {names}")
+        where = store.schema.filter(filter)  # bad filters and bounds raise before any read
+        window = store.window(start, end)
+        store.grid.check_unit("us")
+        if store.arrow is None:
+            raise ConfigurationError(f"{store!r} was built without an Arrow writer; open it "
+                                     "with curvestore.open_store to read Arrow")
+        return store.arrow(column_stream(store, where, window, layout, batch_points,
+                                         time_column, value_column))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from django.db import IntegrityError, models
 
+from curvestore.arrow import arrow_reader
 from curvestore.core import chunks as _chunks
 from curvestore.core.grid import Grid
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
@@ -90,6 +91,7 @@ class ChunkStoreAPI:
             codec = None if backend.framed else "none"
             store = cache[alias] = Store(backend, config, codec=codec, codecs=get_codec,
                                          observer=notify, tables=open_table,
+                                         arrow=arrow_reader,
                                          time_unit=cls.TIME_UNIT)  # type: ignore[attr-defined]
         return store
 

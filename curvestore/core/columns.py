@@ -1,0 +1,297 @@
+"""Column batches: the matching series over a window as numpy columns, streamed a bounded
+number of points at a time, for the Arrow reader (:meth:`Store.read_arrow`) to wrap.
+
+Two layouts:
+
+* **long**: one row per stored point (key columns, ``ts``, ``value``); points without a value
+  (NaN) are not rows. Series are taken in key order, as many per batch as fill about
+  ``batch_points`` points (a series is never split), from the store's vectorised scan
+  (:meth:`Store.scan_pieces`): a batch is the concatenation of its series' decoded pieces,
+  cut to the window, with per point arrays built by ``np.repeat``, never per point objects.
+  Text key columns are dictionary encoded (each distinct value once per batch, a code per
+  row), int keys are int64 per row.
+* **wide**: one row per grid point (``ts``), one column per matching series with data (from
+  the metadata, so the schema is known before the first batch), NaN where a series has no
+  value. The window is read a group of whole chunk periods at a time (at least one period:
+  a wide batch holds one chunk of every column), each group's block of points x series filled
+  from one scan. Rows run from the first to the last point holding a value in any series,
+  as in :meth:`Store.read_frame`.
+
+Timestamps are int64 microseconds since the epoch (UTC); the stream carries the store tz.
+The core imports no Arrow library: the store is handed the function that turns a
+:class:`ColumnStream` into Arrow batches (:data:`ArrowWriter`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from curvestore.core.capabilities import Summarises
+
+if TYPE_CHECKING:
+    from curvestore.core.chunks import Piece
+    from curvestore.core.grid import Grid
+    from curvestore.core.records import SeriesKey
+    from curvestore.core.store import Store, Window
+
+__all__ = ["BATCH_POINTS", "LAYOUTS", "ArrowWriter", "ColumnStream", "KeyColumn",
+           "LongColumns", "WideColumns", "column_stream"]
+
+#: points (rows x columns) a batch holds by default: 8 MB of values, a few batches in flight
+BATCH_POINTS = 1 << 20
+LAYOUTS = ("long", "wide")
+_US = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class KeyColumn:
+    """One key attribute per row: ``values`` per row (int keys, int64), or ``codes`` per row
+    (int32) into ``values``, the batch's distinct texts (str keys, an object array)."""
+
+    values: np.ndarray
+    codes: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LongColumns:
+    """A long batch: key columns (in the store's key order), timestamps (int64 UTC
+    microseconds) and values (float64, never NaN)."""
+
+    keys: list[KeyColumn]
+    ts: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class WideColumns:
+    """A wide batch: timestamps (int64 UTC microseconds) and ``values[row, column]``
+    (float64, NaN: no value), each column contiguous."""
+
+    ts: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class ColumnStream:
+    """What a reader yields and how to label it: the key ``names`` and ``types`` (``"int"``
+    or ``"str"``), the store ``tz``, the names of the time and value columns, the batches
+    (lazy: reading happens as they are consumed) and, for the wide layout, the series of its
+    columns, in order."""
+
+    layout: str
+    names: tuple[str, ...]
+    types: tuple[str, ...]
+    tz: str
+    time_column: str
+    value_column: str
+    batches: Iterator[LongColumns | WideColumns]
+    columns: list[SeriesKey] = field(default_factory=list)
+
+
+ArrowWriter = Callable[[ColumnStream], Any]
+"""``writer(stream)``: the Arrow object :meth:`Store.read_arrow` returns for a stream (a
+``pyarrow.RecordBatchReader``). Handed to the store, like codecs, so the core imports no
+Arrow library."""
+
+
+def column_stream(store: Store, where: Mapping[str, Any], window: Window, layout: str,
+                  batch_points: int, time_column: str, value_column: str) -> ColumnStream:
+    """The stream of ``layout`` over the series matching ``where`` (validated) on
+    ``window``; the wide layout looks its columns up in the metadata now."""
+    schema = store.schema
+    labels = (tuple(schema.names), tuple(schema.types), store.config.tz, time_column,
+              value_column)
+    if layout == "long":
+        return ColumnStream(layout, *labels, _long(store, where, window, batch_points))
+    keys, first, last = _live(store, where)
+    return ColumnStream(layout, *labels,
+                        _wide(store, where, window, keys, first, last, batch_points), keys)
+
+
+def _micros(grid: Grid, positions: np.ndarray) -> np.ndarray:
+    ns: np.ndarray = grid.ns_of_positions(positions)
+    return ns // _US
+
+
+def _cut(starts: Callable[[int], int], pieces: list[Piece], lo: int | None, stop: int | None
+         ) -> list[tuple[int, np.ndarray]]:
+    """``(first grid position, values)`` of the pieces' parts inside ``[lo, stop)``."""
+    kept = []
+    for piece in pieces:
+        a = starts(piece.chunk) + piece.start
+        b = a + len(piece.values)
+        cut_a = a if lo is None else max(a, lo)
+        cut_b = b if stop is None else min(b, stop)
+        if cut_a < cut_b:
+            kept.append((cut_a, piece.values[cut_a - a:cut_b - a]))
+    return kept
+
+
+# -- long --------------------------------------------------------------------------------------
+
+def _long(store: Store, where: Mapping[str, Any], window: Window, batch_points: int
+          ) -> Iterator[LongColumns]:
+    if window.empty:
+        return
+    grid = store.grid
+    stop = None if window.hi is None else window.hi + 1
+    starts = lru_cache(maxsize=None)(lambda chunk: grid.period(chunk)[0])
+    keys: list[SeriesKey] = []
+    owners: list[int] = []  # per kept piece: its series in ``keys``
+    parts: list[tuple[int, np.ndarray]] = []
+    held = 0
+    for key, pieces in store.scan_pieces(where, window):
+        kept = _cut(starts, pieces, window.lo, stop)
+        if not kept:
+            continue
+        owners += [len(keys)] * len(kept)
+        keys.append(key)
+        parts += kept
+        held += sum(len(v) for _, v in kept)
+        if held >= batch_points:
+            batch = _long_batch(store, keys, owners, parts)
+            keys, owners, parts, held = [], [], [], 0
+            if batch is not None:
+                yield batch
+    if keys:
+        batch = _long_batch(store, keys, owners, parts)
+        if batch is not None:
+            yield batch
+
+
+def _long_batch(store: Store, keys: list[SeriesKey], owners: list[int],
+                parts: list[tuple[int, np.ndarray]]) -> LongColumns | None:
+    lengths = np.fromiter((len(v) for _, v in parts), dtype=np.int64, count=len(parts))
+    values = np.concatenate([v for _, v in parts]) if len(parts) > 1 else parts[0][1]
+    # each point's grid position: its piece's first position plus its offset in the piece
+    firsts = np.fromiter((a for a, _ in parts), dtype=np.int64, count=len(parts))
+    shift = np.repeat(firsts - (np.cumsum(lengths) - lengths), lengths)
+    positions = np.arange(len(values), dtype=np.int64) + shift
+    series = np.repeat(np.asarray(owners, dtype=np.int64), lengths)
+    valid = ~np.isnan(values)
+    if not valid.all():
+        values, positions, series = values[valid], positions[valid], series[valid]
+    if not len(values):
+        return None
+    if not values.flags.writeable or values.base is not None:
+        values = np.array(values)  # the batch owns its values: pieces may be views of caches
+    columns = []
+    for i, kind in enumerate(store.schema.types):
+        labels = [k[i] for k in keys]
+        if kind == "int":
+            columns.append(KeyColumn(np.asarray(labels, dtype=np.int64)[series]))
+        else:
+            uniques, codes = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
+            columns.append(KeyColumn(uniques, codes.astype(np.int32)[series]))
+    return LongColumns(columns, _micros(store.grid, positions), values)
+
+
+# -- wide --------------------------------------------------------------------------------------
+
+def _live(store: Store, where: Mapping[str, Any]) -> tuple[list[SeriesKey], int, int]:
+    """The matching series with live chunks, ordered by key, and the first and last of
+    those chunks (0, -1 when none)."""
+    backend = store.backend
+    if store.capabilities.summaries and isinstance(backend, Summarises):
+        summary = backend.summarise(where)
+        if not len(summary):
+            return [], 0, -1
+        return (list(summary.keys), int(summary.first_chunk.min()),
+                int(summary.last_chunk.max()))
+    keys, first, last = [], None, None
+    for key, metas in backend.list_metas(where):
+        if metas:
+            keys.append(key)
+            chunks = [m.chunk for m in metas]
+            first = min(chunks) if first is None else min(first, *chunks)
+            last = max(chunks) if last is None else max(last, *chunks)
+    if first is None or last is None:
+        return [], 0, -1
+    return keys, first, last
+
+
+def _wide(store: Store, where: Mapping[str, Any], window: Window, keys: list[SeriesKey],
+          first: int, last: int, batch_points: int) -> Iterator[WideColumns]:
+    if window.empty or not keys:
+        return
+    grid = store.grid
+    if window.chunk_lo is not None:
+        first = max(first, window.chunk_lo)
+    if window.chunk_hi is not None:
+        last = min(last, window.chunk_hi)
+    width = len(keys)
+    rows_per_batch = max(1, batch_points // width)
+    column_of = {k: j for j, k in enumerate(keys)}
+    starts = lru_cache(maxsize=None)(lambda chunk: grid.period(chunk)[0])
+    gap = _Gap(width, rows_per_batch)
+    chunk = first
+    while chunk <= last:
+        # whole periods up to about batch_points points, at least one
+        a, rows = grid.period(chunk)
+        end = chunk
+        while end < last and (rows + grid.period(end + 1)[1]) * width <= batch_points:
+            end += 1
+            rows += grid.period(end)[1]
+        lo = a if window.lo is None else max(a, window.lo)
+        hi = a + rows - 1 if window.hi is None else min(a + rows - 1, window.hi)
+        sub = replace(window, lo=lo, hi=hi, chunk_lo=chunk, chunk_hi=end)
+        chunk = end + 1
+        if hi < lo:
+            continue
+        block = np.full((hi - lo + 1, width), np.nan, order="F")
+        for key, pieces in store.scan_pieces(where, sub):
+            j = column_of.get(key)
+            if j is None:  # written since the metadata was read: not a column
+                continue
+            column = block[:, j]
+            for at, values in _cut(starts, pieces, lo, hi + 1):
+                column[at - lo:at - lo + len(values)] = values
+        yield from gap.emit(grid, lo, block)
+
+
+class _Gap:
+    """Rows are emitted from the first to the last holding a value: rows without any value
+    after data are held back (counted) until a later row holds one."""
+
+    def __init__(self, width: int, rows_per_batch: int) -> None:
+        self.width = width
+        self.rows_per_batch = rows_per_batch
+        self.started = False
+        self.pending_at = 0  # grid position of the first held-back row
+        self.pending = 0
+        self._blank: np.ndarray | None = None
+
+    def emit(self, grid: Grid, lo: int, block: np.ndarray) -> Iterator[WideColumns]:
+        valid_rows = (~np.isnan(block)).any(axis=1)
+        if not valid_rows.any():
+            if self.started:
+                self.pending += len(block)
+            return
+        head = 0 if self.started else int(valid_rows.argmax())
+        tail = len(block) - int(valid_rows[::-1].argmax())
+        if self.pending:
+            yield from self._blanks(grid)
+        self.started = True
+        for a in range(head, tail, self.rows_per_batch):
+            b = min(a + self.rows_per_batch, tail)
+            yield WideColumns(_micros(grid, np.arange(lo + a, lo + b, dtype=np.int64)),
+                              block[a:b])
+        self.pending_at, self.pending = lo + tail, len(block) - tail
+
+    def _blanks(self, grid: Grid) -> Iterator[WideColumns]:
+        """The held-back rows, all NaN (one shared read-only block)."""
+        if self._blank is None:
+            self._blank = np.full((self.rows_per_batch, self.width), np.nan, order="F")
+            self._blank.flags.writeable = False
+        at, left = self.pending_at, self.pending
+        while left:
+            n = min(left, self.rows_per_batch)
+            yield WideColumns(_micros(grid, np.arange(at, at + n, dtype=np.int64)),
+                              self._blank[:n])
+            at, left = at + n, left - n
+        self.pending = 0
