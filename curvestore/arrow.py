@@ -19,6 +19,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from curvestore.core.columns import ColumnStream, LongColumns, WideColumns
 from curvestore.errors import BackendNotInstalledError, ConfigurationError
 
@@ -74,17 +76,34 @@ def _wide_fields(pa: Any, stream: ColumnStream, time_column: str) -> list[Any]:
 
 
 def _batches(pa: Any, schema: Any, stream: ColumnStream, ts_type: Any) -> Iterator[Any]:
+    int32, int64, float64, text = pa.int32(), pa.int64(), pa.float64(), pa.string()
+
+    def plain(kind: Any, values: Any) -> Any:  # shares the numpy buffer
+        return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+
     for batch in stream.batches:
-        ts = pa.array(batch.ts.view("datetime64[us]"), type=ts_type)
+        ts = plain(ts_type, batch.ts)
         if isinstance(batch, LongColumns):
-            arrays = [pa.array(k.values, type=pa.int64()) if k.codes is None else
-                      pa.DictionaryArray.from_arrays(pa.array(k.codes, type=pa.int32()),
-                                                     pa.array(k.values, type=pa.string()))
+            arrays = [plain(int64, k.values) if k.codes is None else
+                      pa.DictionaryArray.from_arrays(plain(int32, k.codes),
+                                                     pa.array(k.values, type=text))
                       for k in batch.keys]
-            arrays += [ts, pa.array(batch.values, type=pa.float64())]
+            arrays += [ts, plain(float64, batch.values)]
         else:
             assert isinstance(batch, WideColumns)
-            block = batch.values
-            arrays = [ts, *(pa.array(block[:, j], type=pa.float64(), from_pandas=True)
-                            for j in range(block.shape[1]))]
+            arrays = [ts, *_wide_columns(pa, batch.values)]
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _wide_columns(pa: Any, block: np.ndarray) -> list[Any]:
+    """A float64 array per column of ``block`` (each contiguous), sharing its buffer, with
+    NaN as null: the validity bitmaps of all columns are packed in one pass."""
+    rows, width = block.shape
+    valid = ~np.isnan(block)
+    nulls = (rows - np.count_nonzero(valid, axis=0)).tolist()
+    bits = np.asfortranarray(np.packbits(valid, axis=0, bitorder="little"))
+    float64 = pa.float64()
+    return [pa.Array.from_buffers(
+                float64, rows, [pa.py_buffer(bits[:, j]) if nulls[j] else None,
+                                pa.py_buffer(block[:, j])], null_count=nulls[j])
+            for j in range(width)]

@@ -7,15 +7,17 @@ Two layouts:
   (NaN) are not rows. Series are taken in key order, as many per batch as fill about
   ``batch_points`` points (a series is never split), from the store's vectorised scan
   (:meth:`Store.scan_pieces`): a batch is the concatenation of its series' decoded pieces,
-  cut to the window, with per point arrays built by ``np.repeat``, never per point objects.
+  cut to the window and without their NaNs, with per point arrays built by ``np.repeat``
+  and slices of one converted time span, never per point objects.
   Text key columns are dictionary encoded (each distinct value once per batch, a code per
   row), int keys are int64 per row.
 * **wide**: one row per grid point (``ts``), one column per matching series with data (from
   the metadata, so the schema is known before the first batch), NaN where a series has no
-  value. The window is read a group of whole chunk periods at a time (at least one period:
-  a wide batch holds one chunk of every column), each group's block of points x series filled
-  from one scan. Rows run from the first to the last point holding a value in any series,
-  as in :meth:`Store.read_frame`.
+  value. The window is read a group of whole chunk periods at a time (as many as fit
+  ``batch_points``, at least one: a wide batch holds a chunk period of every column), each
+  group's block of points x series filled from one scan and given as one batch. Rows run
+  from the first to the last point holding a value in any series, as in
+  :meth:`Store.read_frame`.
 
 Timestamps are int64 microseconds since the epoch (UTC); the stream carries the store tz.
 The core imports no Arrow library: the store is handed the function that turns a
@@ -27,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,6 +49,7 @@ __all__ = ["BATCH_POINTS", "LAYOUTS", "ArrowWriter", "ColumnStream", "KeyColumn"
 BATCH_POINTS = 1 << 20
 LAYOUTS = ("long", "wide")
 _US = 1000
+_FEW_HOLES = 32  # up to this many NaNs in a piece, its values are cut in slices around them
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,11 @@ def _cut(starts: Callable[[int], int], pieces: list[Piece], lo: int | None, stop
 
 # -- long --------------------------------------------------------------------------------------
 
+_Part = tuple[int, np.ndarray, "np.ndarray | None"]
+"""Points of one series: the grid position of the first, their values, and their offsets
+from it (None: consecutive)."""
+
+
 def _long(store: Store, where: Mapping[str, Any], window: Window, batch_points: int
           ) -> Iterator[LongColumns]:
     if window.empty:
@@ -142,53 +151,80 @@ def _long(store: Store, where: Mapping[str, Any], window: Window, batch_points: 
     stop = None if window.hi is None else window.hi + 1
     starts = lru_cache(maxsize=None)(lambda chunk: grid.period(chunk)[0])
     keys: list[SeriesKey] = []
-    owners: list[int] = []  # per kept piece: its series in ``keys``
-    parts: list[tuple[int, np.ndarray]] = []
+    owners: list[int] = []  # per part: its series in ``keys``
+    parts: list[_Part] = []
     held = 0
     for key, pieces in store.scan_pieces(where, window):
-        kept = _cut(starts, pieces, window.lo, stop)
-        if not kept:
+        count = len(parts)
+        for a, values in _cut(starts, pieces, window.lo, stop):
+            # the holes go here, on each piece while it is in cache, not on the batch
+            missing = np.isnan(values)
+            if not missing.any():
+                parts.append((a, values, None))
+                held += len(values)
+                continue
+            holes = np.flatnonzero(missing)
+            if len(holes) <= _FEW_HOLES:  # slices between them: no fancy indexing
+                bounds = [-1, *holes.tolist(), len(values)]
+                for h0, h1 in pairwise(bounds):
+                    if h1 - h0 > 1:
+                        parts.append((a + h0 + 1, values[h0 + 1:h1], None))
+                held += len(values) - len(holes)
+                continue
+            offsets = np.flatnonzero(~missing)
+            if len(offsets):
+                parts.append((a, values.take(offsets), offsets))
+                held += len(offsets)
+        if len(parts) == count:
             continue
-        owners += [len(keys)] * len(kept)
+        owners += [len(keys)] * (len(parts) - count)
         keys.append(key)
-        parts += kept
-        held += sum(len(v) for _, v in kept)
         if held >= batch_points:
-            batch = _long_batch(store, keys, owners, parts)
+            yield _long_batch(store, keys, owners, parts)
             keys, owners, parts, held = [], [], [], 0
-            if batch is not None:
-                yield batch
     if keys:
-        batch = _long_batch(store, keys, owners, parts)
-        if batch is not None:
-            yield batch
+        yield _long_batch(store, keys, owners, parts)
 
 
-def _long_batch(store: Store, keys: list[SeriesKey], owners: list[int],
-                parts: list[tuple[int, np.ndarray]]) -> LongColumns | None:
-    lengths = np.fromiter((len(v) for _, v in parts), dtype=np.int64, count=len(parts))
-    values = np.concatenate([v for _, v in parts]) if len(parts) > 1 else parts[0][1]
-    # each point's grid position: its piece's first position plus its offset in the piece
-    firsts = np.fromiter((a for a, _ in parts), dtype=np.int64, count=len(parts))
-    shift = np.repeat(firsts - (np.cumsum(lengths) - lengths), lengths)
-    positions = np.arange(len(values), dtype=np.int64) + shift
-    series = np.repeat(np.asarray(owners, dtype=np.int64), lengths)
-    valid = ~np.isnan(values)
-    if not valid.all():
-        values, positions, series = values[valid], positions[valid], series[valid]
-    if not len(values):
-        return None
-    if not values.flags.writeable or values.base is not None:
-        values = np.array(values)  # the batch owns its values: pieces may be views of caches
+def _long_batch(store: Store, keys: list[SeriesKey], owners: list[int], parts: list[_Part]
+                ) -> LongColumns:
+    """The rows of ``parts`` (grouped by series, series ``owners[i]`` of ``keys`` owning
+    part ``i``)."""
+    lengths = np.fromiter((len(v) for _, v, _ in parts), dtype=np.int64, count=len(parts))
+    values = np.concatenate([v for _, v, _ in parts])  # a copy the batch owns
+    ts = _part_times(store.grid, parts, lengths)
+    rows_of = np.asarray(owners, dtype=np.int64)
     columns = []
     for i, kind in enumerate(store.schema.types):
         labels = [k[i] for k in keys]
         if kind == "int":
-            columns.append(KeyColumn(np.asarray(labels, dtype=np.int64)[series]))
+            ints = np.asarray(labels, dtype=np.int64)[rows_of]
+            columns.append(KeyColumn(np.repeat(ints, lengths)))
         else:
             uniques, codes = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
-            columns.append(KeyColumn(uniques, codes.astype(np.int32)[series]))
-    return LongColumns(columns, _micros(store.grid, positions), values)
+            per_part = codes.astype(np.int32)[rows_of]
+            columns.append(KeyColumn(uniques, np.repeat(per_part, lengths)))
+    return LongColumns(columns, ts, values)
+
+
+def _part_times(grid: Grid, parts: list[_Part], lengths: np.ndarray) -> np.ndarray:
+    """The timestamps of every point of ``parts``."""
+    firsts = np.fromiter((a for a, _, _ in parts), dtype=np.int64, count=len(parts))
+    spans = np.fromiter((n if o is None else int(o[-1]) + 1 for (_, _, o), n in
+                         zip(parts, lengths.tolist(), strict=True)),
+                        dtype=np.int64, count=len(parts))
+    lo = int(firsts.min())
+    span = int((firsts + spans).max()) - lo
+    if span <= 4 * int(lengths.sum()):
+        # series of a batch mostly share their span (a fleet's month): convert the span
+        # once and copy slices of it, rather than converting each point
+        times = _micros(grid, np.arange(lo, lo + span, dtype=np.int64))
+        return np.concatenate([
+            times[a - lo:a - lo + len(v)] if o is None else times[a - lo:].take(o)
+            for a, v, o in parts])
+    positions = np.concatenate([np.arange(a, a + len(v), dtype=np.int64) if o is None else
+                                o + a for a, v, o in parts])
+    return _micros(grid, positions)
 
 
 # -- wide --------------------------------------------------------------------------------------
@@ -256,7 +292,8 @@ def _wide(store: Store, where: Mapping[str, Any], window: Window, keys: list[Ser
 
 class _Gap:
     """Rows are emitted from the first to the last holding a value: rows without any value
-    after data are held back (counted) until a later row holds one."""
+    after data are held back (counted) until a later row holds one, then given in batches of
+    ``rows_per_batch``."""
 
     def __init__(self, width: int, rows_per_batch: int) -> None:
         self.width = width
@@ -277,10 +314,10 @@ class _Gap:
         if self.pending:
             yield from self._blanks(grid)
         self.started = True
-        for a in range(head, tail, self.rows_per_batch):
-            b = min(a + self.rows_per_batch, tail)
-            yield WideColumns(_micros(grid, np.arange(lo + a, lo + b, dtype=np.int64)),
-                              block[a:b])
+        # one batch per block: its memory is held anyway, and each batch costs an Arrow
+        # array per column, which would dominate with many columns and few rows a batch
+        yield WideColumns(_micros(grid, np.arange(lo + head, lo + tail, dtype=np.int64)),
+                          block[head:tail])
         self.pending_at, self.pending = lo + tail, len(block) - tail
 
     def _blanks(self, grid: Grid) -> Iterator[WideColumns]:
