@@ -156,7 +156,7 @@ def _long(store: Store, where: Mapping[str, Any], window: Window, batch_points: 
     held = 0
     for key, pieces in store.scan_pieces(where, window):
         count = len(parts)
-        for a, values in _cut(starts, pieces, window.lo, stop):
+        for a, values in _in_order(_cut(starts, pieces, window.lo, stop)):
             # the holes go here, on each piece while it is in cache, not on the batch
             missing = np.isnan(values)
             if not missing.any():
@@ -184,6 +184,24 @@ def _long(store: Store, where: Mapping[str, Any], window: Window, batch_points: 
             keys, owners, parts, held = [], [], [], 0
     if keys:
         yield _long_batch(store, keys, owners, parts)
+
+
+def _in_order(kept: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray]]:
+    """The parts of one series ordered by time and apart: pieces that overlap or come out of
+    order (fragments of a chunk, each over the ones before it) are laid on one array, the
+    later over the earlier, as every read assembles them."""
+    end = None
+    for a, values in kept:
+        if end is not None and a < end:
+            break
+        end = a + len(values)
+    else:
+        return kept
+    first = min(a for a, _ in kept)
+    out = np.full(max(a + len(v) for a, v in kept) - first, np.nan)
+    for a, values in kept:
+        out[a - first:a - first + len(values)] = values
+    return [(first, out)]
 
 
 def _long_batch(store: Store, keys: list[SeriesKey], owners: list[int], parts: list[_Part]

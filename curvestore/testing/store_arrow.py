@@ -26,13 +26,16 @@ A, B, C, D = ("a", "load", 1), ("a", "load", 2), ("b", "prod", 1), ("b", "load",
 
 
 def _write(store: curvestore.Store) -> None:
-    """Four series: across a DST change and a month end, with holes, a signed zero and a gap
-    of weeks between the months some of them hold."""
+    """Four series: across a DST change and a month end, with holes, a signed zero, a gap
+    of weeks between the months some of them hold, and an update over part of one."""
     a = curve("2024-03-20", end="2024-04-03", seed=1, nan=0.1)
     a.iloc[5] = -0.0
     store.write_many({A: a, B: curve("2024-04-01", periods=50, seed=2),
                       C: curve("2024-01-10", periods=20, seed=3, nan=0.2),
                       D: curve("2024-03-31 01:00", periods=9, seed=4)})
+    # over part of A, and after its end (backends that append keep fragments of a chunk)
+    store.write(dict(zip(store.schema.names, A, strict=True)),
+                curve("2024-04-02 12:00", end="2024-04-04", seed=5, nan=0.3), mode="update")
 
 
 def _micros(index: Any) -> np.ndarray:

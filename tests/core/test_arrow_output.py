@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 
 import curvestore
@@ -50,3 +51,15 @@ def test_wide_names_that_clash_with_the_time_column_are_refused(
     table = meters.read_arrow(layout="wide", time_column="time").read_all()
     assert table.schema.names == ["time", "m1", "ts"]
     assert table.schema.field("time").type == pa.timestamp("us", tz="Europe/Paris")
+
+
+def test_pieces_that_overlap_are_laid_in_order_later_over_earlier() -> None:
+    from curvestore.core.columns import _in_order
+
+    apart = [(0, np.array([1.0, 2.0])), (5, np.array([3.0]))]
+    assert _in_order(apart) is apart
+    # a fragment over the end of the piece before it, then one before both
+    (first, values), = _in_order([(0, np.array([1.0, 2.0, 3.0])), (2, np.array([9.0, np.nan])),
+                                  (-2, np.array([7.0]))])
+    assert first == -2
+    np.testing.assert_array_equal(values, [7.0, np.nan, 1.0, 2.0, 9.0, np.nan])
