@@ -11,12 +11,12 @@ Two layouts:
   and slices of one converted time span, never per point objects.
   Text key columns are dictionary encoded (each distinct value once per batch, a code per
   row), int keys are int64 per row.
-* **wide**: one row per grid point (``ts``), one column per matching series with data (from
-  the metadata, so the schema is known before the first batch), NaN where a series has no
-  value. The window is read a group of whole chunk periods at a time (as many as fit
-  ``batch_points``, at least one: a wide batch holds a chunk period of every column), each
-  group's block of points x series filled from one scan and given as one batch. Rows run
-  from the first to the last point holding a value in any series, as in
+* **wide**: one row per grid point (``ts``), one column per matching series whose stored
+  span meets the window (from the metadata, so the schema is known before the first batch),
+  NaN where a series has no value. The window is read a group of whole chunk periods at a
+  time (as many as fit ``batch_points``, at least one: a wide batch holds a chunk period of
+  every column), each group's block of points x series filled from one scan and given as
+  one batch. Rows run from the first to the last point holding a value in any series, as in
   :meth:`Store.read_frame`.
 
 Timestamps are int64 microseconds since the epoch (UTC); the stream carries the store tz.
@@ -112,7 +112,7 @@ def column_stream(store: Store, where: Mapping[str, Any], window: Window, layout
               value_column)
     if layout == "long":
         return ColumnStream(layout, *labels, _long(store, where, window, batch_points))
-    keys, first, last = _live(store, where)
+    keys, first, last = _live(store, where, window)
     return ColumnStream(layout, *labels,
                         _wide(store, where, window, keys, first, last, batch_points), keys)
 
@@ -247,26 +247,40 @@ def _part_times(grid: Grid, parts: list[_Part], lengths: np.ndarray) -> np.ndarr
 
 # -- wide --------------------------------------------------------------------------------------
 
-def _live(store: Store, where: Mapping[str, Any]) -> tuple[list[SeriesKey], int, int]:
-    """The matching series with live chunks, ordered by key, and the first and last of
-    those chunks (0, -1 when none)."""
+def _live(store: Store, where: Mapping[str, Any], window: Window
+          ) -> tuple[list[SeriesKey], int, int]:
+    """The matching series whose stored span (first to last valid point, from the
+    metadata) meets the window, ordered by key, and the chunks of the first and last of
+    those spans' points (0, -1 when none)."""
     backend = store.backend
+    grid = store.grid
     if store.capabilities.summaries and isinstance(backend, Summarises):
         summary = backend.summarise(where)
-        if not len(summary):
-            return [], 0, -1
-        return (list(summary.keys), int(summary.first_chunk.min()),
-                int(summary.last_chunk.max()))
-    keys, first, last = [], None, None
-    for key, metas in backend.list_metas(where):
-        if metas:
-            keys.append(key)
-            chunks = [m.chunk for m in metas]
-            first = min(chunks) if first is None else min(first, *chunks)
-            last = max(chunks) if last is None else max(last, *chunks)
-    if first is None or last is None:
+        keys = list(summary.keys)
+        first = grid.period_starts(summary.first_chunk) + summary.first_start
+        last = grid.period_starts(summary.last_chunk) + summary.last_stop - 1
+    else:
+        keys, spans = [], []
+        for key, metas in backend.list_metas(where):
+            if metas:
+                keys.append(key)
+                starts = [grid.period(m.chunk)[0] + m.start for m in metas]
+                spans.append((min(starts), max(a + m.length - 1 for a, m in
+                                               zip(starts, metas, strict=True))))
+        first = np.asarray([a for a, _ in spans], dtype=np.int64)
+        last = np.asarray([b for _, b in spans], dtype=np.int64)
+    meets = np.ones(len(keys), dtype=bool)
+    if window.lo is not None:
+        meets &= last >= window.lo
+    if window.hi is not None:
+        meets &= first <= window.hi
+    if not meets.any():
         return [], 0, -1
-    return keys, first, last
+    if not meets.all():
+        keys = [keys[i] for i in np.flatnonzero(meets).tolist()]
+        first, last = first[meets], last[meets]
+    chunks = grid.chunk_of_positions(np.array([first.min(), last.max()]))
+    return keys, int(chunks[0]), int(chunks[1])
 
 
 def _wide(store: Store, where: Mapping[str, Any], window: Window, keys: list[SeriesKey],

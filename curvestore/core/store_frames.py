@@ -215,12 +215,13 @@ class FrameMethods:
             ``ts`` (``timestamp[us, <store tz>]``) and ``value`` (float64). Points without a
             value are not rows. :meth:`ingest` takes it back as it is
             (``time_column="ts", value_column="value"``).
-            ``"wide"``: ``ts``, then a float64 column per matching series with data (from
-            the metadata), named by its key values (joined by ``/`` for several keys; the
-            key as JSON in the field's ``curvestore.key`` metadata), ordered by key; a row
-            per grid point from the first to the last holding a value in any series, as
-            :meth:`read_frame`; a point without a value is null (NaN in ``to_numpy()`` and
-            ``to_pandas()``).
+            ``"wide"``: ``ts``, then a float64 column per matching series whose stored span
+            (first to last value, from the metadata) meets the window (all null when the
+            window falls in a gap of it), ordered by key, named by its key values (joined by
+            ``/`` for several keys; the key as JSON in the field's ``curvestore.key``
+            metadata); a row per grid point from the first to the last holding a value in
+            any series, as :meth:`read_frame`; a point without a value is null (NaN in
+            ``to_numpy()`` and ``to_pandas()``).
         batch_points
             About how many points a batch holds (default 1,048,576: 8 MB of values). Long
             batches take whole series until they hold that many; wide batches take that

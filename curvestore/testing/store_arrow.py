@@ -132,7 +132,10 @@ class ArrowSemantics(StoreFixtures):
                          batch_points=2 * 7)
         assert store.read_arrow({"site": "zz"}, layout="wide").schema.names == ["ts"]
         later = store.read_arrow(None, "2025-01-01", None, "wide")
-        assert later.read_all().num_rows == 0
+        assert later.schema.names == ["ts"] and later.read_all().num_rows == 0
+        # C (January) is no column of April: the metadata says its span ends before
+        april = store.read_arrow(None, "2024-04-01", None, "wide").schema.names
+        assert april == ["ts", "a/load/1", "a/load/2"]
         for bad in ({"layout": "tall"}, {"batch_points": 0}, {"time_column": "site"},
                     {"value_column": "ts"}):
             with pytest.raises(ConfigurationError):
