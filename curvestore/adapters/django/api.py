@@ -27,6 +27,7 @@ from curvestore.errors import SeriesExistsError, StoreExistsError
 from curvestore.plugins import notify
 from curvestore.registry import get_codec
 from curvestore.sources import open_table
+from curvestore.tracing import store_tracer
 
 if TYPE_CHECKING:  # the backend imports this module at run time (see _cs_store)
     from curvestore.adapters.django.backend import DjangoModelBackend
@@ -90,6 +91,7 @@ class ChunkStoreAPI:
             codec = None if backend.framed else "none"
             store = cache[alias] = Store(backend, config, codec=codec, codecs=get_codec,
                                          observer=notify, tables=open_table,
+                                         tracer=store_tracer(),
                                          time_unit=cls.TIME_UNIT)  # type: ignore[attr-defined]
         return store
 

@@ -1,0 +1,115 @@
+"""OpenTelemetry spans for Store operations, when ``opentelemetry-api`` is installed.
+
+:func:`store_tracer` is what :mod:`curvestore.opening` hands every Store (the core's
+:class:`~curvestore.core.tracing.Tracer`): None when OpenTelemetry cannot be imported or
+``CURVESTORE_TRACING`` is ``0``/``off``/``false``/``no`` (each operation then costs one
+``is None`` check), else a tracer on ``opentelemetry.trace.get_tracer("curvestore")``. Spans
+go wherever the application's OpenTelemetry SDK sends them; without an SDK configured the
+API's no-op tracer drops them.
+
+Each span is named ``curvestore.<operation>`` (``write``, ``write_many``, ``write_frame``,
+``ingest``, ``delete``, ``delete_many``, ``read``, ``read_many``, ``read_frame``,
+``changes``, ``replicate``, ``compact``) and carries ``curvestore.backend`` (the URL scheme,
+never the URL: it may hold credentials) and, as the operation reports them, the integer
+attributes ``curvestore.series``, ``curvestore.points``, ``curvestore.chunks``,
+``curvestore.changes``, ``curvestore.pages`` and ``curvestore.bytes`` (encoded payload bytes
+committed). An exception ending an operation is recorded on its span, with status ERROR.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from curvestore._version import __version__
+from curvestore.core.tracing import Tracer
+
+__all__ = ["OpenTelemetryTracer", "store_tracer"]
+
+_OFF = {"0", "off", "false", "no"}
+_unset: Any = object()
+_cached: Any = _unset
+
+
+def store_tracer() -> Tracer | None:
+    """The tracer for new stores: decided once per process (see the module docstring)."""
+    global _cached
+    if _cached is _unset:
+        _cached = None
+        if os.environ.get("CURVESTORE_TRACING", "").strip().lower() not in _OFF:
+            try:
+                from opentelemetry import trace
+            except ImportError:
+                pass
+            else:
+                _cached = OpenTelemetryTracer(trace.get_tracer("curvestore", __version__))
+    return _cached  # type: ignore[no-any-return]
+
+
+def backend_name(store: Any) -> str:
+    """The store's backend as a span may show it: its URL scheme, else its class name."""
+    schemes = getattr(type(store.backend), "schemes", ())
+    return str(schemes[0]) if schemes else type(store.backend).__name__
+
+
+class _Counted:
+    """An OpenTelemetry span and the amounts reported while it is open, set as attributes
+    once it ends (a span's attributes cannot be read back through the API to add to)."""
+
+    __slots__ = ("amounts", "span")
+
+    def __init__(self, span: Any) -> None:
+        self.span = span
+        self.amounts: dict[str, int] = {}
+
+    def count(self, **amounts: int) -> None:
+        total = self.amounts
+        for name, value in amounts.items():
+            total[name] = total.get(name, 0) + int(value)
+
+    def settle(self) -> None:
+        if self.amounts and self.span.is_recording():
+            self.span.set_attributes({f"curvestore.{k}": v for k, v in self.amounts.items()})
+
+    def end(self, error: BaseException | None = None) -> None:
+        self.settle()
+        if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            self.span.record_exception(error)
+            self.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        self.span.end()
+
+
+class OpenTelemetryTracer:
+    """The core's :class:`~curvestore.core.tracing.Tracer` on an OpenTelemetry tracer."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self._current: ContextVar[_Counted | None] = ContextVar("curvestore_span", default=None)
+
+    @contextmanager
+    def span(self, operation: str, store: Any) -> Iterator[_Counted]:
+        # start_as_current_span records an escaping exception and sets status ERROR
+        with self.tracer.start_as_current_span(
+                f"curvestore.{operation}",
+                attributes={"curvestore.backend": backend_name(store)}) as span:
+            counted = _Counted(span)
+            token = self._current.set(counted)
+            try:
+                yield counted
+            finally:
+                self._current.reset(token)
+                counted.settle()
+
+    def start(self, operation: str, store: Any) -> _Counted:
+        return _Counted(self.tracer.start_span(
+            f"curvestore.{operation}", attributes={"curvestore.backend": backend_name(store)}))
+
+    def count(self, **amounts: int) -> None:
+        current = self._current.get()
+        if current is not None:
+            current.count(**amounts)
