@@ -13,7 +13,8 @@ Each span is named ``curvestore.<operation>`` (``write``, ``write_many``, ``writ
 never the URL: it may hold credentials) and, as the operation reports them, the integer
 attributes ``curvestore.series``, ``curvestore.points``, ``curvestore.chunks``,
 ``curvestore.changes``, ``curvestore.pages`` and ``curvestore.bytes`` (encoded payload bytes
-committed). An exception ending an operation is recorded on its span, with status ERROR.
+committed). An exception ending an operation is recorded on its span (an ``exception``
+event, with its message) and sets its status to ERROR, described by the exception's type.
 """
 
 from __future__ import annotations
@@ -77,11 +78,15 @@ class _Counted:
     def end(self, error: BaseException | None = None) -> None:
         self.settle()
         if error is not None:
-            from opentelemetry.trace import Status, StatusCode
-
             self.span.record_exception(error)
-            self.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            _failed(self.span, error)
         self.span.end()
+
+
+def _failed(span: Any, error: BaseException) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
 
 
 class OpenTelemetryTracer:
@@ -93,14 +98,18 @@ class OpenTelemetryTracer:
 
     @contextmanager
     def span(self, operation: str, store: Any) -> Iterator[_Counted]:
-        # start_as_current_span records an escaping exception and sets status ERROR
+        # start_as_current_span records an escaping exception (an event with its message);
+        # the status is set here, to the exception's type only
         with self.tracer.start_as_current_span(
-                f"curvestore.{operation}",
+                f"curvestore.{operation}", set_status_on_exception=False,
                 attributes={"curvestore.backend": backend_name(store)}) as span:
             counted = _Counted(span)
             token = self._current.set(counted)
             try:
                 yield counted
+            except BaseException as exc:
+                _failed(span, exc)
+                raise
             finally:
                 self._current.reset(token)
                 counted.settle()

@@ -1,4 +1,5 @@
-"""The README's frames and ingest examples, run as written (their asserts are the checks)."""
+"""The README's frames, ingest, metrics and observer-hook examples, run as written (their
+asserts are the checks)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def readme_block(heading: str) -> str:
 @pytest.mark.parametrize(("name", "heading", "calls"), [
     ("frames", "Frames: many series in one call", ("write_frame", "read_frame")),
     ("ingest", "Ingest: long-format rows, streamed", ("store.ingest(", "DuplicatePointError")),
+    ("metrics", "Prometheus metrics", ("instrument(", "text_string_to_metric_families")),
+    ("hooks", "Observer hooks: points written per key prefix",
+     ("@hookimpl", "chunks_committed", "pm.register(")),
 ])
 def test_readme_example_runs_as_written(name: str, heading: str, calls: tuple[str, ...]) -> None:
     code = readme_block(heading)
