@@ -20,8 +20,7 @@ event, with its message) and sets its status to ERROR, described by the exceptio
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import Any
 
@@ -89,36 +88,81 @@ def _failed(span: Any, error: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, type(error).__name__))
 
 
-class OpenTelemetryTracer:
-    """The core's :class:`~curvestore.core.tracing.Tracer` on an OpenTelemetry tracer."""
+class _Idle:
+    """The span of an operation while no tracer provider is set: it records nothing."""
 
-    def __init__(self, tracer: Any) -> None:
+    __slots__ = ()
+
+    def __enter__(self) -> _Idle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def count(self, **amounts: int) -> None:
+        return None
+
+    def end(self, error: BaseException | None = None) -> None:
+        return None
+
+
+_IDLE = _Idle()
+
+
+class _Scope:
+    """A span made current for the duration of a ``with`` block (a class, not a
+    ``contextmanager`` generator: this runs around every operation)."""
+
+    __slots__ = ("counted", "scope", "token", "tracer")
+
+    def __init__(self, tracer: OpenTelemetryTracer, operation: str, store: Any) -> None:
         self.tracer = tracer
-        self._current: ContextVar[_Counted | None] = ContextVar("curvestore_span", default=None)
-
-    @contextmanager
-    def span(self, operation: str, store: Any) -> Iterator[_Counted]:
         # start_as_current_span records an escaping exception (an event with its message);
         # the status is set here, to the exception's type only
-        with self.tracer.start_as_current_span(
-                f"curvestore.{operation}", set_status_on_exception=False,
-                attributes={"curvestore.backend": backend_name(store)}) as span:
-            counted = _Counted(span)
-            token = self._current.set(counted)
-            try:
-                yield counted
-            except BaseException as exc:
-                _failed(span, exc)
-                raise
-            finally:
-                self._current.reset(token)
-                counted.settle()
+        self.scope = tracer.tracer.start_as_current_span(
+            f"curvestore.{operation}", set_status_on_exception=False,
+            attributes={"curvestore.backend": backend_name(store)})
 
-    def start(self, operation: str, store: Any) -> _Counted:
+    def __enter__(self) -> _Counted:
+        self.counted = _Counted(self.scope.__enter__())
+        self.token = self.tracer.current.set(self.counted)
+        return self.counted
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> Any:
+        self.tracer.current.reset(self.token)
+        self.counted.settle()
+        if error is not None:
+            _failed(self.counted.span, error)
+        return self.scope.__exit__(kind, error, traceback)
+
+
+class OpenTelemetryTracer:
+    """The core's :class:`~curvestore.core.tracing.Tracer` on an OpenTelemetry tracer.
+
+    While no tracer provider is set (the API without an SDK), operations skip the API's
+    no-op spans altogether: one check of the global provider instead of a span and a
+    context switch each. A provider set later is used from the next operation on."""
+
+    def __init__(self, tracer: Any) -> None:
+        from opentelemetry import trace
+
+        self.tracer = tracer
+        self.current: ContextVar[_Counted | None] = ContextVar("curvestore_span", default=None)
+        self._provider = trace.get_tracer_provider
+        self._unset = trace.ProxyTracerProvider
+
+    def span(self, operation: str, store: Any) -> AbstractContextManager[Any]:
+        if isinstance(self._provider(), self._unset):
+            return _IDLE
+        return _Scope(self, operation, store)
+
+    def start(self, operation: str, store: Any) -> _Counted | _Idle:
+        if isinstance(self._provider(), self._unset):
+            return _IDLE
         return _Counted(self.tracer.start_span(
             f"curvestore.{operation}", attributes={"curvestore.backend": backend_name(store)}))
 
     def count(self, **amounts: int) -> None:
-        current = self._current.get()
+        current = self.current.get()
         if current is not None:
             current.count(**amounts)
