@@ -4,8 +4,8 @@
 :class:`~curvestore.core.tracing.Tracer`): None when OpenTelemetry cannot be imported or
 ``CURVESTORE_TRACING`` is ``0``/``off``/``false``/``no`` (each operation then costs one
 ``is None`` check), else a tracer on ``opentelemetry.trace.get_tracer("curvestore")``. Spans
-go wherever the application's OpenTelemetry SDK sends them; without an SDK configured the
-API's no-op tracer drops them.
+go wherever the application's OpenTelemetry SDK sends them; while no tracer provider is set
+(the API alone), operations open no span at all (:class:`OpenTelemetryTracer`).
 
 Each span is named ``curvestore.<operation>`` (``write``, ``write_many``, ``write_frame``,
 ``ingest``, ``delete``, ``delete_many``, ``read``, ``read_many``, ``read_frame``,
