@@ -193,3 +193,13 @@ def test_readme_tracing_example_runs_as_written(clean_otel: None) -> None:
     code = readme_block("Traces (OpenTelemetry)")
     assert "InMemorySpanExporter" in code and "curvestore.points" in code
     exec(compile(code, "README.md (traces)", "exec"), {"__name__": "readme_traces"})
+
+
+def test_otel_extra_is_in_all_and_the_sdk_in_dev() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert [r for r in extras["otel"] if r.startswith("opentelemetry-api")]
+    assert "otel" in extras["all"][0] and "metrics" in extras["all"][0]
+    assert [r for r in extras["dev"] if r.startswith("opentelemetry-sdk")]

@@ -228,3 +228,12 @@ def test_serve_metrics_without_prometheus_client(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert 'pip install "curvestore[metrics]"' in done.stderr
     store.close()
+
+
+def test_metrics_extra_provides_prometheus_client() -> None:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    assert [r for r in extras["metrics"] if r.startswith("prometheus-client")]
+    assert "metrics" in extras["all"][0]
