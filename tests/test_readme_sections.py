@@ -1,4 +1,5 @@
-"""The README's frames, ingest and Arrow examples, run as written (their asserts are the checks)."""
+"""The README's frames, ingest, Arrow, metrics and observer-hook examples, run as written
+(their asserts are the checks)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def readme_block(heading: str) -> str:
      ()),
     ("arrow", "Arrow, Polars, DuckDB", ("read_arrow(", "duckdb.sql(", "pl.from_arrow("),
      ("pyarrow", "polars", "duckdb")),
+    ("metrics", "Prometheus metrics", ("instrument(", "text_string_to_metric_families"), ()),
+    ("hooks", "Observer hooks: points written per key prefix",
+     ("@hookimpl", "chunks_committed", "pm.register("), ()),
 ])
 def test_readme_example_runs_as_written(name: str, heading: str, calls: tuple[str, ...],
                                         needs: tuple[str, ...]) -> None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curvestore.core.capabilities import Summarises
+from curvestore.core.tracing import traced_iterator
 
 if TYPE_CHECKING:
     from curvestore.core.chunks import Piece
@@ -111,10 +112,16 @@ def column_stream(store: Store, where: Mapping[str, Any], window: Window, layout
     labels = (tuple(schema.names), tuple(schema.types), store.config.tz, time_column,
               value_column)
     if layout == "long":
-        return ColumnStream(layout, *labels, _long(store, where, window, batch_points))
-    keys, first, last = _live(store, where, window)
-    return ColumnStream(layout, *labels,
-                        _wide(store, where, window, keys, first, last, batch_points), keys)
+        batches: Iterator[Any] = _long(store, where, window, batch_points)
+        keys: list[SeriesKey] = []
+    else:
+        keys, first, last = _live(store, where, window)
+        batches = _wide(store, where, window, keys, first, last, batch_points)
+    # a span from the first batch to the last, as for read_many (points: as read_frame
+    # counts them, grid cells in the wide layout)
+    spanned = traced_iterator(store, "read_arrow", batches,
+                              lambda b: {"points": int(b.values.size)})
+    return ColumnStream(layout, *labels, spanned, keys)
 
 
 def _micros(grid: Grid, positions: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from curvestore.core import ingest as _ingest
 from curvestore.core.columns import BATCH_POINTS, LAYOUTS, column_stream
 from curvestore.core.ingest import IngestProgress, IngestReport
 from curvestore.core.longform import ingest_columns
+from curvestore.core.tracing import traced
 from curvestore.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ __all__ = ["FrameMethods"]
 class FrameMethods:
     """Mixed into :class:`~curvestore.core.store.Store`."""
 
+    @traced("write_frame")
     def write_frame(self, frame: pd.DataFrame, mode: str = "insert") -> int:
         """Write the columns of a wide frame, one series each, in one all-or-nothing call.
 
@@ -71,6 +73,7 @@ class FrameMethods:
         store.check_writable()
         return frames_write.write_frame(store, frame, mode, store._codec)
 
+    @traced("ingest")
     def ingest(self, source: Any, *, key_columns: Any = None, time_column: str,
                value_column: str, mode: str = "insert", tz: str | None = None,
                buffer_bytes: int = _ingest.BUFFER_BYTES,
@@ -158,6 +161,7 @@ class FrameMethods:
                               buffer_bytes=buffer_bytes, points_per_commit=points_per_commit,
                               batch_rows=batch_rows, progress=progress)
 
+    @traced("read_frame")
     def read_frame(self, filter: Mapping[str, Any] | None = None, start: Any = None,
                    end: Any = None) -> pd.DataFrame:
         """The series matching ``filter`` on ``[start, end]`` as one wide frame.
@@ -190,7 +194,11 @@ class FrameMethods:
         InvalidDataError
             A bound that is not a timestamp.
         """
-        return frames_read.read_frame(cast("Store", self), filter, start, end)
+        store = cast("Store", self)
+        frame = frames_read.read_frame(store, filter, start, end)
+        if store.tracer is not None:
+            store.tracer.count(series=frame.shape[1], points=frame.size)
+        return frame
 
     def read_arrow(self, filter: Mapping[str, Any] | None = None, start: Any = None,
                    end: Any = None, layout: str = "long", *, batch_points: int = BATCH_POINTS,

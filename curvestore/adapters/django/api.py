@@ -28,6 +28,7 @@ from curvestore.errors import SeriesExistsError, StoreExistsError
 from curvestore.plugins import notify
 from curvestore.registry import get_codec
 from curvestore.sources import open_table
+from curvestore.tracing import store_tracer
 
 if TYPE_CHECKING:  # the backend imports this module at run time (see _cs_store)
     from curvestore.adapters.django.backend import DjangoModelBackend
@@ -92,6 +93,7 @@ class ChunkStoreAPI:
             store = cache[alias] = Store(backend, config, codec=codec, codecs=get_codec,
                                          observer=notify, tables=open_table,
                                          arrow=arrow_reader,
+                                         tracer=store_tracer(),
                                          time_unit=cls.TIME_UNIT)  # type: ignore[attr-defined]
         return store
 
