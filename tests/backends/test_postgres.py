@@ -26,8 +26,8 @@ import curvestore
 from curvestore.backends.postgres import create_statements
 from curvestore.core.config import KeySchema
 from curvestore.core.cursor import decode_cursor
-from curvestore.core.verify import verify_store
 from curvestore.core.transact import transaction
+from curvestore.core.verify import verify_store
 from curvestore.errors import (
     BackendNotInstalledError,
     ConfigurationError,

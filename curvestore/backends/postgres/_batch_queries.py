@@ -73,6 +73,7 @@ class BatchQueries:
         frag_table = q.fragment_table
         # packed as ._batch.LIVE_DTYPE reads it: a chunk's stored end and version are its
         # last fragment's when it has some (a fragment starts after everything before it)
+        last: sql.Composable
         if frag_table is None:
             last = sql.SQL("")
             end = sql.SQL("t.{} + t.{}").format(start, length)

@@ -48,36 +48,41 @@ def compact(backend: PostgresBackend, where: Mapping[str, Any], lo: int | None,
             ) -> dict[str, Any]:
     """Fold the fragments of matching series' chunks ``lo..hi`` into their chunk rows; see
     the module docstring. Returns what was done (chunks, fragments, bytes read and
-    written, seconds); ``progress(done, total)`` counts series."""
+    written, seconds); ``progress(done, total)`` counts chunks."""
     began = time.perf_counter()
     report = {"chunks": 0, "rows": 0, "bytes_read": 0, "bytes_written": 0, "seconds": 0.0}
     q = backend.queries
     if q.fragment_table is not None:
         lo = CHUNK_MIN if lo is None else lo
         hi = CHUNK_MAX if hi is None else hi
-        keys = _fragmented(backend, where, lo, hi)
+        keys, chunks = _fragmented(backend, where, lo, hi)
+        total = int(chunks.sum())
         for at in range(0, len(keys), _STEP):
             _step(backend, keys[at:at + _STEP], lo, hi, report)
             if progress is not None:
-                progress(min(at + _STEP, len(keys)), len(keys))
+                progress(int(chunks[:at + _STEP].sum()), total)
     report["seconds"] = time.perf_counter() - began
     return report
 
 
 def _fragmented(backend: PostgresBackend, where: Mapping[str, Any], lo: int, hi: int
-                ) -> list[tuple[Any, ...]]:
-    """The keys of the series matching ``where`` with fragments in chunks ``lo..hi``."""
+                ) -> tuple[list[tuple[Any, ...]], np.ndarray]:
+    """The keys of the series matching ``where`` with fragments in chunks ``lo..hi``, and
+    how many of their chunks have some."""
     q = backend.queries
     keys = sql.SQL(", ").join(sql.Identifier(n) for n in q.keys.names)
+    chunk = sql.Identifier(q.prefix + "chunk_index")
     template = sql.SQL(
-        "SELECT DISTINCT {keys} FROM {frags} WHERE {chunk} BETWEEN %s AND %s{{where}} "
-        "ORDER BY {keys}").format(keys=keys, frags=q.fragment_table,
-                                  chunk=sql.Identifier(q.prefix + "chunk_index"))
+        "SELECT {keys}, count(DISTINCT {chunk}) FROM {frags} WHERE {chunk} BETWEEN %s AND %s"
+        "{{where}} GROUP BY {keys} ORDER BY {keys}").format(keys=keys, frags=q.fragment_table,
+                                                            chunk=chunk)
     query, params = q._where(template, where)
     with backend.pool.connection() as conn, translated(backend.target, "compacting"), \
             conn.cursor(binary=True) as cur:
         cur.execute(query, [lo, hi, *params])
-        return [tuple(row) for row in cur]
+        rows = cur.fetchall()
+    nk = q.nk
+    return [tuple(r[:nk]) for r in rows], np.asarray([r[nk] for r in rows], dtype=np.int64)
 
 
 def _chunks_query(backend: PostgresBackend) -> str:
@@ -111,6 +116,7 @@ def _step(backend: PostgresBackend, keys: list[tuple[Any, ...]], lo: int, hi: in
 
     q = backend.queries
     tx = PgBatchTransaction.begin(backend, keys)
+    assert isinstance(tx, PgBatchTransaction)
     try:
         with translated(backend.target, "compacting"), tx.conn.cursor(binary=True) as cur:
             tx._send_keys(cur)

@@ -61,10 +61,13 @@ class FragmentSQL:
             "({c} = %s::int8 AND {start} + {length} <= %s::int8) OR "
             "({c} = %s::int8 AND {start} > %s::int8)").format(
             c=chunk, start=col(t, "start_offset"), length=col(t, "length"))
+        self.records: sql.Composable
+        self.pieces: sql.Composable
+        self.metas: sql.Composable
         if fragments is None:
             self.packed_cols = sql.SQL(", NULL::bytea AS _fm, NULL::text AS _fc, "
                                        "NULL::bytea AS _fd")
-            self.records = self.pieces = self.metas = sql.SQL("")
+            self.records = self.pieces = self.metas = sql.Composed([])
         else:
             self.packed_cols = sql.SQL(", f._fm, f._fc, f._fd")
             lateral = "LEFT JOIN LATERAL (SELECT {} FROM {} AS f WHERE {}{}) AS f ON true"

@@ -22,8 +22,8 @@ from curvestore.backends.postgres._ddl import (
     Names,
 )
 from curvestore.backends.postgres._fragment_sql import FragmentSQL
-from curvestore.core.config import KeySchema
 from curvestore.backends.postgres._pieces import Fragments, join_record, pieces_of
+from curvestore.core.config import KeySchema
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 
 if TYPE_CHECKING:
@@ -197,10 +197,10 @@ class Queries:
         ).format(change_cols=change_cols, changes=self.change_table, txid=own("txid"),
                  seq=own("seq"))
 
-        for name in ("read", "read_for_update", "read_pieces", "metas_of_keys", "create_stage", "copy_stage",
-                     "copy_chunks", "existing", "update_from_stage", "copy_changes", "fetch",
-                     "get_state", "insert_state", "update_state", "insert_chunk",
-                     "update_chunk", "insert_change"):
+        for name in ("read", "read_for_update", "read_pieces", "metas_of_keys", "create_stage",
+                     "copy_stage", "copy_chunks", "existing", "update_from_stage",
+                     "copy_changes", "fetch", "get_state", "insert_state", "update_state",
+                     "insert_chunk", "update_chunk", "insert_change"):
             # rendered once: psycopg then caches their parsing instead of re-composing
             setattr(self, name, getattr(self, name).as_string(None))
 
