@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curvestore.backends.postgres._copybin import spans
 from curvestore.core import chunks as _chunks
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey, checksum
 from curvestore.errors import IntegrityError
@@ -65,36 +66,53 @@ class Fragments:
         return len(self.metas)
 
     def pieces(self, key: SeriesKey, chunk: int) -> list[_chunks.Piece]:
-        """Each fragment decoded, after its checksum is checked."""
+        """The fragments' values, each fragment's checksum checked first: one piece when
+        they are all raw values of one dtype (laid out with numpy, a view of the bytes read
+        when they follow each other without a gap, as daily appends do), else one each."""
         metas = self.metas
         names = self.names
         view = memoryview(self.data)
-        ends = np.cumsum(metas["size"].astype(np.int64))
-        if not len(ends) or ends[-1] != len(view):  # a payload is not the size its meta says
+        sizes = metas["size"].tolist()
+        ends = np.cumsum(metas["size"].astype(np.int64)).tolist()
+        if not ends or ends[-1] != len(view):  # a payload is not the size its meta says
             raise IntegrityError(
                 f"the fragments of chunk {chunk} of series {key} are not the size their metas "
                 "say (stored data is corrupt); restore them from a replica or delete the "
                 "series")
-        out = []
-        for i, (start, length, size, crc, end) in enumerate(zip(
-                metas["start"].tolist(), metas["length"].tolist(), metas["size"].tolist(),
-                metas["checksum"].tolist(), ends.tolist(), strict=True)):
-            payload = view[end - size:end]
-            if checksum(payload) != crc:
+        for size, end, crc in zip(sizes, ends, metas["checksum"].tolist(), strict=True):
+            if checksum(view[end - size:end]) != crc:
                 raise IntegrityError(
                     f"a fragment of chunk {chunk} of series {key} fails its checksum (stored "
                     "data is corrupt); restore it from a replica or delete the series")
-            codec_id, dtype = names[2 * i], names[2 * i + 1]
-            if codec_id == "none":  # raw little-endian values: a view, no copy
-                values = np.frombuffer(payload, dtype=_dtype(dtype).newbyteorder("<"))
-                if len(values) != length:
-                    raise IntegrityError(f"a fragment of chunk {chunk} of series {key} holds "
-                                         f"{len(values)} values, its meta says {length}")
-            else:
-                values = _codec(codec_id).decode(  # type: ignore[attr-defined]
-                    bytes(payload), dtype=_dtype(dtype), length=length)
+        codecs, dtypes = set(names[0::2]), set(names[1::2])
+        if codecs == {"none"} and len(dtypes) == 1:
+            return [_raw(key, chunk, metas, view, _dtype(dtypes.pop()))]
+        out = []
+        for i, (start, length, size, end) in enumerate(zip(
+                metas["start"].tolist(), metas["length"].tolist(), sizes, ends, strict=True)):
+            values = _codec(names[2 * i]).decode(  # type: ignore[attr-defined]
+                bytes(view[end - size:end]), dtype=_dtype(names[2 * i + 1]), length=length)
             out.append(_chunks.Piece(chunk, start, values))
         return out
+
+
+def _raw(key: SeriesKey, chunk: int, metas: np.ndarray, view: memoryview, dtype: np.dtype
+         ) -> _chunks.Piece:
+    """Raw fragments of one dtype as one piece (NaN between fragments that leave a gap; a
+    later fragment wins where two overlap)."""
+    values = np.frombuffer(view, dtype=dtype.newbyteorder("<"))
+    start = metas["start"].astype(np.int64)
+    length = metas["length"].astype(np.int64)
+    if len(values) != int(length.sum()):
+        raise IntegrityError(f"the fragments of chunk {chunk} of series {key} hold "
+                             f"{len(values)} values, their metas say {int(length.sum())}")
+    stop = start + length
+    first = int(start[0])
+    if (start[1:] == stop[:-1]).all():
+        return _chunks.Piece(chunk, first, values)
+    out = np.full(int(stop.max()) - first, np.nan)
+    out[spans(start - first, length)] = values
+    return _chunks.Piece(chunk, first, out)
 
 
 def _verified(record: ChunkRecord) -> _chunks.Piece:
