@@ -223,13 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "sql", cmd_sql, "print the CREATE statements of a PostgreSQL store",
              "Print the SQL that creates a postgresql:// store's tables, for a DBA to run\n"
              "ahead of time; create_store then only inserts the manifest row, so the\n"
-             "application's role needs SELECT, INSERT, UPDATE on the four tables and USAGE on\n"
-             "the changes sequence, not CREATE.\n\n"
+             "application's role needs SELECT, INSERT, UPDATE on the tables (and DELETE on\n"
+             "the chunk and fragment tables) and USAGE on the changes sequence, not CREATE.\n"
+             "With --upgrade, the SQL that moves a store created before the fragment table\n"
+             "existed to appended-day fragments (run it with no process holding the store\n"
+             "open).\n\n"
              "example: curvestore sql --keys site:str,kind:str --table load_curves")
     p.add_argument("--keys", required=True, metavar="NAME:TYPE,...",
                    help="key attributes in order, as for 'create'")
     p.add_argument("--table", default="load_curves", help="table name (default: load_curves)")
     p.add_argument("--schema", default="public", help="schema name (default: public)")
+    p.add_argument("--upgrade", action="store_true",
+                   help="print the upgrade of an existing store to appended-day fragments")
     return parser
 
 def _add_sync_commands(sub: Any) -> None:

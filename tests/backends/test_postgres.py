@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 import curvestore
-from curvestore.backends.postgres import create_statements
+from curvestore.backends.postgres import create_statements, upgrade_statements
 from curvestore.core.config import KeySchema
 from curvestore.core.cursor import decode_cursor
 from curvestore.core.transact import transaction
@@ -313,6 +313,10 @@ def test_cli_prints_the_create_statements(capsys: pytest.CaptureFixture[str]) ->
     assert out.count(";\n") == 8
     assert 'CREATE TABLE "public"."lc_sync_state" (' in out
     assert 'CREATE TABLE "public"."lc_fragments" (' in out
+    assert main(["sql", "--keys", "site:str,year:int", "--table", "lc", "--upgrade"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("BEGIN;") and out.rstrip().endswith("COMMIT;")
+    assert 'CREATE TABLE "public"."lc_fragments" (' in out and "jsonb_set" in out
     assert main(["sql", "--keys", "size:int,version:int"]) == 0  # the user's names
     assert '"size" bigint NOT NULL' in capsys.readouterr().out
     assert main(["sql", "--keys", "_size:int"]) == 1  # the backend's prefix
@@ -662,6 +666,37 @@ def test_append_to_a_corrupt_chunk_raises_and_writes_nothing(
         assert_series_exact(store.read({"site": "a", "n": 1}),
                             curve("2024-01-01", periods=96, seed=1))
         assert store.compact()["chunks"] == 0  # appends were joined: nothing to fold
+
+
+def test_store_without_fragment_table_upgrades_in_place(pg_table_url: Callable[[], str]
+                                                         ) -> None:
+    """A store made before the fragment table existed rewrites chunks on append; after
+    ``upgrade_statements`` (``curvestore sql --upgrade``) its appended days are fragments,
+    and everything stored before reads the same."""
+    url = pg_table_url()
+    _without_fragment_table(url)
+    days = [curve(f"2024-01-0{d}", periods=96, seed=d) for d in range(1, 5)]
+    with _create(url) as store:
+        store.write_frame(pd.DataFrame({("a", 1): days[0], ("a", 2): days[0]}), mode="update")
+        store.write_frame(pd.DataFrame({("a", 1): days[1]}), mode="update")
+    with _connect(url) as conn, conn.transaction():
+        for statement in upgrade_statements(KeySchema.from_spec(KEYS), table=_table(url)):
+            conn.execute(statement.encode())
+    with curvestore.open_store(url) as store:
+        assert store.backend.fragment_codec == "none"
+        store.write_frame(pd.DataFrame({("a", 1): days[2], ("a", 2): days[2]}), mode="update")
+        store.write_frame(pd.DataFrame({("a", 1): days[3]}), mode="update")
+        with _connect(url) as conn:
+            assert conn.execute(f'SELECT count(*) FROM "{_table(url)}_fragments"'
+                                ).fetchone()[0] == 3
+        expected = {1: pd.concat(days), 2: pd.concat([days[0], days[2]]).asfreq(FREQ)}
+        for n, series in expected.items():
+            assert_series_exact(store.read({"site": "a", "n": n}), series.asfreq(FREQ))
+        assert len(store.changes().items) == 6
+        assert store.compact()["chunks"] == 2
+        for n, series in expected.items():
+            assert_series_exact(store.read({"site": "a", "n": n}), series.asfreq(FREQ))
+        assert verify_store(store).ok
 
 
 @pytest.mark.parametrize("damaged", ["chunk", "fragment"])
