@@ -51,12 +51,15 @@ class PgReads(PgBackendBase):
         fragments', leaving out those outside the window (``first``: the first offset
         wanted in chunk ``lo``, ``last`` the last in chunk ``hi``)."""
         q = self.queries
-        window = q.frag.window(lo, hi, first, last)
+        bounds = [CHUNK_MIN if lo is None else lo, CHUNK_MAX if hi is None else hi]
+        if (lo is None or first is None) and (hi is None or last is None):
+            query, params = q.read, [*key, *bounds]  # nothing to leave out: the plainer query
+        else:
+            query = q.read_pieces
+            params = [*q.window_params(q.frag.window(lo, hi, first, last)), *key, *bounds]
         with self.pool.connection() as conn, translated(self.target, "reading"), \
                 conn.cursor(binary=True) as cur:
-            cur.execute(q.read_pieces, [*q.window_params(window), *key,
-                                        CHUNK_MIN if lo is None else lo,
-                                        CHUNK_MAX if hi is None else hi])
+            cur.execute(query, params)
             return [piece for row in cur for piece in q.pieces(row)]
 
     def scan_pieces(self, where: Mapping[str, Any], lo: int | None = None,
