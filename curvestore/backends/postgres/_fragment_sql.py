@@ -43,9 +43,9 @@ class FragmentSQL:
         packed = sql.SQL(
             "string_agg(int4send({start}) || int4send({length}) || int4send({count}) || "
             "int8send({checksum}) || int4send({size}) || int8send({version}) || "
-            "int8send({updated}), ''::bytea ORDER BY {version}) AS _fm, "
-            "string_agg({codec} || ' ' || {dtype}, ' ' ORDER BY {version}) AS _fc, "
-            "string_agg({payload}, ''::bytea ORDER BY {version}) AS _fd"
+            "int8send({updated}), ''::bytea) AS _fm, "
+            "string_agg({codec} || ' ' || {dtype}, ' ') AS _fc, "
+            "string_agg({payload}, ''::bytea) AS _fd"
         ).format(start=start, length=length, count=col(f, "valid_count"),
                  checksum=col(f, "checksum"), size=col(f, "size"), version=col(f, "version"),
                  updated=col(f, "updated_at"), codec=col(f, "codec"), dtype=col(f, "dtype"),
@@ -70,9 +70,16 @@ class FragmentSQL:
             self.records = self.pieces = self.metas = sql.Composed([])
         else:
             self.packed_cols = sql.SQL(", f._fm, f._fc, f._fd")
-            lateral = "LEFT JOIN LATERAL (SELECT {} FROM {} AS f WHERE {}{}) AS f ON true"
-            self.records = sql.SQL(" " + lateral).format(packed, fragments, match, sql.SQL(""))
-            self.pieces = sql.SQL(" " + lateral).format(packed, fragments, match, outside_f)
+            # the aggregates read the fragments in the order of the primary key's index (an
+            # ORDER BY inside each aggregate would sort three times per chunk); _pieces
+            # checks the versions come in order, and puts them in order if not
+            lateral = ("LEFT JOIN LATERAL (SELECT {} FROM (SELECT * FROM {} AS f WHERE {}{} "
+                       "ORDER BY {}) AS f) AS f ON true")
+            order = col(f, "version")
+            self.records = sql.SQL(" " + lateral).format(packed, fragments, match, sql.SQL(""),
+                                                         order)
+            self.pieces = sql.SQL(" " + lateral).format(packed, fragments, match, outside_f,
+                                                        order)
             self.metas = sql.SQL(
                 " LEFT JOIN LATERAL (SELECT max({start} + {length}) AS _fstop, "
                 "sum({count}) AS _fcount, sum({size}) AS _fsize, max({version}) AS _fversion, "

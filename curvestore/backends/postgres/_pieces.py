@@ -60,7 +60,20 @@ class Fragments:
                ) -> Fragments | None:
         if metas is None or names is None or data is None:
             return None
-        return cls(np.frombuffer(metas, dtype=FRAGMENT_DTYPE), names.split(" "), data)
+        found = cls(np.frombuffer(metas, dtype=FRAGMENT_DTYPE), names.split(" "), data)
+        version = found.metas["version"]
+        return found if (version[1:] > version[:-1]).all() else found.in_order()
+
+    def in_order(self) -> Fragments:
+        """These fragments in version order (the reads aggregate them as an index returns
+        them, which is that order unless the server chose another plan)."""
+        order = np.argsort(self.metas["version"], kind="stable")
+        ends = np.cumsum(self.metas["size"].astype(np.int64))
+        starts = ends - self.metas["size"]
+        view = memoryview(self.data)
+        return Fragments(self.metas[order],
+                         [n for i in order.tolist() for n in self.names[2 * i:2 * i + 2]],
+                         b"".join(view[starts[i]:ends[i]] for i in order.tolist()))
 
     def __len__(self) -> int:
         return len(self.metas)
