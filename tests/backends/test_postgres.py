@@ -268,7 +268,8 @@ def test_table_layout(pg_table_url: Callable[[], str]) -> None:
         pkey = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE "
                             "conrelid = %s::regclass AND contype = 'p'",
                             [f"{table}_fragments"]).fetchone()[0]
-        assert pkey == "PRIMARY KEY (site, n, _chunk_index, _version)"
+        assert pkey == ("PRIMARY KEY (site, n, _chunk_index, _version) INCLUDE (_start_offset, "
+                        "_length, _valid_count, _size, _updated_at)")
 
 
 def test_dba_created_tables_need_no_create_privilege(postgres_url: str,
@@ -726,6 +727,24 @@ def test_corrupt_chunk_or_fragment_fails_reads_verify_and_compaction(
         assert store.changes().items == feed
         assert_series_exact(store.read({"site": "a", "n": 1}),
                             pd.concat([first, second]))
+
+
+def test_fragments_returned_out_of_version_order_are_put_in_order() -> None:
+    """The reads aggregate a chunk's fragments as the primary key's index returns them; a
+    plan returning them in another order must not change what is read."""
+    from curvestore.backends.postgres._pieces import FRAGMENT_DTYPE, Fragments
+    from curvestore.core.records import checksum
+
+    days = [np.arange(4.0) + 10 * d for d in range(3)]
+    payloads = [d.astype("<f8").tobytes() for d in days]
+    metas = np.array([(4 * d, 4, 4, checksum(p), len(p), 7 + d, 0)
+                      for d, p in enumerate(payloads)], dtype=FRAGMENT_DTYPE)
+    order = [2, 0, 1]
+    found = Fragments.unpack(metas[order].tobytes(), " ".join(["none float64"] * 3),
+                             b"".join(payloads[i] for i in order))
+    assert found is not None and found.metas["version"].tolist() == [7, 8, 9]
+    (piece,) = found.pieces(("a", 1), 0)
+    assert piece.start == 0 and piece.values.tolist() == np.concatenate(days).tolist()
 
 
 def _advisory_locks(url: str) -> int:

@@ -15,7 +15,8 @@ A store named ``<table>`` in schema ``<schema>`` is four tables:
 * ``<table>_fragments``: appended days, one row per fragment (keys, ``_chunk_index``,
   ``_version``, span, codec, checksum, payload): a daily append adds rows here instead of
   rewriting its chunk; reads join a chunk's fragments after its row, compaction folds them
-  into it. Primary key (keys..., _chunk_index, _version). Stores created before it existed
+  into it. Primary key (keys..., _chunk_index, _version), its index including the span,
+  count, size and time. Stores created before it existed
   have no such table and no ``"fragments"`` in their manifest's ``"postgresql"`` field: they
   join appended days into their chunk rows, as before, until upgraded
   (:func:`upgrade_statements`).
@@ -78,6 +79,8 @@ FRAGMENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("updated_at", "bigint"),
     ("payload", "bytea"),
 )
+#: The fragment metas the primary key's index also holds.
+_INDEXED_METAS = ("start_offset", "length", "valid_count", "size", "updated_at")
 # psycopg type names for binary COPY, in the same order, then the payload
 COPY_TYPES: tuple[str, ...] = ("int4", "int4", "int4", "int4", "text", "text", "int8", "int4",
                                "int8", "int8", "bool", "bytea")
@@ -204,7 +207,10 @@ def ddl_statements(names: Names, keys: KeySchema, prefix: str = COLUMN_PREFIX
                 [f"{_quote(n)} {t} NOT NULL" for n, t in key_cols]
                 + [f"{own(n)} {t} NOT NULL" for n, t in FRAGMENT_COLUMNS])
             + f",\n    CONSTRAINT {_quote(names.fragments + '_pkey')} PRIMARY KEY "
-            f"({key_list}, {own('chunk_index')}, {own('version')})\n)",
+            f"({key_list}, {own('chunk_index')}, {own('version')})\n"
+            # the metas in the index: summaries, metas and stored ends are index-only scans
+            # (the heap rows hold the payloads)
+            f"    INCLUDE ({', '.join(own(n) for n in _INDEXED_METAS)})\n)",
             # raw days barely compress: no pglz attempt on them
             f"ALTER TABLE {fragments} ALTER COLUMN {own('payload')} SET STORAGE EXTERNAL",
         ],
