@@ -22,9 +22,14 @@ Guarantees and how they are met:
   the imported chunks; ``fetch`` exports any number of chunks in one query.
 * **Batches** (``begin_batch``, for ``write_frame``): the same transaction taking chunks as
   columns, committed in a fixed number of statements whatever the number of series
-  (:mod:`._batch`); fragments are stored joined to the chunk they extend.
+  (:mod:`._batch`). Fragments (days appended after a chunk's end) are COPYed into the
+  fragment table without reading the chunk (stores created before that table existed
+  join them to the chunk instead); reads join each chunk with its fragments
+  (:mod:`._fragment_sql`, :mod:`._pieces`) and ``compact`` folds them into it
+  (:mod:`._compact`).
 * **Reads**: one query per single-series read; ``scan``/``list_metas`` stream through a
   server-side cursor in batches (bounded memory); meta queries never fetch payloads;
+  ``read_pieces``/``scan_pieces`` leave out the fragments outside the window;
   ``summarise`` is one aggregate query (:mod:`._summary`).
 
 The parts live in their own modules: the state they share (:mod:`._base`), the manifest and

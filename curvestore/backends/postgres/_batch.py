@@ -1,6 +1,11 @@
 """Batch transactions of the PostgreSQL backend: chunks as columns, a constant number of round
 trips per commit, whatever the number of series.
 
+In a store with a fragment table, fragments are COPYed into it as they are and chunks written
+whole replace their row and fragments (:meth:`PgBatchTransaction._write_fragments`): nothing
+stored is read back. The steps below are those of a store created before that table existed,
+which joins each fragment to the chunk it extends.
+
 The transaction's keys go once, by binary COPY, into a session table (:mod:`._batch_queries`),
 and every statement names series by their index there. :meth:`PgBatchTransaction.live_chunks`
 is then one query whose answer is one packed ``bytea`` read by numpy; ``read_chunks`` (the

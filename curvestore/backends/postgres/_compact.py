@@ -14,8 +14,7 @@ lock), so a writer waits at most one step and never sees a half-folded chunk:
 4. one statement deletes the chunk rows and their fragments, one binary COPY writes the
    joined rows, then COMMIT.
 
-A compaction killed at any point leaves every step either done or untouched. Steps are
-written while the next one is read and joined: the server's work overlaps the client's.
+A compaction killed at any point leaves every step either done or untouched.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Table names and DDL of the PostgreSQL backend (no driver needed to build them).
 
-A store named ``<table>`` in schema ``<schema>`` is four tables:
+A store named ``<table>`` in schema ``<schema>`` is five tables:
 
 * ``<table>``: one row per chunk (tombstones included), the key attributes as typed columns
   named after the keys (``text COLLATE "C"`` so ORDER BY matches Python's string order, or
