@@ -172,9 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     _keyargs(p, "optional filter on key values")
 
     p = _add(sub, "compact", cmd_compact, "join appended pieces into whole chunks, clean up",
-             "Rewrite the chunks daily appends left in pieces (log-structured stores: file://,\n"
-             "s3://) into whole chunks, then remove segments nothing refers to any more (older\n"
-             "than an hour: a commit in flight may still need a newer one). Values, versions\n"
+             "Rewrite the chunks daily appends left in pieces (file://, s3:// and postgresql://\n"
+             "stores) into whole chunks, then remove segments nothing refers to any more (file\n"
+             "and s3; older than an hour: a commit in flight may still need a newer one).\n"
+             "Values, versions\n"
              "and the change feed do not change; readers and writers go on meanwhile, and an\n"
              "interrupted run loses nothing (run it again). Run it daily after the ingest,\n"
              "with --before today to leave the open period to the appends.\n\n"
