@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from curvestore.arrow import arrow_reader
 from curvestore.core.backend import Backend
 from curvestore.core.config import StoreConfig
 from curvestore.core.store import Store
@@ -23,6 +24,7 @@ from curvestore.errors import (
 from curvestore.plugins import notify
 from curvestore.registry import get_backend_class, get_codec
 from curvestore.sources import open_table
+from curvestore.tracing import store_tracer
 
 __all__ = ["create_store", "open_store"]
 
@@ -31,8 +33,10 @@ _TRUE = {"1", "true", "yes", "on"}
 
 def _plugged() -> dict[str, Any]:
     """What the core is handed: the registry's codecs, the plugins' observer hooks, the
-    readers of Arrow, Parquet and CSV sources for ``Store.ingest``."""
-    return {"codecs": get_codec, "observer": notify, "tables": open_table}
+    readers of Arrow, Parquet and CSV sources for ``Store.ingest``, OpenTelemetry spans when
+    it is installed, and the Arrow writer of ``Store.read_arrow``."""
+    return {"codecs": get_codec, "observer": notify, "tables": open_table,
+            "tracer": store_tracer(), "arrow": arrow_reader}
 
 _FALSE = {"0", "false", "no", "off", ""}
 

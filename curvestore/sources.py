@@ -1,6 +1,8 @@
 """Long-format sources for :meth:`Store.ingest` that the core does not read itself: pyarrow
-Tables, RecordBatches and RecordBatchReaders, and Parquet and CSV files, read in batches of
-rows (only the ingest columns), each handed to the core as a DataFrame.
+Tables, RecordBatches and RecordBatchReaders, any object with an Arrow stream
+(``__arrow_c_stream__``: a Polars DataFrame, a DuckDB relation, :meth:`Store.read_arrow`'s
+reader), and Parquet and CSV files, read in batches of rows (only the ingest columns), each
+handed to the core as a DataFrame.
 
 Above the core: :func:`open_table` is what :mod:`curvestore.opening` hands every store it
 builds (the core's :data:`~curvestore.core.ingest.TableReader`), so that the core never
@@ -47,7 +49,15 @@ def open_table(source: Any, columns: IngestColumns, batch_rows: int, schema: Key
         raise InvalidDataError(f"{path}: unknown file type; ingest reads .parquet and .csv "
                                "files")
     if type(source).__module__.split(".")[0] != "pyarrow":
-        return None
+        if not hasattr(source, "__arrow_c_stream__"):
+            return None
+        # Polars and DuckDB frames, any Arrow stream: read through pyarrow, batch by batch
+        pa = _pyarrow("reading Arrow data", "arrow")
+        try:
+            source = pa.RecordBatchReader.from_stream(source)
+        except pa.ArrowException as exc:
+            raise InvalidDataError(f"cannot read the Arrow stream of {type(source).__name__}:"
+                                   f" {exc}") from None
     pa = _pyarrow("reading Arrow data")
     if isinstance(source, pa.Table):
         _check_names(source.schema.names, columns, "the table")
@@ -65,11 +75,11 @@ def open_table(source: Any, columns: IngestColumns, batch_rows: int, schema: Key
     return None
 
 
-def _pyarrow(what: str) -> Any:
+def _pyarrow(what: str, extra: str = "parquet") -> Any:
     try:
         import pyarrow
     except ImportError as exc:
-        raise BackendNotInstalledError(what, "parquet", str(exc)) from None
+        raise BackendNotInstalledError(what, extra, str(exc)) from None
     return pyarrow
 
 

@@ -62,8 +62,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        "$CURVESTORE_TOKEN), listen on 127.0.0.1, or pass --allow-anonymous")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    metrics = args.metrics or args.metrics_public
+    if metrics:
+        try:
+            from curvestore.adapters.http.metrics import instrument
+        except ImportError as exc:
+            raise BackendNotInstalledError("curvestore serve --metrics", "metrics",
+                                           str(exc)) from None
     with open_existing(args.url, read_only=True) as store:
-        app = AccessLog(make_app(store, token=token, max_limit=args.max_limit))
+        synced = make_app(store, token=token, max_limit=args.max_limit)
+        app = AccessLog(instrument(synced, public=args.metrics_public) if metrics else synced)
         # refuses unauthenticated and oversized requests before reading their bodies
         server = create_server(app, host=args.host, port=args.port, threads=args.threads)
 
@@ -77,8 +85,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 print(f"{PROG}: warning: serving on {args.host} without a token "
                       "(--allow-anonymous): anyone who can reach it can read the store",
                       file=sys.stderr)
+            shown = "" if not metrics else \
+                f"; metrics: /metrics{' (public)' if args.metrics_public and token else ''}"
             print(f"serving {store.url} on http://{args.host}:{server.effective_port} "
-                  f"(auth: {'bearer token' if token else 'none'}); Ctrl-C stops", flush=True)
+                  f"(auth: {'bearer token' if token else 'none'}{shown}); Ctrl-C stops",
+                  flush=True)
             with suppress(KeyboardInterrupt):  # how a server is meant to stop: not an error
                 server.run()  # returns on SIGINT/SIGTERM (waitress catches KeyboardInterrupt)
         finally:

@@ -259,6 +259,12 @@ def _add_sync_commands(sub: Any) -> None:
                    help="worker threads (default: 4)")
     p.add_argument("--max-limit", type=positive_int, default=5000,
                    help="most changes per page and chunks per request (default: 5000)")
+    p.add_argument("--metrics", action="store_true",
+                   help="also serve Prometheus metrics at /metrics, with the same token as "
+                        "the API (needs curvestore[metrics])")
+    p.add_argument("--metrics-public", action="store_true",
+                   help="serve /metrics without the token (implies --metrics): for a port "
+                        "only trusted scrapers reach")
 
     p = _add(sub, "sync", cmd_sync, "replicate a store (local or over HTTP) into another",
              "Copy to TARGET every change of SOURCE since TARGET last synced from it (series,\n"

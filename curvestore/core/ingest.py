@@ -149,7 +149,8 @@ def open_source(store: Store, source: Any, columns: IngestColumns, batch_rows: i
         return LongTable(_frames(source))
     readable = ("a pandas DataFrame or an iterable of DataFrames" if store.tables is None else
                 "a pandas DataFrame, an iterable of DataFrames, a pyarrow Table, RecordBatch "
-                "or RecordBatchReader, or the path of a .parquet or .csv file")
+                "or RecordBatchReader, an Arrow stream (__arrow_c_stream__: Polars, DuckDB), "
+                "or the path of a .parquet or .csv file")
     raise InvalidDataError(f"cannot ingest {type(source).__name__} {str(source)[:80]!r}: "
                            f"expected {readable}")
 

@@ -23,6 +23,7 @@ from curvestore.core.capabilities import (
     WritesBatches,
 )
 from curvestore.core.codec import CodecLookup
+from curvestore.core.columns import ArrowWriter
 from curvestore.core.config import StoreConfig
 from curvestore.core.feed import read_page
 from curvestore.core.grid import Grid, get_grid, resolve_time_unit, to_utc_ns
@@ -30,6 +31,7 @@ from curvestore.core.ingest import TableReader
 from curvestore.core.merge import MODES
 from curvestore.core.records import Change, ChangePage, SeriesKey
 from curvestore.core.store_frames import FrameMethods
+from curvestore.core.tracing import Tracer, traced, traced_iterator
 from curvestore.core.transact import CONFLICT_RETRIES, ScopedTransaction, run_transaction
 from curvestore.core.validate import series_arrays
 from curvestore.core.writes import Prepared, apply_writes, has_values
@@ -88,6 +90,10 @@ class Window:
         return first, last
 
 
+def _one_series(item: tuple[dict[str, Any], pd.Series]) -> dict[str, int]:
+    return {"series": 1, "points": len(item[1])}
+
+
 class Store(FrameMethods):
     """A store of dense time series on a regular grid; see the README for the semantics.
 
@@ -97,14 +103,19 @@ class Store(FrameMethods):
     def __init__(self, backend: Backend, config: StoreConfig, *, codecs: CodecLookup,
                  observer: Observer | None = None, url: str = "", codec: str | None = None,
                  read_only: bool = False, time_unit: str | None = None,
-                 tables: TableReader | None = None) -> None:
+                 tables: TableReader | None = None, tracer: Tracer | None = None,
+                 arrow: ArrowWriter | None = None) -> None:
         """``codecs`` finds a codec by id (the registry's ``get_codec``); ``observer``, if
         given, is told of committed writes (``observer("chunks_committed", store=...,
         changes=...)``; the plugins' ``notify``); ``tables``, if given, opens the sources
-        :meth:`ingest` takes besides DataFrames (Arrow, Parquet, CSV). All three are handed
-        in: the core does not know where codecs, observers and file readers come from."""
+        :meth:`ingest` takes besides DataFrames (Arrow, Parquet, CSV); ``tracer``, if given,
+        gets a span per operation (:mod:`curvestore.core.tracing`); ``arrow``, if given,
+        makes the Arrow reader :meth:`read_arrow` returns. All are handed in: the core does
+        not know where codecs, observers, file readers, tracers and Arrow come from."""
         self.backend = backend
+        self.tracer = tracer
         self.tables = tables
+        self.arrow = arrow
         self.config = config
         self.url = url
         self.read_only = read_only or backend.read_only
@@ -180,7 +191,21 @@ class Store(FrameMethods):
             if not isinstance(backend, WritesBatches):
                 raise ConfigurationError(f"{backend!r} does not write batches")
             begin = backend.begin_batch
-        committed = run_transaction(self.backend, keys, body, retries=retries, begin=begin)
+        tracer = self.tracer
+        if tracer is None:
+            committed = run_transaction(self.backend, keys, body, retries=retries, begin=begin)
+        else:
+            last: list[ScopedTransaction] = []
+
+            def counted(tx: ScopedTransaction) -> object:
+                last[:] = [tx]  # a retry runs the body again on a new transaction
+                return body(tx)
+
+            committed = run_transaction(self.backend, keys, counted, retries=retries,
+                                        begin=begin)
+            tracer.count(series=len(keys), chunks=len(committed),
+                         points=last[0].staged_points if last else 0,
+                         bytes=last[0].staged_bytes if last else 0)
         if committed:
             self.notify("chunks_committed", store=self, changes=committed)
         return committed
@@ -200,6 +225,7 @@ class Store(FrameMethods):
             raise ConfigurationError(f"mode must be one of {list(MODES)}, got {mode!r}")
 
     # -- writes ----------------------------------------------------------------------------
+    @traced("write")
     def write(self, key: Mapping[str, Any], series: pd.Series, mode: str = "insert") -> int:
         """Write one series; returns the number of chunks written.
 
@@ -216,6 +242,7 @@ class Store(FrameMethods):
             return 0
         return len(self.transact([item.key], lambda tx: self._apply(tx, [item], mode)))
 
+    @traced("write_many")
     def write_many(self, mapping: Mapping[Any, pd.Series], mode: str = "insert") -> int:
         """Write several series in one all-or-nothing call.
 
@@ -245,12 +272,14 @@ class Store(FrameMethods):
         items.sort(key=lambda p: p.key)
         return len(self.transact([p.key for p in items], lambda tx: self._apply(tx, items, mode)))
 
+    @traced("delete")
     def delete(self, key: Mapping[str, Any]) -> int:
         """Tombstone every chunk of one series; returns the number of chunks deleted."""
         self.check_writable()
         series_key = self.schema.key(key)
         return self._delete([series_key])
 
+    @traced("delete_many")
     def delete_many(self, filter: Mapping[str, Any] | None = None) -> int:
         """Tombstone every series matching ``filter`` (a partial key; None is everything)."""
         self.check_writable()
@@ -266,6 +295,7 @@ class Store(FrameMethods):
         return len(self.transact(keys, body))
 
     # -- reads -----------------------------------------------------------------------------
+    @traced("read")
     def read(self, key: Mapping[str, Any], start: Any = None, end: Any = None,
              drop_bounds_na: bool = True) -> pd.Series | None:
         """The series on ``[start, end]`` (both inclusive; naive bounds are in the store tz),
@@ -282,8 +312,11 @@ class Store(FrameMethods):
         else:
             records = backend.read_chunks(series_key, window.chunk_lo, window.chunk_hi)
             pieces = [_chunks.decode(r, self.codecs) for r in records]
-        return _chunks.assemble(self.grid, pieces, window.lo, window.hi, drop_bounds_na,
-                                self.index)
+        series = _chunks.assemble(self.grid, pieces, window.lo, window.hi, drop_bounds_na,
+                                  self.index)
+        if series is not None and self.tracer is not None:
+            self.tracer.count(series=1, points=len(series))
+        return series
 
     def read_many(self, filter: Mapping[str, Any] | None = None, start: Any = None,
                   end: Any = None, drop_bounds_na: bool = True
@@ -291,7 +324,9 @@ class Store(FrameMethods):
         """Stream ``(key_dict, series)`` for every series matching ``filter``, ordered by key,
         holding one series in memory at a time."""
         where = self.schema.filter(filter)  # bad filters and bounds raise here, not at next()
-        return self._stream(where, self.window(start, end), drop_bounds_na)
+        return traced_iterator(self, "read_many",
+                               self._stream(where, self.window(start, end), drop_bounds_na),
+                               _one_series)
 
     def _stream(self, where: dict[str, Any], window: Window, drop_bounds_na: bool
                 ) -> Iterator[tuple[dict[str, Any], pd.Series]]:
@@ -388,13 +423,18 @@ class Store(FrameMethods):
         }
 
     # -- maintenance -----------------------------------------------------------------------
+    @traced("compact")
     def compact(self, filter: Mapping[str, Any] | None = None, *, before: Any = None,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Join what appends left in pieces into whole chunks and remove unused data, on
         backends that keep fragments (:func:`curvestore.core.maintenance.compact`)."""
         from curvestore.core.maintenance import compact
 
-        return compact(self, filter, before=before, progress=progress)
+        done = compact(self, filter, before=before, progress=progress)
+        if self.tracer is not None:
+            self.tracer.count(chunks=int(done.get("chunks", 0)),
+                              bytes=int(done.get("bytes_written", 0)))
+        return done
 
     # -- change feed -----------------------------------------------------------------------
     def changes(self, cursor: str | None = None, filter: Mapping[str, Any] | None = None,
@@ -413,13 +453,17 @@ class Store(FrameMethods):
         ]
         return FeedPage(items, page.cursor, page.has_more)
 
+    @traced("changes")
     def raw_changes(self, cursor: str | None = None, filter: Mapping[str, Any] | None = None,
                     limit: int = 1000) -> ChangePage:
         """:meth:`changes` as the records replication exchanges (series keys as tuples)."""
         if not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"limit must be a positive integer, got {limit!r}")
         where = self.schema.filter(filter)
-        return read_page(self.backend, self.schema, self.config.store_id, cursor, where, limit)
+        page = read_page(self.backend, self.schema, self.config.store_id, cursor, where, limit)
+        if self.tracer is not None:
+            self.tracer.count(changes=len(page.items))
+        return page
 
     # -- replication state -----------------------------------------------------------------
     def get_state(self, name: str) -> str | None:

@@ -10,8 +10,11 @@ import pandas as pd
 
 from curvestore.core import frames_read, frames_write
 from curvestore.core import ingest as _ingest
+from curvestore.core.columns import BATCH_POINTS, LAYOUTS, column_stream
 from curvestore.core.ingest import IngestProgress, IngestReport
 from curvestore.core.longform import ingest_columns
+from curvestore.core.tracing import traced
+from curvestore.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from curvestore.core.store import Store
@@ -22,6 +25,7 @@ __all__ = ["FrameMethods"]
 class FrameMethods:
     """Mixed into :class:`~curvestore.core.store.Store`."""
 
+    @traced("write_frame")
     def write_frame(self, frame: pd.DataFrame, mode: str = "insert") -> int:
         """Write the columns of a wide frame, one series each, in one all-or-nothing call.
 
@@ -69,6 +73,7 @@ class FrameMethods:
         store.check_writable()
         return frames_write.write_frame(store, frame, mode, store._codec)
 
+    @traced("ingest")
     def ingest(self, source: Any, *, key_columns: Any = None, time_column: str,
                value_column: str, mode: str = "insert", tz: str | None = None,
                buffer_bytes: int = _ingest.BUFFER_BYTES,
@@ -85,8 +90,10 @@ class FrameMethods:
         source
             A pandas DataFrame or an iterable of DataFrames; on a store from
             :func:`~curvestore.open_store` / :func:`~curvestore.create_store` also a pyarrow
-            Table, RecordBatch or RecordBatchReader, or the path of a ``.parquet`` or
-            ``.csv`` file (read in batches; pyarrow for Parquet). Rows may come in any order.
+            Table, RecordBatch or RecordBatchReader, any object with an Arrow stream
+            (``__arrow_c_stream__``: a Polars DataFrame, a DuckDB relation, the long layout
+            of :meth:`read_arrow`), or the path of a ``.parquet`` or ``.csv`` file (read in
+            batches; pyarrow for Parquet and Arrow streams). Rows may come in any order.
         key_columns
             The column of each key attribute: None (columns named as the keys), a name for a
             single-key store, names in the store's key order, or ``{key: column}``. Values
@@ -154,6 +161,7 @@ class FrameMethods:
                               buffer_bytes=buffer_bytes, points_per_commit=points_per_commit,
                               batch_rows=batch_rows, progress=progress)
 
+    @traced("read_frame")
     def read_frame(self, filter: Mapping[str, Any] | None = None, start: Any = None,
                    end: Any = None) -> pd.DataFrame:
         """The series matching ``filter`` on ``[start, end]`` as one wide frame.
@@ -186,4 +194,84 @@ class FrameMethods:
         InvalidDataError
             A bound that is not a timestamp.
         """
-        return frames_read.read_frame(cast("Store", self), filter, start, end)
+        store = cast("Store", self)
+        frame = frames_read.read_frame(store, filter, start, end)
+        if store.tracer is not None:
+            store.tracer.count(series=frame.shape[1], points=frame.size)
+        return frame
+
+    def read_arrow(self, filter: Mapping[str, Any] | None = None, start: Any = None,
+                   end: Any = None, layout: str = "long", *, batch_points: int = BATCH_POINTS,
+                   time_column: str = "ts", value_column: str = "value") -> Any:
+        """The series matching ``filter`` on ``[start, end]`` as a stream of Arrow record
+        batches, read from the store as it is consumed, in bounded memory.
+
+        The result is a ``pyarrow.RecordBatchReader``: it implements the Arrow PyCapsule
+        stream protocol (``__arrow_c_stream__``), so ``polars.from_arrow(reader)``,
+        ``duckdb.sql("select ... from reader")`` and ``pyarrow.Table.from_batches(reader)``
+        take it without a copy. It can be consumed once, while the store is open.
+
+        Parameters
+        ----------
+        filter
+            A partial key (None: every series).
+        start, end
+            Inclusive bounds, in any form :meth:`read` takes (None: unbounded).
+        layout
+            ``"long"``: a row per stored point, ordered by key then time: one column per key
+            attribute (int keys int64, text keys ``dictionary<int32, string>``), then
+            ``ts`` (``timestamp[us, <store tz>]``) and ``value`` (float64). Points without a
+            value are not rows. :meth:`ingest` takes it back as it is
+            (``time_column="ts", value_column="value"``).
+            ``"wide"``: ``ts``, then a float64 column per matching series whose stored span
+            (first to last value, from the metadata) meets the window (all null when the
+            window falls in a gap of it), ordered by key, named by its key values (joined by
+            ``/`` for several keys; the key as JSON in the field's ``curvestore.key``
+            metadata); a row per grid point from the first to the last holding a value in
+            any series, as :meth:`read_frame`; a point without a value is null (NaN in
+            ``to_numpy()`` and ``to_pandas()``).
+        batch_points
+            About how many points a batch holds (default 1,048,576: 8 MB of values). Long
+            batches take whole series until they hold that many; wide batches take that
+            many points in rows of every column, but read a whole chunk period of every
+            column at once (a month of 10,000 meters at 15 minutes is 240 MB).
+        time_column, value_column
+            The names of the time and value columns (they must differ from the key names).
+
+        Returns
+        -------
+        pyarrow.RecordBatchReader
+            With the schema above even when nothing matches (then without rows).
+
+        Raises
+        ------
+        InvalidKeyError
+            An invalid filter.
+        InvalidDataError
+            A bound that is not a timestamp.
+        ConfigurationError
+            An unknown layout, a bad ``batch_points`` or column name, a store whose grid
+            microseconds cannot hold, or a store built without an Arrow writer (open it with
+            :func:`~curvestore.open_store`).
+        BackendNotInstalledError
+            pyarrow is not installed (``pip install "curvestore[arrow]"``).
+        """
+        store = cast("Store", self)
+        if layout not in LAYOUTS:
+            raise ConfigurationError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
+        if not isinstance(batch_points, int) or isinstance(batch_points, bool) \
+                or batch_points < 1:
+            raise ConfigurationError(f"batch_points must be a positive integer, got "
+                                     f"{batch_points!r}")
+        names = [*store.schema.names, time_column, value_column]
+        if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise ConfigurationError(f"time_column and value_column must be non-empty names, "
+                                     f"apart from each other and from the keys, got {names}")
+        where = store.schema.filter(filter)  # bad filters and bounds raise before any read
+        window = store.window(start, end)
+        store.grid.check_unit("us")
+        if store.arrow is None:
+            raise ConfigurationError(f"{store!r} was built without an Arrow writer; open it "
+                                     "with curvestore.open_store to read Arrow")
+        return store.arrow(column_stream(store, where, window, layout, batch_points,
+                                         time_column, value_column))

@@ -130,6 +130,20 @@ def replicate(
     progress
         Called after each committed page with the running report.
     """
+
+    tracer = target.tracer
+    if tracer is None:
+        return _replicate(source, target, filter, batch, progress)
+    with tracer.span("replicate", target):
+        report = _replicate(source, target, filter, batch, progress)
+        # the commits added series, chunks, points and bytes; pages are pulled in a thread
+        tracer.count(pages=report.pages, changes=report.changes)
+        return report
+
+
+def _replicate(source: Store | ChangeSource, target: Store, filter: Mapping[str, Any] | None,
+               batch: int, progress: Callable[[ReplicationReport], None] | None
+               ) -> ReplicationReport:
     from curvestore.core.store import Store
 
     src: ChangeSource = StoreSource(source) if isinstance(source, Store) else source

@@ -22,12 +22,15 @@ CONFLICT_RETRIES = 20
 
 class ScopedTransaction(Transaction):
     """What a read-merge-write sees of a backend transaction: writes limited to its keys.
-    ``committed`` holds the changes once :func:`transaction` committed it."""
+    ``committed`` holds the changes once :func:`transaction` committed it; ``staged_points``
+    and ``staged_bytes`` sum the valid points and payload bytes staged (for tracing)."""
 
     def __init__(self, tx: Transaction, keys: frozenset[SeriesKey]) -> None:
         self._tx = tx
         self._keys = keys
         self.committed: list[Change] = []
+        self.staged_points = 0
+        self.staged_bytes = 0
 
     def read(self, key: SeriesKey, lo: int | None = None, hi: int | None = None
              ) -> list[ChunkRecord]:
@@ -38,12 +41,17 @@ class ScopedTransaction(Transaction):
 
     def put(self, records: Sequence[ChunkRecord]) -> None:
         keys = self._keys
+        points = size = 0
         for record in records:
             if record.key not in keys:
                 raise InvalidKeyError(
                     f"series {record.key!r} is not part of this transaction (it was begun "
                     "for other keys); nothing was committed", record.key)
+            points += record.meta.count
+            size += len(record.payload)
         self._tx.put(records)
+        self.staged_points += points
+        self.staged_bytes += size
 
     def live_chunks(self) -> Any:
         """The backend's :meth:`BatchTransaction.live_chunks` (batch transactions only)."""
@@ -73,6 +81,8 @@ class ScopedTransaction(Transaction):
             raise InvalidKeyError("a batch must name exactly the keys its transaction was "
                                   "begun for; nothing was committed")
         self._batch().put_batch(batch)
+        self.staged_points += int(batch.count.sum())
+        self.staged_bytes += len(batch.data)
 
     def _batch(self) -> Any:
         if not hasattr(self._tx, "put_batch"):

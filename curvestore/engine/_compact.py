@@ -17,8 +17,9 @@ A reader holding an older catalog that meets a removed segment re-reads the cata
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ import numpy as np
 from curvestore.core.records import checksum
 from curvestore.engine._catalog import Catalog, chunk_keys
 from curvestore.engine._checkpoint import checkpoints, write_checkpoint
+from curvestore.engine._crc import failing
 from curvestore.engine._format import (
     ROW,
     Container,
@@ -41,6 +43,7 @@ from curvestore.errors import ConflictError, IntegrityError
 
 if TYPE_CHECKING:
     from curvestore.engine.backend import EngineBackend
+    from curvestore.objects.base import ObjectStore
 
 __all__ = ["CompactionReport", "collect_garbage", "compact"]
 
@@ -109,18 +112,16 @@ def _step(backend: EngineBackend, catalog: Catalog, wanted: np.ndarray,
     for _attempt in range(5):
         try:
             rows = catalog.rows[np.isin(catalog.keys, wanted)]
-            blobs, block, rel = fetch_blocks(backend.objects, catalog, rows)
+            segment = segment_key()
+            new, codecs, dtypes = _joined(backend.objects, catalog, rows, segment)
             break
         except SegmentGone:
             catalog = backend.current()
     else:
         raise ConflictError("segments kept disappearing under compaction; try again")
-    new, data, codecs, dtypes = _joined(catalog, rows, blobs, block, rel)
-    del blobs
     report.rows += len(rows)
     report.bytes_read += int(rows["size"].sum())
-    segment = segment_key()
-    backend.objects.put(segment, data)
+    written = int(new["size"].sum())
     try:
         while len(new):
             header = {"kind": "compact", "seq": catalog.seq + 1, "time_ns": time.time_ns(),
@@ -141,7 +142,7 @@ def _step(backend: EngineBackend, catalog: Catalog, wanted: np.ndarray,
             catalog = catalog.fold(Container(header, new))
             backend.adopt(catalog)
             report.chunks += len(new)
-            report.bytes_written += len(data)
+            report.bytes_written += written
             report.entries += 1
             return catalog
     except BaseException:
@@ -151,38 +152,34 @@ def _step(backend: EngineBackend, catalog: Catalog, wanted: np.ndarray,
     return catalog
 
 
-def _joined(catalog: Catalog, rows: np.ndarray, blobs: list[bytes], block: np.ndarray,
-            rel: np.ndarray) -> tuple[np.ndarray, bytes, list[str], list[str]]:
-    """One base row per chunk of ``rows`` (sorted by chunk key, then version) and the new
-    segment's bytes, from ``blobs`` read by :func:`fetch_blocks` (``block``, ``rel``: where
-    each row's payload is).
+def _joined(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, segment: str
+            ) -> tuple[np.ndarray, list[str], list[str]]:
+    """Write segment ``segment`` holding one payload per chunk of ``rows`` (sorted by chunk
+    key, then version) and return its rows.
 
-    Every payload's CRC-32 is checked first. The chunks are laid end to end in one flat
-    array (a chunk's rows never overlap: a fragment starts at or after the end of what
-    precedes it): raw fragments (codec ``none``, how the engine keeps appended days) of one
-    segment and length are copied as one 2-D block with one scatter, whatever the number of
-    series; other rows are decoded one by one. Then each chunk is encoded once, with the codec
-    of its newest row, in two threads (LZ4 releases the GIL)."""
+    Chunks are handled a buffer-full at a time, by two worker threads (reads, copies and
+    LZ4 release the GIL), each buffer reused once its task is done: faulting in fresh
+    memory costs as much here as the copies themselves, and memory stays bounded. A task
+    reads its rows (:func:`fetch_blocks`), checks every payload's CRC-32 (back-to-back
+    fragments as runs, see :mod:`curvestore.engine._crc`) and lays each chunk's rows into
+    the chunk's slot (a chunk's rows never overlap: a fragment starts at or after the end
+    of what precedes it): raw fragments (codec ``none``, how the engine keeps appended
+    days) of one segment and length are copied as one strided 2-D block, whatever the
+    number of series; other rows are decoded one by one. Then each chunk is encoded once,
+    with the codec of its newest row, and written to the segment as tasks finish, in order
+    (:meth:`~curvestore.objects.base.ObjectStore.put_parts`)."""
     keys = chunk_keys(rows["sid"], rows["chunk"])
     firsts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     bounds = np.r_[firsts, len(rows)]
     start, length, size = rows["start"], rows["length"], rows["size"]
     head = start[firsts]
     span = np.maximum.reduceat(start + length, firsts) - head
-    base = np.r_[0, np.cumsum(span)[:-1]]
+    # every chunk gets a slot of the longest span: one day of many meters then lands at one
+    # stride, copied as a 2-D block
+    width = int(span.max())
+    base = np.arange(len(firsts), dtype=np.int64) * width
     owner = np.repeat(np.arange(len(firsts)), np.diff(bounds))
     dest = base[owner] + start - head[owner]
-    views = [memoryview(b) for b in blobs]
-    crcs = np.fromiter((checksum(views[g][r:r + k]) for g, r, k in zip(
-        block.tolist(), rel.tolist(), size.tolist(), strict=True)), dtype=np.int64,
-        count=len(rows))
-    bad = np.flatnonzero(crcs != rows["checksum"])
-    if len(bad):
-        i = int(bad[0])
-        raise IntegrityError(f"chunk {int(rows['chunk'][i])} of series sid "
-                             f"{int(rows['sid'][i])} fails its checksum (stored data is "
-                             f"corrupt; {len(bad)} such in this compaction); restore it from "
-                             "a replica or delete it")
     raw_codec = catalog.codecs.index("none") if "none" in catalog.codecs else -1
     raw = rows["codec"] == raw_codec
     # a joined chunk takes the codec of its newest whole (not raw fragment) row, as an
@@ -206,67 +203,99 @@ def _joined(catalog: Catalog, rows: np.ndarray, blobs: list[bytes], block: np.nd
                     out["dtype"].tolist(), strict=True))
     previous_end = np.r_[0, (start + length)[:-1]]
     gap = (start > previous_end) & (np.arange(len(rows)) != bounds[owner])
-    # Chunks are joined a buffer at a time, the buffer reused: faulting in fresh memory
-    # costs as much here as the copies themselves.
-    ends = np.cumsum(span)
-    buffer = np.empty(max(_BUFFER_VALUES, int(span.max())))
-    blobs_out: list[bytes] = []
+    per_task = max(_BUFFER_VALUES // width, 1)
+    free = [np.empty(per_task * width) for _ in range(3)]
+    row_dtype, row_codec = rows["dtype"], rows["codec"]
+
+    def join(c0: int, c1: int, buffer: np.ndarray) -> tuple[list[bytes], list[int]]:
+        r0, r1 = int(bounds[c0]), int(bounds[c1])
+        part = rows[r0:r1]
+        blobs, block, rel = fetch_blocks(objects, catalog, part)
+        bad = failing(blobs, block, rel, size[r0:r1], part["checksum"])
+        if len(bad):
+            i = int(bad[0])
+            raise IntegrityError(f"chunk {int(part['chunk'][i])} of series sid "
+                                 f"{int(part['sid'][i])} fails its checksum (stored data is "
+                                 f"corrupt; {len(bad)} such among {len(part)} rows); restore "
+                                 "it from a replica or delete it")
+        done = c0 * width
+        at = dest[r0:r1] - done
+        flat = buffer[:(c1 - c0) * width]
+        for i in (r0 + np.flatnonzero(gap[r0:r1])).tolist():
+            flat[dest[i] - done - int(start[i] - previous_end[i]):dest[i] - done] = np.nan
+        _scatter_raw(catalog, flat, np.flatnonzero(raw[r0:r1]), blobs, block, rel,
+                     length[r0:r1], row_dtype[r0:r1], at, width)
+        views = [memoryview(b) for b in blobs]
+        for i in np.flatnonzero(~raw[r0:r1]).tolist():
+            g, r, k = int(block[i]), int(rel[i]), int(size[r0 + i])
+            values = codec_named(catalog.codecs[int(row_codec[r0 + i])]).decode(
+                bytes(views[g][r:r + k]),
+                dtype=np.dtype(catalog.dtypes[int(row_dtype[r0 + i])]),
+                length=int(length[r0 + i]))
+            flat[at[i]:at[i] + len(values)] = values
+        payloads = [codecs[c].encode(flat[b - done:b - done + n].astype(dtypes[d], copy=False))
+                    for b, n, c, d in plan[c0:c1]]
+        return payloads, [checksum(p) for p in payloads]
+
+    sizes: list[int] = []
+    crcs: list[int] = []
+
+    def payloads(pool: ThreadPoolExecutor) -> Iterator[bytes]:
+        running: deque[tuple[Future[tuple[list[bytes], list[int]]], np.ndarray]] = deque()
+
+        def collect() -> Iterator[bytes]:
+            future, buffer = running.popleft()
+            done, sums = future.result()
+            sizes.extend(len(p) for p in done)
+            crcs.extend(sums)
+            free.append(buffer)
+            yield from done
+
+        for c0 in range(0, len(firsts), per_task):
+            if not free:
+                yield from collect()
+            buffer = free.pop()
+            running.append((pool.submit(join, c0, min(c0 + per_task, len(firsts)), buffer),
+                            buffer))
+        while running:
+            yield from collect()
+
     with ThreadPoolExecutor(2) as pool:
-        c0 = 0
-        while c0 < len(firsts):
-            done = int(ends[c0 - 1]) if c0 else 0
-            c1 = max(int(np.searchsorted(ends, done + len(buffer), side="right")), c0 + 1)
-            r0, r1 = int(bounds[c0]), int(bounds[c1])
-            flat = buffer[:int(ends[c1 - 1]) - done]
-            for i in (r0 + np.flatnonzero(gap[r0:r1])).tolist():
-                flat[dest[i] - done - int(start[i] - previous_end[i]):dest[i] - done] = np.nan
-            _scatter_raw(catalog, flat, r0 + np.flatnonzero(raw[r0:r1]), blobs, block, rel,
-                         length, rows["dtype"], dest - done)
-            for i in (r0 + np.flatnonzero(~raw[r0:r1])).tolist():
-                g, r, k = int(block[i]), int(rel[i]), int(size[i])
-                values = codec_named(catalog.codecs[int(rows["codec"][i])]).decode(
-                    bytes(views[g][r:r + k]),
-                    dtype=np.dtype(catalog.dtypes[int(rows["dtype"][i])]), length=int(length[i]))
-                flat[dest[i] - done:dest[i] - done + len(values)] = values
-
-            def encode(part: list[tuple[int, int, int, int]], flat: np.ndarray = flat,
-                       done: int = done) -> list[bytes]:
-                return [codecs[c].encode(np.ascontiguousarray(flat[b - done:b - done + n],
-                                                              dtype=dtypes[d]))
-                        for b, n, c, d in part]
-
-            half = (c0 + c1) // 2
-            for part in pool.map(encode, [plan[c0:half], plan[half:c1]]):
-                blobs_out += part
-            c0 = c1
-    sizes = np.fromiter((len(p) for p in blobs_out), dtype=np.int64, count=len(blobs_out))
-    out["size"], out["offset"] = sizes, np.r_[0, np.cumsum(sizes)[:-1]]
-    out["checksum"] = np.fromiter((checksum(p) for p in blobs_out), dtype=np.int64,
-                                  count=len(blobs_out))
-    return out, b"".join(blobs_out), tables["codec"], tables["dtype"]
+        objects.put_parts(segment, payloads(pool))
+    out["size"] = sizes
+    out["offset"] = np.r_[0, np.cumsum(out["size"])[:-1]]
+    out["checksum"] = crcs
+    return out, tables["codec"], tables["dtype"]
 
 
 def _scatter_raw(catalog: Catalog, flat: np.ndarray, rows: np.ndarray, blobs: list[bytes],
                  block: np.ndarray, rel: np.ndarray, length: np.ndarray, dtype: np.ndarray,
-                 dest: np.ndarray) -> None:
+                 dest: np.ndarray, width: int) -> None:
     """Copy raw rows into ``flat`` at ``dest``: rows of one block, length and dtype that sit
-    back to back (one commit's fragments of a day) as one 2-D view and one scatter."""
+    back to back (one commit's fragments of a day) and land ``width`` apart (consecutive
+    chunks' slots) as one strided 2-D copy, whatever the number of series."""
     if not len(rows):
         return
     groups = (block[rows] << 40) | (length[rows] << 8) | dtype[rows]
     order = np.lexsort((rel[rows], groups))
-    rows, groups = rows[order], groups[order]
-    cuts = np.flatnonzero(np.diff(groups)) + 1
-    for group in np.split(rows, cuts):
-        n, g = int(length[group[0]]), int(block[group[0]])
-        kind = np.dtype(catalog.dtypes[int(dtype[group[0]])]).newbyteorder("<")
-        # runs of rows back to back (a row of another length, such as a meter's day cut
-        # short by missing readings, ends a run)
-        breaks = np.flatnonzero(np.diff(rel[group]) != n * kind.itemsize) + 1
-        for run in np.split(group, breaks):
-            values = np.frombuffer(blobs[g], dtype=kind, count=len(run) * n,
-                                   offset=int(rel[run[0]]))
-            flat[dest[run][:, None] + np.arange(n)] = values.reshape(len(run), n)
+    rows = rows[order]
+    n, at, src = length[rows], dest[rows], rel[rows]
+    # a run continues while the group, the source (back to back) and the target (next slot)
+    # all continue; a meter's day cut short by missing readings ends one
+    same = (np.diff(groups[order]) == 0) & (np.diff(at) == width)
+    itemsize = np.array([np.dtype(d).itemsize for d in catalog.dtypes], dtype=np.int64)
+    same &= np.diff(src) == n[:-1] * itemsize[dtype[rows[:-1]]]
+    heads = np.flatnonzero(np.r_[True, ~same])
+    counts = np.diff(np.r_[heads, len(rows)])
+    for h, k in zip(heads.tolist(), counts.tolist(), strict=True):
+        row = int(rows[h])
+        kind = np.dtype(catalog.dtypes[int(dtype[row])]).newbyteorder("<")
+        size = int(n[h])
+        values = np.frombuffer(blobs[int(block[row])], dtype=kind, count=k * size,
+                               offset=int(src[h]))
+        target = np.lib.stride_tricks.as_strided(
+            flat[int(at[h]):], shape=(k, size), strides=(width * flat.itemsize, flat.itemsize))
+        target[...] = values.reshape(k, size)
 
 
 def collect_garbage(backend: EngineBackend, grace: float) -> tuple[int, int]:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -282,6 +282,13 @@ class ObjectStore(abc.ABC):
         """
         return self._put(validate_key(key), bytes(_check_data(data)))
 
+    def put_parts(self, key: str, parts: Iterable[Data]) -> str:
+        """:meth:`put` of the bytes of ``parts`` laid end to end, taken as they come: an
+        adapter that can (local files) writes each part as it arrives, so a writer producing
+        a large object piece by piece overlaps producing and writing, and never holds it
+        whole. Atomic like :meth:`put`: until it returns, readers see the old object."""
+        return self._put_parts(validate_key(key), (_check_data(part) for part in parts))
+
     def put_if_absent(self, key: str, data: Data) -> str:
         """Create an object only if no object has this key: an atomic create, the commit
         point of a numbered log (exactly one of any number of racing writers succeeds).
@@ -389,6 +396,10 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
         """See :meth:`list`."""
+
+    def _put_parts(self, key: str, parts: Iterator[Data]) -> str:
+        """See :meth:`put_parts`; this default joins the parts and puts them."""
+        return self._put(key, b"".join(parts))
 
     @abc.abstractmethod
     def _put(self, key: str, data: bytes) -> str:

@@ -53,12 +53,12 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from curvestore.errors import ConfigurationError, InvalidKeyError
 from curvestore.objects._posix import CLOEXEC, Stripes, fcntl, file_version, read_at
-from curvestore.objects.base import RESERVED_PREFIX, ObjectInfo, ObjectStore
+from curvestore.objects.base import RESERVED_PREFIX, Data, ObjectInfo, ObjectStore
 
 __all__ = ["FileObjectStore"]
 
@@ -142,15 +142,17 @@ class FileObjectStore(ObjectStore):
         _STEPS[self.root] = step
         return step
 
-    def _write_temp(self, data: bytes) -> tuple[int, str]:
-        """A new temp file holding ``data``, flock-ed (alive) and fsynced: (fd, path)."""
+    def _write_temp(self, data: bytes | Iterable[Data]) -> tuple[int, str]:
+        """A new temp file holding ``data`` (bytes, or parts written as they come),
+        flock-ed (alive) and fsynced: (fd, path)."""
         path = os.path.join(self._tmp, uuid.uuid4().hex + _TEMP_SUFFIX)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | CLOEXEC, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            for part in (data,) if isinstance(data, bytes) else data:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view):]
             if self.fsync:
                 os.fsync(fd)
         except BaseException:
@@ -357,10 +359,13 @@ class FileObjectStore(ObjectStore):
     def _put(self, key: str, data: bytes) -> str:
         return self._replace(key, data, None)
 
+    def _put_parts(self, key: str, parts: Iterator[Data]) -> str:
+        return self._replace(key, parts, None)
+
     def _put_if_match(self, key: str, data: bytes, version: str) -> str:
         return self._replace(key, data, version)
 
-    def _replace(self, key: str, data: bytes, expected: str | None) -> str:
+    def _replace(self, key: str, data: bytes | Iterable[Data], expected: str | None) -> str:
         fd, temp = self._write_temp(data)
         path = self._path(key)
         try:

@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import pickle
 import queue
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -32,6 +31,15 @@ import pytest
 
 from curvestore.errors import ConflictError, InvalidDataError, InvalidKeyError
 from curvestore.objects.base import ObjectStore
+from curvestore.testing.object_races import (
+    HEADER,
+    check_payload,
+    increment,
+    payload,
+    race_create,
+    replace_loop,
+    torn_size,
+)
 
 __all__ = ["ObjectStoreConformance"]
 
@@ -41,67 +49,6 @@ ORDER_KEYS = ["a-b", "a.b", "a/b-", "a/b.c/d", "a/b/c", "a/b0", "a/bc", "a0", "a
 BAD_KEYS: list[Any] = ["", "/a", "a/", "a//b", "./a", "a/./b", "a/../b", "..", "a\x00b",
                        "a\nb", "a\\b", "\ud800", "x" * 1025, "s/" + "y" * 256, ".curvestore/x",
                        None, 1, b"a"]
-_HEADER = struct.Struct("<QQ")
-
-
-def payload(index: int, size: int) -> bytes:
-    """A self-describing object: its index and size, then ``size`` copies of one byte."""
-    return _HEADER.pack(index, size) + bytes([index % 251]) * size
-
-
-def check_payload(data: bytes) -> int:
-    """The index of a :func:`payload`; AssertionError if ``data`` is not a whole one."""
-    assert len(data) >= _HEADER.size, f"torn read: {len(data)} bytes"
-    index, size = _HEADER.unpack_from(data)
-    assert len(data) == _HEADER.size + size, f"torn read: {len(data)} bytes, header says {size}"
-    assert data[_HEADER.size:] == bytes([index % 251]) * size, "torn read: mixed content"
-    return int(index)
-
-
-def _torn_size(index: int) -> int:
-    return (64 << 10) + (index * 7919 % 16) * (48 << 10)  # 64 KiB .. ~800 KiB
-
-
-# -- work done in other threads or processes (module level: "spawn" children import it) ----
-
-def race_create(store: ObjectStore, keys: list[str], worker: int, barrier: Any,
-                results: Any) -> None:
-    """Try to create each key; report ``(key, worker, version or None)`` for each."""
-    barrier.wait(timeout=120)
-    for key in keys:
-        try:
-            version: str | None = store.put_if_absent(key, f"{worker}".encode())
-        except ConflictError:
-            version = None
-        results.put((key, worker, version))
-
-
-def increment(store: ObjectStore, key: str, times: int, barrier: Any, results: Any) -> None:
-    """Add 1 to the counter object ``times`` times with compare-and-swap retry loops;
-    report the number of conflicts met."""
-    barrier.wait(timeout=120)
-    conflicts = 0
-    for _ in range(times):
-        while True:
-            got = store.get(key)
-            assert got is not None
-            data, version = got
-            try:
-                store.put_if_match(key, str(int(data) + 1).encode(), version)
-                break
-            except ConflictError:
-                conflicts += 1
-    results.put(conflicts)
-
-
-def replace_loop(store: ObjectStore, key: str, rounds: int, barrier: Any, results: Any) -> None:
-    """Replace ``key`` with payloads 1 .. rounds, one after the other."""
-    barrier.wait(timeout=120)
-    for index in range(1, rounds + 1):
-        store.put(key, payload(index, _torn_size(index)))
-    results.put(rounds)
-
-
 class ObjectStoreConformance:
     """The shipped tests of the object-store contract; see the module docstring."""
 
@@ -194,6 +141,15 @@ class ObjectStoreConformance:
         assert got is not None and got[1] == version and got[0] == data
         assert object_store.get_range("big", 19 << 20, 10) == data[19 << 20:(19 << 20) + 10]
         assert object_store.get_suffix("big", 100) == data[-100:]
+
+    def test_put_parts(self, object_store: ObjectStore) -> None:
+        parts = [payload(i, 70_000 * i) for i in range(4)]
+        pieces: list[bytes | bytearray] = [*parts, bytearray(b"x")]
+        version = object_store.put_parts("joined", iter(pieces))
+        assert object_store.get("joined") == (b"".join(parts) + b"x", version)
+        with pytest.raises(InvalidDataError):
+            object_store.put_parts("joined", [b"a", "text"])  # type: ignore[list-item]
+        assert object_store.get("joined") == (b"".join(parts) + b"x", version)  # untouched
 
     def test_bytes_like_data(self, object_store: ObjectStore) -> None:
         source = bytearray(b"mutable")
@@ -440,7 +396,7 @@ class ObjectStoreConformance:
         self._race_increment(object_store, "process")
 
     def _torn(self, object_store: ObjectStore, kind: str) -> None:
-        object_store.put("hot", payload(0, _torn_size(0)))
+        object_store.put("hot", payload(0, torn_size(0)))
         done: list[Any] = []
         runner = threading.Thread(target=lambda: done.append(self.run_workers(
             kind, replace_loop, object_store, [("hot", self.torn_rounds)])))
@@ -450,8 +406,8 @@ class ObjectStoreConformance:
             got = object_store.get("hot")
             assert got is not None
             seen.add(check_payload(got[0]))
-            head = object_store.get_range("hot", 0, _HEADER.size)
-            assert head is not None and len(head) == _HEADER.size
+            head = object_store.get_range("hot", 0, HEADER.size)
+            assert head is not None and len(head) == HEADER.size
             tail = object_store.get_suffix("hot", 1000)
             assert tail is not None and len(set(tail)) == 1, "torn suffix read"
             reads += 1

@@ -6,7 +6,8 @@ the store semantics, grouped by theme in their own modules (writes:
 :class:`~curvestore.testing.store_writes.WriteSemantics`; reads:
 :class:`~curvestore.testing.store_reads.ReadSemantics`; wide frames:
 :class:`~curvestore.testing.store_frames.FrameSemantics`; long-format rows:
-:class:`~curvestore.testing.store_ingest.IngestSemantics`; batch transactions and summaries,
+:class:`~curvestore.testing.store_ingest.IngestSemantics`; Arrow streams:
+:class:`~curvestore.testing.store_arrow.ArrowSemantics`; batch transactions and summaries,
 on backends that have them: :class:`~curvestore.testing.store_batches.BatchSemantics`; keys,
 info, lifecycle and codecs:
 :class:`~curvestore.testing.store_metadata.MetadataSemantics`), the change feed
@@ -38,6 +39,7 @@ from curvestore.testing.fixtures import (
     with_option,
 )
 from curvestore.testing.inputs import InputSemantics
+from curvestore.testing.store_arrow import ArrowSemantics
 from curvestore.testing.store_batches import BatchSemantics
 from curvestore.testing.store_frames import FrameSemantics
 from curvestore.testing.store_ingest import IngestSemantics
@@ -65,6 +67,6 @@ __all__ = [
 
 
 class StoreSemantics(WriteSemantics, ReadSemantics, FrameSemantics, IngestSemantics,
-                     BatchSemantics, MetadataSemantics, InputSemantics, ForgedCursorChecks,
-                     ChangeFeedSemantics, CompactionSemantics):
+                     ArrowSemantics, BatchSemantics, MetadataSemantics, InputSemantics,
+                     ForgedCursorChecks, ChangeFeedSemantics, CompactionSemantics):
     """Store semantics (ARCHITECTURE section 2) through the public API, on any backend."""

@@ -110,3 +110,19 @@ def test_orphan_segments_are_collected_after_the_grace(url: str, tmp_path: Path)
     assert orphan.rpartition("/")[2] not in {p.name for p in data.iterdir()}
     with curvestore.open_store(url) as store:
         pd.testing.assert_frame_equal(store.read_frame(), expected_frame(2), check_freq=False)
+
+
+def test_a_damaged_fragment_stops_compaction_and_is_named(url: str, tmp_path: Path) -> None:
+    with create(url) as store:
+        for day in range(4):  # from 01-27: fragments of January's chunk, back to back
+            store.write_frame(daily_frame(day, series=20), mode="update")
+    segments = sorted((tmp_path / "store" / "data").iterdir())
+    damaged = segments[2]  # the third day: 20 raw fragments in one run
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2 + 3] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    entries = sorted((tmp_path / "store" / "log").iterdir())
+    with curvestore.open_store(url) as store, pytest.raises(
+            IntegrityError, match=r"chunk \d+ of series sid 1\d? fails its checksum"):
+        store.compact()
+    assert sorted((tmp_path / "store" / "log").iterdir()) == entries  # nothing committed

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from django.db import IntegrityError, models
 
+from curvestore.arrow import arrow_reader
 from curvestore.core import chunks as _chunks
 from curvestore.core.grid import Grid
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
@@ -27,6 +28,7 @@ from curvestore.errors import SeriesExistsError, StoreExistsError
 from curvestore.plugins import notify
 from curvestore.registry import get_codec
 from curvestore.sources import open_table
+from curvestore.tracing import store_tracer
 
 if TYPE_CHECKING:  # the backend imports this module at run time (see _cs_store)
     from curvestore.adapters.django.backend import DjangoModelBackend
@@ -90,6 +92,8 @@ class ChunkStoreAPI:
             codec = None if backend.framed else "none"
             store = cache[alias] = Store(backend, config, codec=codec, codecs=get_codec,
                                          observer=notify, tables=open_table,
+                                         arrow=arrow_reader,
+                                         tracer=store_tracer(),
                                          time_unit=cls.TIME_UNIT)  # type: ignore[attr-defined]
         return store
 

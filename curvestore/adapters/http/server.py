@@ -203,6 +203,16 @@ class SyncApp:
             shown.append(f"[{hidden} parameter(s) not logged]")
         return "&".join(shown)
 
+    @property
+    def routes(self) -> tuple[str, ...]:
+        """The paths this app answers (route templates: none takes a parameter)."""
+        return tuple(self._routes)
+
+    def authorize(self, environ: Mapping[str, Any]) -> None:
+        """Raise :class:`HTTPProblem` (401) unless the request carries the token, if one is
+        configured (another endpoint served beside the app, ``/metrics``, shares it)."""
+        self._authorize(environ)
+
     def _authorize(self, environ: Mapping[str, Any]) -> None:
         if self._token is None:
             return
