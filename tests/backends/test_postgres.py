@@ -311,7 +311,7 @@ def test_cli_prints_the_create_statements(capsys: pytest.CaptureFixture[str]) ->
     assert main(["sql", "--keys", "site:str,year:int", "--table", "lc"]) == 0
     out = capsys.readouterr().out
     assert 'CREATE TABLE "public"."lc" (' in out and '"year" bigint NOT NULL' in out
-    assert out.count(";\n") == 8
+    assert out.count(";\n") == 9
     assert 'CREATE TABLE "public"."lc_sync_state" (' in out
     assert 'CREATE TABLE "public"."lc_fragments" (' in out
     assert main(["sql", "--keys", "site:str,year:int", "--table", "lc", "--upgrade"]) == 0

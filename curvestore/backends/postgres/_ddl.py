@@ -213,6 +213,10 @@ def ddl_statements(names: Names, keys: KeySchema, prefix: str = COLUMN_PREFIX
             f"    INCLUDE ({', '.join(own(n) for n in _INDEXED_METAS)})\n)",
             # raw days barely compress: no pglz attempt on them
             f"ALTER TABLE {fragments} ALTER COLUMN {own('payload')} SET STORAGE EXTERNAL",
+            # a read of a window finds the fragments that end inside it without visiting
+            # the others
+            f"CREATE INDEX {_quote(names.fragments + '_end')} ON {fragments} ({key_list}, "
+            f"{own('chunk_index')}, ({own('start_offset')} + {own('length')}))",
         ],
     }
 

@@ -53,10 +53,12 @@ class FragmentSQL:
         chunk = col(t, "chunk_index")
         # the window's bounds as bigint parameters (lo, first, hi, last), never NULL: an
         # unbounded side gets values no row matches (:meth:`window`)
+        # written so the first bound is a range on the third column of the fragment table's
+        # index on (keys, chunk, end): a read of one day visits that day's rows only
         outside_f = sql.SQL(
-            " AND NOT ({fc} = %s::int8 AND {start} + {length} <= %s::int8) "
-            "AND NOT ({fc} = %s::int8 AND {start} > %s::int8)").format(
-            fc=col(f, "chunk_index"), start=start, length=length)
+            " AND ({start} + {length}) > CASE WHEN {tc} = %s::int8 THEN %s::int8 ELSE -1 END "
+            "AND {start} <= CASE WHEN {tc} = %s::int8 THEN %s::int8 ELSE {top} END").format(
+            tc=col(t, "chunk_index"), start=start, length=length, top=sql.Literal(2**31 - 1))
         self.base_outside = sql.SQL(
             "({c} = %s::int8 AND {start} + {length} <= %s::int8) OR "
             "({c} = %s::int8 AND {start} > %s::int8)").format(
