@@ -13,6 +13,7 @@ FOLDED = {
     "s3": "S3 backend and archival (`python bench/s3.py`)",
     "django": "Django adapter vs holcstore on PostgreSQL (`python bench/django_adapter.py`)",
     "fleet": "Fleet: daily ingest of 10,000 meters (`python bench/fleet.py`)",
+    "distributed": "Dask workers, Arrow into DuckDB and Polars (`python bench/distributed.py`)",
 }
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from curvestore.core.records import ChunkRecord, SeriesKey
 
 __all__ = ["BatchTransaction", "Capabilities", "ChecksIntegrity", "Compacts", "DecodesPieces",
-           "KeepsState", "StateTransaction", "Summarises", "WritesBatches"]
+           "KeepsState", "ScansKeys", "StateTransaction", "Summarises", "WritesBatches"]
 
 
 @runtime_checkable
@@ -79,6 +79,19 @@ class DecodesPieces(Protocol):
                     last: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
         """What ``scan`` and the core's decode would give (``first``, ``last``: as for
         :meth:`read_pieces`)."""
+
+
+@runtime_checkable
+class ScansKeys(Protocol):
+    """A backend that reads a given list of series in bulk, as ``scan_pieces`` reads the
+    series of a filter: partitioned readers (one task per group of series) then cost what
+    their series cost, not one call per series."""
+
+    def scan_keys(self, keys: Sequence[SeriesKey], lo: int | None = None,
+                  hi: int | None = None, *, first: int | None = None,
+                  last: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
+        """Each of ``keys`` that has live chunks in range, with its decoded pieces, ordered
+        by key (``first``, ``last``: as for :meth:`DecodesPieces.read_pieces`)."""
 
 
 class BatchTransaction(Protocol):
@@ -154,6 +167,7 @@ class Capabilities:
     batches: bool = False
     summaries: bool = False
     compacts: bool = False
+    key_scans: bool = False
 
     @classmethod
     def of(cls, backend: Backend) -> Capabilities:
@@ -162,4 +176,5 @@ class Capabilities:
                    pieces=isinstance(backend, DecodesPieces),
                    batches=isinstance(backend, WritesBatches),
                    summaries=isinstance(backend, Summarises),
-                   compacts=isinstance(backend, Compacts))
+                   compacts=isinstance(backend, Compacts),
+                   key_scans=isinstance(backend, ScansKeys))

@@ -343,7 +343,20 @@ class EngineBackend(Backend):
                     hi: int | None = None, *, first: int | None = None,
                     last: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
         catalog = self.current()
-        for group in _groups(catalog, self.matching(catalog, where), lo, hi):
+        return self._pieces_of(catalog, self.matching(catalog, where), lo, hi, first, last)
+
+    def scan_keys(self, keys: Sequence[SeriesKey], lo: int | None = None,
+                  hi: int | None = None, *, first: int | None = None,
+                  last: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
+        catalog = self.current()
+        sids = catalog.names.sids(sorted(set(keys)))
+        return self._pieces_of(catalog, sids[np.isin(sids, catalog.live_sids())], lo, hi,
+                               first, last)
+
+    def _pieces_of(self, catalog: Catalog, sids: np.ndarray, lo: int | None, hi: int | None,
+                   first: int | None, last: int | None
+                   ) -> Iterator[tuple[SeriesKey, list[Piece]]]:
+        for group in _groups(catalog, sids, lo, hi):
             catalog, rows, counts, payloads = self._group_rows(catalog, group, lo, hi,
                                                                (first, last))
             keys = catalog.names.keys(group)

@@ -225,3 +225,35 @@ class ReadSemantics(StoreFixtures):
         assert got == [2]
         store.delete(key(n=2))
         assert [d["n"] for d, _ in store.read_many()] == [1]
+
+    # -- long reads (partitioned readers: curvestore.dask) -----------------------------------
+    @pytest.mark.parametrize("window", [(None, None), ("2024-01-30 22:00", "2024-03-02 01:15")])
+    def test_long_reads_of_listed_series_equal_read_many(
+            self, store: curvestore.Store, window: tuple[Any, Any]) -> None:
+        """A group of series read in bulk (the backend's ``scan_keys``, or the core's fetch
+        or per-series fallback) as long columns equals ``read_many`` of those series, NaN
+        dropped, key-major or time-major; a listed series without data is left out."""
+        from curvestore.core.long_read import long_block, scan_keys
+
+        written = {(site, n): curve("2024-01-20", end=f"2024-03-{n:02d} 10:00", seed=n,
+                                    nan=0.1) for site in ("a", "b") for n in (1, 2, 3)}
+        written[("b", 2)] = curve("2024-02-10", periods=50, seed=9, nan=0.1)
+        store.write_many({(site, "load", n): s for (site, n), s in written.items()})
+        listed = [("a", "load", 3), ("b", "load", 2), ("a", "load", 1), ("zz", "load", 1)]
+        expected: list[tuple[tuple[Any, ...], int, float]] = []
+        for k, s in store.read_many(None, *window):
+            if tuple(k.values()) in listed:
+                s = s.dropna()
+                expected += [(tuple(k.values()), int(t), float(v)) for t, v in
+                             zip(s.index.as_unit("ns").asi8, s.to_numpy(), strict=True)]
+        w = store.window(*window)
+        for time_major in (False, True):
+            block = long_block(store, scan_keys(store, listed, w), w, time_major=time_major)
+            owners = block.owners()
+            got = [(block.keys[o], int(t), float(v)) for o, t, v in zip(
+                owners, store.grid.ns_of_positions(block.positions), block.values,
+                strict=True)]
+            order = (lambda r: (r[1], r[0])) if time_major else (lambda r: (r[0], r[1]))
+            assert got == sorted(got, key=order)
+            assert sorted(got) == sorted(expected)
+            assert block.keys == sorted({k for k, _, _ in expected})
