@@ -52,6 +52,8 @@ OUTPUT = BENCH / "RESULTS-fleet.md"
 RESULTS_JSON = env.WORK / "results-fleet.json"
 EXTRAS = ("pyarrow>=14", "boto3>=1.28", "moto[s3,server]>=5", "psycopg[binary]>=3.1")
 PEERS = ("arcticdb", "parquet")
+#: Schemes of the curvestore stores that keep appended days apart and compact them.
+COMPACTING = ("file", "postgresql", "postgres")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,7 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="500 meters, 10 days: a smoke run")
     ap.add_argument("--appends", type=int, default=3, help="daily appends (3)")
     ap.add_argument("--no-month", dest="month", action="store_false",
-                    help="skip the month of appends and its compaction (file:// runs)")
+                    help="skip the month of appends and its compaction (file and "
+                         "postgresql runs)")
     ap.add_argument("--first-append", default="2025-10-25",
                     help="the first appended local day (2025-10-25: the next one ends DST)")
     ap.add_argument("--url", action="append", default=None,
@@ -191,7 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 del sc
         months = []
         for system, meters in systems:
-            if getattr(system, "scheme", None) == "file" and args.month:
+            if getattr(system, "scheme", None) in COMPACTING and args.month:
                 print(f"a month of daily appends, then compaction: {meters:,} meters, "
                       f"{system.label}", flush=True)
                 months.append(run_month(system, Fleet(meters, args.seed), args.history_reads,

@@ -53,7 +53,7 @@ class CurvestoreSystem(System):
         self.keep_tables = keep_tables
         self.pg_url: str | None = None  # the current PostgreSQL store's URL
         if self.scheme in ("postgresql", "postgres"):
-            self.calls = {**self.calls, "bytes": "pg_total_relation_size of its 4 tables"}
+            self.calls = {**self.calls, "bytes": "pg_total_relation_size of its tables"}
 
     def versions(self) -> dict[str, str]:
         commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
@@ -104,7 +104,8 @@ class CurvestoreSystem(System):
         options = dict(parse_qsl(urlsplit(self.pg_url).query))
         table = options.get("table", "load_curves")
         return options.get("schema", "public"), [
-            table, f"{table}_manifest", f"{table}_changes", f"{table}_sync_state"]
+            table, f"{table}_manifest", f"{table}_changes", f"{table}_sync_state",
+            f"{table}_fragments"]
 
     def bytes(self) -> Bytes:
         if self.pg_url is not None:

@@ -34,7 +34,8 @@ def run_month(runner: CurvestoreRunner, fleet: Fleet, history_reads: int, budget
               seed: int, log: Any = print) -> dict[str, Any]:
     sc = make_scenario("month", fleet, 30, MONTH, 31, history_reads, seed)
     month = _month_block(sc.appends)
-    res: dict[str, Any] = {"label": runner.label, "meters": fleet.n, "days": len(sc.appends)}
+    res: dict[str, Any] = {"label": runner.label, "meters": fleet.n, "days": len(sc.appends),
+                           "scheme": getattr(runner, "scheme", "file")}
     runner.open("month")
     try:
         runner.backfill(sc.history)

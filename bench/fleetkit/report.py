@@ -133,7 +133,8 @@ def targets_table(results: dict[str, Any]) -> str:
                      f"{file_runs[0]['days_stored']} days", f"{ratio:.2f}x",
                      _verdict(ratio, 1.3)))
     for month in results.get("months", []):
-        where = f"file, {month['meters']:,} meters, a month of appends"
+        scheme = month.get("scheme", "file")
+        where = f"{scheme}, {month['meters']:,} meters, a month of appends"
         unc = month["history_uncompacted"]["median_ms"]
         rows += [
             (f"{where}: one meter's history <= 1 ms median, uncompacted", f"{unc:.2f} ms",

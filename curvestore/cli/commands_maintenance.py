@@ -27,9 +27,11 @@ def cmd_compact(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(report)
         return 0
+    removed = ("" if "segments_removed" not in report else  # backends without segments
+               f"; removed {report['segments_removed']:,} unused segments "
+               f"({human_bytes(report['bytes_removed'])})")
     print(f"compacted {report['chunks']:,} chunks ({report['rows']:,} pieces, "
           f"{human_bytes(report['bytes_read'])} read, "
-          f"{human_bytes(report['bytes_written'])} written); removed "
-          f"{report['segments_removed']:,} unused segments "
-          f"({human_bytes(report['bytes_removed'])}) in {report['seconds']:.1f} s")
+          f"{human_bytes(report['bytes_written'])} written){removed} in "
+          f"{report['seconds']:.1f} s")
     return 0

@@ -110,12 +110,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from curvestore.backends.postgres import create_statements
+    from curvestore.backends.postgres import create_statements, upgrade_statements
     from curvestore.core.config import KeySchema
 
     keys = KeySchema.from_spec(parse_key_spec(args.keys))
-    for statement in create_statements(keys, table=args.table, schema=args.schema):
+    make = upgrade_statements if args.upgrade else create_statements
+    statements = make(keys, table=args.table, schema=args.schema)
+    if args.upgrade:
+        print("BEGIN;\n")
+    for statement in statements:
         print(f"{statement};\n")
+    if args.upgrade:
+        print("COMMIT;")
     return 0
 
 def plugin_status(kind: str, name: str) -> tuple[bool, str]:

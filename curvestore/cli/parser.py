@@ -172,9 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     _keyargs(p, "optional filter on key values")
 
     p = _add(sub, "compact", cmd_compact, "join appended pieces into whole chunks, clean up",
-             "Rewrite the chunks daily appends left in pieces (log-structured stores: file://,\n"
-             "s3://) into whole chunks, then remove segments nothing refers to any more (older\n"
-             "than an hour: a commit in flight may still need a newer one). Values, versions\n"
+             "Rewrite the chunks daily appends left in pieces (file://, s3:// and postgresql://\n"
+             "stores) into whole chunks, then remove segments nothing refers to any more (file\n"
+             "and s3; older than an hour: a commit in flight may still need a newer one).\n"
+             "Values, versions\n"
              "and the change feed do not change; readers and writers go on meanwhile, and an\n"
              "interrupted run loses nothing (run it again). Run it daily after the ingest,\n"
              "with --before today to leave the open period to the appends.\n\n"
@@ -223,13 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "sql", cmd_sql, "print the CREATE statements of a PostgreSQL store",
              "Print the SQL that creates a postgresql:// store's tables, for a DBA to run\n"
              "ahead of time; create_store then only inserts the manifest row, so the\n"
-             "application's role needs SELECT, INSERT, UPDATE on the four tables and USAGE on\n"
-             "the changes sequence, not CREATE.\n\n"
+             "application's role needs SELECT, INSERT, UPDATE on the tables (and DELETE on\n"
+             "the chunk and fragment tables) and USAGE on the changes sequence, not CREATE.\n"
+             "With --upgrade, the SQL that moves a store created before the fragment table\n"
+             "existed to appended-day fragments (run it with no process holding the store\n"
+             "open).\n\n"
              "example: curvestore sql --keys site:str,kind:str --table load_curves")
     p.add_argument("--keys", required=True, metavar="NAME:TYPE,...",
                    help="key attributes in order, as for 'create'")
     p.add_argument("--table", default="load_curves", help="table name (default: load_curves)")
     p.add_argument("--schema", default="public", help="schema name (default: public)")
+    p.add_argument("--upgrade", action="store_true",
+                   help="print the upgrade of an existing store to appended-day fragments")
     return parser
 
 def _add_sync_commands(sub: Any) -> None:

@@ -23,10 +23,11 @@ import pandas as pd
 import pytest
 
 import curvestore
-from curvestore.backends.postgres import create_statements
+from curvestore.backends.postgres import create_statements, upgrade_statements
 from curvestore.core.config import KeySchema
 from curvestore.core.cursor import decode_cursor
 from curvestore.core.transact import transaction
+from curvestore.core.verify import verify_store
 from curvestore.errors import (
     BackendNotInstalledError,
     ConfigurationError,
@@ -261,9 +262,14 @@ def test_table_layout(pg_table_url: Callable[[], str]) -> None:
         manifest = conn.execute(f'SELECT body FROM "{table}_manifest"').fetchone()[0]
         assert manifest["keys"] == [{"name": "site", "type": "str"},
                                     {"name": "n", "type": "int"}]
-        assert manifest["postgresql"] == {"column_prefix": "_"}
+        assert manifest["postgresql"] == {"column_prefix": "_", "fragments": True}
         changes = conn.execute(f'SELECT _txid::text, _seq FROM "{table}_changes"').fetchall()
         assert len(changes) == 2 and int(changes[0][0]) > 0
+        pkey = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE "
+                            "conrelid = %s::regclass AND contype = 'p'",
+                            [f"{table}_fragments"]).fetchone()[0]
+        assert pkey == ("PRIMARY KEY (site, n, _chunk_index, _version) INCLUDE (_start_offset, "
+                        "_length, _valid_count, _size, _updated_at)")
 
 
 def test_dba_created_tables_need_no_create_privilege(postgres_url: str,
@@ -280,6 +286,7 @@ def test_dba_created_tables_need_no_create_privilege(postgres_url: str,
         conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
         conn.execute(f'GRANT SELECT, INSERT, UPDATE ON "{table}", "{table}_manifest", '
                      f'"{table}_changes", "{table}_sync_state" TO "{role}"')
+        conn.execute(f'GRANT SELECT, INSERT, DELETE ON "{table}_fragments" TO "{role}"')
         conn.execute(f'GRANT USAGE ON SEQUENCE "{table}_changes__seq_seq" TO "{role}"')
         assert not conn.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')",
                                 [role]).fetchone()[0]
@@ -304,8 +311,13 @@ def test_cli_prints_the_create_statements(capsys: pytest.CaptureFixture[str]) ->
     assert main(["sql", "--keys", "site:str,year:int", "--table", "lc"]) == 0
     out = capsys.readouterr().out
     assert 'CREATE TABLE "public"."lc" (' in out and '"year" bigint NOT NULL' in out
-    assert out.count(";\n") == 6
+    assert out.count(";\n") == 9
     assert 'CREATE TABLE "public"."lc_sync_state" (' in out
+    assert 'CREATE TABLE "public"."lc_fragments" (' in out
+    assert main(["sql", "--keys", "site:str,year:int", "--table", "lc", "--upgrade"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("BEGIN;") and out.rstrip().endswith("COMMIT;")
+    assert 'CREATE TABLE "public"."lc_fragments" (' in out and "jsonb_set" in out
     assert main(["sql", "--keys", "size:int,version:int"]) == 0  # the user's names
     assert '"size" bigint NOT NULL' in capsys.readouterr().out
     assert main(["sql", "--keys", "_size:int"]) == 1  # the backend's prefix
@@ -624,12 +636,23 @@ def test_chunks_streamed_at_put_roll_back_and_may_be_put_again(
         assert assert_stores_equal(memory, store) == 1
 
 
+def _without_fragment_table(url: str) -> None:
+    """Create a store's tables as a curvestore without the fragment table did."""
+    with _connect(url) as conn:
+        for statement in create_statements(KeySchema.from_spec(KEYS), table=_table(url)):
+            if "_fragments" not in statement:
+                conn.execute(statement.encode())
+
+
 def test_append_to_a_corrupt_chunk_raises_and_writes_nothing(
         pg_table_url: Callable[[], str]) -> None:
-    """A frame appended after a chunk's end is stored joined to that chunk, which the
-    backend decodes itself: a stored payload that fails its checksum stops the commit."""
+    """A store without a fragment table stores a frame appended after a chunk's end joined
+    to that chunk, which the backend decodes itself: a stored payload that fails its
+    checksum stops the commit."""
     url = pg_table_url()
+    _without_fragment_table(url)
     with _create(url) as store:
+        assert store.backend.fragment_codec is None
         store.write_many({("a", 1): curve("2024-01-01", periods=96, seed=1),
                           ("a", 2): curve("2024-01-01", periods=96, seed=2)})
         with _connect(url) as conn:
@@ -643,6 +666,85 @@ def test_append_to_a_corrupt_chunk_raises_and_writes_nothing(
         assert store.changes(cursor).items == []
         assert_series_exact(store.read({"site": "a", "n": 1}),
                             curve("2024-01-01", periods=96, seed=1))
+        assert store.compact()["chunks"] == 0  # appends were joined: nothing to fold
+
+
+def test_store_without_fragment_table_upgrades_in_place(pg_table_url: Callable[[], str]
+                                                         ) -> None:
+    """A store made before the fragment table existed rewrites chunks on append; after
+    ``upgrade_statements`` (``curvestore sql --upgrade``) its appended days are fragments,
+    and everything stored before reads the same."""
+    url = pg_table_url()
+    _without_fragment_table(url)
+    days = [curve(f"2024-01-0{d}", periods=96, seed=d) for d in range(1, 5)]
+    with _create(url) as store:
+        store.write_frame(pd.DataFrame({("a", 1): days[0], ("a", 2): days[0]}), mode="update")
+        store.write_frame(pd.DataFrame({("a", 1): days[1]}), mode="update")
+    with _connect(url) as conn, conn.transaction():
+        for statement in upgrade_statements(KeySchema.from_spec(KEYS), table=_table(url)):
+            conn.execute(statement.encode())
+    with curvestore.open_store(url) as store:
+        assert store.backend.fragment_codec == "none"
+        store.write_frame(pd.DataFrame({("a", 1): days[2], ("a", 2): days[2]}), mode="update")
+        store.write_frame(pd.DataFrame({("a", 1): days[3]}), mode="update")
+        with _connect(url) as conn:
+            assert conn.execute(f'SELECT count(*) FROM "{_table(url)}_fragments"'
+                                ).fetchone()[0] == 3
+        expected = {1: pd.concat(days), 2: pd.concat([days[0], days[2]]).asfreq(FREQ)}
+        for n, series in expected.items():
+            assert_series_exact(store.read({"site": "a", "n": n}), series.asfreq(FREQ))
+        assert len(store.changes().items) == 6
+        assert store.compact()["chunks"] == 2
+        for n, series in expected.items():
+            assert_series_exact(store.read({"site": "a", "n": n}), series.asfreq(FREQ))
+        assert verify_store(store).ok
+
+
+@pytest.mark.parametrize("damaged", ["chunk", "fragment"])
+def test_corrupt_chunk_or_fragment_fails_reads_verify_and_compaction(
+        pg_table_url: Callable[[], str], damaged: str) -> None:
+    """An appended day is stored without reading its chunk; a damaged chunk row or
+    fragment is then reported by reads and ``verify``, and compaction stops on it, writing
+    nothing."""
+    url = pg_table_url()
+    first, second = curve("2024-01-01", periods=96, seed=1), curve("2024-01-02", periods=96,
+                                                                    seed=3)
+    with _create(url) as store:
+        store.write_many({("a", 1): first, ("a", 2): first * 2})
+        store.write_frame(pd.DataFrame({("a", 1): second, ("a", 2): second * 2}),
+                          mode="update")
+        table = _table(url) + ("_fragments" if damaged == "fragment" else "")
+        with _connect(url) as conn:
+            conn.execute(f'UPDATE "{table}" SET _payload = _payload || \'\\x00\'::bytea '
+                         "WHERE n = 2")
+        with pytest.raises(curvestore.errors.IntegrityError, match="series \\('a', 2\\)"):
+            store.read({"site": "a", "n": 2})
+        report = verify_store(store)
+        assert [f.key for f in report.failures] == [{"site": "a", "n": 2}]
+        feed = store.changes().items
+        with pytest.raises(curvestore.errors.IntegrityError):
+            store.compact()
+        assert store.changes().items == feed
+        assert_series_exact(store.read({"site": "a", "n": 1}),
+                            pd.concat([first, second]))
+
+
+def test_fragments_returned_out_of_version_order_are_put_in_order() -> None:
+    """The reads aggregate a chunk's fragments as the primary key's index returns them; a
+    plan returning them in another order must not change what is read."""
+    from curvestore.backends.postgres._pieces import FRAGMENT_DTYPE, Fragments
+    from curvestore.core.records import checksum
+
+    days = [np.arange(4.0) + 10 * d for d in range(3)]
+    payloads = [d.astype("<f8").tobytes() for d in days]
+    metas = np.array([(4 * d, 4, 4, checksum(p), len(p), 7 + d, 0)
+                      for d, p in enumerate(payloads)], dtype=FRAGMENT_DTYPE)
+    order = [2, 0, 1]
+    found = Fragments.unpack(metas[order].tobytes(), " ".join(["none float64"] * 3),
+                             b"".join(payloads[i] for i in order))
+    assert found is not None and found.metas["version"].tolist() == [7, 8, 9]
+    (piece,) = found.pieces(("a", 1), 0)
+    assert piece.start == 0 and piece.values.tolist() == np.concatenate(days).tolist()
 
 
 def _advisory_locks(url: str) -> int:

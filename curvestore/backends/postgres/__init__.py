@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from curvestore.backends.postgres._ddl import create_statements
+from curvestore.backends.postgres._ddl import create_statements, upgrade_statements
 
 if TYPE_CHECKING:
     from curvestore.backends.postgres._backend import PostgresBackend
     from curvestore.backends.postgres._connect import PostgresConnectionError, PostgresError
 
-__all__ = ["PostgresBackend", "PostgresConnectionError", "PostgresError", "create_statements"]
+__all__ = ["PostgresBackend", "PostgresConnectionError", "PostgresError", "create_statements",
+           "upgrade_statements"]
 
 
 def __getattr__(name: str) -> Any:

@@ -22,9 +22,14 @@ Guarantees and how they are met:
   the imported chunks; ``fetch`` exports any number of chunks in one query.
 * **Batches** (``begin_batch``, for ``write_frame``): the same transaction taking chunks as
   columns, committed in a fixed number of statements whatever the number of series
-  (:mod:`._batch`); fragments are stored joined to the chunk they extend.
+  (:mod:`._batch`). Fragments (days appended after a chunk's end) are COPYed into the
+  fragment table without reading the chunk (stores created before that table existed
+  join them to the chunk instead); reads join each chunk with its fragments
+  (:mod:`._fragment_sql`, :mod:`._pieces`) and ``compact`` folds them into it
+  (:mod:`._compact`).
 * **Reads**: one query per single-series read; ``scan``/``list_metas`` stream through a
   server-side cursor in batches (bounded memory); meta queries never fetch payloads;
+  ``read_pieces``/``scan_pieces`` leave out the fragments outside the window;
   ``summarise`` is one aggregate query (:mod:`._summary`).
 
 The parts live in their own modules: the state they share (:mod:`._base`), the manifest and
@@ -36,7 +41,7 @@ its batch form (:mod:`._batch`, with :mod:`._rows`, :mod:`._take`, :mod:`._fragm
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from curvestore.backends.postgres._batch import PgBatchTransaction
@@ -61,6 +66,13 @@ class PostgresBackend(PgManifest, PgReads, PgFeed, PgSummary):
     """Chunks as rows of a PostgreSQL table; see the module docstring for the guarantees."""
 
     schemes = ("postgresql", "postgres")
+
+    @property
+    def fragment_codec(self) -> str | None:
+        """Appended days are kept raw in the fragment table (``"none"``): a meter's day barely
+        compresses, reading one is a copy, and compaction lays a month of them out without
+        decoding; a store without the table joins them into its chunks, in its codec."""
+        return "none" if self._fragments else None
 
     @classmethod
     def check_available(cls) -> None:
@@ -92,6 +104,15 @@ class PostgresBackend(PgManifest, PgReads, PgFeed, PgSummary):
         :meth:`PgTransaction.write`. A step of its own, so that a commit can be held open
         between its writes and its COMMIT (the feed's late-commit tests do)."""
         return tx.write()
+
+    # -- maintenance -----------------------------------------------------------------------
+    def compact(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None,
+                *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Fold the fragments of matching series' chunks ``lo..hi`` into their chunk rows
+        (:mod:`._compact`); a store without a fragment table has nothing to fold."""
+        from curvestore.backends.postgres._compact import compact
+
+        return compact(self, where, lo, hi, progress=progress)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:

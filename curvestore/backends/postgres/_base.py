@@ -43,6 +43,8 @@ class PgBackendBase(Backend):
         self._ddl_lock = lock_id(f"curvestore-ddl:{names.qualified}", 8)
         self._has_state_table = False
         self._prefix = COLUMN_PREFIX  # of the backend's own columns; set from the manifest
+        #: whether appended days go to the fragment table (set from the manifest)
+        self._fragments = False
 
     def __repr__(self) -> str:
         t = self.target
@@ -58,7 +60,7 @@ class PgBackendBase(Backend):
 
             if self.schema is None:
                 raise RuntimeError("bind() was not called: the key schema is unknown")
-            self._queries = Queries(self.names, self.schema, self._prefix)
+            self._queries = Queries(self.names, self.schema, self._prefix, self._fragments)
         return self._queries
 
     def bind(self, schema: KeySchema) -> None:

@@ -1,6 +1,11 @@
 """Batch transactions of the PostgreSQL backend: chunks as columns, a constant number of round
 trips per commit, whatever the number of series.
 
+In a store with a fragment table, fragments are COPYed into it as they are and chunks written
+whole replace their row and fragments (:meth:`PgBatchTransaction._write_fragments`): nothing
+stored is read back. The steps below are those of a store created before that table existed,
+which joins each fragment to the chunk it extends.
+
 The transaction's keys go once, by binary COPY, into a session table (:mod:`._batch_queries`),
 and every statement names series by their index there. :meth:`PgBatchTransaction.live_chunks`
 is then one query whose answer is one packed ``bytea`` read by numpy; ``read_chunks`` (the
@@ -36,11 +41,11 @@ import numpy as np
 from curvestore.backends.postgres import _copybin as cb
 from curvestore.backends.postgres._connect import translated
 from curvestore.backends.postgres._fragments import StoredValues, join
-from curvestore.backends.postgres._rows import Rows
+from curvestore.backends.postgres._rows import Rows, slot_codes
 from curvestore.backends.postgres._take import take
 from curvestore.backends.postgres._transaction import PgTransaction, _copy_writer
 from curvestore.core.records import Change, ChunkRecord, SeriesKey
-from curvestore.errors import InvalidKeyError
+from curvestore.errors import ConflictError, InvalidKeyError
 from curvestore.registry import get_codec as _codecs
 
 if TYPE_CHECKING:
@@ -55,9 +60,12 @@ _DOING = "writing"
 #: Rows per piece of the COPY stream: a piece is joined and encoded while the previous ones
 #: are sent (a month chunk of 15-minute values is ~10 KB, so a piece is ~10 MB).
 _SLICE = 1024
+#: Fragments per piece of their COPY stream (a raw day of 15-minute values is 768 bytes).
+_FRAGMENT_SLICE = 8192
 #: A live chunk as :attr:`BatchQueries.live_chunks` packs it: (series index, from 1; chunk;
-#: end of its stored span).
-LIVE_DTYPE = np.dtype([("series", ">i8"), ("chunk", ">i4"), ("end", ">i4")])
+#: end of its stored span; version).
+LIVE_DTYPE = np.dtype([("series", ">i8"), ("chunk", ">i4"), ("end", ">i4"),
+                       ("version", ">i8")])
 
 
 class PgBatchTransaction(PgTransaction):
@@ -74,6 +82,8 @@ class PgBatchTransaction(PgTransaction):
         self._key_columns: list[Any] | None = None
         self._keys_sent = False
         self._bq: BatchQueries = backend.queries.batch
+        #: slot codes and versions of the live chunks, as live_chunks found them
+        self._live: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def session_tables(cls, backend: Any) -> list[tuple[str, Any]]:
@@ -132,7 +142,9 @@ class PgBatchTransaction(PgTransaction):
         series = live["series"].astype(np.int64) - 1
         chunk = live["chunk"].astype(np.int64)
         order = np.lexsort((chunk, series))
-        return series[order], chunk[order], live["end"].astype(np.int64)[order]
+        series, chunk = series[order], chunk[order]
+        self._live = (slot_codes(series, chunk), live["version"].astype(np.int64)[order])
+        return series, chunk, live["end"].astype(np.int64)[order]
 
     def read_chunks(self, refs: Sequence[tuple[SeriesKey, int]]) -> list[ChunkRecord | None]:
         """The live records of ``refs`` in one query, row-locked (as ``read`` locks them)."""
@@ -193,6 +205,8 @@ class PgBatchTransaction(PgTransaction):
         n = len(rows)
         if not n:
             return []
+        if self.backend.queries.fragment_table is not None:
+            return self._write_fragments(rows)
         q = self.backend.queries
         with self.conn.cursor(binary=True) as cur:
             self._send_keys(cur)
@@ -222,6 +236,9 @@ class PgBatchTransaction(PgTransaction):
                                       cb.int8(version), cb.boolean(rows.deleted)], n)
         with self.conn.cursor(binary=True) as cur, cur.copy(q.copy_changes) as copy:
             copy.write(changes)
+        return self._changes(rows, version)
+
+    def _changes(self, rows: Rows, version: np.ndarray) -> list[Change]:
         order = self.order
         out = [Change(order[s], c, v, d) for s, c, v, d in zip(
             rows.series.tolist(), rows.chunk.tolist(), version.tolist(), rows.deleted.tolist(),
@@ -229,6 +246,77 @@ class PgBatchTransaction(PgTransaction):
         if any(a > b for a, b in itertools.pairwise(order)):  # keys not given in order
             out.sort(key=lambda c: (c.key, c.chunk))
         return out
+
+    def _write_fragments(self, rows: Rows) -> list[Change]:
+        """The commit of a store with a fragment table: fragments are COPYed into it as they
+        are, at the version after their chunk's (read by :meth:`live_chunks` under the
+        transaction's locks; the table's key on the version refuses a duplicate); rows that
+        replace their chunk whole take its row and its fragments out (their newest version
+        comes back), then are COPYed into the chunk table; then the change rows. Nothing
+        stored is read back or decoded."""
+        n = len(rows)
+        q, bq = self.backend.queries, self._bq
+        version = np.ones(n, dtype=np.int64)
+        frag = rows.append
+        whole = np.flatnonzero(~frag)
+        keys = self.key_columns()
+        with self.conn.cursor(binary=True) as cur:
+            self._send_keys(cur)
+            if len(whole):
+                with cur.copy(self._bq.copy_slots) as copy:
+                    copy.write(cb.copy_stream(
+                        [cb.int8(rows.series[whole] + 1), cb.int4(rows.chunk[whole]),
+                         cb.boolean(np.zeros(len(whole), dtype=bool)), cb.int8(whole + 1)],
+                        len(whole)))
+                cur.execute(bq.take_whole)
+                found = cur.fetchone()
+                taken = np.frombuffer((found and found[0]) or b"", dtype=">i8").reshape(-1, 2)
+                version[taken[:, 0] - 1] += taken[:, 1]
+            fragments = np.flatnonzero(frag)
+            if len(fragments):
+                version[fragments] = self._fragment_versions(rows, fragments)
+                piece = rows.take(fragments)
+                with cur.copy(bq.copy_fragments, writer=_copy_writer(cur)) as copy:
+                    for lo in range(0, len(fragments), _FRAGMENT_SLICE):
+                        hi = min(len(fragments), lo + _FRAGMENT_SLICE)
+                        part = piece.take(np.arange(lo, hi))
+                        copy.write(memoryview(cb.copy_stream(
+                            [*(k(part.series) for k in keys), cb.int4(part.chunk),
+                             cb.int8(version[fragments[lo:hi]]), cb.int4(part.start),
+                             cb.int4(part.length), cb.int4(part.count),
+                             cb.texts(part.names, part.codec), cb.texts(part.names, part.dtype),
+                             cb.int8(part.checksum), cb.int4(part.size),
+                             cb.int8(part.updated_at)],
+                            hi - lo, part.payloads, first=lo == 0,
+                            last=hi == len(fragments))))
+            if len(whole):
+                piece = rows.take(whole)
+                with cur.copy(q.copy_chunks, writer=_copy_writer(cur)) as copy:
+                    copy.write(memoryview(cb.copy_stream(
+                        [*(k(piece.series) for k in keys), cb.int4(piece.chunk),
+                         cb.int4(piece.start), cb.int4(piece.length), cb.int4(piece.count),
+                         cb.texts(piece.names, piece.codec), cb.texts(piece.names, piece.dtype),
+                         cb.int8(piece.checksum), cb.int4(piece.size), cb.int8(version[whole]),
+                         cb.int8(piece.updated_at), cb.boolean(piece.deleted)],
+                        len(whole), piece.payloads)))
+            with cur.copy(q.copy_changes) as copy:
+                copy.write(cb.copy_stream([*(k(rows.series) for k in keys), cb.int4(rows.chunk),
+                                           cb.int8(version), cb.boolean(rows.deleted)], n))
+        return self._changes(rows, version)
+
+    def _fragment_versions(self, rows: Rows, fragments: np.ndarray) -> np.ndarray:
+        """The version each fragment commits at: its chunk's, as :meth:`live_chunks` read
+        it under this transaction's locks, plus one."""
+        if self._live is None:
+            self.live_chunks()
+        assert self._live is not None
+        codes, versions = self._live
+        wanted = slot_codes(rows.series[fragments], rows.chunk[fragments])
+        at = np.minimum(np.searchsorted(codes, wanted), max(len(codes) - 1, 0))
+        if not len(codes) or (codes[at] != wanted).any():
+            raise ConflictError("a fragment extends a chunk that is not stored (it was "
+                                "deleted meanwhile); nothing was written")
+        return versions[at] + 1
 
     def _describe(self, rows: Rows, row: int) -> str:
         return f"chunk {int(rows.chunk[row])} of series {self.order[int(rows.series[row])]}"

@@ -1,6 +1,6 @@
 """Table names and DDL of the PostgreSQL backend (no driver needed to build them).
 
-A store named ``<table>`` in schema ``<schema>`` is four tables:
+A store named ``<table>`` in schema ``<schema>`` is five tables:
 
 * ``<table>``: one row per chunk (tombstones included), the key attributes as typed columns
   named after the keys (``text COLLATE "C"`` so ORDER BY matches Python's string order, or
@@ -11,7 +11,15 @@ A store named ``<table>`` in schema ``<schema>`` is four tables:
 * ``<table>_changes``: the change feed, one row per committed chunk write, with the writing
   transaction's id (``xid8``) for the watermark (see ``_feed``);
 * ``<table>_sync_state``: small named values (replication cursors of a replica), written in
-  the same transaction as the chunks they describe.
+  the same transaction as the chunks they describe;
+* ``<table>_fragments``: appended days, one row per fragment (keys, ``_chunk_index``,
+  ``_version``, span, codec, checksum, payload): a daily append adds rows here instead of
+  rewriting its chunk; reads join a chunk's fragments after its row, compaction folds them
+  into it. Primary key (keys..., _chunk_index, _version), its index including the span,
+  count, size and time. Stores created before it existed
+  have no such table and no ``"fragments"`` in their manifest's ``"postgresql"`` field: they
+  join appended days into their chunk rows, as before, until upgraded
+  (:func:`upgrade_statements`).
 
 The backend's own columns of the chunk and change tables carry the prefix the core reserves
 (``_chunk_index``, ``_version``, ``_payload``, ``_txid``...), so any key name is free. Stores
@@ -28,8 +36,8 @@ from dataclasses import dataclass
 from curvestore.core.config import RESERVED_PREFIX, KeySchema
 from curvestore.errors import ConfigurationError
 
-__all__ = ["COLUMN_PREFIX", "LEGACY_PREFIX", "MANIFEST_FIELD", "META_COLUMNS", "Names",
-           "create_statements", "ddl_statements"]
+__all__ = ["COLUMN_PREFIX", "FRAGMENT_COLUMNS", "LEGACY_PREFIX", "MANIFEST_FIELD",
+           "META_COLUMNS", "Names", "create_statements", "ddl_statements", "upgrade_statements"]
 
 # Lower-case, so SQL users need no quotes (except around '-'); at most 40 characters, which
 # leaves room for the suffixes of derived names within PostgreSQL's 63 bytes.
@@ -57,6 +65,22 @@ META_COLUMNS: tuple[tuple[str, str], ...] = (
     ("updated_at", "bigint"),
     ("deleted", "boolean"),
 )
+#: The fragment table's own columns, after the keys, in COPY order.
+FRAGMENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("chunk_index", "integer"),
+    ("version", "bigint"),
+    ("start_offset", "integer"),
+    ("length", "integer"),
+    ("valid_count", "integer"),
+    ("codec", "text"),
+    ("dtype", "text"),
+    ("checksum", "bigint"),
+    ("size", "integer"),
+    ("updated_at", "bigint"),
+    ("payload", "bytea"),
+)
+#: The fragment metas the primary key's index also holds.
+_INDEXED_METAS = ("start_offset", "length", "valid_count", "size", "updated_at")
 # psycopg type names for binary COPY, in the same order, then the payload
 COPY_TYPES: tuple[str, ...] = ("int4", "int4", "int4", "int4", "text", "text", "int8", "int4",
                                "int8", "int8", "bool", "bytea")
@@ -95,6 +119,10 @@ class Names:
         return f"{self.table}_sync_state"
 
     @property
+    def fragments(self) -> str:
+        return f"{self.table}_fragments"
+
+    @property
     def qualified(self) -> str:
         return f"{self.schema}.{self.table}"
 
@@ -129,13 +157,14 @@ def key_column_types(keys: KeySchema, prefix: str = COLUMN_PREFIX) -> list[tuple
 
 def ddl_statements(names: Names, keys: KeySchema, prefix: str = COLUMN_PREFIX
                    ) -> dict[str, list[str]]:
-    """CREATE statements per table (``chunks``, ``manifest``, ``changes``, ``sync_state``),
+    """CREATE statements per table (``chunks``, ``manifest``, ``changes``, ``sync_state``,
+    ``fragments``),
     in run order; the backend's own columns of the chunk and change tables are named with
     ``prefix`` (``LEGACY_PREFIX``: the layout of older stores)."""
     s = _quote(names.schema)
-    chunks, manifest, changes, sync_state = (
+    chunks, manifest, changes, sync_state, fragments = (
         f"{s}.{_quote(t)}" for t in (names.table, names.manifest, names.changes,
-                                     names.sync_state))
+                                     names.sync_state, names.fragments))
 
     def own(name: str) -> str:
         return _quote(prefix + name)
@@ -173,6 +202,22 @@ def ddl_statements(names: Names, keys: KeySchema, prefix: str = COLUMN_PREFIX
             f"CREATE TABLE {sync_state} (\n    \"name\" text PRIMARY KEY,\n"
             "    \"value\" text NOT NULL\n)",
         ],
+        "fragments": [
+            f"CREATE TABLE {fragments} (\n    " + ",\n    ".join(
+                [f"{_quote(n)} {t} NOT NULL" for n, t in key_cols]
+                + [f"{own(n)} {t} NOT NULL" for n, t in FRAGMENT_COLUMNS])
+            + f",\n    CONSTRAINT {_quote(names.fragments + '_pkey')} PRIMARY KEY "
+            f"({key_list}, {own('chunk_index')}, {own('version')})\n"
+            # the metas in the index: summaries, metas and stored ends are index-only scans
+            # (the heap rows hold the payloads)
+            f"    INCLUDE ({', '.join(own(n) for n in _INDEXED_METAS)})\n)",
+            # raw days barely compress: no pglz attempt on them
+            f"ALTER TABLE {fragments} ALTER COLUMN {own('payload')} SET STORAGE EXTERNAL",
+            # a read of a window finds the fragments that end inside it without visiting
+            # the others
+            f"CREATE INDEX {_quote(names.fragments + '_end')} ON {fragments} ({key_list}, "
+            f"{own('chunk_index')}, ({own('start_offset')} + {own('length')}))",
+        ],
     }
 
 
@@ -181,8 +226,24 @@ def create_statements(keys: KeySchema, table: str = "load_curves", schema: str =
     """The SQL a DBA runs to create a store's tables ahead of time.
 
     ``create_store`` then only inserts the manifest row, so the application's role needs
-    SELECT/INSERT/UPDATE on the four tables and USAGE on the changes sequence, not CREATE.
+    SELECT/INSERT/UPDATE on the tables (and DELETE on the chunk and fragment tables) and
+    USAGE on the changes sequence, not CREATE.
     """
     by_table = ddl_statements(Names(schema, table), keys)
-    return [stmt for part in ("chunks", "manifest", "changes", "sync_state")
+    return [stmt for part in ("chunks", "manifest", "changes", "sync_state", "fragments")
             for stmt in by_table[part]]
+
+
+def upgrade_statements(keys: KeySchema, table: str = "load_curves", schema: str = "public",
+                       prefix: str = COLUMN_PREFIX) -> list[str]:
+    """The SQL that moves a store created before the fragment table existed to appended-day
+    fragments: the table, then the manifest's record of it, to run in one transaction while
+    no process has the store open (a handle opened before keeps rewriting chunks on append,
+    and does not see fragments others append). ``prefix``: the store's column prefix
+    (``""`` for stores whose columns have none)."""
+    names = Names(schema, table)
+    manifest = f"{_quote(schema)}.{_quote(names.manifest)}"
+    return [*ddl_statements(names, keys, prefix)["fragments"],
+            f"UPDATE {manifest} SET body = jsonb_set(body, '{{{MANIFEST_FIELD}}}', "
+            f"coalesce(body->'{MANIFEST_FIELD}', '{{\"column_prefix\": \"\"}}'::jsonb) "
+            "|| '{\"fragments\": true}'::jsonb) WHERE id = 1"]

@@ -1,7 +1,8 @@
 """Fragments joined to the chunks they extend, for the PostgreSQL backend's batch commits.
 
-PostgreSQL keeps one row per chunk, so a fragment (a batch row that extends its chunk, see
-:class:`~curvestore.core.batch.ChunkBatch`) is stored as the joined chunk: the stored values,
+A store created before the fragment table existed keeps one row per chunk, so there a
+fragment (a batch row that extends its chunk, see :class:`~curvestore.core.batch.ChunkBatch`)
+is stored as the joined chunk: the stored values,
 NaN from the stored end to the fragment's start, then the fragment's values. Where the two
 overlap (a writer that bypassed curvestore's locks extended the chunk meanwhile) the join is the
 core's update rule, the new value wherever it is not NaN, so what is stored is always what

@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 __all__ = ["PgManifest"]
 
 
+def _has_fragments(settings: Any) -> bool:
+    """Whether a manifest row's ``MANIFEST_FIELD`` says the store keeps appended days in a
+    fragment table (stores created before it rewrite chunks on append)."""
+    return isinstance(settings, dict) and settings.get("fragments") is True
+
+
 def _column_prefix(settings: Any, backend: PgManifest) -> str:
     """The prefix of the backend's own columns recorded in a manifest row's
     ``MANIFEST_FIELD``; a row without the field is an older store's (unprefixed columns)."""
@@ -56,7 +62,10 @@ class PgManifest(PgBackendBase):
         manifest = row[0] if isinstance(row[0], dict) else json.loads(row[0])
         if not isinstance(manifest, dict):
             raise IntegrityError(f"{self!r}: the manifest row is not a JSON object")
-        self._prefix = _column_prefix(manifest.pop(MANIFEST_FIELD, None), self)
+        settings = manifest.pop(MANIFEST_FIELD, None)
+        self._prefix = _column_prefix(settings, self)
+        self._fragments = _has_fragments(settings)
+        self._queries = None
         return manifest  # type: ignore[no-any-return]
 
     def create_manifest(self, manifest: dict[str, Any]) -> None:
@@ -65,26 +74,38 @@ class PgManifest(PgBackendBase):
         Tables created ahead of time by a DBA (see ``create_statements``) are kept, after
         checking their columns (those made by an older curvestore's statements, with
         unprefixed column names, too); an existing manifest row raises StoreExistsError.
-        The prefix of the backend's own columns is recorded in the manifest row.
+        The prefix of the backend's own columns is recorded in the manifest row, and whether
+        the store keeps appended days in a fragment table: it does when its chunk table is
+        created here, or when a DBA created the fragment table with it; a chunk table made
+        ahead of time without one (an older curvestore's statements) keeps rewriting chunks
+        on append.
         """
         from psycopg import sql
         from psycopg.types.json import Jsonb
 
         keys = KeySchema.from_json(manifest["keys"])
         tables = {"chunks": self.names.table, "manifest": self.names.manifest,
-                  "changes": self.names.changes, "sync_state": self.names.sync_state}
+                  "changes": self.names.changes, "sync_state": self.names.sync_state,
+                  "fragments": self.names.fragments}
         with self.pool.connection() as conn, \
                 translated(self.target, "creating the store"), conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [self._store_lock])
             prefix = COLUMN_PREFIX
+            fragments = True
             if self._regclass(conn, self.names.table) is not None:
                 prefix = self._check_columns(conn, keys)
+                fragments = self._regclass(conn, self.names.fragments) is not None
+            if not fragments:
+                del tables["fragments"]
             statements = ddl_statements(self.names, keys, prefix)
             for part, table in tables.items():
                 if self._regclass(conn, table) is None:
                     for statement in statements[part]:
                         conn.execute(statement.encode())
-            stored = {**manifest, MANIFEST_FIELD: {"column_prefix": prefix}}
+            settings: dict[str, Any] = {"column_prefix": prefix}
+            if fragments:
+                settings["fragments"] = True
+            stored = {**manifest, MANIFEST_FIELD: settings}
             inserted = conn.execute(
                 sql.SQL("INSERT INTO {} (id, body) VALUES (1, %s) ON CONFLICT (id) "
                         "DO NOTHING").format(
@@ -93,6 +114,7 @@ class PgManifest(PgBackendBase):
             if inserted != 1:
                 raise StoreExistsError(f"a store already exists at {self!r}")
         self._prefix = prefix
+        self._fragments = fragments
         self._queries = None  # bound before the manifest was created: rebuilt with the prefix
 
     def _check_columns(self, conn: psycopg.Connection[Any], keys: KeySchema) -> str:

@@ -21,11 +21,14 @@ from curvestore.backends.postgres._ddl import (
     META_COLUMNS,
     Names,
 )
+from curvestore.backends.postgres._fragment_sql import FragmentSQL
+from curvestore.backends.postgres._pieces import Fragments, join_record, pieces_of
 from curvestore.core.config import KeySchema
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 
 if TYPE_CHECKING:
     from curvestore.backends.postgres._batch_queries import BatchQueries
+    from curvestore.core.chunks import Piece
 
 __all__ = ["Queries"]
 
@@ -36,7 +39,8 @@ class Queries:
     """Statements for one store (its names, key schema and column prefix) plus row -> record
     conversion."""
 
-    def __init__(self, names: Names, keys: KeySchema, prefix: str = COLUMN_PREFIX) -> None:
+    def __init__(self, names: Names, keys: KeySchema, prefix: str = COLUMN_PREFIX,
+                 fragments: bool = False) -> None:
         self.names, self.keys, self.prefix = names, keys, prefix
         self.nk = len(keys.names)
         ident = sql.Identifier
@@ -48,12 +52,15 @@ class Queries:
         self.table = ident(names.schema, names.table)
         self.manifest = ident(names.schema, names.manifest)
         self.change_table = ident(names.schema, names.changes)
+        self.fragment_table = ident(names.schema, names.fragments) if fragments else None
         digest = hashlib.blake2b(names.qualified.encode(), digest_size=8).hexdigest()
         self.stage = ident(f"curvestore_stage_{digest}")  # per session, emptied at commit
         key_ids = [ident(n) for n in keys.names]
         key_list = sql.SQL(", ").join(key_ids)
         meta_list = sql.SQL(", ").join(own(n) for n, _ in META_COLUMNS)
         self.key_list = key_list
+        self.frag = FragmentSQL(self.fragment_table, key_ids, own)
+        frag = self.frag
         self.copy_types = [("text" if t == "str" else "int8") for t in keys.types]
         self.copy_types += list(COPY_TYPES)
         all_cols = sql.SQL("{}, {}, {}").format(key_list, meta_list, own("payload"))
@@ -65,25 +72,38 @@ class Queries:
         def fmt(text: str, **parts: Any) -> sql.Composed:
             return sql.SQL(text).format(
                 table=self.table, cols=all_cols, meta=meta_cols, keys=key_list,
+                packed=frag.packed_cols, records=frag.records, pieces=frag.pieces,
+                metas=frag.metas, whole=sql.SQL("{}, {}").format(key_list, frag.meta_cols),
+                t=sql.Identifier("t"),
                 key_match=self.key_match, range=range_match, chunk=own("chunk_index"),
                 deleted=own("deleted"), version=own("version"), **parts)
 
-        self.read = fmt("SELECT {cols} FROM {table} WHERE {key_match} AND {range} "
-                        "ORDER BY {chunk}")
+        # reads of records: each chunk row with its fragments packed (._fragment_sql)
+        self.read = fmt("SELECT {cols}{packed} FROM {table} AS {t}{records} WHERE {key_match} "
+                        "AND {range} ORDER BY {chunk}")
         # inside a transaction: tombstones too, so the commit knows which rows exist
-        self.read_for_update = fmt("SELECT {cols} FROM {table} WHERE {key_match} AND "
-                                   "{chunk} BETWEEN %s AND %s ORDER BY {chunk} "
-                                   "FOR UPDATE")
+        self.read_for_update = fmt("SELECT {cols}{packed} FROM {table} AS {t}{records} "
+                                   "WHERE {key_match} AND {chunk} BETWEEN %s AND %s "
+                                   "ORDER BY {chunk} FOR UPDATE OF {t}")
+        # reads of pieces: fragments outside the window left out, and the chunk row's
+        # payload when it is outside too (parameters: the window twice, then the read's)
+        pieces_cols = sql.SQL("{}, {}, CASE WHEN {} THEN NULL ELSE {} END").format(
+            key_list, meta_list, frag.base_outside, own("payload"))
+        self.read_pieces = fmt("SELECT {pcols}{packed} FROM {table} AS {t}{pieces} WHERE "
+                               "{key_match} AND {range} ORDER BY {chunk}", pcols=pieces_cols)
+        self._scan_pieces = fmt("SELECT {pcols}{packed} FROM {table} AS {t}{pieces} WHERE "
+                                "{range}{{where}} ORDER BY {keys}, {chunk}", pcols=pieces_cols)
         unnest = sql.SQL(", ").join(
             sql.SQL("%s::{}[]").format(sql.SQL("text" if t == "str" else "bigint"))
             for t in keys.types)
         self.metas_of_keys = fmt(
-            "SELECT {meta} FROM {table} JOIN unnest({unnest}) AS k({keys}) USING ({keys}) "
-            "ORDER BY {keys}, {chunk}", unnest=unnest)  # tombstones too, as above
-        self._scan = fmt("SELECT {cols} FROM {table} WHERE {range}{{where}} "
-                         "ORDER BY {keys}, {chunk}")
-        self._metas = fmt("SELECT {meta} FROM {table} WHERE NOT {deleted}{{where}} "
-                          "ORDER BY {keys}, {chunk}")
+            "SELECT {whole} FROM {table} AS {t} JOIN unnest({unnest}) AS k({keys}) "
+            "USING ({keys}){metas} ORDER BY {keys}, {chunk}",
+            unnest=unnest)  # tombstones too, as above
+        self._scan = fmt("SELECT {cols}{packed} FROM {table} AS {t}{records} WHERE "
+                         "{range}{{where}} ORDER BY {keys}, {chunk}")
+        self._metas = fmt("SELECT {whole} FROM {table} AS {t}{metas} WHERE NOT "
+                          "{t}.{deleted}{{where}} ORDER BY {keys}, {chunk}")
         self._series = fmt("SELECT DISTINCT {keys} FROM {table} WHERE NOT {deleted}{{where}} "
                            "ORDER BY {keys}")
         self.create_stage = sql.SQL(
@@ -101,16 +121,36 @@ class Queries:
             sql.SQL("t.{c} = s.{c}").format(c=c) for c in [*key_ids, own("chunk_index")])
         updates = sql.SQL(", ").join(
             sql.SQL("{c} = s.{c}").format(c=own(c)) for c in _UPDATED)
-        self.update_from_stage = sql.SQL(
-            "UPDATE {table} AS t SET {updates}, {version} = t.{version} + 1 FROM {stage} AS s "
-            "WHERE {match} RETURNING {returning}, t.{chunk}, t.{version}"
-        ).format(table=self.table, updates=updates, stage=self.stage, match=stage_match,
-                 returning=sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in key_ids),
-                 chunk=own("chunk_index"), version=own("version"))
+        chunk_id, version_id = own("chunk_index"), own("version")
+        returning = sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in key_ids)
+        if self.fragment_table is None:
+            self.update_from_stage = sql.SQL(
+                "UPDATE {table} AS t SET {updates}, {version} = t.{version} + 1 FROM {stage} "
+                "AS s WHERE {match} RETURNING {returning}, t.{chunk}, t.{version}"
+            ).format(table=self.table, updates=updates, stage=self.stage, match=stage_match,
+                     returning=returning, chunk=chunk_id, version=version_id)
+        else:
+            # the staged chunks replace their fragments too: those go, and the new version
+            # follows the newest of the row's and theirs
+            slot = sql.SQL(", ").join([*key_ids, chunk_id])
+            self.update_from_stage = sql.SQL(
+                "WITH gone AS (DELETE FROM {frags} AS f USING {stage} AS s WHERE {fmatch} "
+                "RETURNING {f_slot}, f.{version}), "
+                "top AS (SELECT {slot}, max({version}) AS _v FROM gone GROUP BY {slot}) "
+                "UPDATE {table} AS t SET {updates}, {version} = greatest(t.{version}, s._v) + 1 "
+                "FROM (SELECT * FROM {stage} LEFT JOIN top USING ({slot})) AS s "
+                "WHERE {match} RETURNING {returning}, t.{chunk}, t.{version}"
+            ).format(frags=self.fragment_table, stage=self.stage,
+                     fmatch=sql.SQL(" AND ").join(sql.SQL("f.{c} = s.{c}").format(c=c)
+                                                  for c in [*key_ids, chunk_id]),
+                     f_slot=sql.SQL(", ").join(sql.SQL("f.{}").format(c)
+                                               for c in [*key_ids, chunk_id]),
+                     version=version_id, slot=slot, table=self.table, updates=updates,
+                     match=stage_match, returning=returning, chunk=chunk_id)
         # the current rows (tombstones too) of a list of (key, chunk) slots, in one query
         self.fetch = fmt(
-            "SELECT {cols} FROM {table} JOIN unnest({slot_unnest}) "
-            "AS s({keys}, {chunk}) USING ({keys}, {chunk})", slot_unnest=slot_unnest)
+            "SELECT {cols}{packed} FROM {table} AS {t} JOIN unnest({slot_unnest}) "
+            "AS s({keys}, {chunk}) USING ({keys}, {chunk}){records}", slot_unnest=slot_unnest)
         self.sync_state = ident(names.schema, names.sync_state)
         self.get_state = sql.SQL("SELECT value FROM {} WHERE name = %s").format(self.sync_state)
         # compare-and-set: the row lock makes a concurrent setter wait, then re-check the
@@ -144,6 +184,10 @@ class Queries:
                 for c, i in zip(_UPDATED, self._updated_positions, strict=True)))
         self.insert_change = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
             self.change_table, change_cols, typed(self.change_types))
+        # a chunk rewritten whole drops its fragments (nothing to do without the table)
+        self.drop_fragments = None if self.fragment_table is None else sql.SQL(
+            "DELETE FROM {} WHERE {} AND {} = %s::int4").format(
+            self.fragment_table, self.key_match, chunk_id).as_string(None)
         self._feed = sql.SQL(
             "SELECT w.xmin::text::bigint, c.* FROM "
             "(SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS w "
@@ -153,10 +197,10 @@ class Queries:
         ).format(change_cols=change_cols, changes=self.change_table, txid=own("txid"),
                  seq=own("seq"))
 
-        for name in ("read", "read_for_update", "metas_of_keys", "create_stage", "copy_stage",
-                     "copy_chunks", "existing", "update_from_stage", "copy_changes", "fetch",
-                     "get_state", "insert_state", "update_state", "insert_chunk",
-                     "update_chunk", "insert_change"):
+        for name in ("read", "read_for_update", "read_pieces", "metas_of_keys", "create_stage",
+                     "copy_stage", "copy_chunks", "existing", "update_from_stage",
+                     "copy_changes", "fetch", "get_state", "insert_state", "update_state",
+                     "insert_chunk", "update_chunk", "insert_change"):
             # rendered once: psycopg then caches their parsing instead of re-composing
             setattr(self, name, getattr(self, name).as_string(None))
 
@@ -182,6 +226,17 @@ class Queries:
         return query, [CHUNK_MIN if lo is None else lo, CHUNK_MAX if hi is None else hi,
                        *params]
 
+    def scan_pieces(self, where: Mapping[str, Any], lo: int | None, hi: int | None,
+                    window: list[int]) -> tuple[sql.Composed, list[Any]]:
+        query, params = self._where(self._scan_pieces, where)
+        return query, [*self.window_params(window), CHUNK_MIN if lo is None else lo,
+                       CHUNK_MAX if hi is None else hi, *params]
+
+    def window_params(self, window: list[int]) -> list[int]:
+        """The parameters a read of pieces takes before its own: the window for the chunk
+        row's payload, then for the fragments (a store without them has no such join)."""
+        return [*window, *window] if self.fragment_table is not None else window
+
     def metas(self, where: Mapping[str, Any]) -> tuple[sql.Composed, list[Any]]:
         return self._where(self._metas, where)
 
@@ -195,8 +250,21 @@ class Queries:
 
     # -- rows ------------------------------------------------------------------------------
     def record(self, row: tuple[Any, ...]) -> ChunkRecord:
+        """A row of a read of records: the chunk row, its fragments joined (._pieces)."""
         nk = self.nk
-        return ChunkRecord(tuple(row[:nk]), self.meta(row), row[nk + 11])
+        record = ChunkRecord(tuple(row[:nk]), self.meta(row), row[nk + 11])
+        if len(row) > nk + 12 and row[nk + 12] is not None:
+            return join_record(record, Fragments.unpack(*row[nk + 12:nk + 15]))
+        return record
+
+    def pieces(self, row: tuple[Any, ...]) -> list[Piece]:
+        """A row of a read of pieces: the chunk row's piece (unless left out) and its
+        fragments' (._pieces)."""
+        nk = self.nk
+        key, meta = tuple(row[:nk]), self.meta(row)
+        payload = row[nk + 11]
+        record = None if payload is None else ChunkRecord(key, meta, payload)
+        return pieces_of(record, key, meta.chunk, Fragments.unpack(*row[nk + 12:nk + 15]))
 
     def meta(self, row: tuple[Any, ...]) -> ChunkMeta:
         nk = self.nk

@@ -18,6 +18,8 @@ from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey
 if TYPE_CHECKING:
     import psycopg
 
+    from curvestore.core.chunks import Piece
+
 
 __all__ = ["PgReads"]
 
@@ -42,6 +44,33 @@ class PgReads(PgBackendBase):
                     ) -> list[ChunkRecord]:
         with self.pool.connection() as conn, translated(self.target, "reading"):
             return self._read(conn, self.queries.read, key, lo, hi)
+
+    def read_pieces(self, key: SeriesKey, lo: int | None = None, hi: int | None = None, *,
+                    first: int | None = None, last: int | None = None) -> list[Piece]:
+        """The decoded pieces of ``key``'s chunks ``lo..hi``: each chunk row's and its
+        fragments', leaving out those outside the window (``first``: the first offset
+        wanted in chunk ``lo``, ``last`` the last in chunk ``hi``)."""
+        q = self.queries
+        bounds = [CHUNK_MIN if lo is None else lo, CHUNK_MAX if hi is None else hi]
+        if (lo is None or first is None) and (hi is None or last is None):
+            query, params = q.read, [*key, *bounds]  # nothing to leave out: the plainer query
+        else:
+            query = q.read_pieces
+            params = [*q.window_params(q.frag.window(lo, hi, first, last)), *key, *bounds]
+        with self.pool.connection() as conn, translated(self.target, "reading"), \
+                conn.cursor(binary=True) as cur:
+            cur.execute(query, params)
+            return [piece for row in cur for piece in q.pieces(row)]
+
+    def scan_pieces(self, where: Mapping[str, Any], lo: int | None = None,
+                    hi: int | None = None, *, first: int | None = None,
+                    last: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
+        """:meth:`read_pieces` of every series matching ``where``, ordered by key, streamed
+        as :meth:`scan` is."""
+        q = self.queries
+        query, params = q.scan_pieces(where, lo, hi, q.frag.window(lo, hi, first, last))
+        for key, parts in self._grouped(self._stream(query, params, _SCAN_BATCH), q.pieces):
+            yield key, [piece for part in parts for piece in part]
 
     def _stream(self, query: Any, params: list[Any], batch: int) -> Iterator[tuple[Any, ...]]:
         """Rows of ``query`` through a server-side cursor, ``batch`` rows per round trip.

@@ -18,10 +18,10 @@ from curvestore.backends.postgres._ddl import CHUNK_MIN
 from curvestore.core.batch import ChunkBatch
 from curvestore.core.records import ChunkRecord, SeriesKey
 
-__all__ = ["Rows"]
+__all__ = ["Rows", "slot_codes"]
 
 
-def _slot_codes(series: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+def slot_codes(series: np.ndarray, chunk: np.ndarray) -> np.ndarray:
     """One sortable int64 per (series index, chunk): ordered as the pairs are."""
     return (series.astype(np.int64) << 32) | (chunk.astype(np.int64) - CHUNK_MIN)
 
@@ -106,7 +106,7 @@ class Rows:
                      np.concatenate([p.dtype + o for p, o in zip(parts, offsets, strict=True)]),
                      [name for p in parts for name in p.names],
                      [payload for p in parts for payload in p.payloads], column("stamp"))
-        codes = _slot_codes(joined.series, joined.chunk)
+        codes = slot_codes(joined.series, joined.chunk)
         order = np.lexsort((joined.stamp, codes))
         codes = codes[order]
         last = np.ones(len(codes), dtype=bool)

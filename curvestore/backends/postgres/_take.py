@@ -1,4 +1,5 @@
-"""Step 1 of a PostgreSQL batch commit: the rows it replaces are deleted, and returned.
+"""Step 1 of a PostgreSQL batch commit in a store without a fragment table: the rows it
+replaces are deleted, and returned.
 
 ``COPY (DELETE ... RETURNING ...) TO STDOUT`` streams the deleted rows as the server deletes
 them (a plain ``DELETE ... RETURNING`` would hold them back until the statement ends), so the

@@ -347,6 +347,8 @@ class PgTransaction(Transaction):
                 if inserts:
                     cur.executemany(q.insert_chunk, inserts)
                 if updates:
+                    if q.drop_fragments is not None:
+                        cur.executemany(q.drop_fragments, [u[-q.nk - 1:] for u in updates])
                     rewrite.executemany(q.update_chunk, updates, returning=True)
                 cur.executemany(q.insert_change, [(*c.key, c.chunk, c.version, c.deleted)
                                                   for c in changes])
