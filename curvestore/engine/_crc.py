@@ -13,6 +13,7 @@ name it.
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 import numpy as np
@@ -44,19 +45,29 @@ def _shift_over(nbytes: int) -> np.ndarray:
     return np.array([zlib.crc32(zeros, 1 << b) ^ base for b in range(32)], dtype=np.uint32)
 
 
+@functools.lru_cache(maxsize=64)
+def _ladder(nbytes: int, levels: int) -> tuple[np.ndarray, ...]:
+    """Lookup tables of ``L_m`` for ``m = nbytes * 2**k``, ``k < levels`` (each the square of
+    the one before); they depend on the sizes only, so a compaction's many runs share them."""
+    columns = _shift_over(nbytes)
+    ladder = []
+    for _ in range(levels):
+        tables = _tables(columns)
+        ladder.append(tables)
+        columns = _apply(tables, columns)
+    return tuple(ladder)
+
+
 def combined_crcs(crcs: np.ndarray, nbytes: int) -> np.ndarray:
     """For each row of ``crcs`` (runs x pieces, CRC-32s of pieces of ``nbytes`` bytes each,
     laid end to end), the CRC-32 of the whole run. Runs shorter than the row are padded at
     the front with zeros (the CRC of nothing), which leaves the result unchanged."""
     runs, pieces = crcs.shape
-    width = 1 << max(int(pieces - 1).bit_length(), 0)
-    level = np.zeros((runs, width), dtype=np.uint32)
-    level[:, width - pieces:] = crcs.astype(np.uint32)
-    columns = _shift_over(nbytes)
-    while level.shape[1] > 1:
-        tables = _tables(columns)
+    levels = max(int(pieces - 1).bit_length(), 0)
+    level = np.zeros((runs, 1 << levels), dtype=np.uint32)
+    level[:, (1 << levels) - pieces:] = crcs.astype(np.uint32)
+    for tables in _ladder(nbytes, levels):
         level = _apply(tables, level[:, 0::2]) ^ level[:, 1::2]
-        columns = _apply(tables, columns)  # L_2m = L_m after L_m
     return level[:, 0].astype(np.int64)
 
 
