@@ -8,7 +8,9 @@ machine getting slower or faster over the run does not favour one mode):
   tracer, each operation costs one ``is None`` check;
 - ``api``: opentelemetry-api importable, no SDK configured: the API's no-op tracer;
 - ``sdk``: the SDK with a ``SimpleSpanProcessor`` into an ``InMemorySpanExporter`` (every
-  span recorded and exported synchronously, in the calling thread).
+  span recorded and exported synchronously, in the calling thread);
+- ``batch``: the SDK as it is deployed, a ``BatchSpanProcessor`` (spans exported in a
+  background thread) into the same exporter.
 
 Reported: each operation's median over the repeats per mode, the workload's total, and the
 ratio of ``api`` and ``sdk`` to ``off`` (the target: under 1.02 for the total). Run it on a
@@ -36,7 +38,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-MODES = ("off", "api", "sdk")
+MODES = ("off", "api", "sdk", "batch")
 OPERATIONS = ("write_many_s", "read_each_s", "read_many_s", "read_month_s", "update_week_s")
 
 
@@ -69,17 +71,18 @@ def worker(args: argparse.Namespace) -> int:
     spans: Any = None
     if args.worker == "off":
         sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # "not installed"
-    elif args.worker == "sdk":
+    elif args.worker in ("sdk", "batch"):
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
             InMemorySpanExporter,
         )
 
         spans = InMemorySpanExporter()
         provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(spans))
+        processor = SimpleSpanProcessor if args.worker == "sdk" else BatchSpanProcessor
+        provider.add_span_processor(processor(spans))
         trace.set_tracer_provider(provider)
     sys.path[:0] = [str(REPO), str(BENCH)]
     import pandas as pd
@@ -101,6 +104,8 @@ def worker(args: argparse.Namespace) -> int:
     import curvestore.tracing
 
     result["tracer"] = type(curvestore.tracing.store_tracer()).__name__
+    if spans is not None:
+        trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
     result["spans"] = None if spans is None else len(spans.get_finished_spans())
     args.result.write_text(json.dumps(result))
     return 0
@@ -147,7 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     medians = {mode: {op: _median([_times(r)[op] for r in results])
                       for op in (*OPERATIONS, "total_s")} for mode, results in runs.items()}
     ratios = {mode: {op: medians[mode][op] / medians["off"][op] for op in medians[mode]}
-              for mode in ("api", "sdk")}
+              for mode in ("api", "sdk", "batch")}
     return {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "n": args.n, "years": args.years,
             "dataset": args.dataset, "repeat": args.repeat, "month_reads": args.month_reads,
             "tracers": {mode: runs[mode][0]["tracer"] for mode in MODES},
@@ -164,14 +169,16 @@ def report(results: dict[str, Any]) -> str:
         f"median of {results['repeat']} runs per mode, modes interleaved in fresh processes; "
         f"{results['spans_per_run']} spans per run with the SDK. Measured "
         f"{results['when']} by `python bench/otel_overhead.py`.", "",
-        "| operation | off (s) | API, no SDK (s) | ratio | SDK, in-memory exporter (s) | ratio |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| operation | off (s) | API, no SDK (s) | ratio | SDK, simple processor (s) | ratio "
+        "| SDK, batch processor (s) | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for op in (*OPERATIONS, "total_s"):
         name = op.removesuffix("_s")
         lines.append(f"| {'**total**' if name == 'total' else name} | {medians['off'][op]:.3f} "
                      f"| {medians['api'][op]:.3f} | {ratios['api'][op]:.3f} "
-                     f"| {medians['sdk'][op]:.3f} | {ratios['sdk'][op]:.3f} |")
+                     f"| {medians['sdk'][op]:.3f} | {ratios['sdk'][op]:.3f} "
+                     f"| {medians['batch'][op]:.3f} | {ratios['batch'][op]:.3f} |")
     return "\n".join(lines) + "\n"
 
 
