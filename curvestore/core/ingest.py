@@ -31,6 +31,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -277,7 +278,7 @@ class _Run:
         the store before the first is committed."""
         store = self.store
         t0 = time.perf_counter()
-        blocks = self.pivot.blocks(slabs, len(self.keymap))
+        blocks = self._joined(self.pivot.blocks(slabs, len(self.keymap)))
         for _slab, first, _positions, block in blocks:
             valid = ~np.isnan(block)
             self.points += int(np.count_nonzero(valid))
@@ -301,6 +302,20 @@ class _Run:
                     self.commit_seconds += time.perf_counter() - t2
                 self.series_written += b - a
                 self._tell("write")
+
+    def _joined(self, blocks: list[tuple[Slab, int, np.ndarray, np.ndarray]]
+                ) -> list[tuple[Slab, int, np.ndarray, np.ndarray]]:
+        """The slabs' blocks as one when they fit one commit (they share their positions and
+        hold consecutive series): the pivot grows its slabs geometrically, so without this
+        an input that fits ``points_per_commit`` would still take a commit per slab."""
+        if len(blocks) < 2:
+            return blocks
+        positions = blocks[0][2]
+        series = sum(block.shape[1] for *_, block in blocks)
+        consecutive = all(b[1] == a[1] + a[3].shape[1] for a, b in pairwise(blocks))
+        if not consecutive or len(positions) * series > self.points_per_commit:
+            return blocks
+        return [(blocks[0][0], blocks[0][1], positions, np.hstack([b[3] for b in blocks]))]
 
     def _refuse_existing(self, first: int, has_value: np.ndarray) -> None:
         """With insert: refuse (before the first commit) series of the input holding a

@@ -98,6 +98,14 @@ class IngestSemantics(StoreFixtures):
         finally:
             twin.close()
 
+    def test_ingest_that_fits_one_commit_is_one_commit(self, store: curvestore.Store) -> None:
+        # more series than the first few buffers hold: still one all-or-nothing commit
+        columns = {("m", "load", n): curve("2024-05-01", periods=4, seed=n) for n in range(300)}
+        report = store.ingest(long_rows(columns), **COLUMNS)
+        assert (report.commits, report.series) == (1, 300)
+        assert_series_exact(store.read(key(site="m", kind="load", n=299)),
+                            columns[("m", "load", 299)])
+
     def test_ingest_single_key_columns_units_and_zones(
             self, single_key_store: curvestore.Store) -> None:
         store = single_key_store
