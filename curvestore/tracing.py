@@ -38,15 +38,18 @@ def store_tracer() -> Tracer | None:
     """The tracer for new stores: decided once per process (see the module docstring)."""
     global _cached
     if _cached is _unset:
-        _cached = None
-        if os.environ.get("CURVESTORE_TRACING", "").strip().lower() not in _OFF:
-            try:
-                from opentelemetry import trace
-            except ImportError:
-                pass
-            else:
-                _cached = OpenTelemetryTracer(trace.get_tracer("curvestore", __version__))
+        _cached = _new_tracer()
     return _cached  # type: ignore[no-any-return]
+
+
+def _new_tracer() -> Tracer | None:
+    if os.environ.get("CURVESTORE_TRACING", "").strip().lower() in _OFF:
+        return None
+    try:
+        from opentelemetry import trace
+    except ImportError:  # not installed: stores hold no tracer
+        return None
+    return OpenTelemetryTracer(trace.get_tracer("curvestore", __version__))
 
 
 def backend_name(store: Any) -> str:
