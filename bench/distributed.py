@@ -36,9 +36,7 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -135,17 +133,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     load_before = os.getloadavg()
-    run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = env.new_run_id()
     # the workers must import the curvestore this process runs
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(Path(curvestore.__file__).resolve().parents[1]),
          *filter(None, [os.environ.get("PYTHONPATH")])])
-    if args.workdir:
-        workdir = Path(args.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-    else:
-        env.WORK.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix="distributed-", dir=env.WORK))
+    workdir = env.run_workdir(args.workdir, "distributed")
     results: dict[str, Any] = {"skipped": {}}
     with contextlib.ExitStack() as stack:
         if not args.keep:

@@ -31,7 +31,6 @@ import os
 import pstats
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -315,7 +314,7 @@ def bench(args: argparse.Namespace, pg_url: str, started_here: bool) -> int:
     results["meta"] = {
         "argv": sys.argv[1:],
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "run_id": time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6],
+        "run_id": env.new_run_id(),
         "elapsed_s": time.perf_counter() - started,
         "machine": machine_info(),
         "load_average": {"before": list(load_before), "after": list(os.getloadavg())},

@@ -36,9 +36,7 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -158,14 +156,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     load_before = os.getloadavg()
-    run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = env.new_run_id()
     first_append = dt.date.fromisoformat(args.first_append)
-    if args.workdir:
-        workdir = Path(args.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-    else:
-        env.WORK.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix="fleet-", dir=env.WORK))
+    workdir = env.run_workdir(args.workdir, "fleet")
     versions = {"numpy": np.__version__, "pandas": pd.__version__}
     skipped: dict[str, str] = {}
     runs: list[dict[str, Any]] = []

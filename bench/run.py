@@ -50,11 +50,16 @@ import gc
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from benchkit.env import BENCH, WORK, ensure_env, import_curvestore_from_repository
+from benchkit.env import (
+    BENCH,
+    WORK,
+    ensure_env,
+    import_curvestore_from_repository,
+    new_run_id,
+)
 from benchkit.fold import fold_into_results_md
 from benchkit.postgres import is_pg, pg_server_facts
 from benchkit.report import render
@@ -132,7 +137,7 @@ def bench(args: argparse.Namespace, pg_url: str | None, started_here: bool) -> i
     from benchkit.system import System
 
     started = time.perf_counter()
-    run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = new_run_id()
     wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(wanted) - {"arcticdb", "holcstore", "curvestore"}
     if unknown:

@@ -34,7 +34,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchkit.measure import machine_info, median_of, run_system
 
     started = time.perf_counter()
-    run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = env.new_run_id()
     moto = Moto()
     print(f"moto on {moto.endpoint}", flush=True)
     try:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1]
@@ -94,3 +97,19 @@ def import_curvestore_from_repository() -> None:
     editable install): called once the script runs in its final interpreter."""
     if str(REPO) not in sys.path:
         sys.path.append(str(REPO))
+
+
+def new_run_id() -> str:
+    """A run's id: its start time and a random part (two runs never share one)."""
+    return time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def run_workdir(given: str | None, prefix: str) -> Path:
+    """Where a run's stores go: ``given`` (created if missing), else a new directory under
+    bench/.work named after ``prefix``."""
+    if given:
+        workdir = Path(given)
+        workdir.mkdir(parents=True, exist_ok=True)
+        return workdir
+    WORK.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=WORK))
