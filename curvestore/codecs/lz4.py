@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import ModuleType
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from curvestore.codecs._shuffle import shuffle, unshuffle
 from curvestore.codecs.none import SUPPORTED_DTYPES, expected_nbytes, from_le_bytes, to_le_bytes
 from curvestore.core.codec import Codec
 from curvestore.errors import BackendNotInstalledError, IntegrityError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 __all__ = ["LZ4Codec", "LZ4ShuffleCodec"]
 
@@ -78,6 +81,18 @@ class LZ4Codec(Codec):
             data = unshuffle(data, dtype.itemsize, length)
         return from_le_bytes(data, dtype, length, self.codec_id, self.supported_dtypes)
 
+    def encode_many(self, values: np.ndarray, starts: Sequence[int],
+                    lengths: Sequence[int]) -> list[bytes]:
+        """Compress slices of one array (see :meth:`Codec.encode_many`): the array is checked
+        and made little-endian once, and each slice handed to LZ4 as a view, not a copy."""
+        if self._shuffle:
+            return super().encode_many(values, starts, lengths)
+        compress = _lz4_block(self.codec_id).compress
+        le = to_le_bytes(values, self.codec_id, self.supported_dtypes)
+        size = le.dtype.itemsize
+        view = memoryview(cast("Buffer", le)).cast("B")  # numpy's 3.11 stubs lack Buffer
+        return [compress(view[s * size:(s + n) * size], store_size=False)
+                for s, n in zip(starts, lengths, strict=True)]
 
     def decode_many(self, payloads: Sequence[bytes], *, dtype: np.dtype,
                     lengths: Sequence[int]) -> np.ndarray:

@@ -65,6 +65,16 @@ class Codec(ABC):
             If the payload cannot be decoded to ``length`` elements.
         """
 
+    def encode_many(self, values: np.ndarray, starts: Sequence[int],
+                    lengths: Sequence[int]) -> list[bytes]:
+        """Encode slices of one 1-D contiguous array: ``values[s:s + n]`` for each start and
+        length, each payload exactly what :meth:`encode` makes of that slice.
+
+        What a compaction calls for thousands of chunks laid out in one buffer, so a codec can
+        skip its per-call checks and copies. The default calls :meth:`encode` per slice.
+        """
+        return [self.encode(values[s:s + n]) for s, n in zip(starts, lengths, strict=True)]
+
     def decode_many(self, payloads: Sequence[bytes], *, dtype: np.dtype,
                     lengths: Sequence[int]) -> np.ndarray:
         """Decode many payloads of one dtype into one array: their values back to back.

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from curvestore.engine._reads import SegmentGone, codec_named, fetch_blocks
 from curvestore.errors import ConflictError, IntegrityError
 
 if TYPE_CHECKING:
+    from curvestore.core.codec import Codec
     from curvestore.engine.backend import EngineBackend
     from curvestore.objects.base import ObjectStore
 
@@ -51,6 +53,12 @@ __all__ = ["CompactionReport", "collect_garbage", "compact"]
 _CHUNKS_PER_STEP = 20_000
 #: Values joined per buffer (16 MiB of float64), reused from one buffer-full to the next.
 _BUFFER_VALUES = 1 << 21
+#: Threads joining buffer-fulls, each with its buffer.
+_WORKERS = 2
+#: Buffer-fulls joined or being joined but not yet written: a worker that finishes one
+#: starts the next while the segment write catches up (writes into fresh page cache can be
+#: slower than joining), and the encoded bytes waiting stay bounded.
+_PENDING = 6
 
 
 @dataclass
@@ -158,15 +166,16 @@ def _joined(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, segment: s
     key, then version) and return its rows.
 
     Chunks are handled a buffer-full at a time, by two worker threads (reads, copies and
-    LZ4 release the GIL), each buffer reused once its task is done: faulting in fresh
-    memory costs as much here as the copies themselves, and memory stays bounded. A task
-    reads its rows (:func:`fetch_blocks`), checks every payload's CRC-32 (back-to-back
+    LZ4 release the GIL), each with one buffer it reuses: faulting in fresh memory costs
+    as much here as the copies themselves, and memory stays bounded. A task maps its rows'
+    bytes (:func:`fetch_blocks` with views), checks every payload's CRC-32 (back-to-back
     fragments as runs, see :mod:`curvestore.engine._crc`) and lays each chunk's rows into
     the chunk's slot (a chunk's rows never overlap: a fragment starts at or after the end
     of what precedes it): raw fragments (codec ``none``, how the engine keeps appended
     days) of one segment and length are copied as one strided 2-D block, whatever the
-    number of series; other rows are decoded one by one. Then each chunk is encoded once,
-    with the codec of its newest row, and written to the segment as tasks finish, in order
+    number of series; other rows are decoded together. Then each chunk is encoded once,
+    with the codec of its newest row (one ``encode_many`` call), and the payloads are
+    written to the segment as tasks finish, in order
     (:meth:`~curvestore.objects.base.ObjectStore.put_parts`)."""
     keys = chunk_keys(rows["sid"], rows["chunk"])
     firsts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -204,13 +213,22 @@ def _joined(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, segment: s
     previous_end = np.r_[0, (start + length)[:-1]]
     gap = (start > previous_end) & (np.arange(len(rows)) != bounds[owner])
     per_task = max(_BUFFER_VALUES // width, 1)
-    free = [np.empty(per_task * width) for _ in range(3)]
+    buffers: SimpleQueue[np.ndarray] = SimpleQueue()
+    for _ in range(_WORKERS):
+        buffers.put(np.empty(per_task * width))
     row_dtype, row_codec = rows["dtype"], rows["codec"]
 
-    def join(c0: int, c1: int, buffer: np.ndarray) -> tuple[bytes, list[int], list[int]]:
+    def join(c0: int, c1: int) -> tuple[list[bytes], list[int]]:
+        buffer = buffers.get()  # one per worker: there is always one free here
+        try:
+            return joined(c0, c1, buffer)
+        finally:
+            buffers.put(buffer)
+
+    def joined(c0: int, c1: int, buffer: np.ndarray) -> tuple[list[bytes], list[int]]:
         r0, r1 = int(bounds[c0]), int(bounds[c1])
         part = rows[r0:r1]
-        blobs, block, rel = fetch_blocks(objects, catalog, part)
+        blobs, block, rel = fetch_blocks(objects, catalog, part, views=True)
         bad = failing(blobs, block, rel, size[r0:r1], part["checksum"])
         if len(bad):
             i = int(bad[0])
@@ -227,41 +245,46 @@ def _joined(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, segment: s
                      length[r0:r1], row_dtype[r0:r1], at, width)
         _decode_whole(catalog, flat, np.flatnonzero(~raw[r0:r1]), blobs, block, rel,
                       size[r0:r1], length[r0:r1], row_codec[r0:r1], row_dtype[r0:r1], at)
-        payloads = [codecs[c].encode(flat[b - done:b - done + n].astype(dtypes[d], copy=False))
-                    for b, n, c, d in plan[c0:c1]]
-        # one write per task: a write per payload costs more in system calls than in bytes
-        return (b"".join(payloads), [len(p) for p in payloads],
-                [checksum(p) for p in payloads])
+        payloads = _encoded(flat, done, plan[c0:c1], codecs, dtypes)
+        return payloads, [checksum(p) for p in payloads]
 
     sizes: list[int] = []
     crcs: list[int] = []
 
     def payloads(pool: ThreadPoolExecutor) -> Iterator[bytes]:
-        running: deque[tuple[Future[tuple[bytes, list[int], list[int]]], np.ndarray]] = deque()
+        running: deque[Future[tuple[list[bytes], list[int]]]] = deque()
 
         def collect() -> Iterator[bytes]:
-            future, buffer = running.popleft()
-            done, lengths, sums = future.result()
-            sizes.extend(lengths)
+            done, sums = running.popleft().result()
+            sizes.extend(map(len, done))
             crcs.extend(sums)
-            free.append(buffer)
-            yield done
+            yield from done
 
         for c0 in range(0, len(firsts), per_task):
-            if not free:
+            if len(running) == _PENDING:
                 yield from collect()
-            buffer = free.pop()
-            running.append((pool.submit(join, c0, min(c0 + per_task, len(firsts)), buffer),
-                            buffer))
+            running.append(pool.submit(join, c0, min(c0 + per_task, len(firsts))))
         while running:
             yield from collect()
 
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(_WORKERS) as pool:
         objects.put_parts(segment, payloads(pool))
     out["size"] = sizes
     out["offset"] = np.r_[0, np.cumsum(out["size"])[:-1]]
     out["checksum"] = crcs
     return out, tables["codec"], tables["dtype"]
+
+
+def _encoded(flat: np.ndarray, done: int, plan: list[tuple[int, int, int, int]],
+             codecs: list[Codec], dtypes: list[str]) -> list[bytes]:
+    """Encode each planned chunk (slot start, span, codec, dtype) of ``flat`` (whose first
+    value is slot position ``done``): one ``encode_many`` when they share a codec and the
+    buffer's dtype (what slots hold beyond a chunk's span is never converted)."""
+    if len({(c, d) for _b, _n, c, d in plan}) == 1 and np.dtype(dtypes[plan[0][3]]) == flat.dtype:
+        return codecs[plan[0][2]].encode_many(flat, [b - done for b, *_ in plan],
+                                              [n for _b, n, *_ in plan])
+    return [codecs[c].encode(flat[b - done:b - done + n].astype(dtypes[d], copy=False))
+            for b, n, c, d in plan]
 
 
 def _scatter_raw(catalog: Catalog, flat: np.ndarray, rows: np.ndarray, blobs: list[bytes],

@@ -43,10 +43,12 @@ def codec_named(codec_id: str) -> Codec:
     return get_codec(codec_id)
 
 
-def fetch_blocks(objects: ObjectStore, catalog: Catalog, rows: np.ndarray
-                 ) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+def fetch_blocks(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, *,
+                 views: bool = False) -> tuple[list[bytes], np.ndarray, np.ndarray]:
     """Read the bytes of ``rows`` with one ranged read per run of nearby rows of a segment:
-    the blocks read, and for each row the block holding it and its offset there."""
+    the blocks read (with ``views``, maybe read-only buffers: see
+    :meth:`~curvestore.objects.base.ObjectStore.get_ranges`), and for each row the block
+    holding it and its offset there."""
     obj, offset, size = rows["obj"], rows["offset"], rows["size"]
     order = np.lexsort((offset, obj))
     o, a, n = obj[order], offset[order], size[order]
@@ -58,7 +60,7 @@ def fetch_blocks(objects: ObjectStore, catalog: Catalog, rows: np.ndarray
     lasts = np.append(firsts[1:], len(order)) - 1
     requests = [(catalog.objects[int(o[f])], int(a[f]), int(end[lo] - a[f]))
                 for f, lo in zip(firsts.tolist(), lasts.tolist(), strict=True)]
-    blobs = objects.get_ranges(requests) if requests else []
+    blobs = objects.get_ranges(requests, views=views) if requests else []
     if any(b is None for b in blobs):
         raise SegmentGone()
     for (key, _start, length), blob in zip(requests, blobs, strict=True):

@@ -205,19 +205,24 @@ class ObjectStore(abc.ABC):
         """
         return self._get_many([validate_key(k) for k in keys])
 
-    def get_ranges(self, requests: Sequence[tuple[str, int, int | None]]
-                   ) -> list[bytes | None]:
+    def get_ranges(self, requests: Sequence[tuple[str, int, int | None]], *,
+                   views: bool = False) -> list[Any]:
         """Many :meth:`get_range` reads at once (concurrently where the medium gains from it).
 
         Parameters
         ----------
         requests : sequence of (key, start, length)
             As for :meth:`get_range`.
+        views : bool
+            Allow read-only buffers (``memoryview``) in place of ``bytes``: local files map
+            large ranges instead of copying them. For bulk readers that scan the bytes; such
+            a buffer holds the bytes read even after the object is replaced or deleted.
 
         Returns
         -------
         list
-            For each request, in order, what :meth:`get_range` returns.
+            For each request, in order, what :meth:`get_range` returns (or, with ``views``,
+            a buffer of the same bytes).
 
         Raises
         ------
@@ -229,7 +234,7 @@ class ObjectStore(abc.ABC):
             key, start, length = request
             first = _check_count("start", start)
             checked.append((validate_key(key), first, _check_optional_count("length", length)))
-        return self._get_ranges(checked)
+        return self._view_ranges(checked) if views else self._get_ranges(checked)
 
     def list(self, prefix: str = "", *, start_after: str | None = None
              ) -> Iterator[ObjectInfo]:
@@ -392,6 +397,11 @@ class ObjectStore(abc.ABC):
                     ) -> builtins.list[bytes | None]:
         # note for implementers: one read after another; override where requests have latency
         return [self._get_range(*request) for request in requests]
+
+    def _view_ranges(self, requests: builtins.list[tuple[str, int, int | None]]
+                     ) -> builtins.list[Any]:
+        """See :meth:`get_ranges` with ``views``; this default reads bytes."""
+        return self._get_ranges(requests)
 
     @abc.abstractmethod
     def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:

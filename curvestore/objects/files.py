@@ -57,16 +57,39 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from curvestore.errors import ConfigurationError, InvalidKeyError
-from curvestore.objects._posix import CLOEXEC, Stripes, fcntl, file_version, read_at
+from curvestore.objects._posix import (
+    CLOEXEC,
+    Stripes,
+    fcntl,
+    file_version,
+    map_at,
+    read_at,
+    write_all,
+)
 from curvestore.objects.base import RESERVED_PREFIX, Data, ObjectInfo, ObjectStore
 
 __all__ = ["FileObjectStore"]
 
 _TEMP_SUFFIX = ".tmp"
+#: Bytes of a streamed write (``put_parts``) flushed to disk at a time while it goes on.
+_SYNC_EVERY = 8 << 20
+#: Ranges from this size on are mapped, not read, by ``get_ranges(..., views=True)``: below
+#: it a read's copy costs less than setting up a mapping.
+_MAP_AT_LEAST = 1 << 16
 _MAX_RESOLUTION_NS = 1000
 _PROBE_NS = 1_700_000_000_123_456_789
 #: root -> timestamp step (ns) of its file system, probed once per process.
 _STEPS: dict[str, int] = {}
+
+
+def _span(start: int, length: int | None, size: int) -> tuple[int, int]:
+    """(offset, length) of the range ``start``, ``length`` of an object of ``size`` bytes."""
+    end = size if length is None else min(size, start + length)
+    return start, end - start
+
+
+def _map_or_read(fd: int, length: int, offset: int) -> bytes | memoryview:
+    return map_at(fd, length, offset) if length >= _MAP_AT_LEAST else read_at(fd, length, offset)
 
 
 class FileObjectStore(ObjectStore):
@@ -149,10 +172,10 @@ class FileObjectStore(ObjectStore):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | CLOEXEC, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            for part in (data,) if isinstance(data, bytes) else data:
-                view = memoryview(part)
-                while view:
-                    view = view[os.write(fd, view):]
+            if isinstance(data, bytes):
+                write_all(fd, (data,))
+            else:  # parts that come as they are made: flush what came while waiting
+                write_all(fd, data, sync_every=_SYNC_EVERY if self.fsync else 0)
             if self.fsync:
                 os.fsync(fd)
         except BaseException:
@@ -277,11 +300,13 @@ class FileObjectStore(ObjectStore):
         return removed
 
     # -- reads --------------------------------------------------------------------------------
-    def _read(self, key: str, span: Callable[[int], tuple[int, int]]
-              ) -> tuple[bytes, os.stat_result] | None:
-        """The bytes ``span(size)`` (offset, length) of a regular file, read from the one
-        descriptor whose ``fstat`` gave the size (a rename in between cannot mix two files),
-        with that ``stat``; None when there is no such file."""
+    def _read(self, key: str, span: Callable[[int], tuple[int, int]],
+              fetch: Callable[[int, int, int], Any] = read_at
+              ) -> tuple[Any, os.stat_result] | None:
+        """The bytes ``span(size)`` (offset, length) of a regular file, read by
+        ``fetch(fd, length, offset)`` from the one descriptor whose ``fstat`` gave the size
+        (a rename in between cannot mix two files), with that ``stat``; None when there is no
+        such file."""
         try:
             fd = os.open(self._path(key), os.O_RDONLY | CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
@@ -291,7 +316,7 @@ class FileObjectStore(ObjectStore):
             if not stat.S_ISREG(st.st_mode):
                 return None
             offset, length = span(st.st_size)
-            return (read_at(fd, length, offset) if length > 0 else b""), st
+            return (fetch(fd, length, offset) if length > 0 else b""), st
         finally:
             os.close(fd)
 
@@ -300,12 +325,15 @@ class FileObjectStore(ObjectStore):
         return None if got is None else (got[0], file_version(got[1]))
 
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
-        def span(size: int) -> tuple[int, int]:
-            end = size if length is None else min(size, start + length)
-            return start, end - start
-
-        got = self._read(key, span)
+        got = self._read(key, functools.partial(_span, start, length))
         return None if got is None else got[0]
+
+    def _view_ranges(self, requests: list[tuple[str, int, int | None]]
+                     ) -> list[bytes | memoryview | None]:
+        spans = [(key, functools.partial(_span, start, length))
+                 for key, start, length in requests]
+        return [None if got is None else got[0]
+                for got in (self._read(key, span, _map_or_read) for key, span in spans)]
 
     def _get_suffix(self, key: str, length: int) -> bytes | None:
         def span(size: int) -> tuple[int, int]:

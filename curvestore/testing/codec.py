@@ -334,6 +334,15 @@ class CodecConformance:
         assert got.flags.writeable
         assert len(codec.decode_many([], dtype=np.dtype("float64"), lengths=[])) == 0
 
+    @pytest.mark.parametrize("dtype", ["float64", "float32", ">f8"])
+    def test_encode_many_is_encode_of_each_slice(self, codec: Codec, dtype: str) -> None:
+        values = _load_month().astype(dtype)
+        values[300:310] = np.nan
+        starts, lengths = [0, 96, 96, 200, 201, 1000], [96, 104, 0, 1, 799, 1976]
+        got = codec.encode_many(values, starts, lengths)
+        assert got == [codec.encode(values[s:s + n]) for s, n in zip(starts, lengths, strict=True)]
+        assert codec.encode_many(values, [], []) == []
+
     def test_decode_many_refuses_a_bad_payload(self, codec: Codec) -> None:
         values = _load_month()[:1000]
         good = codec.encode(values)

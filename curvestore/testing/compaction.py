@@ -12,7 +12,7 @@ import random
 import signal
 import threading
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -96,6 +96,20 @@ class CompactionSemantics(StoreFixtures):
         assert store.compact()["chunks"] == 0  # nothing left to join
         with self.reopen(store.url) as again:
             pd.testing.assert_frame_equal(again.read_frame(), before)
+
+    @pytest.mark.parametrize("codec", ["lz4-shuffle", "none"])
+    def test_compact_keeps_values_of_other_codecs(self, store: curvestore.Store,
+                                                  backend_url_factory: Any, codec: str) -> None:
+        self.require_compaction(store)
+        with curvestore.create_store(backend_url_factory(), keys=self.keys, freq=self.freq,
+                                     tz=self.tz, chunking=self.chunking, codec=codec) as store:
+            for day in range(8):
+                store.write_frame(daily_frame(day), mode="update")
+            before = store.read_frame()
+            assert store.compact()["chunks"] == 2 * _SERIES
+            pd.testing.assert_frame_equal(store.read_frame(), before)
+            pd.testing.assert_frame_equal(before, expected_frame(8), check_freq=False)
+            assert verify_store(store).ok
 
     def test_compact_before_leaves_open_periods(self, store: curvestore.Store) -> None:
         self.require_compaction(store)

@@ -214,6 +214,22 @@ class ObjectStoreConformance:
         assert object_store.get_ranges(requests) == want
         assert object_store.get_many([]) == [] and object_store.get_ranges([]) == []
 
+    def test_ranges_as_views(self, object_store: ObjectStore) -> None:
+        data = payload(7, 3 << 20)  # large enough for a file store to map it
+        object_store.put("big", data)
+        requests: list[tuple[str, int, int | None]] = [
+            ("big", 0, 10), ("big", 5, 1 << 20), ("big", len(data) - 100, 1000),
+            ("big", 70_001, None), ("big", len(data) + 1, 4), ("missing", 0, 5)]
+        got = object_store.get_ranges(requests, views=True)
+        assert [None if g is None else bytes(g) for g in got] == [
+            data[:10], data[5:5 + (1 << 20)], data[-100:], data[70_001:], b"", None]
+        # what was returned stays as read after the object is replaced, then deleted
+        object_store.put("big", b"replaced")
+        object_store.delete("big")
+        assert bytes(got[1]) == data[5:5 + (1 << 20)] and bytes(got[3]) == data[70_001:]
+        with pytest.raises(InvalidKeyError):
+            object_store.get_ranges([("../x", 0, 1)], views=True)
+
     # -- versions -------------------------------------------------------------------------------
     def test_versions_change_on_every_put(self, object_store: ObjectStore) -> None:
         contents = [b"A", b"B", b"A", b"BB", b"", b"A"]

@@ -11,11 +11,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from curvestore.errors import ConflictError
 from curvestore.objects import FileObjectStore, ObjectStore
+from curvestore.objects._posix import write_all
 from curvestore.testing.objects import ObjectStoreConformance, check_payload
 
 
@@ -137,3 +140,18 @@ def test_killed_writer_leaves_a_whole_object(tmp_path: Path) -> None:
     assert got is not None and check_payload(got[0]) >= 1
     store.sweep_temporaries(older_than=0)
     assert _temps(root) == []
+
+
+def test_write_all_writes_many_parts_in_order(tmp_path: Path) -> None:
+    """More parts than one writev takes, empty ones and views among them."""
+    parts: list[Any] = [bytes([i % 251]) * (i % 7) for i in range(2500)]
+    parts[10] = memoryview(b"view")
+    parts[11] = bytearray(b"array")
+    parts[12] = np.arange(3, dtype="<i8")
+    path = tmp_path / "out"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        write_all(fd, iter(parts))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(bytes(memoryview(p).cast("B")) for p in parts)
