@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-month", dest="month", action="store_false",
                     help="skip the month of appends and its compaction (file and "
                          "postgresql runs)")
+    ap.add_argument("--month-repeats", type=int, default=None,
+                    help="times the month of appends and its compaction is run; the medians "
+                         "are reported (3; quick 1)")
     ap.add_argument("--first-append", default="2025-10-25",
                     help="the first appended local day (2025-10-25: the next one ends DST)")
     ap.add_argument("--url", action="append", default=None,
@@ -95,6 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="run in this Python, without bench/.venv")
     args = ap.parse_args(argv)
     args.meters = args.meters or (500 if args.quick else 10_000)
+    args.month_repeats = args.month_repeats or (1 if args.quick else 3)
     args.days = [int(d) for d in (args.days or ("10" if args.quick else "31,300")).split(",")]
     args.url = args.url or ["file"]
     args.peers = [p.strip() for p in args.peers.split(",") if p.strip()]
@@ -191,7 +195,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"a month of daily appends, then compaction: {meters:,} meters, "
                       f"{system.label}", flush=True)
                 months.append(run_month(system, Fleet(meters, args.seed), args.history_reads,
-                                        args.history_budget, args.seed))
+                                        args.history_budget, args.seed,
+                                        repeats=args.month_repeats))
     if "curvestore" in versions:
         versions["curvestore"] += f" (git {_git_describe()})"
     versions.update({k: v for k, v in optional_versions().items() if v != "not installed"})

@@ -28,8 +28,11 @@ def test_quick_run_checks_every_read_and_writes_the_report(fleet: Any, tmp_path:
     out, raw = tmp_path / "RESULTS-fleet.md", tmp_path / "results.json"
     assert fleet.main(["--here", "--quick", "--meters", "50", "--days", "3",
                        "--history-reads", "5", "--workdir", str(tmp_path / "stores"),
-                       "--output", str(out), "--json", str(raw)]) == 0
+                       "--month-repeats", "2", "--output", str(out), "--json", str(raw)]) == 0
     results = json.loads(raw.read_text())
+    [month] = results["months"]
+    assert len(month["compact_runs_s"]) == len(month["fresh_runs_s"]) == 2
+    assert month["compact"]["s"] == min(month["compact_runs_s"])  # the lower middle of two
     runs = {r["scheme"]: r for r in results["runs"]}
     assert "file" in runs
     for run in runs.values():

@@ -23,7 +23,7 @@ from curvestore.core.records import SeriesKey
 from curvestore.engine._format import APPEND, DELETED, ROW, Container
 from curvestore.errors import IntegrityError
 
-__all__ = ["Catalog", "Names", "chunk_keys"]
+__all__ = ["Catalog", "Names", "among", "chunk_keys"]
 
 _CHUNK_BIAS = 1 << 31
 
@@ -32,6 +32,16 @@ def chunk_keys(sid: np.ndarray, chunk: np.ndarray) -> np.ndarray:
     """One sortable int64 per (series, chunk): series first, then chunk (chunks may be
     negative, before 1970)."""
     return (sid.astype(np.int64) << 32) | (chunk.astype(np.int64) + _CHUNK_BIAS)
+
+
+def among(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """``np.isin(values, members)`` for integers, by binary search in the sorted members:
+    several times faster when the values are a whole catalog's (hundreds of thousands)."""
+    members = np.unique(members)
+    if not len(members):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(members, values), len(members) - 1)
+    return members[at] == values
 
 
 class Names:
@@ -130,7 +140,7 @@ class Catalog:
                 ) -> np.ndarray:
         """Rows of many series (any order of ``sids``) in chunk range, in catalog order."""
         rows = self.rows
-        mask = np.isin(rows["sid"], sids)
+        mask = among(rows["sid"], sids)
         if lo is not None:
             mask &= rows["chunk"] >= lo
         if hi is not None:
@@ -228,7 +238,7 @@ def _apply(rows: np.ndarray, keys: np.ndarray, new: np.ndarray
     new, new_keys = new[order], new_keys[order]
     replacing = (new["flags"] & APPEND) == 0
     if replacing.any() and len(keys):
-        drop = np.isin(keys, new_keys[replacing])
+        drop = among(keys, new_keys[replacing])
         if drop.any():
             rows, keys = rows[~drop], keys[~drop]
     added = (new["flags"] & DELETED) == 0

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curvestore.core.records import checksum
-from curvestore.engine._catalog import Catalog, chunk_keys
+from curvestore.engine._catalog import Catalog, among, chunk_keys
 from curvestore.engine._checkpoint import checkpoints, write_checkpoint
 from curvestore.engine._crc import failing
 from curvestore.engine._format import (
@@ -103,7 +103,7 @@ def _fragmented(catalog: Catalog, sids: np.ndarray, lo: int | None, hi: int | No
                 ) -> np.ndarray:
     """Chunk keys (sorted) of the chunks of ``sids`` in ``lo..hi`` that have fragments."""
     rows, keys = catalog.rows, catalog.keys
-    mask = np.isin(rows["sid"], sids)
+    mask = among(rows["sid"], sids)
     if lo is not None:
         mask &= rows["chunk"] >= lo
     if hi is not None:
@@ -119,7 +119,7 @@ def _step(backend: EngineBackend, catalog: Catalog, wanted: np.ndarray,
           report: CompactionReport) -> Catalog:
     for _attempt in range(5):
         try:
-            rows = catalog.rows[np.isin(catalog.keys, wanted)]
+            rows = catalog.rows[among(catalog.keys, wanted)]
             segment = segment_key()
             new, codecs, dtypes = _joined(backend.objects, catalog, rows, segment)
             break
@@ -218,14 +218,15 @@ def _joined(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, segment: s
         buffers.put(np.empty(per_task * width))
     row_dtype, row_codec = rows["dtype"], rows["codec"]
 
-    def join(c0: int, c1: int) -> tuple[list[bytes], list[int]]:
+    def join(c0: int, c1: int) -> tuple[list[bytes], list[int], list[int]]:
         buffer = buffers.get()  # one per worker: there is always one free here
         try:
             return joined(c0, c1, buffer)
         finally:
             buffers.put(buffer)
 
-    def joined(c0: int, c1: int, buffer: np.ndarray) -> tuple[list[bytes], list[int]]:
+    def joined(c0: int, c1: int, buffer: np.ndarray
+               ) -> tuple[list[bytes], list[int], list[int]]:
         r0, r1 = int(bounds[c0]), int(bounds[c1])
         part = rows[r0:r1]
         blobs, block, rel = fetch_blocks(objects, catalog, part, views=True)
@@ -246,17 +247,17 @@ def _joined(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, segment: s
         _decode_whole(catalog, flat, np.flatnonzero(~raw[r0:r1]), blobs, block, rel,
                       size[r0:r1], length[r0:r1], row_codec[r0:r1], row_dtype[r0:r1], at)
         payloads = _encoded(flat, done, plan[c0:c1], codecs, dtypes)
-        return payloads, [checksum(p) for p in payloads]
+        return payloads, [len(p) for p in payloads], [checksum(p) for p in payloads]
 
     sizes: list[int] = []
     crcs: list[int] = []
 
     def payloads(pool: ThreadPoolExecutor) -> Iterator[bytes]:
-        running: deque[Future[tuple[list[bytes], list[int]]]] = deque()
+        running: deque[Future[tuple[list[bytes], list[int], list[int]]]] = deque()
 
         def collect() -> Iterator[bytes]:
-            done, sums = running.popleft().result()
-            sizes.extend(map(len, done))
+            done, lengths, sums = running.popleft().result()
+            sizes.extend(lengths)
             crcs.extend(sums)
             yield from done
 

@@ -36,7 +36,7 @@ from curvestore.core.records import (
     Position,
     SeriesKey,
 )
-from curvestore.engine._catalog import Catalog, Names
+from curvestore.engine._catalog import Catalog, Names, among
 from curvestore.engine._checkpoint import load_catalog, write_checkpoint
 from curvestore.engine._format import (
     DELETED,
@@ -350,7 +350,7 @@ class EngineBackend(Backend):
                   last: int | None = None) -> Iterator[tuple[SeriesKey, list[Piece]]]:
         catalog = self.current()
         sids = catalog.names.sids(sorted(set(keys)))
-        return self._pieces_of(catalog, sids[np.isin(sids, catalog.live_sids())], lo, hi,
+        return self._pieces_of(catalog, sids[among(sids, catalog.live_sids())], lo, hi,
                                first, last)
 
     def _pieces_of(self, catalog: Catalog, sids: np.ndarray, lo: int | None, hi: int | None,

@@ -60,13 +60,14 @@ def write_all(fd: int, parts: Iterable[Any], *, sync_every: int = 0) -> None:
     With ``sync_every``, the data is flushed to disk (``fdatasync``) each time that many
     bytes were written since the last flush: a writer whose parts come slowly then has the
     disk work done while it waits for them, instead of all in the final ``fsync``."""
-    batch: list[memoryview] = []
+    batch: list[Any] = []
     pending = unsynced = 0
     for part in parts:
-        view = memoryview(part).cast("B")
-        if view.nbytes:
+        view = part if type(part) is bytes else memoryview(part).cast("B")
+        size = len(view)
+        if size:
             batch.append(view)
-            pending += view.nbytes
+            pending += size
         if len(batch) == _IOV:
             _writev_all(fd, batch)
             batch, unsynced, pending = [], unsynced + pending, 0
@@ -80,14 +81,19 @@ def write_all(fd: int, parts: Iterable[Any], *, sync_every: int = 0) -> None:
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
-def _writev_all(fd: int, views: list[memoryview]) -> None:
-    while views:
-        written = os.writev(fd, views)
-        while views and written >= views[0].nbytes:  # a short write resumes where it ended
-            written -= views[0].nbytes
-            views = views[1:]
-        if views and written:
-            views[0] = views[0][written:]
+def _writev_all(fd: int, views: list[Any]) -> None:
+    written = os.writev(fd, views)
+    if written == sum(map(len, views)):
+        return
+    # a short write (a signal, or more than the kernel takes at once): write the rest
+    for view in views:
+        if written >= len(view):
+            written -= len(view)
+            continue
+        rest = memoryview(view)[written:]
+        written = 0
+        while rest:
+            rest = rest[os.write(fd, rest):]
 
 
 class Stripes:

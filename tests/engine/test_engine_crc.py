@@ -7,6 +7,7 @@ import zlib
 import numpy as np
 import pytest
 
+from curvestore.engine._catalog import among
 from curvestore.engine._crc import combined_crcs, failing
 
 
@@ -45,3 +46,11 @@ def test_failing_names_exactly_the_damaged_payloads() -> None:
         bad = sorted(set(rng.integers(0, len(b), int(rng.integers(1, 3))).tolist()))
         stored[bad] ^= 1
         assert failing(blobs, b, r, n, stored).tolist() == bad
+
+
+def test_among_is_isin() -> None:
+    rng = np.random.default_rng(3)
+    for size, count, top in ((0, 5, 10), (7, 0, 10), (1000, 50, 200), (5000, 3000, 1 << 40)):
+        values = rng.integers(-top, top, size)
+        members = rng.integers(-top, top, count)
+        assert among(values, members).tolist() == np.isin(values, members).tolist()
