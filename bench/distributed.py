@@ -62,9 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--meters", type=int, default=10_000, help="fleet size (10,000)")
     ap.add_argument("--workers", type=int, default=2, help="Dask worker processes (2)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs of each measure (3)")
-    ap.add_argument("--series-per-partition", type=int, default=250,
-                    help="meters per Dask partition (250: a partition's columns stay small "
-                         "enough to be worked on in cache)")
+    ap.add_argument("--series-per-partition", type=int, default=None,
+                    help="meters per Dask partition for the reads (default: read_dask's own "
+                         "sizing, about 4 million points a partition)")
     ap.add_argument("--write-series-per-partition", type=int, default=None,
                     help="meters per partition written by to_store in (c) (default: meters / "
                          "(2 x workers): few commits)")

@@ -68,7 +68,9 @@ def measure_a(store: Any, url: str, args: Any) -> dict[str, Any]:
         return got.index.to_numpy(), got.to_numpy(np.float64)
 
     print("(a) the peak of every meter", flush=True)
-    out: dict[str, Any] = {"partitions": -(-args.meters // spp)}
+    partitions = read_dask(url, series_per_partition=spp).npartitions
+    out: dict[str, Any] = {"partitions": partitions,
+                           "series_per_partition": spp or -(-args.meters // partitions)}
     times, want = _timed(one_process, args.runs)
     out["read_many"] = _summary(times, "{k: s.max() for k, s in store.read_many()}")
     times, got = _timed(on_dask, args.runs)

@@ -101,7 +101,7 @@ def render(results: dict[str, Any]) -> str:
         "meters": f"{meta['meters']:,}", "month": meta["month"],
         "points": f"{meta['points']:,}", "quarter_hours": f"{meta['quarter_hours']:,}",
         "workers": str(meta["workers"]), "runs": str(meta["runs"]),
-        "series_per_partition": f"{meta['series_per_partition']:,}",
+        "series_per_partition": _read_partitioning(meta, results.get("a")),
         "write_series_per_partition": f"{meta.get('write_series_per_partition', 0):,}",
         "worker_environment": ", ".join(
             f"`{k}={v}`" for k, v in meta.get("worker_environment", {}).items()) or "-",
@@ -112,3 +112,12 @@ def render(results: dict[str, Any]) -> str:
         "skipped": "\n".join(f"- {k}: {v}" for k, v in skipped.items()) or "- none",
     }
     return Template((TEMPLATES / "distributed.md").read_text()).substitute(values)
+
+
+def _read_partitioning(meta: dict[str, Any], a: dict[str, Any] | None) -> str:
+    given = meta.get("series_per_partition")
+    if given:
+        return f"{given:,}"
+    if a and "series_per_partition" in a:
+        return f"{a['series_per_partition']:,} (read_dask's own sizing)"
+    return "read_dask's own sizing of"

@@ -257,3 +257,27 @@ class ReadSemantics(StoreFixtures):
             assert got == sorted(got, key=order)
             assert sorted(got) == sorted(expected)
             assert block.keys == sorted({k for k, _, _ in expected})
+
+    def test_long_read_of_appended_days_equals_read_many(self, store: curvestore.Store) -> None:
+        """Series grown day by day (fragments, on backends that keep appends apart), one of
+        them deleted, read as long columns over a window cut inside both end chunks."""
+        from curvestore.core.long_read import long_block, scan_keys
+
+        days = [curve(f"2024-01-{d:02d}", periods=96, seed=d, nan=0.2) for d in range(28, 32)]
+        days += [curve(f"2024-02-{d:02d}", periods=96, seed=d, nan=0.2) for d in (1, 2)]
+        for day in days:
+            store.write_many({("a", "load", n): day + n for n in (1, 2, 3)}, mode="update")
+        store.delete(key("a", "load", 2))
+        window = ("2024-01-29 10:15", "2024-02-01 07:45")
+        expected = []
+        for k, s in store.read_many(None, *window):
+            s = s.dropna()
+            expected += [(tuple(k.values()), int(t), float(v)) for t, v in
+                         zip(s.index.as_unit("ns").asi8, s.to_numpy(), strict=True)]
+        w = store.window(*window)
+        block = long_block(store, scan_keys(store, [("a", "load", n) for n in (3, 2, 1)], w), w)
+        got = [(block.keys[o], int(t), float(v)) for o, t, v in zip(
+            block.owners(), store.grid.ns_of_positions(block.positions), block.values,
+            strict=True)]
+        assert got == expected and len(got) > 400
+        assert block.keys == [("a", "load", 1), ("a", "load", 3)]

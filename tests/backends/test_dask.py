@@ -258,3 +258,22 @@ def test_the_readme_example_runs_as_written(client: Any) -> None:
     code = code.replace(cluster_line, "with client.as_current():")
     exec(compile(code, "README.md (dask)", "exec"), {"__name__": "readme_dask",
                                                      "client": client})
+
+
+def test_default_partitions_hold_about_the_points_wanted(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``series_per_partition``, partitions are sized from the store's metadata:
+    the matching series' mean points, or the window's length when shorter."""
+    import curvestore.dask._read as reading
+
+    url = (tmp_path / "s").as_uri()
+    series = _series()
+    _create(url).write_many(series)
+    mean = np.mean([s.count() for s in series.values()])
+    monkeypatch.setattr(reading, "POINTS_PER_PARTITION", int(2 * mean) + 1)
+    assert read_dask(url).npartitions == 3  # two series a partition
+    day = read_dask(url, start="2024-03-10", end="2024-03-10 23:45")  # 96 points a series
+    monkeypatch.setattr(reading, "POINTS_PER_PARTITION", 96 * 4)
+    assert read_dask(url, start="2024-03-10", end="2024-03-10 23:45").npartitions == 2
+    assert day.npartitions == 1
+    assert read_dask(url, series_per_partition=5).npartitions == 2  # given: as given
