@@ -90,18 +90,19 @@ def long_block(store: Store, scanned: Iterable[tuple[SeriesKey, list[_chunks.Pie
     lengths = [len(v) for v in arrays]
     values = np.empty(sum(lengths), dtype=np.float64)
     positions = np.empty(len(values), dtype=np.int64)
-    steps = np.arange(max(lengths), dtype=np.int64)
+    longest = max(lengths)
+    steps = np.arange(longest, dtype=np.int64)
+    missing = np.empty(longest, dtype=bool)
     piece_counts = np.empty(len(arrays), dtype=np.int64)
     at = 0
     for i, (start, array, n) in enumerate(zip(starts, arrays, lengths, strict=True)):
-        valid = ~np.isnan(array)
-        k = int(np.count_nonzero(valid))
+        k = n - int(np.count_nonzero(np.isnan(array, out=missing[:n])))
         if k == n:
             values[at:at + n] = array
             np.add(steps[:n], start, out=positions[at:at + n])
         elif k:
-            np.compress(valid, array, out=values[at:at + k])
-            np.add(np.compress(valid, steps[:n]), start, out=positions[at:at + k])
+            _copy_valid(array, missing[:n], steps, start, values[at:at + k],
+                        positions[at:at + k])
         piece_counts[i] = k
         at += k
     values, positions = values[:at], positions[:at]
@@ -111,6 +112,31 @@ def long_block(store: Store, scanned: Iterable[tuple[SeriesKey, list[_chunks.Pie
         counts = counts[counts > 0]
     block = LongBlock(keys, counts, positions, values)
     return _time_major(block) if time_major else block
+
+
+#: NaN in a piece up to which its valid stretches are copied one by one: load curves miss a
+#: few readings a month, and a slice copy per stretch costs less than a masked copy.
+_FEW_HOLES = 32
+
+
+def _copy_valid(array: np.ndarray, missing: np.ndarray, steps: np.ndarray, start: int,
+                values: np.ndarray, positions: np.ndarray) -> None:
+    """The values of ``array`` that are not ``missing`` into ``values``, their grid
+    positions (``start`` + index) into ``positions``."""
+    holes = np.flatnonzero(missing)
+    if len(holes) > _FEW_HOLES:
+        valid = ~missing
+        np.compress(valid, array, out=values)
+        np.add(np.compress(valid, steps[:len(array)]), start, out=positions)
+        return
+    at = previous = 0
+    for hole in [*holes.tolist(), len(array)]:
+        if hole > previous:
+            n = hole - previous
+            values[at:at + n] = array[previous:hole]
+            np.add(steps[previous:hole], start, out=positions[at:at + n])
+            at += n
+        previous = hole + 1
 
 
 def _time_major(block: LongBlock) -> LongBlock:
