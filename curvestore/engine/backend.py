@@ -36,7 +36,7 @@ from curvestore.core.records import (
     Position,
     SeriesKey,
 )
-from curvestore.engine._catalog import Catalog, Names, among
+from curvestore.engine._catalog import Catalog, among
 from curvestore.engine._checkpoint import load_catalog, write_checkpoint
 from curvestore.engine._format import (
     DELETED,
@@ -45,6 +45,7 @@ from curvestore.engine._format import (
     decode_container,
     log_key,
 )
+from curvestore.engine._groups import LazyKeys, key_of_row, row_ranges, scan_groups
 from curvestore.engine._reads import (
     SegmentGone,
     decode_rows,
@@ -67,10 +68,6 @@ __all__ = ["EngineBackend"]
 _log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-#: Bulk reads fetch series in groups of at most this many series and, unless one series is
-#: bigger, this many payload bytes: one batch of ranged reads per group, bounded memory.
-_SCAN_GROUP = 4096
-_SCAN_BYTES = 64 << 20
 _MEMORY_STORES: dict[str, ObjectStore] = {}
 _MEMORY_LOCK = threading.Lock()
 
@@ -314,7 +311,7 @@ class EngineBackend(Backend):
         segment was compacted away meanwhile."""
         for _attempt in range(5):
             starts, ends = catalog.slices(group, lo, hi)
-            rows = catalog.rows[_ranges(starts, ends)]
+            rows = catalog.rows[row_ranges(starts, ends)]
             counts = ends - starts
             if window is not None:
                 away = outside(rows, lo, hi, *window)
@@ -330,7 +327,7 @@ class EngineBackend(Backend):
     def scan(self, where: Mapping[str, Any], lo: int | None = None, hi: int | None = None
              ) -> Iterator[tuple[SeriesKey, list[ChunkRecord]]]:
         catalog = self.current()
-        for group in _groups(catalog, self.matching(catalog, where), lo, hi):
+        for group in scan_groups(catalog, self.matching(catalog, where), lo, hi):
             catalog, rows, counts, payloads = self._group_rows(catalog, group, lo, hi, None)
             first = 0
             for key, n in zip(catalog.names.keys(group), counts.tolist(), strict=True):
@@ -356,12 +353,13 @@ class EngineBackend(Backend):
     def _pieces_of(self, catalog: Catalog, sids: np.ndarray, lo: int | None, hi: int | None,
                    first: int | None, last: int | None
                    ) -> Iterator[tuple[SeriesKey, list[Piece]]]:
-        for group in _groups(catalog, sids, lo, hi):
+        for group in scan_groups(catalog, sids, lo, hi):
             catalog, rows, counts, payloads = self._group_rows(catalog, group, lo, hi,
                                                                (first, last))
             keys = catalog.names.keys(group)
             owner = np.repeat(np.arange(len(group)), counts)
-            pieces = decode_rows(catalog, rows, payloads, functools.partial(_key_of, keys, owner))
+            pieces = decode_rows(catalog, rows, payloads,
+                                 functools.partial(key_of_row, keys, owner))
             done = 0
             for key, n in zip(keys, counts.tolist(), strict=True):
                 if n:
@@ -380,7 +378,7 @@ class EngineBackend(Backend):
         stats = catalog.series_stats
         at = np.searchsorted(stats["sid"], sids)
         return SeriesSummary(
-            keys=_LazyKeys(catalog.names, sids),
+            keys=LazyKeys(catalog.names, sids),
             first_chunk=stats["first_chunk"][at], first_start=stats["first_start"][at],
             last_chunk=stats["last_chunk"][at], last_stop=stats["last_stop"][at],
             chunks=stats["chunks"][at], points=stats["points"][at],
@@ -453,61 +451,9 @@ class EngineBackend(Backend):
         super().close()
 
 
-def _groups(catalog: Catalog, sids: np.ndarray, lo: int | None, hi: int | None
-            ) -> Iterator[np.ndarray]:
-    """``sids`` cut into consecutive groups of bounded size (series and payload bytes)."""
-    starts, ends = catalog.slices(sids, lo, hi)
-    prefix = catalog.size_prefix
-    total = np.cumsum(prefix[ends] - prefix[starts])
-    at = 0
-    while at < len(sids):
-        done = int(total[at - 1]) if at else 0
-        stop = int(np.searchsorted(total, done + _SCAN_BYTES, side="right"))
-        stop = min(max(stop, at + 1), at + _SCAN_GROUP)
-        yield sids[at:stop]
-        at = stop
-
-
-def _key_of(keys: list[SeriesKey], owner: np.ndarray, row: int) -> SeriesKey:
-    return keys[int(owner[row])]
-
-
 def _legacy(label: str, scheme: str) -> ConfigurationError:
     """The error for a store in the shard format of curvestore 0.1."""
     return ConfigurationError(
         f"{label} holds a store in the shard format of curvestore 0.1, not the engine format: "
         f"open it as {scheme}://{label.partition('://')[2]} (read and write as before), or copy "
         f"it into a new store with `curvestore sync {scheme}://... file:///new/path`")
-
-
-def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(s, e)`` for each pair, vectorised."""
-    lengths = ends - starts
-    total = int(lengths.sum())
-    if not total:
-        return np.empty(0, dtype=np.int64)
-    shift = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
-    return shift + np.arange(total)
-
-
-class _LazyKeys(Sequence[SeriesKey]):
-    """Series keys built on first use: metadata calls that need only numbers skip them."""
-
-    def __init__(self, names: Names, sids: np.ndarray) -> None:
-        self._names, self._sids = names, sids
-        self._keys: list[SeriesKey] | None = None
-
-    def _all(self) -> list[SeriesKey]:
-        if self._keys is None:
-            self._keys = self._names.keys(self._sids)
-        return self._keys
-
-    def __len__(self) -> int:
-        return len(self._sids)
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._all()[index]
-
-    def __iter__(self) -> Iterator[SeriesKey]:
-        return iter(self._all())
-
