@@ -157,9 +157,23 @@ def long_frame(store: Store, block: LongBlock) -> pd.DataFrame:
     stamps = block.positions
     stamps *= grid.freq_ns // step
     stamps += grid.origin_ns // step
-    index = pd.DatetimeIndex(stamps.view(f"datetime64[{store.time_unit}]"), name="ts",
-                             copy=False, tz="UTC").tz_convert(store.config.tz)
+    index = utc_index(stamps.view(f"datetime64[{store.time_unit}]"), store.config.tz)
     return pd.DataFrame(columns, index=index, copy=False)
+
+
+def utc_index(utc: np.ndarray, tz: str) -> pd.DatetimeIndex:
+    """A ``ts`` index in ``tz`` over ``utc`` (naive datetime64 of UTC instants), without a
+    copy: pandas' public constructors localize naive values, a pass that costs as much as
+    building the rest of a partition; the array's own constructor takes them as they are.
+    Should a pandas release drop it, the public path is taken."""
+    dtype = pd.DatetimeTZDtype(unit=np.datetime_data(utc.dtype)[0], tz=tz)
+    try:
+        from pandas.core.arrays import DatetimeArray
+
+        array = DatetimeArray._simple_new(utc, dtype=dtype)
+    except (ImportError, AttributeError, TypeError, AssertionError):  # pragma: no cover
+        return pd.DatetimeIndex(utc, name="ts", copy=False, tz="UTC").tz_convert(tz)
+    return pd.DatetimeIndex(array, name="ts", copy=False)
 
 
 def _str_dtype() -> Any:
