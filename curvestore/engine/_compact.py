@@ -51,8 +51,9 @@ __all__ = ["CompactionReport", "collect_garbage", "compact"]
 
 #: Chunks joined per segment and entry: bounds the memory of one step.
 _CHUNKS_PER_STEP = 20_000
-#: Values joined per buffer (16 MiB of float64), reused from one buffer-full to the next.
-_BUFFER_VALUES = 1 << 21
+#: Values joined per buffer (8 MiB of float64), reused from one buffer-full to the next: a
+#: few dozen buffer-fulls a step, so that the two workers end close together.
+_BUFFER_VALUES = 1 << 20
 #: Threads joining buffer-fulls, each with its buffer.
 _WORKERS = 2
 #: Buffer-fulls joined or being joined but not yet written: a worker that finishes one
@@ -101,18 +102,20 @@ def compact(backend: EngineBackend, where: Mapping[str, Any], lo: int | None, hi
 
 def _fragmented(catalog: Catalog, sids: np.ndarray, lo: int | None, hi: int | None
                 ) -> np.ndarray:
-    """Chunk keys (sorted) of the chunks of ``sids`` in ``lo..hi`` that have fragments."""
-    rows, keys = catalog.rows, catalog.keys
+    """Chunk keys (sorted) of the chunks of ``sids`` in ``lo..hi`` that have fragments: the
+    catalog's keys are sorted, so a chunk with fragments is a key equal to the next one."""
+    keys = catalog.keys
+    repeated = np.zeros(len(keys), dtype=bool)
+    repeated[:-1] = keys[1:] == keys[:-1]
+    candidates = np.flatnonzero(repeated)
+    rows = catalog.rows[candidates]
     mask = among(rows["sid"], sids)
     if lo is not None:
         mask &= rows["chunk"] >= lo
     if hi is not None:
         mask &= rows["chunk"] <= hi
-    selected = keys[mask]
-    if not len(selected):
-        return selected
-    unique, counts = np.unique(selected, return_counts=True)
-    return unique[counts > 1]
+    selected = keys[candidates[mask]]  # sorted, a chunk once per fragment
+    return selected[np.r_[True, selected[1:] != selected[:-1]]] if len(selected) else selected
 
 
 def _step(backend: EngineBackend, catalog: Catalog, wanted: np.ndarray,
