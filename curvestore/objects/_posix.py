@@ -49,8 +49,9 @@ def map_at(fd: int, length: int, offset: int) -> memoryview:
 
 
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
-#: Buffers per ``writev`` (Linux's IOV_MAX is 1024).
+#: Buffers per ``writev`` (Linux's IOV_MAX is 1024), and bytes gathered at most before one.
 _IOV = 1024
+_BATCH_BYTES = 4 << 20
 
 
 def write_all(fd: int, parts: Iterable[Any], *, sync_every: int = 0) -> None:
@@ -68,7 +69,7 @@ def write_all(fd: int, parts: Iterable[Any], *, sync_every: int = 0) -> None:
         if size:
             batch.append(view)
             pending += size
-        if len(batch) == _IOV:
+        if len(batch) == _IOV or pending >= _BATCH_BYTES:  # big parts go as they come
             _writev_all(fd, batch)
             batch, unsynced, pending = [], unsynced + pending, 0
             if sync_every and unsynced >= sync_every:
