@@ -155,3 +155,22 @@ def test_write_all_writes_many_parts_in_order(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert path.read_bytes() == b"".join(bytes(memoryview(p).cast("B")) for p in parts)
+
+
+def test_write_all_writes_big_parts_as_they_come(tmp_path: Path) -> None:
+    """A part of several MiB is on the file before the next one is asked for."""
+    path = tmp_path / "out"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    seen: list[int] = []
+
+    def parts() -> Iterator[bytes]:
+        for i in range(3):
+            yield bytes([i]) * (5 << 20)
+            seen.append(os.fstat(fd).st_size)
+
+    try:
+        write_all(fd, parts(), sync_every=8 << 20)
+    finally:
+        os.close(fd)
+    assert seen == [5 << 20, 10 << 20, 15 << 20]
+    assert path.read_bytes() == b"".join(bytes([i]) * (5 << 20) for i in range(3))
