@@ -330,10 +330,11 @@ class FileObjectStore(ObjectStore):
 
     def _view_ranges(self, requests: list[tuple[str, int, int | None]]
                      ) -> list[bytes | memoryview | None]:
-        spans = [(key, functools.partial(_span, start, length))
-                 for key, start, length in requests]
-        return [None if got is None else got[0]
-                for got in (self._read(key, span, _map_or_read) for key, span in spans)]
+        out: list[bytes | memoryview | None] = []
+        for key, start, length in requests:
+            got = self._read(key, functools.partial(_span, start, length), _map_or_read)
+            out.append(None if got is None else got[0])
+        return out
 
     def _get_suffix(self, key: str, length: int) -> bytes | None:
         def span(size: int) -> tuple[int, int]:
