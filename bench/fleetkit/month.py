@@ -51,7 +51,8 @@ def run_month(runner: CurvestoreRunner, fleet: Fleet, history_reads: int, budget
             if not run:
                 res["history_uncompacted"] = _history_reads(runner, sc, budget_s)
             compact.append(_timed_write(
-                runner, lambda _block: runner.store.compact(before=NEXT_MONTH), month))
+                runner, lambda _block: runner.store.compact(before=NEXT_MONTH), month,
+                quiet=True))
             if not run:
                 res["history_compacted"] = _history_reads(runner, sc, budget_s)
                 t0 = time.perf_counter()
@@ -63,7 +64,7 @@ def run_month(runner: CurvestoreRunner, fleet: Fleet, history_reads: int, budget
             runner.close()
         runner.open(f"month_fresh{run}")
         try:
-            fresh.append(_timed_write(runner, runner.backfill, month))
+            fresh.append(_timed_write(runner, runner.backfill, month, quiet=True))
         finally:
             runner.close()
     res["append_s_median"] = float(np.median(appends))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,39 @@ def write_bytes() -> int | None:
     return None
 
 
-def _timed_write(runner: Runner, call: Any, block: Block) -> dict[str, Any]:
+def settle(quiet: float = 0.15, limit_s: float = 10.0) -> dict[str, float]:
+    """Flush dirty pages (``sync``) and wait, up to ``limit_s``, until the machine's CPUs are
+    less than ``quiet`` busy over a quarter second (``/proc/stat``): earlier phases leave the
+    kernel writing back gigabytes and servers (PostgreSQL's checkpointer and autovacuum) busy,
+    which takes a core from a parallel call more than from a serial one. Returns the seconds
+    waited and the busy fraction last seen."""
+    t0 = time.perf_counter()
+    os.sync()
+    busy = _busy_fraction(0.25)
+    while busy >= quiet and time.perf_counter() - t0 < limit_s:
+        busy = _busy_fraction(0.25)
+    return {"waited_s": time.perf_counter() - t0, "busy": busy}
+
+
+def _busy_fraction(window_s: float) -> float:
+    """Share of all CPUs' time not idle (nor waiting on I/O) over ``window_s``; 0 where
+    ``/proc/stat`` is unavailable."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window_s)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def _timed_write(runner: Runner, call: Any, block: Block, *, quiet: bool = False
+                 ) -> dict[str, Any]:
+    settled = settle() if quiet else None
     gc.collect()
     requests_before = runner.requests()
     io_before = write_bytes()
@@ -74,6 +107,8 @@ def _timed_write(runner: Runner, call: Any, block: Block) -> dict[str, Any]:
     io_after = write_bytes()
     out: dict[str, Any] = {"s": elapsed, "points": block.points, "raw_bytes": block.raw_bytes,
                            "points_per_s": block.points / elapsed}
+    if settled is not None:
+        out["settled"] = settled
     if runner.local_writes and io_before is not None and io_after is not None:
         out["write_bytes"] = io_after - io_before
         out["write_amplification"] = out["write_bytes"] / block.raw_bytes

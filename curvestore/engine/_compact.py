@@ -107,14 +107,13 @@ def _fragmented(catalog: Catalog, sids: np.ndarray, lo: int | None, hi: int | No
     keys = catalog.keys
     repeated = np.zeros(len(keys), dtype=bool)
     repeated[:-1] = keys[1:] == keys[:-1]
-    candidates = np.flatnonzero(repeated)
-    rows = catalog.rows[candidates]
-    mask = among(rows["sid"], sids)
+    candidates = keys[repeated]  # sorted, a chunk once per fragment
+    mask = among(candidates >> 32, sids)  # the sid, without copying the catalog's rows
     if lo is not None:
-        mask &= rows["chunk"] >= lo
+        mask &= candidates >= chunk_keys(candidates >> 32, np.asarray(lo, dtype=np.int64))
     if hi is not None:
-        mask &= rows["chunk"] <= hi
-    selected = keys[candidates[mask]]  # sorted, a chunk once per fragment
+        mask &= candidates <= chunk_keys(candidates >> 32, np.asarray(hi, dtype=np.int64))
+    selected = candidates[mask]
     return selected[np.r_[True, selected[1:] != selected[:-1]]] if len(selected) else selected
 
 

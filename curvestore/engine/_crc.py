@@ -19,6 +19,7 @@ import zlib
 import numpy as np
 
 from curvestore.core.records import checksum as _crc
+from curvestore.engine._format import sort_key
 
 __all__ = ["combined_crcs", "failing"]
 
@@ -82,7 +83,7 @@ def failing(blobs: list[bytes], block: np.ndarray, rel: np.ndarray, size: np.nda
     if not count:
         return np.empty(0, dtype=np.int64)
     views = [memoryview(x) for x in blobs]
-    order = np.lexsort((rel, size, block))
+    order = np.argsort(sort_key(block, rel))
     b, r, n = block[order], rel[order], size[order]
     follows = np.zeros(count, dtype=bool)
     follows[1:] = (b[1:] == b[:-1]) & (n[1:] == n[:-1]) & (r[1:] == r[:-1] + n[:-1])

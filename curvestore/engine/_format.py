@@ -31,7 +31,7 @@ from curvestore.errors import IntegrityError
 
 __all__ = ["APPEND", "DELETED", "FORMAT", "MAGIC", "ROW", "Container", "catalog_key",
            "decode_container", "encode_container", "log_key", "segment_key", "segment_time",
-           "seq_of"]
+           "seq_of", "sort_key"]
 
 MAGIC = b"CVENG01\n"
 #: Engine format version, kept in the manifest under ``"engine"``; others are refused.
@@ -138,3 +138,16 @@ def decode_container(data: bytes, name: str) -> Container:
     if len(packed) % ROW.itemsize:
         raise damaged("rows block has a partial row")
     return Container(header, np.frombuffer(packed, dtype=ROW).copy())
+
+
+#: Offsets within an object sort below this bound (1 TiB) in :func:`sort_key`.
+_OFFSET_BITS = 40
+
+
+def sort_key(obj: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """One int64 per (object index, byte offset), sorting as the pair does: a single
+    ``argsort`` of it is several times faster than ``lexsort`` of the pair. (Object indices
+    number a catalog's objects, far below 2**23; an offset past 1 TiB is a corrupt row.)"""
+    if len(offset) and (int(offset.max()) >> _OFFSET_BITS or int(offset.min()) < 0):
+        raise IntegrityError("a row's offset is out of range (corrupt catalog)")
+    return (obj.astype(np.int64) << _OFFSET_BITS) | offset.astype(np.int64)

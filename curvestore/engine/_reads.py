@@ -17,6 +17,7 @@ import numpy as np
 
 from curvestore.core import chunks as _chunks
 from curvestore.core.records import ChunkMeta, ChunkRecord, SeriesKey, checksum
+from curvestore.engine._format import sort_key
 from curvestore.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def fetch_blocks(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, *,
     :meth:`~curvestore.objects.base.ObjectStore.get_ranges`), and for each row the block
     holding it and its offset there."""
     obj, offset, size = rows["obj"], rows["offset"], rows["size"]
-    order = np.lexsort((offset, obj))
+    order = np.argsort(sort_key(obj, offset))
     o, a, n = obj[order], offset[order], size[order]
     end = a + n
     starts = np.ones(len(order), dtype=bool)
