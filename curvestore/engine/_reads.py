@@ -78,10 +78,12 @@ def fetch_blocks(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, *,
 def fetch_payloads(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, *,
                    views: bool = False) -> list[Any]:
     """The payload of each row, in row order: ``bytes``, or with ``views`` zero-copy
-    memoryviews of the blocks read (for bulk work that only decodes them)."""
+    memoryviews of the blocks read, large ones mapped rather than read where the store can
+    (for work that only decodes them: a copy of every payload, and fresh memory for the
+    blocks, cost more than the decoding)."""
     if not len(rows):
         return []
-    blobs, block, rel = fetch_blocks(objects, catalog, rows)
+    blobs, block, rel = fetch_blocks(objects, catalog, rows, views=views)
     shown: list[Any] = [memoryview(b) for b in blobs] if views else blobs
     return [shown[g][r:r + k] for g, r, k in zip(block.tolist(), rel.tolist(),
                                                  rows["size"].tolist(), strict=True)]

@@ -284,7 +284,8 @@ class EngineBackend(Backend):
                 return []
             rows = cat.series_rows(sid, lo, hi)
             rows = rows[~outside(rows, lo, hi, first, last)]
-            return row_pieces(cat, key, rows, fetch_payloads(self.objects, cat, rows))
+            return row_pieces(cat, key, rows,
+                              fetch_payloads(self.objects, cat, rows, views=True))
 
         return self._read(read)  # type: ignore[no-any-return]
 
@@ -304,11 +305,12 @@ class EngineBackend(Backend):
         return iter(catalog.names.keys(self.matching(catalog, where)))
 
     def _group_rows(self, catalog: Catalog, group: np.ndarray, lo: int | None,
-                    hi: int | None, window: tuple[int | None, int | None] | None
-                    ) -> tuple[Catalog, np.ndarray, np.ndarray, list[bytes]]:
+                    hi: int | None, window: tuple[int | None, int | None] | None, *,
+                    views: bool = False) -> tuple[Catalog, np.ndarray, np.ndarray, list[Any]]:
         """Rows of series ``group`` in chunks ``lo..hi`` (without those outside ``window``,
-        when given), each series' count, and their payloads; on a newer catalog if a
-        segment was compacted away meanwhile."""
+        when given), each series' count, and their payloads (with ``views``, read-only
+        views for a caller that only decodes them: see :func:`fetch_payloads`); on a newer
+        catalog if a segment was compacted away meanwhile."""
         for _attempt in range(5):
             starts, ends = catalog.slices(group, lo, hi)
             rows = catalog.rows[row_ranges(starts, ends)]
@@ -319,7 +321,8 @@ class EngineBackend(Backend):
                     owner = np.repeat(np.arange(len(group)), counts)[~away]
                     rows, counts = rows[~away], np.bincount(owner, minlength=len(group))
             try:
-                return catalog, rows, counts, fetch_payloads(self.objects, catalog, rows)
+                return catalog, rows, counts, fetch_payloads(self.objects, catalog, rows,
+                                                             views=views)
             except SegmentGone:
                 catalog = self.current()
         raise IntegrityError(f"{self.label}: a segment the catalog refers to is missing")
@@ -355,7 +358,7 @@ class EngineBackend(Backend):
                    ) -> Iterator[tuple[SeriesKey, list[Piece]]]:
         for group in scan_groups(catalog, sids, lo, hi):
             catalog, rows, counts, payloads = self._group_rows(catalog, group, lo, hi,
-                                                               (first, last))
+                                                               (first, last), views=True)
             keys = catalog.names.keys(group)
             owner = np.repeat(np.arange(len(group)), counts)
             pieces = decode_rows(catalog, rows, payloads,
