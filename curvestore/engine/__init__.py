@@ -5,8 +5,10 @@ ranged get, put-if-absent, put-if-match, atomic put, list, delete), so the same 
 local files and on S3. Its objects:
 
 ``manifest.json``
-    The store's frozen configuration (the core's manifest) plus ``"engine": {"format": 1}``.
-    A store in another format is refused with a message naming both versions.
+    The store's frozen configuration (the core's manifest) plus ``"engine": {"format": 2}``.
+    Format 2 added entries that carry a small commit's payloads themselves; a store in
+    format 1 is read, and written on in format 1. A store in another format is refused
+    with a message naming the versions.
 ``log/<seq>`` (20 digits)
     Log entries, one per commit, created with ``put_if_absent``: creating entry ``seq`` is the
     commit point, so commits are all-or-nothing and totally ordered. Kinds: ``commit`` (rows
@@ -15,7 +17,9 @@ local files and on S3. Its objects:
     whole: it is the change feed.
 ``data/<random>.seg``
     Segments: the payloads (codec output) of one commit or one compaction, back to back,
-    written before the entry that refers to them and never modified.
+    written before the entry that refers to them and never modified. A commit of at most
+    64 KiB of payloads puts them in its entry instead (one object, not two: on files,
+    two syncs instead of four), and its rows point into the entry.
 ``catalog/<seq>``
     Checkpoints of the catalog after entry ``seq`` (an optimisation: the log alone gives the
     same catalog).

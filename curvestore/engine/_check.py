@@ -27,7 +27,8 @@ def check(backend: EngineBackend, where: Mapping[str, Any]
           ) -> tuple[list[SeriesKey] | None, list[IntegrityProblem]]:
     objects = backend.objects
     problems: list[IntegrityProblem] = []
-    seqs = sorted(s for s in (seq_of(i.key) for i in objects.list("log/")) if s is not None)
+    entries = {info.key: info.size for info in objects.list("log/")}
+    seqs = sorted(s for s in map(seq_of, entries) if s is not None)
     missing = sorted(set(range(1, seqs[-1] + 1)) - set(seqs)) if seqs else []
     problems += [(None, None, f"log entry {log_key(s)} is missing") for s in missing]
     for seq in seqs:
@@ -50,7 +51,8 @@ def check(backend: EngineBackend, where: Mapping[str, Any]
     if problems:
         return None, problems
     catalog = backend.current()
-    sizes = {info.key: info.size for info in objects.list("data/")}
+    # payloads sit in segments, and small commits' in their entries
+    sizes = {**entries, **{info.key: info.size for info in objects.list("data/")}}
     rows = catalog.rows
     if len(rows):
         ends = np.zeros(len(catalog.objects), dtype=np.int64)
@@ -59,8 +61,8 @@ def check(backend: EngineBackend, where: Mapping[str, Any]
             name = catalog.objects[obj]
             size = sizes.get(name)
             if size is None:
-                problems.append((None, None, f"segment {name!r} is missing"))
+                problems.append((None, None, f"object {name!r} is missing"))
             elif size < ends[obj]:
-                problems.append((None, None, f"segment {name!r} is truncated ({size} bytes, "
+                problems.append((None, None, f"object {name!r} is truncated ({size} bytes, "
                                              f"the catalog needs {int(ends[obj])})"))
     return None, problems

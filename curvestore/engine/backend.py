@@ -41,6 +41,7 @@ from curvestore.engine._checkpoint import load_catalog, write_checkpoint
 from curvestore.engine._format import (
     DELETED,
     FORMAT,
+    READABLE_FORMATS,
     Container,
     decode_container,
     log_key,
@@ -94,6 +95,9 @@ class EngineBackend(Backend):
         self._entries: dict[int, Container] = {}
         #: consecutive commits of this handle that lost a race (for back-off)
         self.conflicts = 0
+        #: the store's engine format, once its manifest was read or written (until then the
+        #: oldest: nothing format 1 cannot read is written)
+        self.format = min(READABLE_FORMATS)
 
     @classmethod
     def from_url(cls, url: StoreURL, *, read_only: bool = False) -> EngineBackend:
@@ -165,10 +169,12 @@ class EngineBackend(Backend):
         engine = manifest.pop("engine", None) if isinstance(manifest, dict) else None
         if not isinstance(engine, dict) or "format" not in engine:
             raise _legacy(self.label, f"{self.label.partition(':')[0]}-shards")
-        if engine["format"] != FORMAT:
+        if engine["format"] not in READABLE_FORMATS:
+            readable = " and ".join(map(str, READABLE_FORMATS))
             raise ConfigurationError(
                 f"{self.label} is in engine format {engine['format']!r}; this version of "
-                f"curvestore reads format {FORMAT} only: upgrade curvestore to open it")
+                f"curvestore reads formats {readable} only: upgrade curvestore to open it")
+        self.format = engine["format"]
         return manifest
 
     def create_manifest(self, manifest: dict[str, Any]) -> None:
@@ -177,6 +183,7 @@ class EngineBackend(Backend):
             self.objects.put_if_absent(MANIFEST, data)
         except ConflictError as exc:
             raise StoreExistsError(f"a store already exists at {self.label}") from exc
+        self.format = FORMAT
 
     # -- catalog ---------------------------------------------------------------------------
     def current(self) -> Catalog:

@@ -27,6 +27,7 @@ import curvestore
 from curvestore.adapters.http import make_app
 from curvestore.adapters.http.metrics import FeedLag, instrument
 from curvestore.adapters.http.serving import serve_in_thread
+from curvestore.engine import _transaction
 from curvestore.testing.store import KEYS, curve, key
 
 TOKEN = "metrics-secret-token-9"
@@ -186,7 +187,10 @@ def test_public_metrics_and_registries_apart(tmp_path: Path) -> None:
     empty.close()
 
 
-def test_server_failures_are_counted(tmp_path: Path) -> None:
+def test_server_failures_are_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # payloads in segments (data/), not in the log entries, so removing data/ breaks the
+    # chunk stream but not the feed
+    monkeypatch.setattr(_transaction, "INLINE_BYTES", 0)
     store = write_source(tmp_path / "src", 2)
     refs = [[list(c.key), c.chunk] for c in store.raw_changes().items]
     with serve_in_thread(instrument(make_app(store))) as base:
