@@ -6,9 +6,11 @@ Two layouts:
 * **long**: one row per stored point (key columns, ``ts``, ``value``); points without a value
   (NaN) are not rows. Series are taken in key order, as many per batch as fill about
   ``batch_points`` points (a series is never split), from the store's vectorised scan
-  (:meth:`Store.scan_pieces`): a batch is the concatenation of its series' decoded pieces,
-  cut to the window and without their NaNs, with per point arrays built by ``np.repeat``
-  and slices of one converted time span, never per point objects.
+  (:meth:`Store.scan_pieces`). A batch of series that mostly share their span (a fleet's
+  month) is laid on a block of series x span, as :meth:`Store.read_frame` lays it, and its
+  columns are three masked copies of the block (values; the span's times broadcast; keys
+  repeated per series): no work per piece but one copy. Series of scattered spans are
+  concatenated piece by piece instead. Never a per point object.
   Text key columns are dictionary encoded (each distinct value once per batch, a code per
   row), int keys are int64 per row.
 * **wide**: one row per grid point (``ts``), one column per matching series whose stored
@@ -29,7 +31,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,7 +51,6 @@ __all__ = ["BATCH_POINTS", "LAYOUTS", "ArrowWriter", "ColumnStream", "KeyColumn"
 BATCH_POINTS = 1 << 20
 LAYOUTS = ("long", "wide")
 _US = 1000
-_FEW_HOLES = 32  # up to this many NaNs in a piece, its values are cut in slices around them
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,43 +154,90 @@ def _long(store: Store, where: Mapping[str, Any], window: Window, batch_points: 
           ) -> Iterator[LongColumns]:
     if window.empty:
         return
-    grid = store.grid
     stop = None if window.hi is None else window.hi + 1
-    starts = lru_cache(maxsize=None)(lambda chunk: grid.period(chunk)[0])
-    keys: list[SeriesKey] = []
-    owners: list[int] = []  # per part: its series in ``keys``
-    parts: list[_Part] = []
-    held = 0
+    starts = lru_cache(maxsize=None)(lambda chunk: store.grid.period(chunk)[0])
+    batch = _LongBatch(store)
     for key, pieces in store.scan_pieces(where, window):
-        count = len(parts)
-        for a, values in _in_order(_cut(starts, pieces, window.lo, stop)):
-            # the holes go here, on each piece while it is in cache, not on the batch
-            missing = np.isnan(values)
-            if not missing.any():
-                parts.append((a, values, None))
-                held += len(values)
-                continue
-            holes = np.flatnonzero(missing)
-            if len(holes) <= _FEW_HOLES:  # slices between them: no fancy indexing
-                bounds = [-1, *holes.tolist(), len(values)]
-                for h0, h1 in pairwise(bounds):
-                    if h1 - h0 > 1:
-                        parts.append((a + h0 + 1, values[h0 + 1:h1], None))
-                held += len(values) - len(holes)
-                continue
-            offsets = np.flatnonzero(~missing)
-            if len(offsets):
-                parts.append((a, values.take(offsets), offsets))
-                held += len(offsets)
-        if len(parts) == count:
-            continue
-        owners += [len(keys)] * (len(parts) - count)
-        keys.append(key)
-        if held >= batch_points:
-            yield _long_batch(store, keys, owners, parts)
-            keys, owners, parts, held = [], [], [], 0
-    if keys:
-        yield _long_batch(store, keys, owners, parts)
+        kept = _cut(starts, pieces, window.lo, stop)
+        if kept:
+            batch.add(key, kept)
+            if batch.points >= batch_points:
+                yield from batch.columns()
+                batch = _LongBatch(store)
+    yield from batch.columns()
+
+
+class _LongBatch:
+    """Whole series gathered for one long batch: each series' parts (first grid position,
+    values) inside the window, in piece order."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.keys: list[SeriesKey] = []
+        self.parts: list[list[tuple[int, np.ndarray]]] = []
+        self.points = 0
+        self.first = np.iinfo(np.int64).max
+        self.end = np.iinfo(np.int64).min
+
+    def add(self, key: SeriesKey, kept: list[tuple[int, np.ndarray]]) -> None:
+        self.keys.append(key)
+        self.parts.append(kept)
+        for a, values in kept:
+            self.points += len(values)
+            self.first = min(self.first, a)
+            self.end = max(self.end, a + len(values))
+
+    def columns(self) -> Iterator[LongColumns]:
+        if not self.keys:
+            return
+        if len(self.keys) * (self.end - self.first) <= _DENSE * self.points:
+            yield self._dense()
+        else:
+            yield self._sparse()
+
+    def _dense(self) -> LongColumns:
+        """Series that mostly share their span (a fleet's month): laid on a block of series x
+        the span, as ``read_frame`` does, and the rows taken with three masked copies of the
+        block, whatever the number of series (no work per piece but one copy)."""
+        first = self.first
+        block = np.full((len(self.keys), self.end - first), np.nan)
+        for row, kept in zip(block, self.parts, strict=True):
+            for a, values in kept:  # later pieces over earlier ones, as every read does
+                row[a - first:a - first + len(values)] = values
+        valid = ~np.isnan(block)
+        counts = np.count_nonzero(valid, axis=1)
+        times = _micros(self.store.grid, np.arange(first, self.end, dtype=np.int64))
+        return _labelled(self.store, self.keys, counts,
+                         np.broadcast_to(times, block.shape)[valid], block[valid])
+
+    def _sparse(self) -> LongColumns:
+        """Series of scattered spans: their parts without NaN, back to back."""
+        owners: list[int] = []
+        parts: list[_Part] = []
+        for i, kept in enumerate(self.parts):
+            for a, values in _in_order(kept):
+                missing = np.isnan(values)
+                if not missing.any():
+                    parts.append((a, values, None))
+                else:
+                    offsets = np.flatnonzero(~missing)
+                    if not len(offsets):
+                        continue
+                    parts.append((a, values.take(offsets), offsets))
+                owners.append(i)
+        if not parts:
+            return _labelled(self.store, self.keys, np.zeros(len(self.keys), dtype=np.int64),
+                             np.empty(0, dtype=np.int64), np.empty(0))
+        lengths = np.fromiter((len(v) for _, v, _ in parts), dtype=np.int64, count=len(parts))
+        counts = np.bincount(owners, weights=lengths, minlength=len(self.keys)).astype(np.int64)
+        return _labelled(self.store, self.keys, counts,
+                         _part_times(self.store.grid, parts, lengths),
+                         np.concatenate([v for _, v, _ in parts]))
+
+
+#: A batch is laid on a dense block of series x span while that has at most this many cells
+#: per point held.
+_DENSE = 4
 
 
 def _in_order(kept: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray]]:
@@ -211,24 +258,17 @@ def _in_order(kept: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray]
     return [(first, out)]
 
 
-def _long_batch(store: Store, keys: list[SeriesKey], owners: list[int], parts: list[_Part]
-                ) -> LongColumns:
-    """The rows of ``parts`` (grouped by series, series ``owners[i]`` of ``keys`` owning
-    part ``i``)."""
-    lengths = np.fromiter((len(v) for _, v, _ in parts), dtype=np.int64, count=len(parts))
-    values = np.concatenate([v for _, v, _ in parts])  # a copy the batch owns
-    ts = _part_times(store.grid, parts, lengths)
-    rows_of = np.asarray(owners, dtype=np.int64)
+def _labelled(store: Store, keys: list[SeriesKey], counts: np.ndarray, ts: np.ndarray,
+              values: np.ndarray) -> LongColumns:
+    """The batch of ``keys`` holding ``counts[i]`` rows each, in order: its key columns."""
     columns = []
     for i, kind in enumerate(store.schema.types):
         labels = [k[i] for k in keys]
         if kind == "int":
-            ints = np.asarray(labels, dtype=np.int64)[rows_of]
-            columns.append(KeyColumn(np.repeat(ints, lengths)))
+            columns.append(KeyColumn(np.repeat(np.asarray(labels, dtype=np.int64), counts)))
         else:
             uniques, codes = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
-            per_part = codes.astype(np.int32)[rows_of]
-            columns.append(KeyColumn(uniques, np.repeat(per_part, lengths)))
+            columns.append(KeyColumn(uniques, np.repeat(codes.astype(np.int32), counts)))
     return LongColumns(columns, ts, values)
 
 

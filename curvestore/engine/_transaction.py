@@ -115,10 +115,12 @@ class EngineTransaction(Transaction):
         now = time.time_ns()
         staged = _Staged(self.keys, self._index, self._staged, now)
         segment = None
-        inline = (self.backend.format >= 2 and 0 < len(staged.data) <= INLINE_BYTES)
-        if staged.data and not inline:
+        inline = (self.backend.format >= 2 and 0 < staged.size <= INLINE_BYTES)
+        if staged.size and not inline:
             segment = segment_key()
-            self.backend.objects.put(segment, staged.data)
+            # written part by part (writev on files): joining a bulk commit's payloads first
+            # would fault in as much fresh memory as the segment holds
+            self.backend.objects.put_parts(segment, staged.payloads)
         try:
             while True:
                 self._check_states(self.snapshot)
@@ -128,7 +130,8 @@ class EngineTransaction(Transaction):
                 try:
                     self.backend.objects.put_if_absent(
                         log_key(header["seq"]),
-                        encode_container(header, rows, staged.data if inline else b""))
+                        encode_container(header, rows,
+                                         b"".join(staged.payloads) if inline else b""))
                 except ConflictError:
                     self._rebase(staged)
                     continue
@@ -178,7 +181,8 @@ class EngineTransaction(Transaction):
 
 class _Staged:
     """Everything a transaction staged, as rows relative to its keys (sids are resolved per
-    attempt, since a rebase renumbers new series) and one segment's bytes."""
+    attempt, since a rebase renumbers new series), and its payloads (for one segment, or
+    the entry)."""
 
     def __init__(self, keys: list[SeriesKey], index: dict[SeriesKey, int],
                  staged: list[ChunkBatch | list[ChunkRecord]], now: int) -> None:
@@ -229,7 +233,8 @@ class _Staged:
         self.rows, self.which = rows[keep], which[keep]
         self.codecs = sorted(codecs, key=codecs.__getitem__)
         self.dtypes = sorted(dtypes, key=dtypes.__getitem__)
-        self.data = b"".join(payloads)
+        self.payloads = payloads
+        self.size = size
 
     def entry(self, snapshot: Catalog, segment: str | None, now: int, states: dict[str, str],
               *, inline: bool = False) -> tuple[dict[str, Any], np.ndarray, list[SeriesKey]]:
