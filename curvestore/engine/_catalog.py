@@ -107,8 +107,9 @@ class Catalog:
     codecs: tuple[str, ...] = ()
     dtypes: tuple[str, ...] = ()
     states: Mapping[str, str] = field(default_factory=dict)
-    #: entries folded since the newest checkpoint, and the bytes they took
+    #: entries folded since the newest checkpoint, and the rows they held
     pending: int = 0
+    pending_rows: int = 0
 
     @classmethod
     def empty(cls, types: Sequence[str]) -> Catalog:
@@ -175,6 +176,26 @@ class Catalog:
     # -- folding ---------------------------------------------------------------------------
     def fold(self, entry: Container) -> Catalog:
         """The catalog after ``entry`` (the next entry of the log)."""
+        return self.fold_all([entry])
+
+    def fold_all(self, entries: Sequence[Container]) -> Catalog:
+        """The catalog after ``entries`` (the next entries of the log, in order), their rows
+        merged in one pass: opening a store folds every entry after its checkpoint, and a
+        pass each would copy a large catalog once per entry."""
+        catalog, batches = self, []
+        for entry in entries:
+            catalog, new = catalog._fold_header(entry)
+            if len(new):
+                batches.append(new)
+        if not batches:
+            return catalog
+        rows, keys = _apply(self.rows, self.keys,
+                            batches[0] if len(batches) == 1 else np.concatenate(batches))
+        return replace(catalog, rows=rows, keys=keys)
+
+    def _fold_header(self, entry: Container) -> tuple[Catalog, np.ndarray]:
+        """The catalog after ``entry`` but for its rows, and its rows in this catalog's
+        tables."""
         header = entry.header
         if header.get("seq") != self.seq + 1:
             raise IntegrityError(f"log entry {header.get('seq')!r} does not follow "
@@ -192,17 +213,17 @@ class Catalog:
         states = self.states
         if header.get("states"):
             states = {**states, **header["states"]}
-        rows, keys = self.rows, self.keys
         new = entry.rows
-        if len(new):
+        remaps = [(name, table) for name, table in (("obj", obj_map), ("codec", codec_map),
+                                                     ("dtype", dtype_map))
+                  if len(table) and (table != np.arange(len(table))).any()]
+        if len(new) and remaps:  # the entry's tables differ from ours: renumber a copy
             new = new.copy()
-            new["obj"] = obj_map[new["obj"]] if len(obj_map) else new["obj"]
-            new["codec"] = codec_map[new["codec"]] if len(codec_map) else new["codec"]
-            new["dtype"] = dtype_map[new["dtype"]] if len(dtype_map) else new["dtype"]
-            rows, keys = _apply(rows, keys, new)
-        return replace(self, seq=self.seq + 1, names=names, rows=rows, keys=keys,
-                       objects=objects, codecs=codecs, dtypes=dtypes, states=states,
-                       pending=self.pending + 1)
+            for name, table in remaps:
+                new[name] = table[new[name]]
+        return replace(self, seq=self.seq + 1, names=names, objects=objects, codecs=codecs,
+                       dtypes=dtypes, states=states, pending=self.pending + 1,
+                       pending_rows=self.pending_rows + len(new)), new
 
     def without_unused_objects(self) -> Catalog:
         """This catalog with its object table cut to the objects rows refer to (for a
@@ -231,19 +252,34 @@ def _merged_table(table: tuple[str, ...], names: Sequence[str]
 
 def _apply(rows: np.ndarray, keys: np.ndarray, new: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray]:
-    """Fold an entry's rows (one per chunk): a base row or tombstone replaces every row of
-    its chunk, a fragment goes after them."""
+    """Fold entries' rows (in log order; one per chunk per entry): a base row or tombstone
+    replaces every row of its chunk before it, a fragment goes after them. Done at once for
+    any number of entries: a chunk keeps its rows from the last replacing one on (stored
+    rows only if none replaces them), tombstones dropped. The new rows are gathered once
+    (a copy of rows costs mostly the fresh memory it fills: ~90 MB at a million rows)."""
     new_keys = chunk_keys(new["sid"], new["chunk"])
-    order = np.argsort(new_keys, kind="stable")
-    new, new_keys = new[order], new_keys[order]
-    replacing = (new["flags"] & APPEND) == 0
-    if replacing.any() and len(keys):
-        drop = among(keys, new_keys[replacing])
-        if drop.any():
-            rows, keys = rows[~drop], keys[~drop]
-    added = (new["flags"] & DELETED) == 0
-    new, new_keys = new[added], new_keys[added]
-    if not len(new):
+    order = np.argsort(new_keys, kind="stable")  # log order within a chunk
+    new_keys, flags = new_keys[order], new["flags"][order]
+    keep = (flags & DELETED) == 0
+    replacing = (flags & APPEND) == 0
+    if replacing.any():
+        if len(keys):
+            drop = among(keys, new_keys[replacing])
+            if drop.any():
+                rows, keys = rows[~drop], keys[~drop]
+        # a chunk's rows before its last replacing one go too
+        starts = np.r_[True, new_keys[1:] != new_keys[:-1]]
+        group = np.cumsum(starts) - 1
+        at = np.arange(len(new_keys))
+        last = np.maximum.reduceat(np.where(replacing, at, -1), np.flatnonzero(starts))
+        keep &= at >= last[group]
+    if keep.all() and (order[1:] > order[:-1]).all():
+        taken = new  # in order already, all kept: no copy
+    else:
+        taken, new_keys = new[order[keep]], new_keys[keep]
+    if not len(taken):
         return rows, keys
+    if not len(keys):
+        return taken, new_keys
     at = np.searchsorted(keys, new_keys, side="right")
-    return np.insert(rows, at, new), np.insert(keys, at, new_keys)
+    return np.insert(rows, at, taken), np.insert(keys, at, new_keys)

@@ -79,10 +79,12 @@ def catch_up(objects: ObjectStore, catalog: Catalog) -> Catalog:
     keys = [k for k in keys if seq_of(k) is not None]
     for at in range(0, len(keys), _PAGE):
         page = keys[at:at + _PAGE]
+        entries = []
         for key, found in zip(page, objects.get_many(page), strict=True):
             if found is None:
                 raise IntegrityError(f"log entry {key!r} disappeared while being read")
-            catalog = catalog.fold(decode_container(found[0], key))
+            entries.append(decode_container(found[0], key))
+        catalog = catalog.fold_all(entries)
     return catalog
 
 

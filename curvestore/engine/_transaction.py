@@ -40,11 +40,16 @@ from curvestore.errors import ConflictError
 if TYPE_CHECKING:
     from curvestore.engine.backend import EngineBackend
 
-__all__ = ["CHECKPOINT_EVERY", "EngineTransaction"]
+__all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_ROWS", "EngineTransaction"]
 
 #: Entries after which a commit also writes a catalog checkpoint (compaction writes one too):
 #: opening then folds at most this many entries after reading the checkpoint.
 CHECKPOINT_EVERY = 128
+#: ... or after entries holding this many rows and half as many as the catalog: opening a
+#: store then merges at most that many rows into the checkpoint's (a bulk load of a million
+#: series in ten commits is checkpointed twice or three times, not read back entry by entry),
+#: and checkpoints written over a growing store add up to a few times its final one.
+CHECKPOINT_ROWS = 100_000
 #: A commit's payloads up to this size travel in its entry (format 2 on): one object
 #: written instead of two, which halves a small commit's syncs on files (an update of a few
 #: chunks costs its syncs more than its bytes); larger ones go to a segment, so that
@@ -138,7 +143,8 @@ class EngineTransaction(Transaction):
                 committed = self.snapshot.fold(Container(header, rows))
                 self.backend.adopt(committed)
                 self.backend.conflicts = 0
-                if committed.pending >= CHECKPOINT_EVERY:
+                if (committed.pending >= CHECKPOINT_EVERY or committed.pending_rows
+                        >= max(CHECKPOINT_ROWS, len(committed.rows) // 2)):
                     self.backend.checkpoint(committed)
                 return _changes(keys, rows, header["seq"])
         except BaseException:
