@@ -51,6 +51,9 @@ def fetch_blocks(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, *,
     :meth:`~curvestore.objects.base.ObjectStore.get_ranges`), and for each row the block
     holding it and its offset there."""
     obj, offset, size = rows["obj"], rows["offset"], rows["size"]
+    if len(rows) == 1:  # one chunk (a month read): the request as it is, no planning
+        requests = [(catalog.objects[int(obj[0])], int(offset[0]), int(size[0]))]
+        return _fetched(objects, requests, views), np.zeros(1, np.int64), np.zeros(1, np.int64)
     order = np.argsort(sort_key(obj, offset))
     o, a, n = obj[order], offset[order], size[order]
     end = a + n
@@ -61,18 +64,25 @@ def fetch_blocks(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, *,
     lasts = np.append(firsts[1:], len(order)) - 1
     requests = [(catalog.objects[int(o[f])], int(a[f]), int(end[lo] - a[f]))
                 for f, lo in zip(firsts.tolist(), lasts.tolist(), strict=True)]
-    blobs = objects.get_ranges(requests, views=views) if requests else []
-    if any(b is None for b in blobs):
-        raise SegmentGone()
-    for (key, _start, length), blob in zip(requests, blobs, strict=True):
-        if len(blob) < length:  # type: ignore[arg-type]
-            raise IntegrityError(f"segment {key!r} is shorter than the catalog says "
-                                 "(truncated); restore the store from a replica")
+    blobs = _fetched(objects, requests, views) if requests else []
     block = np.empty(len(rows), dtype=np.int64)
     rel = np.empty(len(rows), dtype=np.int64)
     block[order] = group
     rel[order] = a - a[firsts][group]
-    return blobs, block, rel  # type: ignore[return-value]
+    return blobs, block, rel
+
+
+def _fetched(objects: ObjectStore, requests: list[tuple[str, int, int]], views: bool
+             ) -> list[Any]:
+    """The blocks of ``requests``, every one there and whole."""
+    blobs = objects.get_ranges(requests, views=views)
+    if any(b is None for b in blobs):
+        raise SegmentGone()
+    for (key, _start, length), blob in zip(requests, blobs, strict=True):
+        if len(blob) < length:
+            raise IntegrityError(f"segment {key!r} is shorter than the catalog says "
+                                 "(truncated); restore the store from a replica")
+    return blobs
 
 
 def fetch_payloads(objects: ObjectStore, catalog: Catalog, rows: np.ndarray, *,
