@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curvestore.core.capabilities import Summarises
+from curvestore.core.spans import Part, cut, laid
 from curvestore.core.tracing import traced_iterator
 
 if TYPE_CHECKING:
-    from curvestore.core.chunks import Piece
     from curvestore.core.grid import Grid
     from curvestore.core.records import SeriesKey
     from curvestore.core.store import Store, Window
@@ -129,20 +129,6 @@ def _micros(grid: Grid, positions: np.ndarray) -> np.ndarray:
     return ns // _US
 
 
-def _cut(starts: Callable[[int], int], pieces: list[Piece], lo: int | None, stop: int | None
-         ) -> list[tuple[int, np.ndarray]]:
-    """``(first grid position, values)`` of the pieces' parts inside ``[lo, stop)``."""
-    kept = []
-    for piece in pieces:
-        a = starts(piece.chunk) + piece.start
-        b = a + len(piece.values)
-        cut_a = a if lo is None else max(a, lo)
-        cut_b = b if stop is None else min(b, stop)
-        if cut_a < cut_b:
-            kept.append((cut_a, piece.values[cut_a - a:cut_b - a]))
-    return kept
-
-
 # -- long --------------------------------------------------------------------------------------
 
 _Part = tuple[int, np.ndarray, "np.ndarray | None"]
@@ -158,7 +144,7 @@ def _long(store: Store, where: Mapping[str, Any], window: Window, batch_points: 
     starts = lru_cache(maxsize=None)(lambda chunk: store.grid.period(chunk)[0])
     batch = _LongBatch(store)
     for key, pieces in store.scan_pieces(where, window):
-        kept = _cut(starts, pieces, window.lo, stop)
+        kept = cut(starts, pieces, window.lo, stop)
         if kept:
             batch.add(key, kept)
             if batch.points >= batch_points:
@@ -174,12 +160,12 @@ class _LongBatch:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.keys: list[SeriesKey] = []
-        self.parts: list[list[tuple[int, np.ndarray]]] = []
+        self.parts: list[list[Part]] = []
         self.points = 0
         self.first = np.iinfo(np.int64).max
         self.end = np.iinfo(np.int64).min
 
-    def add(self, key: SeriesKey, kept: list[tuple[int, np.ndarray]]) -> None:
+    def add(self, key: SeriesKey, kept: list[Part]) -> None:
         self.keys.append(key)
         self.parts.append(kept)
         for a, values in kept:
@@ -199,14 +185,10 @@ class _LongBatch:
         """Series that mostly share their span (a fleet's month): laid on a block of series x
         the span, as ``read_frame`` does, and the rows taken with three masked copies of the
         block, whatever the number of series (no work per piece but one copy)."""
-        first = self.first
-        block = np.full((len(self.keys), self.end - first), np.nan)
-        for row, kept in zip(block, self.parts, strict=True):
-            for a, values in kept:  # later pieces over earlier ones, as every read does
-                row[a - first:a - first + len(values)] = values
+        block = laid(self.parts, self.first, self.end)
         valid = ~np.isnan(block)
         counts = np.count_nonzero(valid, axis=1)
-        times = _micros(self.store.grid, np.arange(first, self.end, dtype=np.int64))
+        times = _micros(self.store.grid, np.arange(self.first, self.end, dtype=np.int64))
         return _labelled(self.store, self.keys, counts,
                          np.broadcast_to(times, block.shape)[valid], block[valid])
 
@@ -364,7 +346,7 @@ def _wide(store: Store, where: Mapping[str, Any], window: Window, keys: list[Ser
             if j is None:  # written since the metadata was read: not a column
                 continue
             column = block[:, j]
-            for at, values in _cut(starts, pieces, lo, hi + 1):
+            for at, values in cut(starts, pieces, lo, hi + 1):
                 column[at - lo:at - lo + len(values)] = values
         yield from gap.emit(grid, lo, block)
 

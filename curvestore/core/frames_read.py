@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from curvestore.core.spans import Part, cut, laid
+
 if TYPE_CHECKING:
     from curvestore.core.config import KeySchema
     from curvestore.core.records import SeriesKey
@@ -34,21 +36,11 @@ def read_frame(store: Store, filter: Mapping[str, Any] | None, start: Any, end: 
     stop = None if hi is None else hi + 1
     grid = store.grid
     keys: list[SeriesKey] = []
-    spans: list[list[tuple[int, np.ndarray]]] = []
+    spans: list[list[Part]] = []
     first, last = np.iinfo(np.int64).max, np.iinfo(np.int64).min
     start_of = lru_cache(maxsize=None)(lambda chunk: grid.period(chunk)[0])
     for key, pieces in store.scan_pieces(where, window):
-        if not pieces:
-            continue
-        starts = [start_of(p.chunk) for p in pieces]
-        kept = []
-        for piece, period_start in zip(pieces, starts, strict=True):
-            a = period_start + piece.start
-            b = a + len(piece.values)
-            cut_a = a if lo is None else max(a, lo)
-            cut_b = b if stop is None else min(b, stop)
-            if cut_a < cut_b:
-                kept.append((cut_a, piece.values[cut_a - a:cut_b - a]))
+        kept = cut(start_of, pieces, lo, stop)
         if kept:
             keys.append(key)
             spans.append(kept)
@@ -56,11 +48,7 @@ def read_frame(store: Store, filter: Mapping[str, Any] | None, start: Any, end: 
             last = max(last, max(a + len(v) for a, v in kept))
     if not keys:
         return _empty(store)
-    out = np.full((last - first, len(keys)), np.nan, order="F")
-    for j, kept in enumerate(spans):
-        column = out[:, j]
-        for a, values in kept:
-            column[a - first:a - first + len(values)] = values
+    out = laid(spans, first, last).T  # points x series, each column contiguous
     # A piece cut by the window may start or end on NaN, and the bounds are those of the
     # values: trim rows to the first and last holding one, drop series holding none.
     valid = ~np.isnan(out)
